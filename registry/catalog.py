@@ -1,0 +1,570 @@
+"""The catalog: immutable snapshots for readers, one writer that builds them.
+
+Every source of change (YAML files, API registrations, health results, node state,
+and later the cluster) goes through `Catalog`, which validates conflicts, commits to
+SQLite, then builds a complete new `Snapshot` and swaps it in with one assignment.
+Readers take `catalog.current` once per request and never see a half-applied change;
+nothing a reader touches is ever mutated after publication (the `memo` dict is the
+one exception: readers cache derived answers in it, keyed so that they never clash).
+
+Builds are incremental: only the names a change touched are regrouped, the rest of
+the previous snapshot's per-name tuples are shared, which is what keeps a one-file
+change cheap on a 30,000-instance catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from registry.conflicts import ConflictIndex, RuleBook
+from registry.errors import (
+    ConflictError,
+    DuplicateIdError,
+    NotFoundError,
+    Problem,
+    ReadOnlyError,
+)
+from registry.model import (
+    CheckState,
+    ConflictRule,
+    ConflictType,
+    Entry,
+    Instance,
+    Node,
+    NodeState,
+    Status,
+    worst,
+)
+from registry.store import HealthRow, Store
+
+Key = tuple[str, str]
+Listener = Callable[["Snapshot", "Snapshot"], None]
+NOT_CHECKED = "not checked yet"
+
+
+@dataclass(frozen=True)
+class NodeDefaults:
+    """What a registration without `node` or `address` falls back to."""
+
+    node: str
+    address: str
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One immutable version of the catalog. `index` grows by one per change."""
+
+    index: int
+    domain: str
+    local_node: str
+    entries_by_key: Mapping[Key, Entry]
+    entries_by_name: Mapping[str, tuple[Entry, ...]]
+    answerable_by_name: Mapping[str, tuple[Entry, ...]]
+    nodes: Mapping[str, Node]
+    rules: tuple[ConflictRule, ...]
+    file_errors: Mapping[str, tuple[Problem, ...]]
+    answer_statuses: frozenset[Status]
+    built: float = field(default_factory=time.time)
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def local_state(self) -> NodeState:
+        return self.nodes[self.local_node].state
+
+    def entry(self, instance_id: str, node: str | None = None) -> Entry | None:
+        return self.entries_by_key.get((node or self.local_node, instance_id))
+
+    def answerable(self, name: str) -> tuple[Entry, ...]:
+        """Discoverable instances in an answerable state: what DNS serves."""
+        return self.answerable_by_name.get(name, ())
+
+    def service_names(self) -> list[str]:
+        """Names with at least one discoverable instance, sorted."""
+        return sorted(
+            name for name, entries in self.entries_by_name.items() if any(e.instance.discoverable for e in entries)
+        )
+
+    def query(
+        self,
+        name: str,
+        tags: Iterable[str] = (),
+        version: str | None = None,
+        node: str | None = None,
+        statuses: frozenset[Status] | None = frozenset({Status.PASSING}),
+        meta: Mapping[str, str] | None = None,
+    ) -> list[Entry]:
+        """Discoverable instances of `name` matching every filter given.
+
+        `tags` must all be present; `statuses=None` means any status.
+        """
+        wanted_tags = tuple(tags)
+        out = []
+        for entry in self.entries_by_name.get(name, ()):
+            instance = entry.instance
+            if not instance.discoverable:
+                continue
+            if statuses is not None and entry.status not in statuses:
+                continue
+            if version is not None and instance.version != version:
+                continue
+            if node is not None and instance.node != node:
+                continue
+            if wanted_tags and not all(tag in instance.tags for tag in wanted_tags):
+                continue
+            if meta and any(instance.meta.get(k) != v for k, v in meta.items()):
+                continue
+            out.append(entry)
+        return out
+
+    def counts_by_status(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in Status}
+        for entry in self.entries_by_key.values():
+            counts[entry.status.value] += 1
+        return counts
+
+
+class Catalog:
+    """The one writer. Not thread-safe: call it from the daemon's event loop only."""
+
+    def __init__(
+        self,
+        store: Store,
+        defaults: NodeDefaults,
+        domain: str = "internal",
+        config_rules: Iterable[ConflictRule] = (),
+        answer_warning: bool = False,
+    ) -> None:
+        self.store = store
+        self.defaults = defaults
+        self.domain = domain.strip(".").lower()
+        self.answer_statuses = frozenset({Status.PASSING, Status.WARNING} if answer_warning else {Status.PASSING})
+        self._config_rules = tuple(config_rules)
+        self._rules = RuleBook()
+        self._conflicts = ConflictIndex(self._rules)
+        self._reload_rules()
+        self._instances: dict[Key, Instance] = {}
+        self._entries: dict[Key, Entry] = {}
+        self._keys_by_name: dict[str, set[Key]] = {}
+        self._keys_by_file: dict[str, list[Key]] = {}
+        self._file_errors: dict[str, tuple[Problem, ...]] = {}
+        self._check_states: dict[Key, dict[str, CheckState]] = {}
+        self._check_owner: dict[str, Key] = {}
+        self._maintenance: dict[Key, str] = {}
+        self._nodes: dict[str, Node] = {defaults.node: Node(defaults.node, defaults.address)}
+        self._saved_health = self._load_saved_health()
+        self._dirty: set[str] = set()
+        self._batch_depth = 0
+        self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
+        self._listeners: list[Listener] = []
+        self._changed = asyncio.Event()
+        self.current = self._build(None, index=1, dirty=set())
+
+    # -- reading and waiting ---------------------------------------------
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(old, new)` after every swap (health runner, metrics, cluster)."""
+        self._listeners.append(listener)
+
+    async def wait_past(self, index: int, timeout: float) -> Snapshot:
+        """Return once the snapshot index exceeds `index`, or when `timeout` runs out."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.current.index <= index:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            event = self._changed
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                break
+        return self.current
+
+    def instance(self, instance_id: str, node: str | None = None) -> Instance | None:
+        return self._instances.get((node or self.defaults.node, instance_id))
+
+    def check_owner(self, check_id: str) -> Instance | None:
+        key = self._check_owner.get(check_id)
+        return self._instances.get(key) if key else None
+
+    def instances(self) -> list[Instance]:
+        return list(self._instances.values())
+
+    # -- batching --------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Apply several changes as one snapshot (start-up, SIGHUP, a burst of files)."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self._publish()
+
+    # -- files -----------------------------------------------------------
+
+    def apply_file(self, path: str, instances: list[Instance]) -> None:
+        """Make `path` register exactly `instances`, or raise and change nothing.
+
+        Raises DuplicateIdError when an id is held by another source, ConflictError
+        when an incumbent is in the way; the file's previous instances stay.
+        """
+        old_keys = self._keys_by_file.get(path, [])
+        seen: set[Key] = set()
+        for instance in instances:
+            if instance.key in seen:
+                self._reject_file(path, DuplicateIdError(instance.id, instance.node, f"file:{path}"))
+            seen.add(instance.key)
+            holder = self._instances.get(instance.key)
+            if holder is not None and holder.source != f"file:{path}":
+                self._reject_file(path, DuplicateIdError(instance.id, instance.node, holder.source))
+            self._reject_if_check_taken(path, instance, set(old_keys))
+        old = [self._instances[key] for key in old_keys]
+        unchanged = len(old) == len(instances) and all(a == b for a, b in zip(old, instances))
+        if unchanged:
+            if self._file_errors.pop(path, None) is not None:
+                self._publish_change(set())
+            return
+        conflict = self._conflicts.replace(old, instances)
+        if conflict is not None:
+            self._reject_file(path, conflict)
+        for instance in old:
+            self._drop(instance)
+        for instance in instances:
+            self._put(instance)
+        self._keys_by_file[path] = [instance.key for instance in instances]
+        if not instances:
+            del self._keys_by_file[path]
+        self._file_errors.pop(path, None)
+        self._pending_events.append(
+            ("registration", f"file:{path}", {"path": path, "instances": [i.id for i in instances]})
+        )
+        self._publish_change(set())
+
+    def reject_file(self, path: str, problems: list[Problem]) -> None:
+        """Record a file that failed to parse; what it registered before stays."""
+        self._file_errors[path] = tuple(problems)
+        self._pending_events.append(("rejection", f"file:{path}", {"problems": [p.to_dict() for p in problems]}))
+        self._publish_change(set())
+
+    def _reject_file(self, path: str, error: ConflictError | DuplicateIdError) -> None:
+        field_name = "id" if isinstance(error, DuplicateIdError) else "name"
+        problem = Problem(path, None, field_name, str(error))
+        self.reject_file(path, [problem])
+        raise error
+
+    def _reject_if_check_taken(self, path: str, instance: Instance, replacing: set[Key]) -> None:
+        for check in instance.checks:
+            owner = self._check_owner.get(check.id)
+            if owner is not None and owner != instance.key and owner not in replacing:
+                holder = self._instances[owner].source
+                self._reject_file(path, DuplicateIdError(check.id, instance.node, holder))
+
+    def remove_file(self, path: str) -> None:
+        keys = self._keys_by_file.pop(path, [])
+        had_error = self._file_errors.pop(path, None) is not None
+        if not keys and not had_error:
+            return
+        old = [self._instances[key] for key in keys]
+        self._conflicts.replace(old, [])
+        for instance in old:
+            self._drop(instance)
+        if keys:
+            self._pending_events.append(("deregistration", f"file:{path}", {"path": path, "instances": [k[1] for k in keys]}))
+        self._publish_change(set())
+
+    def files(self) -> list[str]:
+        return sorted(set(self._keys_by_file) | set(self._file_errors))
+
+    # -- API registrations -------------------------------------------------
+
+    def load_api_registrations(self, parse: Callable[[dict[str, Any]], Instance]) -> list[str]:
+        """Restore stored API registrations at start; returns messages for any that no longer load."""
+        failures = []
+        with self.batch():
+            for body in self.store.registrations():
+                try:
+                    instance = parse(body)
+                    conflict = self._conflicts.replace([], [instance])
+                    if conflict is not None:
+                        raise conflict
+                    self._put(instance)
+                except Exception as exc:  # a stored row that no longer validates must not stop the daemon
+                    failures.append(f"stored registration {body.get('id')!r}: {exc}")
+        return failures
+
+    def register(self, instance: Instance) -> tuple[Entry, bool]:
+        """Register or replace an API instance. Returns (entry, created).
+
+        Committed to SQLite before the snapshot swap, so when this returns the
+        write is durable and visible to every reader at once.
+        """
+        existing = self._instances.get(instance.key)
+        if existing is not None and existing.source != "api":
+            raise DuplicateIdError(instance.id, instance.node, existing.source)
+        for check in instance.checks:
+            owner = self._check_owner.get(check.id)
+            if owner is not None and owner != instance.key:
+                raise DuplicateIdError(check.id, instance.node, self._instances[owner].source)
+        old = [existing] if existing is not None else []
+        conflict = self._conflicts.replace(old, [instance])
+        if conflict is not None:
+            self.store.append_event("rejection", f"api:{instance.id}", {"error": conflict.to_dict()})
+            raise conflict
+        kind = "registration" if existing is None else "update"
+        try:
+            self.store.save_registration(
+                instance.node, instance.id, stored_body(instance), (kind, f"api:{instance.id}", stored_body(instance))
+            )
+        except Exception:
+            self._conflicts.replace([instance], old)
+            raise
+        if existing is not None:
+            self._drop(existing)
+        self._put(instance)
+        self._publish_change(set())
+        return self._entries[instance.key], existing is None
+
+    def update(self, instance: Instance) -> Entry:
+        """Replace an existing API instance (PUT); unknown or file-owned ids are refused."""
+        existing = self._instances.get(instance.key)
+        if existing is None:
+            raise NotFoundError("instance", instance.id)
+        if existing.source != "api":
+            raise ReadOnlyError(instance.id, existing.source)
+        entry, _ = self.register(instance)
+        return entry
+
+    def deregister(self, instance_id: str, node: str | None = None, reason: str = "api") -> Instance:
+        key = (node or self.defaults.node, instance_id)
+        existing = self._instances.get(key)
+        if existing is None:
+            raise NotFoundError("instance", instance_id)
+        if existing.source != "api":
+            raise ReadOnlyError(instance_id, existing.source)
+        self.store.delete_registration(key[0], key[1], ("deregistration", f"api:{instance_id}", {"reason": reason}))
+        self._conflicts.replace([existing], [])
+        self._drop(existing)
+        self._publish_change(set())
+        return existing
+
+    def expire(self, instance_id: str, node: str | None, reason: str) -> Instance | None:
+        """Remove an instance whatever its source (deregister_after, instance TTL).
+
+        A file instance stays removed until its file changes again.
+        """
+        key = (node or self.defaults.node, instance_id)
+        existing = self._instances.get(key)
+        if existing is None:
+            return None
+        if existing.source == "api":
+            return self.deregister(instance_id, node, reason)
+        path = existing.source.removeprefix("file:")
+        self._keys_by_file[path] = [k for k in self._keys_by_file.get(path, []) if k != key]
+        self._conflicts.replace([existing], [])
+        self._drop(existing)
+        self._pending_events.append(("deregistration", existing.source, {"id": instance_id, "reason": reason}))
+        self._publish_change(set())
+        return existing
+
+    # -- conflict rules ----------------------------------------------------
+
+    def add_rule(self, a: str, b: str, type_: ConflictType, reason: str, source: str = "api") -> ConflictRule:
+        rule = self.store.add_rule(a, b, type_, reason, source)
+        self._reload_rules()
+        self._publish_change(set())
+        return rule
+
+    def delete_rule(self, rule_id: int) -> ConflictRule:
+        rule = self.store.delete_rule(rule_id)
+        self._reload_rules()
+        self._publish_change(set())
+        return rule
+
+    def _reload_rules(self) -> None:
+        book = RuleBook(self.store.rules())
+        for rule in self._config_rules:
+            book.add(rule)
+        self._rules = book
+        self._conflicts.rules = book
+
+    def rules(self) -> list[ConflictRule]:
+        return list(self._rules)
+
+    # -- health and maintenance --------------------------------------------
+
+    def set_check_state(self, instance: Instance, state: CheckState, event: dict[str, Any] | None = None) -> bool:
+        """Record a check result; builds a snapshot only when the instance's status changes.
+
+        Returns True when the instance's status changed.
+        """
+        key = instance.key
+        if self._instances.get(key) is not instance and self._instances.get(key) != instance:
+            return False
+        states = self._check_states.setdefault(key, {})
+        previous = states.get(state.check_id)
+        states[state.check_id] = state
+        before = self._entries[key].status
+        entry = self._make_entry(self._instances[key])
+        check_changed = previous is None or previous.status is not state.status
+        if check_changed:
+            detail = {"check": state.check_id, "from": previous.status.value if previous else None, "to": state.status.value, "output": state.output}
+            if event:
+                detail.update(event)
+            self.store.save_health(
+                HealthRow(key[0], key[1], state.check_id, state.status, state.output, state.updated),
+                ("health", f"{key[1]}", detail),
+            )
+        if entry.status is before and not check_changed:
+            # Same status, new output: keep the entry current without a new snapshot.
+            return False
+        self._entries[key] = entry
+        self._publish_change({instance.name})
+        return entry.status is not before
+
+    def set_instance_maintenance(self, instance_id: str, reason: str | None, node: str | None = None) -> Entry:
+        key = (node or self.defaults.node, instance_id)
+        instance = self._instances.get(key)
+        if instance is None:
+            raise NotFoundError("instance", instance_id)
+        if reason is None:
+            self._maintenance.pop(key, None)
+        else:
+            self._maintenance[key] = reason
+        self._pending_events.append(("maintenance", instance_id, {"on": reason is not None, "reason": reason}))
+        self._entries[key] = self._make_entry(instance)
+        self._publish_change({instance.name})
+        return self._entries[key]
+
+    def set_node_state(self, state: NodeState, reason: str = "") -> Node:
+        """Record the local node's state; every local instance's entry follows it."""
+        node = self._nodes[self.defaults.node]
+        if node.state is state and node.reason == reason:
+            return node
+        self._nodes[self.defaults.node] = Node(node.name, node.address, state, reason)
+        self._pending_events.append(("node", node.name, {"from": node.state.value, "to": state.value, "reason": reason}))
+        touched = set()
+        for key, instance in self._instances.items():
+            if key[0] == self.defaults.node:
+                self._entries[key] = self._make_entry(instance)
+                touched.add(instance.name)
+        self._publish_change(touched)
+        return self._nodes[self.defaults.node]
+
+    # -- internals -----------------------------------------------------------
+
+    def _load_saved_health(self) -> dict[Key, dict[str, CheckState]]:
+        saved: dict[Key, dict[str, CheckState]] = {}
+        for row in self.store.health():
+            saved.setdefault((row.node, row.instance_id), {})[row.check_id] = CheckState(
+                row.check_id, row.status, row.output, row.updated
+            )
+        return saved
+
+    def _put(self, instance: Instance) -> None:
+        key = instance.key
+        self._instances[key] = instance
+        self._keys_by_name.setdefault(instance.name, set()).add(key)
+        wanted = {check.id for check in instance.checks}
+        states = self._check_states.get(key) or self._saved_health.pop(key, {})
+        self._check_states[key] = {cid: s for cid, s in states.items() if cid in wanted}
+        for check in instance.checks:
+            self._check_owner[check.id] = key
+        if instance.node not in self._nodes:
+            self._nodes[instance.node] = Node(instance.node, instance.address)
+        self._entries[key] = self._make_entry(instance)
+        self._dirty.add(instance.name)
+
+    def _drop(self, instance: Instance) -> None:
+        key = instance.key
+        del self._instances[key]
+        del self._entries[key]
+        names = self._keys_by_name[instance.name]
+        names.discard(key)
+        if not names:
+            del self._keys_by_name[instance.name]
+        for check in instance.checks:
+            if self._check_owner.get(check.id) == key:
+                del self._check_owner[check.id]
+        self._check_states.pop(key, None)
+        self._maintenance.pop(key, None)
+        self._dirty.add(instance.name)
+
+    def _make_entry(self, instance: Instance) -> Entry:
+        key = instance.key
+        states = self._check_states.get(key, {})
+        checks = tuple(
+            states.get(check.id) or CheckState(check.id, Status.CRITICAL, NOT_CHECKED) for check in instance.checks
+        )
+        reason = self._maintenance.get(key)
+        node = self._nodes.get(instance.node)
+        if node is not None and node.state is NodeState.MAINTENANCE:
+            status, reason = Status.MAINTENANCE, reason or f"node {node.name} in maintenance: {node.reason}"
+        elif reason is not None:
+            status = Status.MAINTENANCE
+        else:
+            status = worst([c.status for c in checks])
+        return Entry(instance, status, checks, reason)
+
+    def _publish_change(self, names: set[str]) -> None:
+        self._dirty |= names
+        if self._batch_depth == 0:
+            self._publish()
+
+    def _publish(self) -> None:
+        if self._pending_events:
+            events, self._pending_events = self._pending_events, []
+            self.store.append_events(events)
+        old = self.current
+        new = self._build(old, old.index + 1, self._dirty)
+        self._dirty = set()
+        self.current = new
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for listener in self._listeners:
+            listener(old, new)
+
+    def _build(self, previous: Snapshot | None, index: int, dirty: set[str]) -> Snapshot:
+        by_name = dict(previous.entries_by_name) if previous else {}
+        answerable = dict(previous.answerable_by_name) if previous else {}
+        for name in dirty:
+            keys = self._keys_by_name.get(name)
+            if not keys:
+                by_name.pop(name, None)
+                answerable.pop(name, None)
+                continue
+            entries = tuple(self._entries[key] for key in sorted(keys))
+            by_name[name] = entries
+            answerable[name] = tuple(
+                e for e in entries if e.instance.discoverable and e.status in self.answer_statuses
+            )
+        return Snapshot(
+            index=index,
+            domain=self.domain,
+            local_node=self.defaults.node,
+            entries_by_key=MappingProxyType(dict(self._entries)),
+            entries_by_name=MappingProxyType(by_name),
+            answerable_by_name=MappingProxyType(answerable),
+            nodes=MappingProxyType(dict(self._nodes)),
+            rules=tuple(self._rules),
+            file_errors=MappingProxyType(dict(self._file_errors)),
+            answer_statuses=self.answer_statuses,
+        )
+
+
+def stored_body(instance: Instance) -> dict[str, Any]:
+    """What SQLite keeps for an API instance: the body that re-creates it.
+
+    A defaulted address is left out so that it follows the node's address if
+    the node is renumbered between restarts.
+    """
+    body = instance.registration_dict()
+    if instance.address_is_node:
+        del body["address"]
+    return body

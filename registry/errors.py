@@ -1,0 +1,111 @@
+"""Errors the registry raises, as data.
+
+Each protocol maps these to its own answer in exactly one place (HTTP status,
+CLI exit code, log line), so they carry fields rather than pre-formatted text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.model import ConflictRule, Instance
+
+
+class RegistryError(Exception):
+    """Root of every error the registry raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a registration: where it is and what is wrong.
+
+    `path` is the file (or "<api>" for a request body), `line` is 1-based when
+    known, `field` is a dotted path such as `services[1].checks[0].interval`.
+    """
+
+    path: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        line = self.line if self.line is not None else "-"
+        return f"{self.path}:{line}: {self.field}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "line": self.line, "field": self.field, "message": self.message}
+
+
+class ValidationError(RegistryError):
+    """A registration (file or body) was refused whole; `problems` says why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+class ConflictError(RegistryError):
+    """A registration was refused because an incumbent is in the way.
+
+    `rule` is None for the implicit collision (same address, port and transport).
+    """
+
+    def __init__(self, candidate: Instance, incumbent: Instance, rule: ConflictRule | None, reason: str) -> None:
+        self.candidate = candidate
+        self.incumbent = incumbent
+        self.rule = rule
+        self.reason = reason
+        super().__init__(
+            f"{candidate.name} ({candidate.id}) conflicts with {incumbent.name} ({incumbent.id}) "
+            f"on node {incumbent.node}: {reason}"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rule": self.rule.to_dict() if self.rule else None,
+            "reason": self.reason,
+            "candidate": {"id": self.candidate.id, "name": self.candidate.name},
+            "incumbent": {
+                "id": self.incumbent.id,
+                "name": self.incumbent.name,
+                "node": self.incumbent.node,
+                "source": self.incumbent.source,
+                "address": self.incumbent.address,
+                "port": self.incumbent.port,
+            },
+        }
+
+
+class DuplicateIdError(RegistryError):
+    """An id on a node is already held by another source (a file or the API)."""
+
+    def __init__(self, instance_id: str, node: str, holder: str) -> None:
+        self.instance_id = instance_id
+        self.node = node
+        self.holder = holder
+        super().__init__(f"id {instance_id!r} on node {node} is already registered by {holder}")
+
+
+class NotFoundError(RegistryError):
+    def __init__(self, what: str, name: str) -> None:
+        self.what = what
+        self.name = name
+        super().__init__(f"{what} {name!r} not found")
+
+
+class ReadOnlyError(RegistryError):
+    """An instance owned by a file (or the cluster) cannot be changed through the API."""
+
+    def __init__(self, instance_id: str, source: str) -> None:
+        self.instance_id = instance_id
+        self.source = source
+        super().__init__(f"instance {instance_id!r} is owned by {source}; change it there")
+
+
+class ConfigValueError(RegistryError):
+    """A typed config value that does not cast to its declared type."""
+
+    def __init__(self, key: str, value_type: str, message: str) -> None:
+        self.key = key
+        self.value_type = value_type
+        super().__init__(f"config {key!r}: {message}")

@@ -1,0 +1,262 @@
+"""The registry's vocabulary: instances, checks, health states and conflict rules.
+
+Everything here is a frozen value. The catalog hands these objects to DNS and HTTP
+readers on the hot path, so nothing in this module may perform I/O or hold a
+reference back into the mutable writer state.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class Status(str, enum.Enum):
+    """Health of an instance or a check, best first."""
+
+    PASSING = "passing"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    MAINTENANCE = "maintenance"
+
+    @property
+    def severity(self) -> int:
+        """Rank used to pick the worst of several check results."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Status.PASSING: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.MAINTENANCE: 3}
+
+
+def worst(statuses: "list[Status] | tuple[Status, ...]") -> Status:
+    """An instance is as healthy as its sickest check; no checks means passing."""
+    result = Status.PASSING
+    for status in statuses:
+        if status.severity > result.severity:
+            result = status
+    return result
+
+
+class Transport(str, enum.Enum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class CheckKind(str, enum.Enum):
+    TCP = "tcp"
+    HTTP = "http"
+    TTL = "ttl"
+    EXEC = "exec"
+    SYSTEMD = "systemd"
+
+
+class ConflictType(str, enum.Enum):
+    PORT = "port"
+    DEPENDENCY = "dependency"
+    RESOURCE = "resource"
+
+
+class NodeState(str, enum.Enum):
+    """Operational state of a node; `maintenance` drains every instance on it."""
+
+    ONLINE = "online"
+    DEGRADED = "degraded"
+    MAINTENANCE = "maintenance"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One health check as registered. `target` is kind-specific.
+
+    tcp: "host:port"; http: the URL; ttl: "" (the TTL is `ttl`); exec: "" (see
+    `argv`); systemd: the unit name.
+    """
+
+    id: str
+    kind: CheckKind
+    target: str = ""
+    argv: tuple[str, ...] = ()
+    interval: float = 10.0
+    timeout: float = 2.0
+    rise: int = 1
+    fall: int = 1
+    deregister_after: float | None = None
+    ttl: float | None = None
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    expected_status: tuple[int, ...] = ()
+    tls_skip_verify: bool = False
+    body_contains: str | None = None
+    name: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"id": self.id, "kind": self.kind.value}
+        if self.kind is CheckKind.EXEC:
+            out["exec"] = list(self.argv)
+        elif self.kind is CheckKind.TTL:
+            out["ttl"] = self.ttl
+        else:
+            out[self.kind.value] = self.target
+        out.update(
+            interval=self.interval,
+            timeout=self.timeout,
+            rise=self.rise,
+            fall=self.fall,
+            deregister_after=self.deregister_after,
+        )
+        if self.kind is CheckKind.HTTP:
+            out.update(
+                method=self.method,
+                headers=dict(self.headers),
+                status=list(self.expected_status),
+                tls_skip_verify=self.tls_skip_verify,
+                body=self.body_contains,
+            )
+        if self.name:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A registered instance of a service, as validated; health lives in `Entry`.
+
+    `id` is unique on its node only, so the catalog keys instances by `key`.
+    `address_is_node` records that the address was defaulted to the node's, which
+    decides whether an SRV target is `<node>.node.<domain>` or `<hex>.addr.<domain>`.
+    """
+
+    id: str
+    name: str
+    node: str
+    address: str
+    port: int
+    protocol: str = "tcp"
+    transport: Transport = Transport.TCP
+    endpoint_path: str = ""
+    version: str = ""
+    tags: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+    weight: int = 1
+    priority: int = 1
+    discoverable: bool = True
+    checks: tuple[CheckSpec, ...] = ()
+    ttl: float | None = None
+    source: str = "api"
+    address_is_node: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.node, self.id)
+
+    @property
+    def url(self) -> str:
+        host = self.address
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.protocol}://{host}:{self.port}{self.endpoint_path}"
+
+    @property
+    def ip_version(self) -> int:
+        return ipaddress.ip_address(self.address).version
+
+    def registration_dict(self) -> dict[str, object]:
+        """The fields a client sent (or could send) to register this instance."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "node": self.node,
+            "address": self.address,
+            "port": self.port,
+            "protocol": self.protocol,
+            "transport": self.transport.value,
+            "endpoint_path": self.endpoint_path,
+            "version": self.version,
+            "tags": list(self.tags),
+            "meta": dict(self.meta),
+            "weight": self.weight,
+            "priority": self.priority,
+            "discoverable": self.discoverable,
+            "checks": [check.to_dict() for check in self.checks],
+            "ttl": self.ttl,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckState:
+    """Latest result of one check, kept so a transition can be explained."""
+
+    check_id: str
+    status: Status
+    output: str = ""
+    updated: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An instance as readers see it: registration plus its current health."""
+
+    instance: Instance
+    status: Status
+    checks: tuple[CheckState, ...] = ()
+    maintenance_reason: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        out = self.instance.registration_dict()
+        out["status"] = self.status.value
+        out["url"] = self.instance.url
+        out["source"] = self.instance.source
+        out["check_states"] = [
+            {"id": c.check_id, "status": c.status.value, "output": c.output, "updated": c.updated}
+            for c in self.checks
+        ]
+        if self.maintenance_reason is not None:
+            out["maintenance_reason"] = self.maintenance_reason
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    address: str
+    state: NodeState = NodeState.ONLINE
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRule:
+    """Services `a` and `b` must not both be registered on one node.
+
+    Pairs are unordered: `a` and `b` are stored sorted so that (x, y) and (y, x)
+    are the same rule and compare equal.
+    """
+
+    a: str
+    b: str
+    type: ConflictType
+    reason: str
+    id: int | None = None
+    source: str = "builtin"
+    pair: frozenset[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        low, high = sorted((self.a, self.b))
+        object.__setattr__(self, "a", low)
+        object.__setattr__(self, "b", high)
+        object.__setattr__(self, "pair", frozenset((low, high)))
+
+    def other(self, name: str) -> str:
+        return self.b if name == self.a else self.a
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "a": self.a,
+            "b": self.b,
+            "type": self.type.value,
+            "reason": self.reason,
+            "source": self.source,
+        }

@@ -1,0 +1,534 @@
+"""Validation of registrations: YAML files in services.d and JSON request bodies.
+
+One validator serves both, so a field means the same thing wherever it arrives.
+YAML is composed into nodes first so that every problem can name its line; a file
+is accepted or rejected whole, and every problem in it is reported at once (an
+operator fixing a file should not have to play whack-a-mole).
+
+Nothing here touches the catalog or the store: the output is `Instance` values or a
+`ValidationError` listing `Problem`s.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import shlex
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import yaml
+
+from registry.catalog import NodeDefaults
+from registry.errors import Problem, ValidationError
+from registry.model import CheckKind, CheckSpec, Instance, Transport
+from registry.wellknown import WELL_KNOWN
+
+FieldPath = tuple[str | int, ...]
+
+SERVICE_FIELDS = (
+    "id", "name", "node", "address", "port", "protocol", "transport", "endpoint_path", "version",
+    "tags", "meta", "weight", "priority", "discoverable", "checks", "ttl",
+)
+CHECK_KINDS = tuple(kind.value for kind in CheckKind)
+CHECK_COMMON = ("id", "name", "interval", "timeout", "rise", "fall", "deregister_after")
+HTTP_ONLY = ("method", "headers", "status", "tls_skip_verify", "body")
+CHECK_FIELDS = CHECK_KINDS + CHECK_COMMON + HTTP_ONLY
+
+DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+TAG = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,62})$")
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+PROTOCOL = re.compile(r"^[a-z][a-z0-9+.-]{0,31}$")
+META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+SYSTEMD_UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]{1,256}$")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")
+DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+API_PATH = "<request>"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `10s`, `500ms`, `5m`, `1h30m`; ValueError with a readable reason otherwise."""
+    if not DURATION.match(text):
+        raise ValueError(f"{text!r} is not a duration (use a unit: 500ms, 10s, 5m, 1h)")
+    seconds = sum(float(n) * UNIT_SECONDS[unit] for n, unit in DURATION_PART.findall(text))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return seconds
+
+
+class _Located:
+    """A parsed document plus where each value sits (line) and how it was written (raw)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[FieldPath, int] = {}
+        self.raw: dict[FieldPath, str] = {}
+        self.problems: list[Problem] = []
+
+
+def _compose(text: str, path: str) -> tuple[Any, _Located]:
+    located = _Located()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        located.problems.append(Problem(path, line, "yaml", f"{exc.problem or exc.context}"))
+        return None, located
+    except yaml.YAMLError as exc:
+        located.problems.append(Problem(path, None, "yaml", str(exc)))
+        return None, located
+    if node is None:
+        return None, located
+    constructor = yaml.SafeLoader("")
+
+    def convert(node: yaml.Node, at: FieldPath) -> Any:
+        located.lines[at] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    located.problems.append(
+                        Problem(path, key_node.start_mark.line + 1, _dotted(at) or "(top)", f"key {key!r} must be a string")
+                    )
+                    continue
+                if key in out:
+                    located.problems.append(
+                        Problem(path, key_node.start_mark.line + 1, _dotted(at + (key,)), "duplicate key")
+                    )
+                    continue
+                out[key] = convert(value_node, at + (key,))
+                located.lines[at + (key,)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [convert(item, at + (i,)) for i, item in enumerate(node.value)]
+        located.raw[at] = node.value
+        try:
+            return constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            located.problems.append(Problem(path, node.start_mark.line + 1, _dotted(at), str(exc)))
+            return None
+
+    return convert(node, ()), located
+
+
+def _dotted(at: FieldPath) -> str:
+    out = ""
+    for part in at:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class _Validator:
+    """Walks one document, collecting every problem rather than stopping at the first."""
+
+    def __init__(self, path: str, located: _Located, defaults: NodeDefaults, source: str) -> None:
+        self.path = path
+        self.located = located
+        self.defaults = defaults
+        self.source = source
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.located.problems
+
+    def problem(self, at: FieldPath, message: str) -> None:
+        line = None
+        for depth in range(len(at), -1, -1):
+            line = self.located.lines.get(at[:depth])
+            if line is not None:
+                break
+        self.problems.append(Problem(self.path, line, _dotted(at) or "(top)", message))
+
+    # -- scalar helpers: each returns None after recording a problem --------
+
+    def string(self, value: Any, at: FieldPath, pattern: re.Pattern[str] | None = None, rule: str = "") -> str | None:
+        if not isinstance(value, str):
+            self.problem(at, f"must be a string, not {_kind(value)}")
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.problem(at, f"{value!r} {rule}")
+            return None
+        return value
+
+    def text(self, value: Any, at: FieldPath) -> str | None:
+        """A free-form string that YAML may have typed as a number (`version: 1.10`)."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raw = self.located.raw.get(at)
+            if raw is not None:
+                return raw
+            if isinstance(value, int):
+                return str(value)
+        self.problem(at, f"must be a string, not {_kind(value)}")
+        return None
+
+    def integer(self, value: Any, at: FieldPath, low: int, high: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(at, f"must be an integer, not {_kind(value)}")
+            return None
+        if not low <= value <= high:
+            self.problem(at, f"{value} is outside {low}..{high}")
+            return None
+        return value
+
+    def boolean(self, value: Any, at: FieldPath) -> bool | None:
+        if not isinstance(value, bool):
+            self.problem(at, f"must be true or false, not {_kind(value)}")
+            return None
+        return value
+
+    def duration(self, value: Any, at: FieldPath) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, str):
+            hint = " (add a unit: 10s, 500ms, 5m)" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+            self.problem(at, f"must be a duration string, not {_kind(value)}{hint}")
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.problem(at, str(exc))
+            return None
+
+    def mapping(self, value: Any, at: FieldPath, allowed: tuple[str, ...]) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.problem(at, f"must be a mapping, not {_kind(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.problem(at + (key,), f"unknown key{hint}")
+        return value
+
+    def string_map(self, value: Any, at: FieldPath, key_pattern: re.Pattern[str]) -> dict[str, str] | None:
+        if not isinstance(value, dict):
+            self.problem(at, f"must be a mapping of strings, not {_kind(value)}")
+            return None
+        out = {}
+        for key, item in value.items():
+            if not key_pattern.match(key):
+                self.problem(at + (key,), f"key {key!r} must match {key_pattern.pattern}")
+                continue
+            text = self.text(item, at + (key,)) if not isinstance(item, bool) else self.located.raw.get(at + (key,))
+            if text is None:
+                if isinstance(item, bool):
+                    self.problem(at + (key,), f"must be a string, not {_kind(item)}")
+                continue
+            out[key] = text
+        return out
+
+    # -- documents ----------------------------------------------------------
+
+    def document(self, doc: Any) -> list[Instance]:
+        if doc is None:
+            return []
+        if not isinstance(doc, dict):
+            self.problem((), f"a file holds one service mapping or `services: [...]`, not {_kind(doc)}")
+            return []
+        if "services" in doc:
+            extra = [key for key in doc if key != "services"]
+            if extra:
+                self.problem((extra[0],), "a file holds one service mapping or `services: [...]`, not both")
+                return []
+            services = doc["services"]
+            if not isinstance(services, list):
+                self.problem(("services",), f"must be a list of services, not {_kind(services)}")
+                return []
+            found = [self.service(item, ("services", i)) for i, item in enumerate(services)]
+        else:
+            found = [self.service(doc, ())]
+        instances = [instance for instance in found if instance is not None]
+        self.unique_ids(instances, "services" in doc)
+        return instances
+
+    def unique_ids(self, instances: list[Instance], listed: bool) -> None:
+        seen: dict[str, int] = {}
+        checks: dict[str, int] = {}
+        for position, instance in enumerate(instances):
+            at: FieldPath = ("services", position) if listed else ()
+            if instance.id in seen:
+                self.problem(at + ("id",), f"duplicate id {instance.id!r} (also services[{seen[instance.id]}])")
+            seen.setdefault(instance.id, position)
+            for n, check in enumerate(instance.checks):
+                if check.id in checks:
+                    self.problem(at + ("checks", n, "id"), f"duplicate check id {check.id!r}")
+                checks.setdefault(check.id, position)
+
+    def service(self, value: Any, at: FieldPath) -> Instance | None:
+        before = len(self.problems)
+        data = self.mapping(value, at, SERVICE_FIELDS)
+        if data is None:
+            return None
+        fields: dict[str, Any] = {}
+        name = None
+        if "name" not in data:
+            self.problem(at, "missing required key 'name'")
+        else:
+            name = self.dns_name(data["name"], at + ("name",))
+        default = WELL_KNOWN.get(name or "")
+        node = self.defaults.node
+        if "node" in data:
+            node = self.dns_name(data["node"], at + ("node",)) or node
+        if "address" in data:
+            address = self.string(data["address"], at + ("address",))
+            if address is not None:
+                try:
+                    fields["address"] = str(ipaddress.ip_address(address))
+                except ValueError:
+                    self.problem(at + ("address",), f"{address!r} is not an IPv4 or IPv6 address")
+        elif node != self.defaults.node:
+            self.problem(at + ("address",), f"required for an instance on another node ({node})")
+        if "port" in data:
+            fields["port"] = self.integer(data["port"], at + ("port",), 1, 65535)
+        elif default is not None:
+            fields["port"] = default.port
+        elif name is not None:
+            self.problem(at, f"missing required key 'port' ({name!r} has no well-known port)")
+        if "protocol" in data:
+            fields["protocol"] = self.string(
+                data["protocol"], at + ("protocol",), PROTOCOL, "is not a URL scheme (lowercase, e.g. http, redis)"
+            )
+        elif default is not None:
+            fields["protocol"] = default.protocol
+        if "transport" in data:
+            transport = self.string(data["transport"], at + ("transport",))
+            if transport is not None:
+                if transport not in ("tcp", "udp"):
+                    self.problem(at + ("transport",), f"{transport!r} must be tcp or udp")
+                else:
+                    fields["transport"] = Transport(transport)
+        if "endpoint_path" in data:
+            path = self.string(data["endpoint_path"], at + ("endpoint_path",))
+            if path is not None and (path and not path.startswith("/") or any(c.isspace() for c in path)):
+                self.problem(at + ("endpoint_path",), f"{path!r} must be empty or start with '/' and hold no spaces")
+            else:
+                fields["endpoint_path"] = path
+        if "version" in data:
+            fields["version"] = self.text(data["version"], at + ("version",))
+        if "tags" in data:
+            fields["tags"] = self.tags(data["tags"], at + ("tags",))
+        if "meta" in data:
+            fields["meta"] = self.string_map(data["meta"], at + ("meta",), META_KEY)
+        for key in ("weight", "priority"):
+            if key in data:
+                fields[key] = self.integer(data[key], at + (key,), 0, 65535)
+        if "discoverable" in data:
+            fields["discoverable"] = self.boolean(data["discoverable"], at + ("discoverable",))
+        if "ttl" in data:
+            fields["ttl"] = self.duration(data["ttl"], at + ("ttl",))
+        port = fields.get("port")
+        instance_id = f"{name}-{port}" if name and port else None
+        if "id" in data:
+            instance_id = self.string(
+                data["id"], at + ("id",), INSTANCE_ID, "is not a valid id (letters, digits, '_', '.', ':', '@', '-')"
+            )
+        checks: tuple[CheckSpec, ...] = ()
+        if "checks" in data:
+            checks = self.checks(data["checks"], at + ("checks",), instance_id or "instance")
+        if len(self.problems) > before or name is None or instance_id is None:
+            return None
+        fields = {key: value for key, value in fields.items() if value is not None}
+        address_is_node = "address" not in fields
+        return Instance(
+            id=instance_id,
+            name=name,
+            node=node,
+            address=fields.pop("address", self.defaults.address),
+            checks=checks,
+            source=self.source,
+            address_is_node=address_is_node,
+            **fields,
+        )
+
+    def dns_name(self, value: Any, at: FieldPath) -> str | None:
+        rule = "is not a DNS label (1-63 lowercase letters, digits and '-', no '-' at either end)"
+        return self.string(value, at, DNS_LABEL, rule)
+
+    def tags(self, value: Any, at: FieldPath) -> tuple[str, ...] | None:
+        if not isinstance(value, list):
+            self.problem(at, f"must be a list of strings, not {_kind(value)}")
+            return None
+        out: list[str] = []
+        for i, item in enumerate(value):
+            tag = self.string(item, at + (i,), TAG, "is not a tag (1-63 lowercase letters, digits, '_' and '-')")
+            if tag is None:
+                continue
+            if tag in out:
+                self.problem(at + (i,), f"duplicate tag {tag!r}")
+                continue
+            out.append(tag)
+        return tuple(out)
+
+    def checks(self, value: Any, at: FieldPath, instance_id: str) -> tuple[CheckSpec, ...]:
+        if not isinstance(value, list):
+            self.problem(at, f"must be a list of checks, not {_kind(value)}")
+            return ()
+        specs = []
+        kinds_seen: dict[str, int] = {}
+        for i, item in enumerate(value):
+            spec = self.check(item, at + (i,), instance_id, kinds_seen)
+            if spec is not None:
+                specs.append(spec)
+        return tuple(specs)
+
+    def check(self, value: Any, at: FieldPath, instance_id: str, kinds_seen: dict[str, int]) -> CheckSpec | None:
+        before = len(self.problems)
+        data = self.mapping(value, at, CHECK_FIELDS)
+        if data is None:
+            return None
+        kinds = [kind for kind in CHECK_KINDS if kind in data]
+        if len(kinds) != 1:
+            found = f" (found {', '.join(kinds)})" if kinds else ""
+            self.problem(at, f"a check needs exactly one of {', '.join(CHECK_KINDS)}{found}")
+            return None
+        kind = CheckKind(kinds[0])
+        spec: dict[str, Any] = {"kind": kind}
+        target_at = at + (kind.value,)
+        raw_target = data[kind.value]
+        parsers: dict[CheckKind, Callable[[Any, FieldPath], dict[str, Any] | None]] = {
+            CheckKind.TCP: self.tcp_target,
+            CheckKind.HTTP: self.http_target,
+            CheckKind.TTL: lambda v, a: {"ttl": d} if (d := self.duration(v, a)) is not None else None,
+            CheckKind.EXEC: self.exec_target,
+            CheckKind.SYSTEMD: lambda v, a: {"target": u} if (u := self.string(v, a, SYSTEMD_UNIT, "is not a systemd unit name")) else None,
+        }
+        target = parsers[kind](raw_target, target_at)
+        if target is not None:
+            spec.update(target)
+        for key in ("interval", "timeout", "deregister_after"):
+            if key in data:
+                spec[key] = self.duration(data[key], at + (key,))
+        for key in ("rise", "fall"):
+            if key in data:
+                spec[key] = self.integer(data[key], at + (key,), 1, 100)
+        if "name" in data:
+            spec["name"] = self.string(data["name"], at + ("name",))
+        for key in HTTP_ONLY:
+            if key in data and kind is not CheckKind.HTTP:
+                self.problem(at + (key,), f"only applies to http checks, not {kind.value}")
+        if kind is CheckKind.HTTP:
+            self.http_options(data, at, spec)
+        n = kinds_seen.get(kind.value, 0) + 1
+        kinds_seen[kind.value] = n
+        check_id = f"{instance_id}:{kind.value}" + (f":{n}" if n > 1 else "")
+        if "id" in data:
+            check_id = self.string(data["id"], at + ("id",), INSTANCE_ID, "is not a valid check id") or check_id
+        if len(self.problems) > before:
+            return None
+        return CheckSpec(id=check_id, **{k: v for k, v in spec.items() if v is not None})
+
+    def tcp_target(self, value: Any, at: FieldPath) -> dict[str, Any] | None:
+        text = self.string(value, at)
+        if text is None:
+            return None
+        host, _, port = text.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            self.problem(at, f"{text!r} must be host:port (port 1..65535; IPv6 as [::1]:80)")
+            return None
+        return {"target": text}
+
+    def http_target(self, value: Any, at: FieldPath) -> dict[str, Any] | None:
+        text = self.string(value, at)
+        if text is None:
+            return None
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem(at, f"{text!r} must be an http:// or https:// URL with a host")
+            return None
+        try:
+            parts.port
+        except ValueError:
+            self.problem(at, f"{text!r} has a bad port")
+            return None
+        return {"target": text}
+
+    def exec_target(self, value: Any, at: FieldPath) -> dict[str, Any] | None:
+        if isinstance(value, str):
+            try:
+                argv = shlex.split(value)
+            except ValueError as exc:
+                self.problem(at, f"cannot split command: {exc}")
+                return None
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            argv = list(value)
+        else:
+            self.problem(at, f"must be a command: a list of strings or one string, not {_kind(value)}")
+            return None
+        if not argv or not argv[0]:
+            self.problem(at, "must name a program to run")
+            return None
+        return {"argv": tuple(argv)}
+
+    def http_options(self, data: dict[str, Any], at: FieldPath, spec: dict[str, Any]) -> None:
+        if "method" in data:
+            method = self.string(data["method"], at + ("method",))
+            if method is not None and method.upper() not in HTTP_METHODS:
+                self.problem(at + ("method",), f"{method!r} must be one of {', '.join(HTTP_METHODS)}")
+            elif method is not None:
+                spec["method"] = method.upper()
+        if "headers" in data:
+            spec["headers"] = self.string_map(data["headers"], at + ("headers",), re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+        if "status" in data:
+            codes = data["status"] if isinstance(data["status"], list) else [data["status"]]
+            parsed = [self.integer(code, at + ("status",), 100, 599) for code in codes]
+            if codes and all(code is not None for code in parsed):
+                spec["expected_status"] = tuple(parsed)
+            elif not codes:
+                self.problem(at + ("status",), "must list at least one status code")
+        if "tls_skip_verify" in data:
+            spec["tls_skip_verify"] = self.boolean(data["tls_skip_verify"], at + ("tls_skip_verify",))
+        if "body" in data:
+            spec["body_contains"] = self.string(data["body"], at + ("body",))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a bool", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
+    """Instances registered by one YAML document, or ValidationError naming every problem."""
+    doc, located = _compose(text, path)
+    if located.problems:
+        raise ValidationError(located.problems)
+    validator = _Validator(path, located, defaults, f"file:{path}")
+    instances = validator.document(doc)
+    if validator.problems:
+        raise ValidationError(validator.problems)
+    return instances
+
+
+def load_file(path: str | Path, defaults: NodeDefaults) -> list[Instance]:
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError([Problem(path, None, "(file)", f"not UTF-8 text: {exc.reason}")]) from None
+    except OSError as exc:
+        raise ValidationError([Problem(path, None, "(file)", exc.strerror or str(exc))]) from None
+    return load_text(text, path, defaults)
+
+
+def parse_registration(body: Any, defaults: NodeDefaults, source: str = "api") -> Instance:
+    """One instance from a JSON request body (same fields as a YAML registration)."""
+    located = _Located()
+    validator = _Validator(API_PATH, located, defaults, source)
+    instance = validator.service(body, ())
+    if validator.problems or instance is None:
+        raise ValidationError(validator.problems or [Problem(API_PATH, None, "(body)", "invalid registration")])
+    return instance
+
+
+def is_registration_file(path: str | Path) -> bool:
+    """The watcher and the loader agree on what counts: *.yaml / *.yml, no dotfiles."""
+    name = Path(path).name
+    return name.endswith((".yaml", ".yml")) and not name.startswith(".")

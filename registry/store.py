@@ -1,0 +1,377 @@
+"""SQLite: what must survive a restart.
+
+API registrations, conflict rules, node and global config, health state and the
+append-only event log. Readers on the hot path never come here: the catalog copies
+what they need into its snapshot. Every method that writes returns only after its
+transaction has committed, so an acknowledged write survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.conflicts import WELL_KNOWN_RULES
+from registry.errors import ConfigValueError, NotFoundError
+from registry.model import ConflictRule, ConflictType, Status
+
+SCHEMA_VERSION = 1
+
+# Each migration takes the schema from version N-1 to N. They use IF NOT EXISTS /
+# OR IGNORE throughout so that running them again (a crash mid-migration, two
+# daemons racing at start) is harmless.
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE IF NOT EXISTS registrations (
+        node TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (node, id)
+    );
+    CREATE TABLE IF NOT EXISTS conflict_rules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        a TEXT NOT NULL,
+        b TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('port', 'dependency', 'resource')),
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        CHECK (a < b),
+        UNIQUE (a, b)
+    );
+    CREATE TABLE IF NOT EXISTS config (
+        node TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        value_type TEXT NOT NULL CHECK (value_type IN ('string', 'int', 'bool', 'json')),
+        updated REAL NOT NULL,
+        PRIMARY KEY (node, key)
+    );
+    CREATE TABLE IF NOT EXISTS health (
+        node TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        check_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        output TEXT NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (node, instance_id, check_id)
+    );
+    CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq);
+    CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    """,
+}
+
+VALUE_TYPES = ("string", "int", "bool", "json")
+GLOBAL = ""  # the `node` column value of global config rows
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def cast_value(key: str, raw: object, value_type: str) -> Any:
+    """Cast a config value to its declared type, or refuse it with the reason."""
+    if value_type not in VALUE_TYPES:
+        raise ConfigValueError(key, value_type, f"value_type must be one of {', '.join(VALUE_TYPES)}")
+    if value_type == "json":
+        if not isinstance(raw, str):
+            return raw
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigValueError(key, value_type, f"not valid JSON: {exc.msg}") from None
+    if value_type == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigValueError(key, value_type, f"{raw!r} is not a bool (true/false)")
+    if value_type == "int":
+        if isinstance(raw, bool):
+            raise ConfigValueError(key, value_type, f"{raw!r} is not an int")
+        if isinstance(raw, int):
+            return raw
+        try:
+            return int(str(raw).strip(), 10)
+        except ValueError:
+            raise ConfigValueError(key, value_type, f"{raw!r} is not an int") from None
+    if not isinstance(raw, str):
+        raise ConfigValueError(key, value_type, f"{raw!r} is not a string")
+    return raw
+
+
+def _serialise(value: Any, value_type: str) -> str:
+    if value_type == "json":
+        return json.dumps(value, sort_keys=True)
+    if value_type == "bool":
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ConfigValue:
+    key: str
+    value: Any
+    value_type: str
+    scope: str  # "node" or "global"
+    node: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"key": self.key, "value": self.value, "value_type": self.value_type, "scope": self.scope}
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    ts: float
+    kind: str
+    subject: str
+    detail: dict[str, Any]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"seq": self.seq, "ts": self.ts, "kind": self.kind, "subject": self.subject, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    node: str
+    instance_id: str
+    check_id: str
+    status: Status
+    output: str
+    updated: float
+
+
+class Store:
+    """One SQLite database in WAL mode, owned by one daemon's writer."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we acknowledge it, not only in the OS cache.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- schema -----------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION; a no-op when it is already there."""
+        for version in range(self.schema_version + 1, SCHEMA_VERSION + 1):
+            # executescript commits any open transaction first, so the script
+            # carries its own: the DDL and the version bump land together or not at all.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE;{MIGRATIONS[version]}PRAGMA user_version={version};COMMIT;"
+            )
+        with self._transaction():
+            for rule in WELL_KNOWN_RULES:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO conflict_rules (a, b, type, reason, source) VALUES (?, ?, ?, ?, ?)",
+                    (rule.a, rule.b, rule.type.value, rule.reason, rule.source),
+                )
+
+    def schema(self) -> list[tuple[str, str]]:
+        """Every schema object as (name, sql): used to prove migrations are idempotent."""
+        rows = self._db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+        return [(row[0], row[1]) for row in rows]
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._db)
+
+    # -- registrations ----------------------------------------------------
+
+    def save_registration(self, node: str, instance_id: str, body: dict[str, Any], event: tuple[str, str, dict[str, Any]] | None = None) -> None:
+        now = time.time()
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO registrations (node, id, body, created, updated) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (node, id) DO UPDATE SET body = excluded.body, updated = excluded.updated",
+                (node, instance_id, json.dumps(body, sort_keys=True), now, now),
+            )
+            if event:
+                self._append(now, *event)
+
+    def delete_registration(self, node: str, instance_id: str, event: tuple[str, str, dict[str, Any]] | None = None) -> bool:
+        now = time.time()
+        with self._transaction():
+            cursor = self._db.execute("DELETE FROM registrations WHERE node = ? AND id = ?", (node, instance_id))
+            self._db.execute("DELETE FROM health WHERE node = ? AND instance_id = ?", (node, instance_id))
+            if cursor.rowcount and event:
+                self._append(now, *event)
+        return cursor.rowcount > 0
+
+    def registrations(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT body FROM registrations ORDER BY created, node, id")
+        return [json.loads(row[0]) for row in rows]
+
+    # -- conflict rules ---------------------------------------------------
+
+    def add_rule(self, a: str, b: str, type_: ConflictType, reason: str, source: str = "api") -> ConflictRule:
+        """Store a rule; adding a pair that exists (in either order) returns the existing rule."""
+        rule = ConflictRule(a, b, type_, reason, source=source)
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO conflict_rules (a, b, type, reason, source) VALUES (?, ?, ?, ?, ?)",
+                (rule.a, rule.b, rule.type.value, rule.reason, source),
+            )
+            self._append(time.time(), "conflict_rule", f"{rule.a}/{rule.b}", rule.to_dict())
+        row = self._db.execute("SELECT * FROM conflict_rules WHERE a = ? AND b = ?", (rule.a, rule.b)).fetchone()
+        return self._rule(row)
+
+    def delete_rule(self, rule_id: int) -> ConflictRule:
+        row = self._db.execute("SELECT * FROM conflict_rules WHERE id = ?", (rule_id,)).fetchone()
+        if row is None:
+            raise NotFoundError("conflict rule", str(rule_id))
+        with self._transaction():
+            self._db.execute("DELETE FROM conflict_rules WHERE id = ?", (rule_id,))
+            self._append(time.time(), "conflict_rule_deleted", f"{row['a']}/{row['b']}", {"id": rule_id})
+        return self._rule(row)
+
+    def rules(self) -> list[ConflictRule]:
+        return [self._rule(row) for row in self._db.execute("SELECT * FROM conflict_rules ORDER BY id")]
+
+    @staticmethod
+    def _rule(row: sqlite3.Row) -> ConflictRule:
+        return ConflictRule(row["a"], row["b"], ConflictType(row["type"]), row["reason"], id=row["id"], source=row["source"])
+
+    # -- config -----------------------------------------------------------
+
+    def set_config(self, node: str | None, key: str, raw: object, value_type: str) -> ConfigValue:
+        """Cast and store a value; a value that does not cast is refused and nothing changes."""
+        value = cast_value(key, raw, value_type)
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO config (node, key, value, value_type, updated) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (node, key) DO UPDATE SET value = excluded.value, "
+                "value_type = excluded.value_type, updated = excluded.updated",
+                (node or GLOBAL, key, _serialise(value, value_type), value_type, time.time()),
+            )
+        return ConfigValue(key, value, value_type, "node" if node else "global", node)
+
+    def delete_config(self, node: str | None, key: str) -> None:
+        with self._transaction():
+            cursor = self._db.execute("DELETE FROM config WHERE node = ? AND key = ?", (node or GLOBAL, key))
+        if cursor.rowcount == 0:
+            raise NotFoundError("config key", key)
+
+    def get_config(self, node: str | None, key: str) -> ConfigValue:
+        """A node's value, else the global default (design: GET falls back to global)."""
+        scopes = [(node, "node"), (GLOBAL, "global")] if node else [(GLOBAL, "global")]
+        for scope_node, scope in scopes:
+            row = self._db.execute(
+                "SELECT value, value_type FROM config WHERE node = ? AND key = ?", (scope_node, key)
+            ).fetchone()
+            if row is not None:
+                value = cast_value(key, row["value"], row["value_type"])
+                return ConfigValue(key, value, row["value_type"], scope, node)
+        raise NotFoundError("config key", key)
+
+    def config_view(self, node: str | None) -> dict[str, ConfigValue]:
+        """Every key visible to a node: its own values over the global ones."""
+        merged: dict[str, ConfigValue] = {}
+        rows = self._db.execute(
+            "SELECT node, key, value, value_type FROM config WHERE node = ? OR node = ? "
+            "ORDER BY CASE node WHEN ? THEN 0 ELSE 1 END",
+            (GLOBAL, node or GLOBAL, GLOBAL),
+        )
+        for row in rows:
+            scope = "global" if row["node"] == GLOBAL else "node"
+            merged[row["key"]] = ConfigValue(
+                row["key"], cast_value(row["key"], row["value"], row["value_type"]), row["value_type"], scope, node
+            )
+        return dict(sorted(merged.items()))
+
+    # -- health -----------------------------------------------------------
+
+    def save_health(self, row: HealthRow, event: tuple[str, str, dict[str, Any]] | None = None) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO health (node, instance_id, check_id, status, output, updated) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (node, instance_id, check_id) DO UPDATE SET status = excluded.status, "
+                "output = excluded.output, updated = excluded.updated",
+                (row.node, row.instance_id, row.check_id, row.status.value, row.output, row.updated),
+            )
+            if event:
+                self._append(row.updated, *event)
+
+    def health(self) -> list[HealthRow]:
+        rows = self._db.execute("SELECT * FROM health ORDER BY node, instance_id, check_id")
+        return [
+            HealthRow(r["node"], r["instance_id"], r["check_id"], Status(r["status"]), r["output"], r["updated"])
+            for r in rows
+        ]
+
+    # -- events -----------------------------------------------------------
+
+    def append_event(self, kind: str, subject: str, detail: dict[str, Any]) -> None:
+        with self._transaction():
+            self._append(time.time(), kind, subject, detail)
+
+    def append_events(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Append several events in one transaction (one fsync for a burst of changes)."""
+        now = time.time()
+        with self._transaction():
+            for kind, subject, detail in events:
+                self._append(now, kind, subject, detail)
+
+    def _append(self, ts: float, kind: str, subject: str, detail: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO events (ts, kind, subject, detail) VALUES (?, ?, ?, ?)",
+            (ts, kind, subject, json.dumps(detail, sort_keys=True, default=str)),
+        )
+
+    def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[Event]:
+        """Newest first; page with `before` = the smallest `seq` of the previous page."""
+        clauses, params = [], []  # type: list[str], list[Any]
+        if before is not None:
+            clauses.append("seq < ?")
+            params.append(before)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT * FROM events {where} ORDER BY seq DESC LIMIT ?", (*params, limit))
+        return [Event(r["seq"], r["ts"], r["kind"], r["subject"], json.loads(r["detail"])) for r in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
