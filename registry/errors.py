@@ -109,3 +109,13 @@ class ConfigValueError(RegistryError):
         self.key = key
         self.value_type = value_type
         super().__init__(f"config {key!r}: {message}")
+
+
+class InvalidTransition(RegistryError):
+    """A node state change the transition table does not allow (HTTP 409)."""
+
+    def __init__(self, current: str, requested: str, allowed: list[str]) -> None:
+        self.current = current
+        self.requested = requested
+        self.allowed = allowed
+        super().__init__(f"cannot go from {current} to {requested}; allowed: {', '.join(allowed) or 'none'}")

@@ -1,0 +1,1 @@
+"""The DNS server: answers from the catalog snapshot over UDP and TCP."""

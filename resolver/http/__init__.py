@@ -1,0 +1,1 @@
+"""The HTTP API: lookups, registrations, conflicts, config, events, status, metrics."""
