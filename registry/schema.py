@@ -75,8 +75,13 @@ def _compose(text: str, path: str) -> tuple[Any, _Located]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        located.problems.append(Problem(path, line, "yaml", f"{exc.problem or exc.context}"))
+        # A construct left open is reported at the end of the stream; name the
+        # last line that exists rather than one past it.
+        line = min(mark.line + 1, max(text.count("\n"), 1)) if mark else None
+        message = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context_mark and exc.problem:
+            message += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        located.problems.append(Problem(path, line, "yaml", message))
         return None, located
     except yaml.YAMLError as exc:
         located.problems.append(Problem(path, None, "yaml", str(exc)))
@@ -200,7 +205,7 @@ class _Validator:
             return None
         for key in value:
             if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.problem(at + (key,), f"unknown key{hint}")
         return value
@@ -267,7 +272,7 @@ class _Validator:
         fields: dict[str, Any] = {}
         name = None
         if "name" not in data:
-            self.problem(at, "missing required key 'name'")
+            self.problem(at + ("name",), "missing required key")
         else:
             name = self.dns_name(data["name"], at + ("name",))
         default = WELL_KNOWN.get(name or "")
@@ -288,7 +293,7 @@ class _Validator:
         elif default is not None:
             fields["port"] = default.port
         elif name is not None:
-            self.problem(at, f"missing required key 'port' ({name!r} has no well-known port)")
+            self.problem(at + ("port",), f"missing required key ({name!r} has no well-known port)")
         if "protocol" in data:
             fields["protocol"] = self.string(
                 data["protocol"], at + ("protocol",), PROTOCOL, "is not a URL scheme (lowercase, e.g. http, redis)"
@@ -510,9 +515,11 @@ def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
 def load_file(path: str | Path, defaults: NodeDefaults) -> list[Instance]:
     path = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValidationError([Problem(path, None, "(file)", f"not UTF-8 text: {exc.reason}")]) from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValidationError([Problem(path, line, "(file)", f"not UTF-8 text: {exc.reason}")]) from None
     except OSError as exc:
         raise ValidationError([Problem(path, None, "(file)", exc.strerror or str(exc))]) from None
     return load_text(text, path, defaults)
