@@ -39,6 +39,19 @@ def worst(statuses: "list[Status] | tuple[Status, ...]") -> Status:
     return result
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds as the registration syntax writes them (`10s`, `500ms`, `5m`)."""
+    if seconds < 1 or seconds != int(seconds):
+        millis = seconds * 1000
+        return f"{int(millis)}ms" if millis == int(millis) else f"{seconds:g}s"
+    whole = int(seconds)
+    if whole % 3600 == 0:
+        return f"{whole // 3600}h"
+    if whole % 60 == 0:
+        return f"{whole // 60}m"
+    return f"{whole}s"
+
+
 class Transport(str, enum.Enum):
     TCP = "tcp"
     UDP = "udp"
@@ -93,30 +106,25 @@ class CheckSpec:
     name: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"id": self.id, "kind": self.kind.value}
+        """The check as a registration writes it, so a read can be sent back unchanged."""
+        out: dict[str, object] = {"id": self.id}
         if self.kind is CheckKind.EXEC:
             out["exec"] = list(self.argv)
         elif self.kind is CheckKind.TTL:
-            out["ttl"] = self.ttl
+            out["ttl"] = format_duration(self.ttl or 0.0)
         else:
             out[self.kind.value] = self.target
-        out.update(
-            interval=self.interval,
-            timeout=self.timeout,
-            rise=self.rise,
-            fall=self.fall,
-            deregister_after=self.deregister_after,
-        )
-        if self.kind is CheckKind.HTTP:
-            out.update(
-                method=self.method,
-                headers=dict(self.headers),
-                status=list(self.expected_status),
-                tls_skip_verify=self.tls_skip_verify,
-                body=self.body_contains,
-            )
+        out.update(interval=format_duration(self.interval), timeout=format_duration(self.timeout), rise=self.rise, fall=self.fall)
+        if self.deregister_after is not None:
+            out["deregister_after"] = format_duration(self.deregister_after)
         if self.name:
             out["name"] = self.name
+        if self.kind is CheckKind.HTTP:
+            out.update(method=self.method, headers=dict(self.headers), tls_skip_verify=self.tls_skip_verify)
+            if self.expected_status:
+                out["status"] = list(self.expected_status)
+            if self.body_contains is not None:
+                out["body"] = self.body_contains
         return out
 
 
@@ -181,7 +189,7 @@ class Instance:
             "priority": self.priority,
             "discoverable": self.discoverable,
             "checks": [check.to_dict() for check in self.checks],
-            "ttl": self.ttl,
+            **({"ttl": format_duration(self.ttl)} if self.ttl is not None else {}),
         }
 
 

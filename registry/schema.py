@@ -269,6 +269,8 @@ class _Validator:
         data = self.mapping(value, at, SERVICE_FIELDS)
         if data is None:
             return None
+        # An explicit null (`ttl:` in YAML, "ttl": null in JSON) means "not set".
+        data = {key: item for key, item in data.items() if item is not None}
         fields: dict[str, Any] = {}
         name = None
         if "name" not in data:
@@ -386,6 +388,7 @@ class _Validator:
         data = self.mapping(value, at, CHECK_FIELDS)
         if data is None:
             return None
+        data = {key: item for key, item in data.items() if item is not None}
         kinds = [kind for kind in CHECK_KINDS if kind in data]
         if len(kinds) != 1:
             found = f" (found {', '.join(kinds)})" if kinds else ""

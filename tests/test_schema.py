@@ -196,3 +196,36 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_an_instance_read_back_registers_the_same_instance() -> None:
+    text = """
+name: web
+port: 8443
+protocol: https
+address: 10.1.2.3
+endpoint_path: /api
+version: "3"
+tags: [blue, edge]
+meta: {team: web}
+weight: 5
+priority: 2
+ttl: 90s
+checks:
+  - http: https://10.1.2.3:8443/health
+    method: HEAD
+    status: [200, 301]
+    tls_skip_verify: true
+    body: ok
+    interval: 1500ms
+    timeout: 1s
+    rise: 2
+    fall: 3
+    deregister_after: 10m
+  - exec: [/usr/bin/check, --quick]
+  - ttl: 30s
+  - systemd: nginx.service
+"""
+    [instance] = load_text(text, "web.yaml", DEFAULTS)
+    again = parse_registration(instance.registration_dict(), DEFAULTS, source=instance.source)
+    assert again == instance

@@ -1,0 +1,200 @@
+"""The catalog writer: snapshots are immutable, changes are all-or-nothing, refusals change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from registry.catalog import Catalog, NodeDefaults
+from registry.errors import ConflictError, DuplicateIdError, NotFoundError, ReadOnlyError, ValidationError
+from registry.model import CheckState, NodeState, Status
+from registry.schema import load_text, parse_registration
+from registry.store import Store
+
+DEFAULTS = NodeDefaults("host1", "10.0.0.5")
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    store = Store(tmp_path / "p.db")
+    yield Catalog(store, DEFAULTS)
+    store.close()
+
+
+def api(body: dict[str, object]) -> object:
+    return parse_registration(body, DEFAULTS)
+
+
+def test_api_registration_is_stored_and_visible_in_one_snapshot(catalog: Catalog) -> None:
+    before = catalog.current
+    entry, created = catalog.register(api({"name": "web", "port": 8080, "protocol": "http", "tags": ["blue"]}))
+    assert created and entry.status is Status.PASSING
+    after = catalog.current
+    assert after.index == before.index + 1
+    assert [e.instance.id for e in after.query("web")] == ["web-8080"]
+    assert before.query("web") == []  # the old snapshot never changes
+    assert [b["id"] for b in catalog.store.registrations()] == ["web-8080"]
+    _, created = catalog.register(api({"name": "web", "port": 8080, "protocol": "http", "tags": ["green"]}))
+    assert not created
+    assert catalog.current.query("web")[0].instance.tags == ("green",)
+
+
+def test_refused_registration_leaves_store_and_snapshot_unchanged(catalog: Catalog) -> None:
+    catalog.register(api({"name": "redis-server"}))
+    snapshot, stored = catalog.current, catalog.store.registrations()
+    with pytest.raises(ConflictError) as info:
+        catalog.register(api({"name": "redis-stack-server", "port": 6380}))
+    assert info.value.rule is not None and info.value.incumbent.name == "redis-server"
+    with pytest.raises(ConflictError):
+        catalog.register(api({"name": "other", "port": 6379}))  # same socket, no rule needed
+    assert catalog.current is snapshot
+    assert catalog.store.registrations() == stored
+    # The refusal is in the event log.
+    assert catalog.store.events(kind="rejection")[0].subject == "api:other-6379"
+
+
+def test_file_lifecycle_and_rejection_keeps_previous_state(catalog: Catalog, tmp_path: Path) -> None:
+    path = str(tmp_path / "redis.yaml")
+    catalog.apply_file(path, load_text("name: redis\nport: 6379\n", path, DEFAULTS))
+    assert [e.instance.port for e in catalog.current.query("redis")] == [6379]
+    catalog.reject_file(path, [])
+    assert path in catalog.current.file_errors
+    assert [e.instance.port for e in catalog.current.query("redis")] == [6379]
+    catalog.apply_file(path, load_text("name: redis\nport: 6380\n", path, DEFAULTS))
+    assert path not in catalog.current.file_errors
+    assert [e.instance.port for e in catalog.current.query("redis")] == [6380]
+    catalog.remove_file(path)
+    assert catalog.current.query("redis", statuses=None) == []
+    assert "redis" not in catalog.current.entries_by_name
+
+
+def test_conflicting_file_is_rejected_whole(catalog: Catalog, tmp_path: Path) -> None:
+    catalog.register(api({"name": "nginx"}))
+    path = str(tmp_path / "web.yaml")
+    text = "services:\n  - name: api\n    port: 9000\n  - name: apache2\n    port: 8081\n"
+    snapshot_before = catalog.current.index
+    with pytest.raises(ConflictError):
+        catalog.apply_file(path, load_text(text, path, DEFAULTS))
+    assert catalog.current.query("api") == []
+    problems = catalog.current.file_errors[path]
+    assert "conflicts with nginx" in problems[0].message
+    assert catalog.current.index == snapshot_before + 1  # only the error was published
+
+
+def test_file_cannot_take_an_api_id_and_api_cannot_delete_file_instances(catalog: Catalog, tmp_path: Path) -> None:
+    catalog.register(api({"name": "web", "port": 8080}))
+    path = str(tmp_path / "web.yaml")
+    with pytest.raises(DuplicateIdError):
+        catalog.apply_file(path, load_text("name: web\nport: 8080\n", path, DEFAULTS))
+    other = str(tmp_path / "db.yaml")
+    catalog.apply_file(other, load_text("name: postgresql\n", other, DEFAULTS))
+    with pytest.raises(ReadOnlyError) as info:
+        catalog.deregister("postgresql-5432")
+    assert other in str(info.value)
+    with pytest.raises(DuplicateIdError):
+        catalog.register(api({"name": "postgresql"}))
+    with pytest.raises(NotFoundError):
+        catalog.deregister("nope")
+
+
+def test_query_filters(catalog: Catalog) -> None:
+    for port, tags, version, meta in [
+        (1, ["a", "b"], "1", {"zone": "x"}),
+        (2, ["a"], "2", {"zone": "y"}),
+        (3, ["b"], "1", {"zone": "x"}),
+    ]:
+        catalog.register(api({"name": "svc", "port": port, "tags": tags, "version": version, "meta": meta}))
+    catalog.register(api({"name": "svc", "port": 4, "discoverable": False}))
+    snap = catalog.current
+
+    def ports(**filters: object) -> list[int]:
+        return [e.instance.port for e in snap.query("svc", **filters)]  # type: ignore[arg-type]
+
+    assert ports() == [1, 2, 3]
+    assert ports(tags=["a"]) == [1, 2]
+    assert ports(tags=["a", "b"]) == [1]
+    assert ports(version="1") == [1, 3]
+    assert ports(meta={"zone": "x"}, tags=["b"]) == [1, 3]
+    assert ports(node="elsewhere") == []
+    assert [e.instance.port for e in snap.answerable("svc")] == [1, 2, 3]
+    assert snap.service_names() == ["svc"]
+
+
+def test_health_changes_publish_only_on_status_change(catalog: Catalog) -> None:
+    entry, _ = catalog.register(
+        api({"name": "web", "port": 80, "checks": [{"tcp": "127.0.0.1:80"}, {"ttl": "30s"}]})
+    )
+    instance = entry.instance
+    assert entry.status is Status.CRITICAL  # not checked yet
+    assert catalog.current.answerable("web") == ()
+    assert catalog.current.entries_by_name["web"]  # known, so DNS says NODATA, not NXDOMAIN
+    index = catalog.current.index
+    catalog.set_check_state(instance, CheckState("web-80:tcp", Status.PASSING, "ok", 1.0))
+    assert catalog.current.entry("web-80").status is Status.CRITICAL  # the ttl check is still critical
+    assert catalog.set_check_state(instance, CheckState("web-80:ttl", Status.PASSING, "ok", 2.0))
+    assert catalog.current.entry("web-80").status is Status.PASSING
+    index = catalog.current.index
+    assert not catalog.set_check_state(instance, CheckState("web-80:ttl", Status.PASSING, "still ok", 3.0))
+    assert catalog.current.index == index
+    assert catalog.store.events(kind="health")[0].detail["to"] == "passing"
+
+
+def test_node_and_instance_maintenance_drain_answers(catalog: Catalog) -> None:
+    catalog.register(api({"name": "web", "port": 80}))
+    catalog.register(api({"name": "web", "port": 81}))
+    catalog.set_instance_maintenance("web-80", "disk swap")
+    assert [e.instance.port for e in catalog.current.answerable("web")] == [81]
+    catalog.set_node_state(NodeState.MAINTENANCE, "kernel upgrade")
+    assert catalog.current.answerable("web") == ()
+    assert catalog.current.entry("web-81").status is Status.MAINTENANCE
+    catalog.set_node_state(NodeState.ONLINE)
+    catalog.set_instance_maintenance("web-80", None)
+    assert len(catalog.current.answerable("web")) == 2
+    assert [e.detail["to"] for e in catalog.store.events(kind="node")] == ["online", "maintenance"]
+
+
+def test_api_registrations_and_health_survive_restart(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    first = Catalog(store, DEFAULTS)
+    entry, _ = first.register(api({"name": "web", "port": 80, "checks": [{"ttl": "30s"}]}))
+    first.set_check_state(entry.instance, CheckState("web-80:ttl", Status.WARNING, "slow", 1.0))
+    store.close()
+    store = Store(tmp_path / "p.db")
+    again = Catalog(store, NodeDefaults("host1", "10.0.0.9"))
+    assert again.load_api_registrations(lambda body: parse_registration(body, again.defaults)) == []
+    restored = again.current.entry("web-80")
+    assert restored is not None and restored.status is Status.WARNING
+    assert restored.instance.address == "10.0.0.9"  # a defaulted address follows the node
+    store.close()
+
+
+def test_batch_publishes_one_snapshot(catalog: Catalog) -> None:
+    index = catalog.current.index
+    with catalog.batch():
+        for port in range(10):
+            catalog.register(api({"name": "web", "port": 9000 + port}))
+    assert catalog.current.index == index + 1
+    assert len(catalog.current.query("web")) == 10
+
+
+def test_wait_past_returns_on_change_or_timeout(catalog: Catalog) -> None:
+    async def scenario() -> tuple[int, int]:
+        start = catalog.current.index
+        timed_out = await catalog.wait_past(start, 0.05)
+        waiter = asyncio.ensure_future(catalog.wait_past(start, 10))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        catalog.register(api({"name": "web", "port": 80}))
+        released = await asyncio.wait_for(waiter, 1)
+        return timed_out.index - start, released.index - start
+
+    assert asyncio.run(scenario()) == (0, 1)
+
+
+def test_invalid_body_never_reaches_the_catalog(catalog: Catalog) -> None:
+    with pytest.raises(ValidationError):
+        catalog.register(api({"name": "web"}))  # type: ignore[arg-type]
+    assert catalog.current.index == 1
