@@ -387,6 +387,12 @@ class Catalog:
         self._publish_change(set())
         return rule
 
+    def set_config_rules(self, rules: Iterable[ConflictRule]) -> None:
+        """Replace the config file's rules (SIGHUP); what is registered stays registered."""
+        self._config_rules = tuple(rules)
+        self._reload_rules()
+        self._publish_change(set())
+
     def _reload_rules(self) -> None:
         book = RuleBook(self.store.rules())
         for rule in self._config_rules:

@@ -1,14 +1,30 @@
 """The daemon's configuration: typed, validated once at start (and on SIGHUP).
 
 Every key of the config file is optional; the defaults below are the design's
-embedded default, so `pilotfish serve` with no file runs as documented.
+embedded default, so `pilotfish serve` with no file runs as documented. Loading is
+strict: an unknown key, a wrong type, a bad listen address or duration refuses the
+whole file with `file:line: key: message`, because a daemon quietly running on a
+half-understood config is worse than one that does not start. Relative paths in the
+file are relative to the file's directory, so the daemon behaves the same whatever
+directory it was started from. Nothing here opens sockets or the store.
 """
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import re
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
-from registry.model import ConflictRule
+import psutil
+import yaml
+
+from registry.errors import Problem
+from registry.model import ConflictRule, ConflictType
+from registry.schema import parse_duration
 
 
 @dataclass(frozen=True)
@@ -53,3 +69,333 @@ class Config:
     node_health: NodeThresholds = field(default_factory=NodeThresholds)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     source: str | None = None  # the file this was read from; None for the embedded default
+
+
+class ConfigError(Exception):
+    """The config file was refused; `problems` name the file, line and key of each fault."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+ListenAddress = tuple[str, int]
+Located = dict[tuple[str, ...], int]
+
+TOP_KEYS = (
+    "node", "address", "domain", "services_dir", "state_dir", "dns", "http", "conflicts", "node_health", "cluster",
+)
+SECTION_KEYS = {
+    "dns": ("listen", "ttl", "recursors", "answer_warning"),
+    "http": ("listen", "token"),
+    "node_health": ("cpu", "memory", "disk"),
+    "cluster": ("etcd", "prefix"),
+}
+RULE_KEYS = ("a", "b", "type", "reason")
+DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+SERVICE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def parse_listen(text: str, default_port: int | None = None) -> ListenAddress:
+    """`127.0.0.1:8600`, `[::1]:8600` -> (host, port); ValueError with a readable reason.
+
+    Only IP literals: a name would be resolved once at start and silently go stale.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or (host.count(":") > 0 and not host.startswith("[")):
+        if default_port is None:
+            raise ValueError(f"{text!r} is not host:port (for example 127.0.0.1:8600 or [::1]:8600)")
+        host, port_text = text, str(default_port)
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} in {text!r} is not an IP address") from None
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} in {text!r} must be 0-65535 (0 picks a free port)")
+    return host, int(port_text)
+
+
+def is_loopback(listen: str) -> bool:
+    return ipaddress.ip_address(parse_listen(listen)[0]).is_loopback
+
+
+def default_node() -> str:
+    return socket.gethostname().split(".")[0].lower() or "localhost"
+
+
+def default_address() -> str:
+    """The first non-loopback IPv4 of the host, by interface name order; else 127.0.0.1."""
+    for name in sorted(psutil.net_if_addrs()):
+        for addr in psutil.net_if_addrs()[name]:
+            if addr.family == socket.AF_INET and not ipaddress.ip_address(addr.address).is_loopback:
+                return str(addr.address)
+    return "127.0.0.1"
+
+
+def load_config(path: str | None) -> Config:
+    """Read and validate `path`; None gives the embedded default (paths relative to the cwd).
+
+    Every problem in the file is reported at once, each as `file:line: key: message`.
+    """
+    if path is None:
+        return _build({}, {}, "<default>", Path.cwd(), None)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text: {exc.reason}"
+        raise ConfigError([Problem(path, None, "(file)", reason or str(exc))]) from None
+    doc, lines = _compose(text, path)
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError([Problem(path, 1, "(top)", "the config file must be a mapping of keys")])
+    return _build(doc, lines, path, Path(path).resolve().parent, str(Path(path).resolve()))
+
+
+def _compose(text: str, path: str) -> tuple[Any, Located]:
+    """Plain Python values plus the line of every key, so errors can point at it."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError([Problem(path, mark.line + 1 if mark else None, "yaml", str(exc.problem or exc.context))]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(path, None, "yaml", str(exc))]) from None
+    lines: Located = {}
+    constructor = yaml.SafeLoader("")
+
+    def convert(node: yaml.Node, at: tuple[str, ...]) -> Any:
+        lines.setdefault(at, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(constructor.construct_object(key_node, deep=True))
+                lines[at + (key,)] = key_node.start_mark.line + 1
+                out[key] = convert(value_node, at + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [convert(item, at + (str(i),)) for i, item in enumerate(node.value)]
+        return constructor.construct_object(node, deep=True)
+
+    return (convert(node, ()) if node is not None else None), lines
+
+
+class _Reader:
+    """Typed reads of one config document, collecting problems instead of stopping."""
+
+    def __init__(self, path: str, lines: Located) -> None:
+        self.path = path
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def problem(self, at: tuple[str, ...], message: str) -> None:
+        line = self.lines.get(at) or self.lines.get(at[:-1])
+        dotted = ".".join(part if not part.isdigit() else f"[{part}]" for part in at).replace(".[", "[")
+        self.problems.append(Problem(self.path, line, dotted or "(top)", message))
+
+    def section(self, doc: dict[str, Any], at: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
+        value = _get(doc, at)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(at, f"must be a mapping, not {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                self.problem(at + (key,), "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return value
+
+    def string(self, data: dict[str, Any], at: tuple[str, ...], pattern: re.Pattern[str] | None = None) -> str | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.problem(at, f"must be a non-empty string, not {_kind(value)}")
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.problem(at, f"{value!r} is not a valid DNS name (lower-case letters, digits, '-')")
+            return None
+        return value
+
+    def strings(self, data: dict[str, Any], at: tuple[str, ...]) -> list[str] | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(at, f"must be a list of strings, not {_kind(value)}")
+            return None
+        return value
+
+    def listen(self, data: dict[str, Any], at: tuple[str, ...], default_port: int | None = None) -> list[str] | None:
+        values = self.strings(data, at)
+        if values is None:
+            return None
+        good = []
+        for i, text in enumerate(values):
+            try:
+                host, port = parse_listen(text, default_port)
+            except ValueError as exc:
+                self.problem(at + (str(i),) if len(values) > 1 else at, str(exc))
+                continue
+            good.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return good
+
+    def duration(self, data: dict[str, Any], at: tuple[str, ...]) -> float | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.problem(at, f"must be a duration string such as 5s or 500ms, not {_kind(value)}")
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.problem(at, str(exc))
+            return None
+
+    def boolean(self, data: dict[str, Any], at: tuple[str, ...]) -> bool | None:
+        value = data.get(at[-1])
+        if value is not None and not isinstance(value, bool):
+            self.problem(at, f"must be true or false, not {_kind(value)}")
+            return None
+        return value
+
+    def percent(self, data: dict[str, Any], at: tuple[str, ...]) -> float | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+            self.problem(at, f"must be a percentage between 0 and 100, not {value!r}")
+            return None
+        return float(value)
+
+    def rules(self, doc: dict[str, Any]) -> list[ConflictRule]:
+        value = doc.get("conflicts")
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(("conflicts",), f"must be a list of {{a, b, type, reason}}, not {_kind(value)}")
+            return []
+        rules = []
+        kinds = [t.value for t in ConflictType]
+        for i, item in enumerate(value):
+            at = ("conflicts", str(i))
+            data = self.section(doc, at, RULE_KEYS)
+            if not isinstance(item, dict):
+                continue
+            a = self.string(data, at + ("a",), SERVICE_NAME)
+            b = self.string(data, at + ("b",), SERVICE_NAME)
+            kind = self.string(data, at + ("type",))
+            reason = data.get("reason", "")
+            for key in ("a", "b", "type"):
+                if key not in data:
+                    self.problem(at, f"missing key {key!r}")
+            if kind is not None and kind not in kinds:
+                self.problem(at + ("type",), f"{kind!r} is not one of {', '.join(kinds)}")
+                kind = None
+            if not isinstance(reason, str):
+                self.problem(at + ("reason",), f"must be a string, not {_kind(reason)}")
+                continue
+            if a and b and kind:
+                if a == b:
+                    self.problem(at, "a and b must be different services")
+                    continue
+                rules.append(ConflictRule(a, b, ConflictType(kind), reason, source="config"))
+        return rules
+
+
+def _get(doc: dict[str, Any], at: tuple[str, ...]) -> Any:
+    value: Any = doc
+    for part in at:
+        if isinstance(value, list):
+            value = value[int(part)] if int(part) < len(value) else None
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "a bool", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: str | None) -> Config:
+    read = _Reader(path, lines)
+    top = read.section(doc, (), TOP_KEYS)
+    node = read.string(top, ("node",), SERVICE_NAME)
+    address = read.string(top, ("address",))
+    if address is not None:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            read.problem(("address",), f"{address!r} is not an IP address")
+    domain = read.string(top, ("domain",))
+    if domain is not None:
+        domain = domain.strip(".").lower()
+        if not DNS_NAME.match(domain):
+            read.problem(("domain",), f"{domain!r} is not a valid DNS name")
+    services_dir = read.string(top, ("services_dir",))
+    state_dir = read.string(top, ("state_dir",))
+    dns = read.section(top, ("dns",), SECTION_KEYS["dns"])
+    http = read.section(top, ("http",), SECTION_KEYS["http"])
+    health = read.section(top, ("node_health",), SECTION_KEYS["node_health"])
+    cluster = read.section(top, ("cluster",), SECTION_KEYS["cluster"])
+    dns_listen = read.listen(dns, ("dns", "listen"))
+    http_listen = read.listen(http, ("http", "listen"))
+    if http_listen is not None and len(http_listen) != 1:
+        read.problem(("http", "listen"), "must be one address (host:port)")
+    token = http.get("token")
+    if token is not None and (not isinstance(token, str) or not token):
+        read.problem(("http", "token"), f"must be a non-empty string or null, not {_kind(token)}")
+        token = None
+    settings_dns = DnsSettings(
+        listen=tuple(dns_listen) if dns_listen is not None else DnsSettings.listen,
+        ttl=_pick(read.duration(dns, ("dns", "ttl")), DnsSettings.ttl),
+        recursors=tuple(_pick(read.listen(dns, ("dns", "recursors"), default_port=53), [])),
+        answer_warning=_pick(read.boolean(dns, ("dns", "answer_warning")), False),
+    )
+    settings_http = HttpSettings(listen=(http_listen or [HttpSettings.listen])[0], token=token)
+    thresholds = NodeThresholds(
+        cpu=_pick(read.percent(health, ("node_health", "cpu")), NodeThresholds.cpu),
+        memory=_pick(read.percent(health, ("node_health", "memory")), NodeThresholds.memory),
+        disk=_pick(read.percent(health, ("node_health", "disk")), NodeThresholds.disk),
+    )
+    settings_cluster = ClusterSettings(
+        etcd=tuple(_pick(read.strings(cluster, ("cluster", "etcd")), [])),
+        prefix=_pick(read.string(cluster, ("cluster", "prefix")), ClusterSettings.prefix),
+    )
+    rules = read.rules(top)
+    if read.problems:
+        raise ConfigError(sorted(read.problems, key=lambda p: p.line or 0))
+    if settings_http.token is None and not is_loopback(settings_http.listen):
+        # Checked here as well as at start so that `validate`-style reloads say it early.
+        raise ConfigError([Problem(path, lines.get(("http", "listen")), "http.listen",
+                                   "a non-loopback HTTP listen address needs http.token (writes would be open)")])
+    return Config(
+        node=node or default_node(),
+        address=address or default_address(),
+        domain=domain or "internal",
+        services_dir=str((base / (services_dir or "./services.d")).resolve()),
+        state_dir=str((base / (state_dir or "./state")).resolve()),
+        dns=settings_dns,
+        http=settings_http,
+        conflicts=tuple(rules),
+        node_health=thresholds,
+        cluster=settings_cluster,
+        source=source,
+    )
+
+
+T = TypeVar("T")
+
+
+def _pick(value: T | None, default: T) -> T:
+    return default if value is None else value

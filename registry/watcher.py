@@ -1,0 +1,157 @@
+"""The services directory: a full scan at start and on SIGHUP, then hot reload.
+
+A change to a registration file reaches the catalog within tens of milliseconds:
+watchfiles (inotify on Linux) reports it, `sync_file` re-reads that one file and the
+catalog applies it as a whole or rejects it as a whole. A rejected file keeps what it
+registered before (the catalog guarantees that); its problems stay visible in the
+snapshot's `file_errors` until the file is fixed or removed.
+
+This module never decides what a file means (that is `registry.schema`) and never
+writes to SQLite itself; it only turns file-system events into catalog calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from watchfiles import Change, awatch
+
+from registry.catalog import Catalog
+from registry.errors import ConflictError, DuplicateIdError, Problem, ValidationError
+from registry.schema import is_registration_file, load_file
+
+log = logging.getLogger("pilotfish.watcher")
+
+# watchfiles waits `step` ms with no new event before yielding a batch, and at most
+# `debounce` ms in all. Its defaults (50 / 1600) would put 1.6 s between a busy
+# directory and its answer; 20 ms of quiet is enough to see an editor's
+# write-then-rename as one change, and 200 ms caps a burst (a config-management run
+# writing many files still lands in a handful of snapshots).
+STEP_MS = 20
+DEBOUNCE_MS = 200
+
+
+class FileOutcome(str, enum.Enum):
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one file did to the catalog; the daemon logs it and counts it."""
+
+    path: str
+    outcome: FileOutcome
+    problems: tuple[Problem, ...] = ()
+    instances: int = 0
+
+
+class RegistrationFilter:
+    """watchfiles filter: registration files directly inside one directory.
+
+    Editor swap files, dotfiles and anything in a subdirectory are ignored, using the
+    same rule as the loader so that what is watched is exactly what is loaded.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = os.path.realpath(directory)
+
+    def __call__(self, change: Change, path: str) -> bool:
+        return os.path.dirname(path) == self.directory and is_registration_file(path)
+
+
+def registration_files(directory: str | Path) -> list[str]:
+    """Every registration file of `directory`, sorted: the order decides incumbents at start."""
+    root = os.path.realpath(directory)
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(root, name) for name in names if is_registration_file(name) and os.path.isfile(os.path.join(root, name))]
+
+
+def sync_file(catalog: Catalog, path: str) -> FileResult:
+    """Make the catalog reflect `path` as it is on disk now (present, broken or gone)."""
+    if not os.path.isfile(path):
+        catalog.remove_file(path)
+        return FileResult(path, FileOutcome.REMOVED)
+    try:
+        instances = load_file(path, catalog.defaults)
+    except ValidationError as exc:
+        catalog.reject_file(path, exc.problems)
+        return FileResult(path, FileOutcome.REJECTED, tuple(exc.problems))
+    try:
+        catalog.apply_file(path, instances)
+    except (ConflictError, DuplicateIdError):
+        # The catalog has already recorded the rejection (and kept the old state).
+        return FileResult(path, FileOutcome.REJECTED, catalog.current.file_errors.get(path, ()))
+    return FileResult(path, FileOutcome.APPLIED, instances=len(instances))
+
+
+def rescan(catalog: Catalog, directory: str | Path) -> list[FileResult]:
+    """Load every file of `directory` and forget files that are gone, as one snapshot."""
+    present = registration_files(directory)
+    with catalog.batch():
+        results = [sync_file(catalog, path) for path in present]
+        for path in set(catalog.files()) - set(present):
+            results.append(sync_file(catalog, path))
+    return results
+
+
+class DirectoryWatcher:
+    """Applies changes in `directory` as they happen; `on_results(results, seconds)` after each batch."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        directory: str | Path,
+        on_results: Callable[[list[FileResult], float], None],
+        step_ms: int = STEP_MS,
+        debounce_ms: int = DEBOUNCE_MS,
+    ) -> None:
+        self.catalog = catalog
+        self.directory = os.path.realpath(directory)
+        self.on_results = on_results
+        self.step_ms = step_ms
+        self.debounce_ms = debounce_ms
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name="pilotfish-watcher")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            # The watch thread notices the stop event within one step.
+            await asyncio.wait_for(self._task, timeout=5)
+            self._task = None
+
+    async def _run(self) -> None:
+        changes_seen = awatch(
+            self.directory,
+            watch_filter=RegistrationFilter(self.directory),
+            step=self.step_ms,
+            debounce=self.debounce_ms,
+            stop_event=self._stop,
+            recursive=False,
+        )
+        async for changes in changes_seen:
+            started = time.perf_counter()
+            paths = sorted({path for _, path in changes})
+            try:
+                with self.catalog.batch():
+                    results = [sync_file(self.catalog, path) for path in paths]
+            except Exception:  # one bad batch must not end hot reload for the daemon's lifetime
+                log.exception("applying file changes failed", extra={"paths": paths})
+                continue
+            self.on_results(results, time.perf_counter() - started)
