@@ -155,10 +155,11 @@ class Instance:
     ttl: float | None = None
     source: str = "api"
     address_is_node: bool = False
+    # Computed once: the catalog looks instances up by key many times per change.
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.node, self.id)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.node, self.id))
 
     @property
     def url(self) -> str:

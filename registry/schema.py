@@ -48,6 +48,8 @@ DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 API_PATH = "<request>"
+# libyaml's composer keeps line marks and is several times faster than the pure-Python one.
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse_duration(text: str) -> float:
@@ -72,7 +74,12 @@ class _Located:
 def _compose(text: str, path: str) -> tuple[Any, _Located]:
     located = _Located()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            node = yaml.compose(text, Loader=_COMPOSER)
+        except yaml.YAMLError:
+            # Re-read with the pure-Python parser: its messages are the same on
+            # every machine, whether or not PyYAML was built with libyaml.
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # A construct left open is reported at the end of the stream; name the
