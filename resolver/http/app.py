@@ -1,0 +1,44 @@
+"""The aiohttp application: every route of the design, one error middleware.
+
+`build_app` is the only thing the daemon needs: it attaches the running state and
+wires the route modules; the daemon runs the result with aiohttp's AppRunner. The app
+holds no catalog data of its own: each handler takes `catalog.current` per request.
+Middleware order matters: errors outermost, so that a refused token (raised by the
+token check) is shaped and counted like any other error.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from resolver.http.appkeys import STATE
+from resolver.http.auth import token_middleware
+from resolver.http.errors import error_middleware
+from resolver.http.routes_config import add_config_routes
+from resolver.http.routes_conflicts import add_conflict_routes
+from resolver.http.routes_services import add_service_routes
+from resolver.http.routes_status import add_status_routes
+from resolver.http.selection import SELECTOR, Selector
+from resolver.state import DaemonState
+
+try:
+    from resolver.http.routes_health import add_health_routes
+except ModuleNotFoundError as exc:
+    # The health routes are written separately (issue 4); until that module exists
+    # the API simply has no health endpoints. Any other import failure is a bug.
+    if exc.name != "resolver.http.routes_health":
+        raise
+    add_health_routes = None
+
+
+def build_app(state: DaemonState) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, token_middleware])
+    app[STATE] = state
+    app[SELECTOR] = Selector()
+    add_service_routes(app)
+    add_conflict_routes(app)
+    add_config_routes(app)
+    add_status_routes(app)
+    if add_health_routes is not None:
+        add_health_routes(app)
+    return app

@@ -1,0 +1,44 @@
+"""Request bodies: JSON decoding and the small checks every write shares.
+
+A body that is not JSON, or not the JSON shape a route expects, is refused here with
+a 400 naming the field, before any handler logic runs. Nothing here changes state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from resolver.http.errors import ApiError, bad_request
+
+
+async def read_json(request: web.Request) -> Any:
+    # aiohttp refuses bodies over client_max_size (1 MiB) with 413 before this reads.
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("(body)", "must be a JSON object")
+    return body
+
+
+def required_string(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise bad_request(field, "required, a non-empty string")
+    return value
+
+
+def optional_string(body: dict[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise bad_request(field, "must be a string")
+    return value

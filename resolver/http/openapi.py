@@ -1,0 +1,410 @@
+"""The OpenAPI 3.0 document served at `/v1/openapi.json`.
+
+`OPERATIONS` describes every route by (method, path template) by hand, because a
+description is a promise to clients and has to be written, not inferred. The served
+document lists exactly the operations of the running app's router: a route without a
+description, or a description without a route, fails tests/test_http_openapi.py.
+Building it must not change the app; it reads the router only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from resolver.state import VERSION
+
+Operation = dict[str, Any]
+
+DOCUMENTED_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
+
+
+def _query(name: str, description: str, type_: str = "string", repeat: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": type_}
+    if repeat:
+        schema = {"type": "array", "items": schema}
+    param = {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+    if repeat:
+        param.update(style="form", explode=True)
+    return param
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+BLOCKING = [
+    _query("index", "blocking query: return once the catalog index exceeds this", "integer"),
+    _query("wait", "longest wait of a blocking query (500ms, 30s, 5m; at most 10m; default 5m)"),
+]
+FILTERS = [
+    _query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
+    _query("version", "exact version"),
+    _query("node", "node name"),
+    _query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
+]
+META = {
+    "name": "meta",
+    "in": "query",
+    "required": False,
+    "description": "meta.<key>=<value>: instances whose meta has that value (repeat for several keys)",
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+NAME = _path_param("name", "service name")
+INSTANCE_ID = _path_param("name", "instance id (the path segment is shared with the service lookup)")
+KEY = _path_param("key", "config key")
+NODE = _path_param("node", "node name")
+WRITE_ERRORS = {"401": _error("a token is configured and the request has no valid bearer token")}
+INVALID = {"400": _error("invalid JSON or a field at fault (`problems` names it)")}
+CONFIG_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["value"],
+                "properties": {
+                    "value": {"description": "the value, or its text form"},
+                    "value_type": {"type": "string", "enum": ["string", "int", "bool", "json"], "default": "string"},
+                },
+            }
+        }
+    },
+}
+REGISTRATION_BODY = {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}}
+
+
+def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[tuple[str, str], Operation]:
+    fallback = ", else the global default" if params[0]["name"] == "node" else ""
+    return {
+        ("GET", prefix): {
+            "summary": f"Read a {scope} config value{fallback}",
+            "parameters": params + BLOCKING,
+            "responses": {"200": _json(_ref("ConfigValue"), "the value, cast"), "404": _error("no such key")},
+        },
+        ("PUT", prefix): {
+            "summary": f"Set a {scope} config value",
+            "parameters": params,
+            "requestBody": CONFIG_BODY,
+            "responses": {
+                "200": _json(_ref("ConfigValue"), "the stored value, cast"),
+                "400": _error("the value does not cast to value_type"),
+                **WRITE_ERRORS,
+            },
+        },
+        ("DELETE", prefix): {
+            "summary": f"Delete a {scope} config value",
+            "parameters": params,
+            "responses": {"200": _json({"type": "object"}, "deleted"), "404": _error("no such key"), **WRITE_ERRORS},
+        },
+    }
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/v1/services"): {
+        "summary": "Every discoverable instance, grouped by service name (all statuses unless `status` is given)",
+        "parameters": FILTERS + [META] + BLOCKING,
+        "responses": {
+            "200": _json({"type": "object", "additionalProperties": {"type": "array", "items": _ref("Instance")}}, "by name")
+        },
+    },
+    ("POST", "/v1/services"): {
+        "summary": "Register an instance (durable before the answer); re-posting an API instance replaces it",
+        "requestBody": REGISTRATION_BODY,
+        "responses": {
+            "201": _json(_ref("Instance"), "registered"),
+            "200": _json(_ref("Instance"), "replaced an instance registered through the API"),
+            **INVALID,
+            "409": _error("refused: a conflict rule or an instance in the way (`rule`, `reason`, `incumbent`), or the id is owned by a file"),
+            **WRITE_ERRORS,
+        },
+    },
+    ("GET", "/v1/services/{name}"): {
+        "summary": "Instances of a service (passing only unless `status` is given)",
+        "parameters": [NAME] + FILTERS + [META] + BLOCKING,
+        "responses": {
+            "200": _json({"type": "array", "items": _ref("Instance")}, "matching instances"),
+            "404": _error("no such service"),
+        },
+    },
+    ("PUT", "/v1/services/{name}"): {
+        "summary": "Replace an instance registered through the API",
+        "parameters": [INSTANCE_ID],
+        "requestBody": REGISTRATION_BODY,
+        "responses": {
+            "200": _json(_ref("Instance"), "replaced"),
+            **INVALID,
+            "404": _error("no such instance"),
+            "409": _error("owned by a file (`file`), or a conflict"),
+            **WRITE_ERRORS,
+        },
+    },
+    ("DELETE", "/v1/services/{name}"): {
+        "summary": "Deregister an instance registered through the API",
+        "parameters": [INSTANCE_ID, _query("node", "the instance's node (default: this node)")],
+        "responses": {
+            "200": _json({"type": "object"}, "deregistered"),
+            "404": _error("no such instance"),
+            "409": _error("owned by a file (`file` names it) or the cluster"),
+            **WRITE_ERRORS,
+        },
+    },
+    ("GET", "/v1/services/{name}/url"): {
+        "summary": "One instance's URL, chosen by a strategy",
+        "description": (
+            "least_conn picks the instance with the fewest connections: each selection counts as one new "
+            "connection, and clients may report the real count through POST /v1/services/{name}/feedback. "
+            "ip_hash hashes the client's address; local_first prefers this node (round robin within)."
+        ),
+        "parameters": [
+            NAME,
+            {
+                "name": "strategy",
+                "in": "query",
+                "required": False,
+                "schema": {
+                    "type": "string",
+                    "enum": ["round_robin", "random", "weighted", "least_conn", "ip_hash", "local_first"],
+                    "default": "round_robin",
+                },
+            },
+        ]
+        + FILTERS
+        + [META]
+        + BLOCKING,
+        "responses": {
+            "200": _json(
+                {"type": "object", "properties": {"url": {"type": "string"}, "strategy": {"type": "string"}, "instance": _ref("Instance")}},
+                "the chosen instance",
+            ),
+            "400": _error("unknown strategy or filter value"),
+            "404": _error("no such service"),
+            "503": _error("no instance matches"),
+        },
+    },
+    ("POST", "/v1/services/{name}/feedback"): {
+        "summary": "Report the connections a client has open to an instance (least_conn)",
+        "parameters": [NAME],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["id", "active"],
+                        "properties": {"id": {"type": "string"}, "node": {"type": "string"}, "active": {"type": "integer", "minimum": 0}},
+                    }
+                }
+            },
+        },
+        "responses": {"200": _json({"type": "object"}, "recorded"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
+    },
+    ("GET", "/v1/services/{name}/conflicts"): {
+        "summary": "Conflict rules naming a service, and what on the node each would clash with",
+        "parameters": [NAME, _query("node", "node to check (default: this node)")] + BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "rules with the registered instances in the way")},
+    },
+    ("GET", "/v1/conflicts"): {
+        "summary": "Every conflict rule in force (shipped, config file, API)",
+        "parameters": BLOCKING,
+        "responses": {"200": _json({"type": "object", "properties": {"rules": {"type": "array", "items": _ref("ConflictRule")}}}, "rules")},
+    },
+    ("POST", "/v1/conflicts"): {
+        "summary": "Add a conflict rule (applies to later registrations)",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["a", "b", "type", "reason"],
+                        "properties": {
+                            "a": {"type": "string"},
+                            "b": {"type": "string"},
+                            "type": {"type": "string", "enum": ["port", "dependency", "resource"]},
+                            "reason": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {"201": _json(_ref("ConflictRule"), "the rule (the existing one when the pair exists)"), **INVALID, **WRITE_ERRORS},
+    },
+    ("DELETE", "/v1/conflicts/{id}"): {
+        "summary": "Delete a stored conflict rule",
+        "parameters": [_path_param("id", "rule id")],
+        "responses": {"200": _json({"type": "object"}, "deleted"), "400": _error("not an id"), "404": _error("no such rule"), **WRITE_ERRORS},
+    },
+    **_config_ops("/v1/config/{key}", "global", [KEY]),
+    **_config_ops("/v1/nodes/{node}/config/{key}", "node", [NODE, KEY]),
+    ("GET", "/v1/nodes/{node}/config"): {
+        "summary": "Every config key a node sees: its own values over the global ones",
+        "parameters": [NODE] + BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "merged view")},
+    },
+    ("GET", "/v1/events"): {
+        "summary": "The event log, newest first",
+        "parameters": [
+            _query("kind", "registration, update, deregistration, rejection, health, node, maintenance, conflict_rule, ..."),
+            _query("before", "page: events older than this seq (the previous page's next_before)", "integer"),
+            _query("limit", "page size, 1..1000 (default 100)", "integer"),
+        ]
+        + BLOCKING,
+        "responses": {"200": _json({"type": "object", "properties": {"events": {"type": "array", "items": _ref("Event")}, "next_before": {"type": "integer", "nullable": True}}}, "a page")},
+    },
+    ("GET", "/v1/status"): {
+        "summary": "Version, node, bound ports, snapshot index, counts and rejected files",
+        "parameters": BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "status")},
+    },
+    ("GET", "/healthz"): {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}},
+    ("GET", "/metrics"): {
+        "summary": "Prometheus metrics (text exposition format)",
+        "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    },
+    ("GET", "/v1/openapi.json"): {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}},
+    # Health routes (added by resolver.http.routes_health when present).
+    ("PUT", "/v1/checks/{check_id}/{result}"): {
+        "summary": "Report a TTL check's result (result: pass, warn or fail)",
+        "parameters": [_path_param("check_id", "check id"), _path_param("result", "pass, warn or fail")],
+        "responses": {"200": _json({"type": "object"}, "recorded"), "404": _error("no such TTL check"), **WRITE_ERRORS},
+    },
+    ("GET", "/v1/node"): {
+        "summary": "This node: state and psutil figures",
+        "parameters": BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "node")},
+    },
+    ("PUT", "/v1/node/maintenance"): {
+        "summary": "Turn this node's maintenance mode on or off (drains every instance)",
+        "responses": {"200": _json({"type": "object"}, "node"), **INVALID, "409": _error("transition not allowed"), **WRITE_ERRORS},
+    },
+}
+
+COMPONENTS: dict[str, Any] = {
+    "schemas": {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    "additionalProperties": True,
+                }
+            },
+        },
+        "Registration": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "node": {"type": "string"},
+                "address": {"type": "string"},
+                "port": {"type": "integer"},
+                "protocol": {"type": "string"},
+                "transport": {"type": "string", "enum": ["tcp", "udp"]},
+                "endpoint_path": {"type": "string"},
+                "version": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+                "weight": {"type": "integer"},
+                "priority": {"type": "integer"},
+                "discoverable": {"type": "boolean"},
+                "checks": {"type": "array", "items": {"type": "object"}},
+                "ttl": {"type": "string", "description": "duration: 30s, 5m"},
+            },
+        },
+        "Instance": {
+            "type": "object",
+            "description": "every registry field plus status, url and source (file:<path>, api or cluster)",
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "node": {"type": "string"},
+                "address": {"type": "string"},
+                "port": {"type": "integer"},
+                "status": {"type": "string", "enum": ["passing", "warning", "critical", "maintenance"]},
+                "url": {"type": "string"},
+                "source": {"type": "string"},
+            },
+            "additionalProperties": True,
+        },
+        "ConflictRule": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer", "nullable": True},
+                "a": {"type": "string"},
+                "b": {"type": "string"},
+                "type": {"type": "string"},
+                "reason": {"type": "string"},
+                "source": {"type": "string"},
+            },
+        },
+        "ConfigValue": {
+            "type": "object",
+            "properties": {
+                "key": {"type": "string"},
+                "value": {},
+                "value_type": {"type": "string"},
+                "scope": {"type": "string", "enum": ["node", "global"]},
+            },
+        },
+        "Event": {
+            "type": "object",
+            "properties": {
+                "seq": {"type": "integer"},
+                "ts": {"type": "number"},
+                "kind": {"type": "string"},
+                "subject": {"type": "string"},
+                "detail": {"type": "object"},
+            },
+        },
+    }
+}
+
+
+def routes(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path template) of every route the app serves (HEAD twins left out)."""
+    out = set()
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is not None and route.method in DOCUMENTED_METHODS:
+            out.add((route.method, resource.canonical))
+    return out
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    # Writes name the bearer scheme; the empty alternative says it is optional
+    # (only required when the daemon has a token configured).
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in sorted(routes(app)):
+        operation = OPERATIONS.get((method, path), {"summary": "undocumented", "responses": {"200": {"description": "ok"}}})
+        if method != "GET":
+            operation = {**operation, "security": [{}, {"bearer": []}]}
+        paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pilotfish", "version": VERSION, "description": "Per-host service discovery: lookups, registrations, conflicts, config."},
+        "components": {
+            **COMPONENTS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": paths,
+    }

@@ -1,0 +1,95 @@
+"""What every read shares: blocking queries, the index header, JSON bodies.
+
+A read takes one snapshot and answers from it alone. With `?index=N` the read first
+waits (on the catalog's change event, so a waiting client costs no CPU) until the
+snapshot index passes N or `wait` runs out; the answer then carries the index it was
+built from in `X-Pilotfish-Index`, which the client sends back as its next `index`.
+Nothing here may touch SQLite or the filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Callable
+
+from aiohttp import web
+
+from registry.catalog import Snapshot
+from registry.schema import parse_duration
+from resolver.http.appkeys import STATE
+from resolver.http.errors import bad_request
+
+INDEX_HEADER = "X-Pilotfish-Index"
+DEFAULT_WAIT = 300.0
+MAX_WAIT = 600.0
+# Consul's choice: up to 1/16 of the wait, so that clients woken by one timeout
+# do not all come back in the same instant. Subtracted, so MAX_WAIT stays a bound.
+JITTER_FRACTION = 1 / 16
+# Bodies cached per snapshot for queries with filters; a snapshot lives until the
+# next change, so this bounds what arbitrary query strings can pin in memory.
+MEMO_LIMIT = 1024
+_MEMO_COUNT = ("http", "memo-count")
+
+
+def blocking_params(request: web.Request) -> tuple[int, float] | None:
+    """(index, wait seconds) when the read is a blocking query, else None."""
+    query = request.query
+    raw_index = query.get("index")
+    if raw_index is None:
+        if "wait" in query:
+            parse_wait(query["wait"])
+        return None
+    try:
+        index = int(raw_index)
+    except ValueError:
+        raise bad_request("index", f"{raw_index!r} is not an integer") from None
+    if index < 0:
+        raise bad_request("index", "must be zero or more")
+    wait = parse_wait(query["wait"]) if "wait" in query else DEFAULT_WAIT
+    return index, wait
+
+
+def parse_wait(raw: str) -> float:
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as exc:
+        raise bad_request("wait", str(exc)) from None
+    return min(seconds, MAX_WAIT)
+
+
+async def read_snapshot(request: web.Request) -> Snapshot:
+    """The snapshot this read answers from, after waiting when it is a blocking query."""
+    catalog = request.app[STATE].catalog
+    blocking = blocking_params(request) if request.query_string else None
+    if blocking is None or catalog.current.index > blocking[0]:
+        return catalog.current
+    index, wait = blocking
+    wait -= wait * JITTER_FRACTION * random.random()
+    return await catalog.wait_past(index, wait)
+
+
+def json_body(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def json_response(value: Any, snapshot: Snapshot | None, status: int = 200) -> web.Response:
+    return bytes_response(json_body(value), snapshot, status)
+
+
+def bytes_response(body: bytes, snapshot: Snapshot | None, status: int = 200) -> web.Response:
+    headers = {INDEX_HEADER: str(snapshot.index)} if snapshot is not None else None
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def memo_body(snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], Any]) -> bytes:
+    """The JSON body for `key`, built once per snapshot (keys start with "http")."""
+    memo = snapshot.memo
+    body = memo.get(key)
+    if body is None:
+        body = json_body(build())
+        count = memo.get(_MEMO_COUNT, 0)
+        if count < MEMO_LIMIT:
+            memo[key] = body
+            memo[_MEMO_COUNT] = count + 1
+    return body  # type: ignore[no-any-return]

@@ -1,0 +1,176 @@
+"""Service lookups and API registrations: `/v1/services...`.
+
+Lookups answer from one snapshot and cache their JSON bodies in `snapshot.memo`, so a
+repeated `GET /v1/services/{name}` costs a dict lookup until the catalog changes.
+Registrations go through the catalog, the single writer, which commits to SQLite
+before it returns: when a handler answers 201, the instance is durable and already
+served by DNS and HTTP. Handlers never build error responses; they raise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from registry.catalog import Snapshot
+from registry.errors import ConflictError, DuplicateIdError, NotFoundError, ValidationError
+from registry.model import Entry, Status
+from registry.schema import parse_registration
+from resolver.http.appkeys import STATE
+from resolver.http.bodies import optional_string, read_object, required_string
+from resolver.http.errors import ApiError, bad_request
+from resolver.http.reads import bytes_response, json_response, memo_body, read_snapshot
+from resolver.http.selection import SELECTOR, Strategy
+from resolver.metrics import REGISTRATIONS, REJECTIONS
+
+ANY_STATUS = "any"
+PASSING_ONLY = frozenset({Status.PASSING})
+
+Filters = tuple[tuple[str, ...], str | None, str | None, frozenset[Status] | None, tuple[tuple[str, str], ...]]
+
+
+def parse_filters(request: web.Request, default_status: frozenset[Status] | None) -> Filters:
+    """(tags, version, node, statuses, meta) from the query string; hashable, for memo keys."""
+    query = request.query
+    tags = tuple(sorted(set(query.getall("tag", []))))
+    statuses = default_status
+    if "status" in query:
+        statuses = parse_statuses(query.getall("status"))
+    meta = tuple(sorted((key[5:], value) for key, value in query.items() if key.startswith("meta.") and key[5:]))
+    return tags, query.get("version"), query.get("node"), statuses, meta
+
+
+def parse_statuses(values: list[str]) -> frozenset[Status] | None:
+    """`status=passing&status=warning`, `status=passing,warning`, or `status=any`."""
+    words = [word.strip() for value in values for word in value.split(",") if word.strip()]
+    if ANY_STATUS in words:
+        return None
+    try:
+        return frozenset(Status(word) for word in words)
+    except ValueError:
+        allowed = ", ".join([s.value for s in Status] + [ANY_STATUS])
+        raise bad_request("status", f"must be one of {allowed}") from None
+
+
+def matching(snapshot: Snapshot, name: str, filters: Filters) -> list[Entry]:
+    tags, version, node, statuses, meta = filters
+    return snapshot.query(name, tags, version, node, statuses, dict(meta))
+
+
+def require_service(snapshot: Snapshot, name: str) -> None:
+    if name not in snapshot.entries_by_name:
+        raise NotFoundError("service", name)
+
+
+async def list_services(request: web.Request) -> web.Response:
+    """All discoverable instances grouped by name; every status unless `status` says otherwise."""
+    snapshot = await read_snapshot(request)
+    filters = parse_filters(request, None)
+
+    def build() -> dict[str, list[dict[str, object]]]:
+        grouped = {name: [e.to_dict() for e in matching(snapshot, name, filters)] for name in snapshot.service_names()}
+        return {name: entries for name, entries in grouped.items() if entries}
+
+    return bytes_response(memo_body(snapshot, ("http", "services", filters), build), snapshot)
+
+
+async def service_instances(request: web.Request) -> web.Response:
+    snapshot = await read_snapshot(request)
+    name = request.match_info["name"]
+    if not request.query_string:
+        # The hot path: no filters, passing instances only, one memo lookup.
+        body = snapshot.memo.get(("http", "instances", name))
+        if body is not None:
+            return bytes_response(body, snapshot)
+        require_service(snapshot, name)
+        key: tuple[Any, ...] = ("http", "instances", name)
+        filters: Filters = ((), None, None, PASSING_ONLY, ())
+    else:
+        require_service(snapshot, name)
+        filters = parse_filters(request, PASSING_ONLY)
+        key = ("http", "instances", name, filters)
+    body = memo_body(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)])
+    return bytes_response(body, snapshot)
+
+
+async def service_url(request: web.Request) -> web.Response:
+    snapshot = await read_snapshot(request)
+    name = request.match_info["name"]
+    require_service(snapshot, name)
+    raw = request.query.get("strategy", Strategy.ROUND_ROBIN.value)
+    try:
+        strategy = Strategy(raw)
+    except ValueError:
+        raise bad_request("strategy", f"must be one of {', '.join(s.value for s in Strategy)}") from None
+    candidates = matching(snapshot, name, parse_filters(request, PASSING_ONLY))
+    if not candidates:
+        raise ApiError(503, "no_instance", f"no instance of {name!r} matches (check status and filters)")
+    client = request.remote or ""
+    entry = request.app[SELECTOR].select(name, candidates, strategy, client, snapshot.local_node)
+    body = {"url": entry.instance.url, "strategy": strategy.value, "instance": entry.to_dict()}
+    return json_response(body, snapshot)
+
+
+async def service_feedback(request: web.Request) -> web.Response:
+    """least_conn feedback: a client reports how many connections it has open to an instance."""
+    snapshot = request.app[STATE].catalog.current
+    name = request.match_info["name"]
+    body = await read_object(request)
+    instance_id = required_string(body, "id")
+    node = optional_string(body, "node") or snapshot.local_node
+    active = body.get("active")
+    if not isinstance(active, int) or isinstance(active, bool) or active < 0:
+        raise bad_request("active", "required, an integer of zero or more")
+    entry = snapshot.entry(instance_id, node)
+    if entry is None or entry.instance.name != name:
+        raise NotFoundError("instance", f"{instance_id} of {name} on {node}")
+    request.app[SELECTOR].report(entry.instance.key, active)
+    return json_response({"id": instance_id, "node": node, "active": active}, snapshot)
+
+
+async def register(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await read_object(request)
+    try:
+        instance = parse_registration(body, state.defaults)
+        entry, created = state.catalog.register(instance)
+    except (ValidationError, ConflictError, DuplicateIdError):
+        REJECTIONS.labels("api").inc()
+        raise
+    REGISTRATIONS.labels("api").inc()
+    return json_response(entry.to_dict(), state.catalog.current, 201 if created else 200)
+
+
+async def replace(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    instance_id = request.match_info["name"]
+    body = await read_object(request)
+    if body.get("id", instance_id) != instance_id:
+        raise bad_request("id", f"does not match the id in the path ({instance_id!r})")
+    try:
+        instance = parse_registration({**body, "id": instance_id}, state.defaults)
+        entry = state.catalog.update(instance)
+    except (ValidationError, ConflictError, DuplicateIdError):
+        REJECTIONS.labels("api").inc()
+        raise
+    REGISTRATIONS.labels("api").inc()
+    return json_response(entry.to_dict(), state.catalog.current)
+
+
+async def deregister(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    instance = state.catalog.deregister(request.match_info["name"], request.query.get("node"))
+    return json_response({"deregistered": instance.registration_dict()}, state.catalog.current)
+
+
+def add_service_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/services", list_services)
+    app.router.add_post("/v1/services", register)
+    # One path template for the three methods (OpenAPI forbids twins that differ only
+    # in a parameter's name): for PUT and DELETE the segment is the instance id.
+    app.router.add_get("/v1/services/{name}", service_instances)
+    app.router.add_put("/v1/services/{name}", replace)
+    app.router.add_delete("/v1/services/{name}", deregister)
+    app.router.add_get("/v1/services/{name}/url", service_url)
+    app.router.add_post("/v1/services/{name}/feedback", service_feedback)

@@ -1,0 +1,92 @@
+"""Prometheus metrics: the objects the daemon observes and the scrape-time view of its state.
+
+Counters that only grow on events (registrations, rejections, reloads, HTTP requests)
+live in one module-level `REGISTRY` that the daemon and the HTTP app increment. Figures
+that already exist elsewhere (DNS query counters, the snapshot index, instances by
+status) are read when Prometheus scrapes, by `StateCollector`, rather than copied on
+every change. Nothing here may block or touch SQLite: a scrape reads the current
+snapshot and in-memory counters only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from resolver.state import DaemonState
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RELOAD_SECONDS = Histogram(
+    "pilotfish_reload_seconds",
+    "Time to apply a services_dir change or a SIGHUP reload to the catalog.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+REGISTRATIONS = Counter(
+    "pilotfish_registrations",
+    "Registrations accepted, by source (file, api, cluster).",
+    ["source"],
+    registry=REGISTRY,
+)
+REJECTIONS = Counter(
+    "pilotfish_rejections",
+    "Registrations refused (invalid or conflicting), by source (file, api, cluster).",
+    ["source"],
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "pilotfish_http_requests",
+    "HTTP API requests, by route template, method and status code.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+
+
+class StateCollector(Collector):
+    """Reads the running daemon's figures at scrape time."""
+
+    def __init__(self, state: "DaemonState") -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._state.catalog.current
+        index = GaugeMetricFamily("pilotfish_snapshot_index", "Index of the catalog snapshot being served.")
+        index.add_metric([], snapshot.index)
+        yield index
+        instances = GaugeMetricFamily(
+            "pilotfish_instances", "Registered instances by health status.", labels=["status"]
+        )
+        for status, count in snapshot.counts_by_status().items():
+            instances.add_metric([status], count)
+        yield instances
+        errors = GaugeMetricFamily("pilotfish_rejected_files", "Registration files currently rejected.")
+        errors.add_metric([], len(snapshot.file_errors))
+        yield errors
+        stats = self._state.dns_stats
+        if stats is None:
+            return
+        queries = CounterMetricFamily(
+            "pilotfish_dns_queries", "DNS queries answered, by query type and rcode.", labels=["qtype", "rcode"]
+        )
+        for (qtype, rcode), count in sorted(stats.queries.items()):
+            queries.add_metric([str(qtype), str(rcode)], count)
+        yield queries
+        malformed = CounterMetricFamily("pilotfish_dns_malformed", "DNS packets dropped or answered FORMERR.")
+        malformed.add_metric([], stats.malformed)
+        yield malformed
+
+
+def render(state: "DaemonState") -> bytes:
+    """The Prometheus text exposition: the event counters plus the state read now.
+
+    The state collector goes in a registry of its own per scrape so that several
+    daemons' states (as in tests) never share one global collector.
+    """
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(StateCollector(state))
+    return generate_latest(REGISTRY) + generate_latest(scrape)
