@@ -155,6 +155,7 @@ class Catalog:
         self._check_states: dict[Key, dict[str, CheckState]] = {}
         self._check_owner: dict[str, Key] = {}
         self._maintenance: dict[Key, str] = {}
+        self._expires_at: dict[Key, float] = {}
         self._nodes: dict[str, Node] = {defaults.node: Node(defaults.node, defaults.address)}
         self._saved_health = self._load_saved_health()
         self._dirty: set[str] = set()
@@ -377,6 +378,22 @@ class Catalog:
         self._publish_change(set())
         return existing
 
+    def expire_due(self, now: float | None = None) -> list[Instance]:
+        """Remove instances whose `ttl` ran out since they were last (re-)registered.
+
+        The daemon calls this about once a second; registering the same instance
+        again (or rewriting its file) is the refresh.
+        """
+        now = time.monotonic() if now is None else now
+        due = [key for key, deadline in self._expires_at.items() if deadline <= now]
+        expired = []
+        with self.batch():
+            for key in due:
+                removed = self.expire(key[1], key[0], "ttl expired")
+                if removed is not None:
+                    expired.append(removed)
+        return expired
+
     # -- conflict rules ----------------------------------------------------
 
     def add_rule(self, a: str, b: str, type_: ConflictType, reason: str, source: str = "api") -> ConflictRule:
@@ -489,6 +506,8 @@ class Catalog:
             self._check_owner[check.id] = key
         if instance.node not in self._nodes:
             self._nodes[instance.node] = Node(instance.node, instance.address)
+        if instance.ttl is not None:
+            self._expires_at[key] = time.monotonic() + instance.ttl
         self._entries[key] = self._make_entry(instance)
         self._dirty.add(instance.name)
 
@@ -505,6 +524,7 @@ class Catalog:
                 del self._check_owner[check.id]
         self._check_states.pop(key, None)
         self._maintenance.pop(key, None)
+        self._expires_at.pop(key, None)
         self._dirty.add(instance.name)
 
     def _make_entry(self, instance: Instance) -> Entry:

@@ -198,3 +198,19 @@ def test_invalid_body_never_reaches_the_catalog(catalog: Catalog) -> None:
     with pytest.raises(ValidationError):
         catalog.register(api({"name": "web"}))  # type: ignore[arg-type]
     assert catalog.current.index == 1
+
+
+def test_instance_ttl_expires_unless_refreshed(catalog: Catalog) -> None:
+    import time
+
+    catalog.register(api({"name": "job", "port": 7000, "ttl": "30s"}))
+    catalog.register(api({"name": "job", "port": 7001}))
+    now = time.monotonic()
+    assert catalog.expire_due(now + 10) == []
+    catalog.register(api({"name": "job", "port": 7000, "ttl": "30s"}))  # the refresh
+    assert catalog.expire_due(now + 29) == []
+    [gone] = catalog.expire_due(now + 31)
+    assert gone.id == "job-7000"
+    assert [e.instance.port for e in catalog.current.query("job")] == [7001]
+    assert [b["id"] for b in catalog.store.registrations()] == ["job-7001"]
+    assert catalog.store.events(kind="deregistration")[0].detail == {"reason": "ttl expired"}
