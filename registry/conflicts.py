@@ -8,7 +8,7 @@ incumbent always wins, so a check never changes what is already registered.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from registry.errors import ConflictError
 from registry.model import ConflictRule, ConflictType, Instance
@@ -48,7 +48,7 @@ class RuleBook:
     def rule_for(self, a: str, b: str) -> ConflictRule | None:
         return self._by_pair.get(frozenset((a, b)))
 
-    def __iter__(self) -> "Iterable[ConflictRule]":
+    def __iter__(self) -> Iterator[ConflictRule]:
         return iter(self._by_pair.values())
 
     def __len__(self) -> int:
@@ -72,15 +72,16 @@ class ConflictIndex:
         self._by_socket[self._socket(instance)][instance.key] = instance
 
     def remove(self, instance: Instance) -> None:
-        for index, key in (
-            (self._by_node_name, (instance.node, instance.name)),
-            (self._by_socket, self._socket(instance)),
-        ):
-            bucket = index.get(key)  # type: ignore[attr-defined]
-            if bucket is not None:
-                bucket.pop(instance.key, None)
-                if not bucket:
-                    del index[key]  # type: ignore[attr-defined]
+        names = self._by_node_name.get((instance.node, instance.name))
+        if names is not None:
+            names.pop(instance.key, None)
+            if not names:
+                del self._by_node_name[(instance.node, instance.name)]
+        sockets = self._by_socket.get(self._socket(instance))
+        if sockets is not None:
+            sockets.pop(instance.key, None)
+            if not sockets:
+                del self._by_socket[self._socket(instance)]
 
     def find(self, candidate: Instance) -> ConflictError | None:
         """The first incumbent the candidate may not join, or None."""
