@@ -1,0 +1,275 @@
+"""What a DNS name means in one catalog snapshot: the typed outcome of a question.
+
+`resolve(snapshot, labels, qtype, ttl)` maps the design's name forms onto the
+snapshot and returns Success, NoData, NameError or OutOfZone, as CoreDNS's
+`plugin/file/lookup.go` does, separately from building the message (`wire.py`).
+It is pure: no I/O, no logging, no clock; the same snapshot and question always give
+the same outcome, which is what lets the server compile it once per snapshot.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from dnslib import AAAA, NS, RD, SOA, SRV, TXT, A
+
+from registry.catalog import Snapshot
+from registry.model import Entry, Node
+
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_SOA = 6
+TYPE_TXT = 16
+TYPE_AAAA = 28
+TYPE_SRV = 33
+TYPE_ANY = 255
+ADDRESS_TYPES = (TYPE_A, TYPE_AAAA)
+TRANSPORT_LABELS = ("_tcp", "_udp")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record; `owner=None` means the question's own name (case kept)."""
+
+    owner: str | None
+    rtype: int
+    rdata: RD
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    answer: tuple[Record, ...]
+    additional: tuple[Record, ...] = ()
+    rotate: bool = False  # answer order cycles between replies (several instances)
+
+
+@dataclass(frozen=True, slots=True)
+class NoData:
+    """The name exists, no records of that type: NOERROR with the SOA (RFC 2308)."""
+
+    soa: Record
+
+
+@dataclass(frozen=True, slots=True)
+class NameError:
+    """The name does not exist in the zone: NXDOMAIN with the SOA (RFC 2308)."""
+
+    soa: Record
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfZone:
+    """Not ours: REFUSED, or forwarded when recursors are configured."""
+
+
+Outcome = Success | NoData | NameError | OutOfZone
+
+
+@dataclass(frozen=True, slots=True)
+class _Service:
+    """A service name form resolved to the service and its filter."""
+
+    name: str
+    tag: str | None
+    srv: bool
+
+
+def resolve(snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int) -> Outcome:
+    """Answer `labels` (lower-cased, no root label) of type `qtype` from `snapshot`."""
+    zone = _zone(snapshot)
+    domain = zone.labels
+    if labels[len(labels) - len(domain) :] == domain:
+        relative = labels[: len(labels) - len(domain)]
+        return _in_zone(snapshot, zone, relative, qtype, ttl)
+    # Bare forms: `<service>` and `_<service>._<transport>`, only for services we have.
+    if len(labels) == 1 or (len(labels) == 2 and labels[1] in TRANSPORT_LABELS):
+        service = _service_form(zone, labels + ("service",))
+        if service is not None and service.name in zone.services:
+            return _service_answer(snapshot, zone, service, qtype, ttl)
+    return OutOfZone()
+
+
+def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype: int, ttl: int) -> Outcome:
+    if not relative:
+        return _apex(snapshot, zone, qtype, ttl)
+    kind = relative[-1]
+    if kind == "service":
+        service = _service_form(zone, relative)
+        if service is None or not _exists(snapshot, zone, service):
+            return NameError(zone.soa(snapshot, ttl))
+        return _service_answer(snapshot, zone, service, qtype, ttl)
+    if kind == "node" and len(relative) >= 2:
+        node = zone.nodes.get(".".join(relative[:-1]))
+        if node is None:
+            return NameError(zone.soa(snapshot, ttl))
+        return _addresses(snapshot, zone, [node.address], qtype, ttl)
+    if kind == "addr" and len(relative) == 2:
+        address = _unhex(relative[0])
+        if address is None:
+            return NameError(zone.soa(snapshot, ttl))
+        return _addresses(snapshot, zone, [address], qtype, ttl)
+    return NameError(zone.soa(snapshot, ttl))
+
+
+def _apex(snapshot: Snapshot, zone: "_Zone", qtype: int, ttl: int) -> Outcome:
+    soa = zone.soa(snapshot, ttl)
+    if qtype in (TYPE_SOA, TYPE_ANY):
+        return Success((Record(None, TYPE_SOA, soa.rdata, ttl),))
+    if qtype == TYPE_NS:
+        # The name server is this node, so the NS target resolves in our own zone.
+        local = snapshot.nodes[snapshot.local_node]
+        target = zone.node_target(local.name)
+        return Success((Record(None, TYPE_NS, NS(target), ttl),), _glue(target, [local.address], ttl))
+    return NoData(soa)
+
+
+def _service_form(zone: "_Zone", relative: tuple[str, ...]) -> _Service | None:
+    """`<svc>.service`, `<tag>.<svc>.service`, `_<svc>._<tcp|udp|tag>.service`, else None."""
+    if len(relative) == 2:
+        return _Service(relative[0], None, False)
+    if len(relative) != 3:
+        return None
+    first, second = relative[0], relative[1]
+    if first.startswith("_") and second.startswith("_"):
+        # As Consul: `_tcp`/`_udp` mean "no tag filter", anything else is a tag.
+        tag = None if second in TRANSPORT_LABELS else second[1:]
+        return _Service(first[1:], tag, True)
+    return _Service(second, first, False)
+
+
+def _exists(snapshot: Snapshot, zone: "_Zone", service: _Service) -> bool:
+    """The name exists when a discoverable instance matches, whatever its health."""
+    name = zone.services.get(service.name)
+    if name is None:
+        return False
+    return any(
+        entry.instance.discoverable and _tagged(entry, service.tag) for entry in snapshot.entries_by_name.get(name, ())
+    )
+
+
+def _tagged(entry: Entry, tag: str | None) -> bool:
+    return tag is None or any(t.lower() == tag for t in entry.instance.tags)
+
+
+def _service_answer(snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int) -> Outcome:
+    name = zone.services[service.name]
+    entries = [e for e in snapshot.answerable(name) if _tagged(e, service.tag)]
+    if service.srv:
+        if qtype not in (TYPE_SRV, TYPE_ANY) or not entries:
+            return NoData(zone.soa(snapshot, ttl))
+        return _srv(zone, entries, ttl)
+    if qtype == TYPE_TXT:
+        texts = sorted({f"{k}={v}" for e in entries for k, v in e.instance.meta.items()})
+        if not texts:
+            return NoData(zone.soa(snapshot, ttl))
+        # One record per key=value; a value past 255 bytes spans several character-strings.
+        return Success(tuple(Record(None, TYPE_TXT, TXT(_character_strings(text)), ttl) for text in texts))
+    return _addresses(snapshot, zone, [e.instance.address for e in entries], qtype, ttl)
+
+
+def _addresses(snapshot: Snapshot, zone: "_Zone", addresses: Iterable[str], qtype: int, ttl: int) -> Outcome:
+    """A/AAAA of `addresses`; ANY gets just these (RFC 8482: a minimal subset of types)."""
+    records = _address_records(None, addresses, ttl)
+    if qtype != TYPE_ANY:
+        records = [r for r in records if r.rtype == qtype]
+    if not records:
+        return NoData(zone.soa(snapshot, ttl))
+    return Success(tuple(records), rotate=len(records) > 1)
+
+
+def _srv(zone: "_Zone", entries: list[Entry], ttl: int) -> Success:
+    """RFC 2782 records; weights scaled as CoreDNS does: percent of the priority's total, at least 1."""
+    totals: dict[int, int] = {}
+    for entry in entries:
+        totals[entry.instance.priority] = totals.get(entry.instance.priority, 0) + max(entry.instance.weight, 0)
+    answer = []
+    additional: dict[str, Record] = {}
+    for entry in entries:
+        instance = entry.instance
+        total = totals[instance.priority]
+        weight = max(1, (100 * instance.weight) // total) if total else 1
+        if instance.address_is_node:
+            target = zone.node_target(instance.node)
+        else:
+            target = zone.addr_target(instance.address)
+        answer.append(Record(None, TYPE_SRV, SRV(instance.priority, weight, instance.port, target), ttl))
+        for record in _glue(target, [instance.address], ttl):
+            additional.setdefault(f"{target} {record.rdata}", record)
+    return Success(tuple(answer), tuple(additional.values()), rotate=len(answer) > 1)
+
+
+def _glue(target: str, addresses: list[str], ttl: int) -> tuple[Record, ...]:
+    return tuple(_address_records(target, addresses, ttl))
+
+
+def _address_records(owner: str | None, addresses: Iterable[str], ttl: int) -> list[Record]:
+    records = []
+    seen = set()
+    for text in addresses:
+        if text in seen:
+            continue
+        seen.add(text)
+        address = ipaddress.ip_address(text)
+        if address.version == 4:
+            records.append(Record(owner, TYPE_A, A(str(address)), ttl))
+        else:
+            records.append(Record(owner, TYPE_AAAA, AAAA(str(address)), ttl))
+    return records
+
+
+def _unhex(label: str) -> str | None:
+    """`0a000001` -> 10.0.0.1, 32 hex digits -> an IPv6 address; anything else None."""
+    if len(label) not in (8, 32):
+        return None
+    try:
+        packed = bytes.fromhex(label)
+    except ValueError:
+        return None
+    return str(ipaddress.ip_address(packed))
+
+
+def _character_strings(text: str) -> list[bytes]:
+    raw = text.encode()
+    return [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
+
+
+class _Zone:
+    """Per-snapshot lookup tables, built once and kept in `snapshot.memo`."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.domain = snapshot.domain.strip(".").lower()
+        self.labels = tuple(self.domain.split(".")) if self.domain else ()
+        self.services: Mapping[str, str] = {
+            name.lower(): name
+            for name, entries in snapshot.entries_by_name.items()
+            if any(e.instance.discoverable for e in entries)
+        }
+        self.nodes: Mapping[str, Node] = {name.lower(): node for name, node in snapshot.nodes.items()}
+        self._soa: Record | None = None
+
+    def node_target(self, node: str) -> str:
+        return f"{node.lower()}.node.{self.domain}."
+
+    def addr_target(self, address: str) -> str:
+        return f"{ipaddress.ip_address(address).packed.hex()}.addr.{self.domain}."
+
+    def soa(self, snapshot: Snapshot, ttl: int) -> Record:
+        """The zone's SOA: serial is the snapshot index; minimum (the negative TTL) is the answer TTL."""
+        if self._soa is None:
+            rdata = SOA(
+                self.node_target(snapshot.local_node),
+                f"hostmaster.{self.domain}.",
+                (snapshot.index & 0xFFFFFFFF, 3600, 600, 86400, ttl),
+            )
+            self._soa = Record(f"{self.domain}.", TYPE_SOA, rdata, ttl)
+        return self._soa
+
+
+def _zone(snapshot: Snapshot) -> _Zone:
+    zone = snapshot.memo.get(("dns", "zone"))
+    if zone is None:
+        zone = snapshot.memo[("dns", "zone")] = _Zone(snapshot)
+    return zone

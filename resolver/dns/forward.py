@@ -1,0 +1,100 @@
+"""Relay queries for names outside the zone to the configured upstream resolvers.
+
+Each upstream is tried in order with a short timeout; the first reply whose ID and
+question match ours is relayed with the client's ID. A fresh random ID goes upstream
+so that a reply cannot be forged by guessing the client's. UDP clients are forwarded
+over UDP (a truncated reply is relayed as is, and the client retries over TCP); TCP
+clients over TCP.
+
+This module must never answer from the catalog, and never cache: the upstream's TTLs
+belong to the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_TIMEOUT = 2.0
+
+
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """"host:port", "[v6]:port", "host" or a bare IPv6 address -> (host, port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, default_port
+
+
+class _OneReply(asyncio.DatagramProtocol):
+    def __init__(self, want_id: bytes, question: bytes) -> None:
+        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._want_id = want_id
+        self._question = question
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        # Anything that is not the reply to our query (late, spoofed) is ignored.
+        if data[:2] == self._want_id and data[12 : 12 + len(self._question)].lower() == self._question.lower():
+            if not self.reply.done():
+                self.reply.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(exc)
+
+
+class Forwarder:
+    """Upstream resolvers, tried in the order configured."""
+
+    def __init__(self, recursors: Sequence[str], timeout: float = UPSTREAM_TIMEOUT) -> None:
+        self.upstreams = [parse_hostport(r, 53) for r in recursors]
+        self._timeout = timeout
+
+    async def forward(self, query: bytes, question: bytes, tcp: bool) -> bytes | None:
+        """The upstream's reply with the client's ID, or None when every upstream failed."""
+        upstream_id = secrets.token_bytes(2)
+        outgoing = upstream_id + query[2:]
+        for host, port in self.upstreams:
+            try:
+                if tcp:
+                    reply = await asyncio.wait_for(self._tcp(host, port, outgoing), self._timeout)
+                else:
+                    reply = await self._udp(host, port, outgoing, upstream_id, question)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
+                log.warning("dns: upstream %s:%d failed: %r", host, port, error)
+                continue
+            if reply[:2] == upstream_id:
+                return query[:2] + reply[2:]
+        return None
+
+    async def _udp(self, host: str, port: int, outgoing: bytes, upstream_id: bytes, question: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _OneReply(upstream_id, question), remote_addr=(host, port)
+        )
+        try:
+            transport.sendto(outgoing)
+            return await asyncio.wait_for(protocol.reply, self._timeout)
+        finally:
+            transport.close()
+
+    async def _tcp(self, host: str, port: int, outgoing: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(len(outgoing).to_bytes(2, "big") + outgoing)
+            await writer.drain()
+            length = int.from_bytes(await reader.readexactly(2), "big")
+            return await reader.readexactly(length)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass

@@ -1,0 +1,169 @@
+"""From query bytes to reply bytes, through two caches that live in the snapshot's memo.
+
+1. `compiled`: (lower-cased name, type, class, EDNS, size limit, RD/CD) -> `Compiled`,
+   the reply packed once per snapshot with every rotation of its answer.
+2. `packets`: the query bytes after the ID -> a cycle over ready replies. A repeated
+   UDP query (same name, same case, same flags) then costs one dict look-up, one
+   `next()` and an ID splice: no parsing at all.
+
+Both hang off `snapshot.memo`, so a new snapshot starts with empty caches and an
+answer change is visible from the first query after the swap. The caches are bounded
+so that a flood of random names cannot grow them without limit.
+
+This module never touches a socket and never waits: forwarding is the server's job,
+signalled by returning `FORWARD`.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Final, Iterator
+
+from registry.catalog import Snapshot
+from resolver.dns import answers, wire
+
+log = logging.getLogger(__name__)
+
+MAX_ROTATIONS = 8  # orders kept per multi-instance answer; enough to spread load evenly
+MAX_PACKETS = 65536  # per snapshot; beyond this, queries still answer, just uncached
+MAX_COMPILED = 65536
+CLASS_IN = 1
+CLASS_ANY = 255
+
+
+@dataclass
+class DnsStats:
+    """Plain counters, so that a query never calls into prometheus; /metrics reads them."""
+
+    queries: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    malformed: int = 0  # packets dropped or answered FORMERR
+
+
+class Forward:
+    """The query is outside the zone and recursors are configured."""
+
+
+FORWARD: Final = Forward()
+Reply = bytes | Forward | None  # None: drop the packet
+
+
+class Responder:
+    """Answers queries from whatever snapshot `get_snapshot()` returns right now."""
+
+    def __init__(
+        self,
+        get_snapshot: Callable[[], Snapshot],
+        ttl: float,
+        recursing: bool,
+        stats: DnsStats,
+    ) -> None:
+        self._get_snapshot = get_snapshot
+        self._ttl = max(0, int(ttl))
+        self._recursing = recursing
+        self._stats = stats
+        self._queries = stats.queries
+        self._snapshot: Snapshot | None = None
+        self._packets: dict[bytes, tuple[Iterator[bytes], tuple[str, str]]] = {}
+        self._compiled: dict[tuple[object, ...], tuple[wire.Compiled, Iterator[int]]] = {}
+
+    def cached(self, data: bytes) -> bytes | None:
+        """The hot path: a ready reply for a UDP query seen before in this snapshot, else None."""
+        snapshot = self._get_snapshot()
+        if snapshot is not self._snapshot:
+            self._adopt(snapshot)
+        hit = self._packets.get(data[2:])
+        if hit is None:
+            return None
+        self._queries[hit[1]] += 1
+        return data[:2] + next(hit[0])
+
+    def answer(self, data: bytes, tcp: bool) -> Reply:
+        """Any query, the slow way; also fills the caches for the next identical UDP query."""
+        snapshot = self._get_snapshot()
+        if snapshot is not self._snapshot:
+            self._adopt(snapshot)
+        try:
+            query = wire.parse_query(data)
+        except wire.Drop:
+            self._stats.malformed += 1
+            return None
+        except wire.FormError as error:
+            self._stats.malformed += 1
+            self._queries[("unknown", "FORMERR")] += 1
+            return wire.error_reply(data, wire.RCODE_FORMERR, error.question)
+        qtype = wire.qtype_text(query.qtype)
+        edns = query.edns_payload is not None
+        if query.opcode != wire.OPCODE_QUERY:
+            self._queries[(qtype, "NOTIMP")] += 1
+            return wire.error_reply(data, wire.RCODE_NOTIMP, query.question, edns)
+        if edns and query.edns_version != 0:
+            self._queries[(qtype, "BADVERS")] += 1
+            return wire.error_reply(data, wire.RCODE_BADVERS, query.question, edns)
+        try:
+            return self._answer(snapshot, data, query, tcp)
+        except Exception:
+            # One bad answer must not stop the server: SERVFAIL, logged, counted.
+            log.exception("dns: failed to answer %s %s", ".".join(query.labels), qtype)
+            self._queries[(qtype, "SERVFAIL")] += 1
+            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, self._recursing)
+
+    def _answer(self, snapshot: Snapshot, data: bytes, query: wire.Query, tcp: bool) -> Reply:
+        limit = wire.TCP_REPLY_LIMIT if tcp else query.udp_limit()
+        key = (query.qname_key, query.qtype, query.qclass, query.edns_payload is not None, limit, query.flags & 0x0110)
+        found = self._compiled.get(key)
+        if found is None:
+            compiled = self._compile(snapshot, query, limit)
+            if compiled is None:
+                return self._outside(data, query, tcp)
+            found = (compiled, itertools.cycle(range(len(compiled.tails))))
+            if len(self._compiled) < MAX_COMPILED:
+                self._compiled[key] = found
+        compiled, turns = found
+        self._queries[compiled.stat] += 1
+        if not tcp and len(self._packets) < MAX_PACKETS:
+            self._packets[data[2:]] = (itertools.cycle(compiled.rotations(query.question)), compiled.stat)
+        return compiled.reply(data[:2], query.question, next(turns))
+
+    def _outside(self, data: bytes, query: wire.Query, tcp: bool) -> Reply:
+        if self._recursing:
+            return FORWARD
+        reply = wire.error_reply(data, wire.RCODE_REFUSED, query.question, query.edns_payload is not None)
+        stat = (wire.qtype_text(query.qtype), "REFUSED")
+        self._queries[stat] += 1
+        if not tcp and len(self._packets) < MAX_PACKETS:
+            self._packets[data[2:]] = (itertools.repeat(reply[2:]), stat)
+        return reply
+
+    def _compile(self, snapshot: Snapshot, query: wire.Query, limit: int) -> wire.Compiled | None:
+        """The reply for this question in this snapshot, or None when the name is not ours."""
+        if query.qclass not in (CLASS_IN, CLASS_ANY):
+            return None
+        outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
+        if isinstance(outcome, answers.OutOfZone):
+            return None
+        if isinstance(outcome, answers.Success):
+            sections = wire.Sections(0, _rotations(outcome), additional=outcome.additional)
+        elif isinstance(outcome, answers.NoData):
+            sections = wire.Sections(0, ((),), authority=(outcome.soa,))
+        else:
+            sections = wire.Sections(3, ((),), authority=(outcome.soa,))
+        return wire.compile_reply(query, sections, limit, self._recursing)
+
+    def _adopt(self, snapshot: Snapshot) -> None:
+        """Switch to a new snapshot's caches; the old ones go with the old snapshot."""
+        self._packets = snapshot.memo.setdefault(("dns", "packets", id(self)), {})
+        self._compiled = snapshot.memo.setdefault(("dns", "compiled", id(self)), {})
+        self._snapshot = snapshot
+
+
+def _rotations(outcome: answers.Success) -> tuple[tuple[answers.Record, ...], ...]:
+    """Up to MAX_ROTATIONS orders of the answer, each starting at a different record."""
+    records = outcome.answer
+    if not outcome.rotate or len(records) < 2:
+        return (records,)
+    count = min(len(records), MAX_ROTATIONS)
+    starts = [i * len(records) // count for i in range(count)]
+    return tuple(records[start:] + records[:start] for start in starts)

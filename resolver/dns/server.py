@@ -1,0 +1,184 @@
+"""The DNS server: UDP and TCP framing around `Responder`, and nothing else.
+
+UDP sockets are read directly through `loop.add_reader` and `recvfrom`, draining
+several datagrams per wake-up. This skips the protocol layer of asyncio's datagram
+transport, whose 256 KiB read buffer makes glibc map and unmap memory for every
+packet (measured: 148k -> 33k queries per second), and it behaves the same under
+uvloop and the default loop. TCP uses two-byte length framing, several queries per
+connection, and an idle timeout.
+
+Nothing here decides an answer or logs per query; counters are plain integers read
+by /metrics at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Callable, Coroutine, Sequence
+
+from registry.catalog import Snapshot
+from resolver.dns import wire
+from resolver.dns.forward import Forwarder, parse_hostport
+from resolver.dns.responder import DnsStats, Forward, Responder
+
+__all__ = ["DnsServer", "DnsStats"]
+
+log = logging.getLogger(__name__)
+
+UDP_BATCH = 64  # datagrams read per wake-up before yielding to the loop
+UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts; the kernel caps it at rmem_max
+TCP_IDLE_TIMEOUT = 10.0
+
+
+class DnsServer:
+    """Serves the current snapshot on UDP and TCP at every `listen` address."""
+
+    def __init__(
+        self,
+        get_snapshot: Callable[[], Snapshot],
+        listen: Sequence[str],
+        ttl: float = 5.0,
+        recursors: Sequence[str] = (),
+        stats: DnsStats | None = None,
+    ) -> None:
+        self.stats = stats if stats is not None else DnsStats()
+        self._listen = list(listen)
+        self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats)
+        self._forwarder = Forwarder(recursors) if recursors else None
+        self._udp_sockets: list[socket.socket] = []
+        self._tcp_servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.bound_udp: list[str] = []
+        self.bound_tcp: list[str] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for address in self._listen:
+                host, port = parse_hostport(address, 53)
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                udp = socket.socket(family, socket.SOCK_DGRAM)
+                self._udp_sockets.append(udp)
+                udp.setblocking(False)
+                try:
+                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                except OSError:
+                    pass
+                udp.bind((host, port))
+                # Port 0: TCP takes the port UDP got, so one "host:port" serves both.
+                port = udp.getsockname()[1]
+                loop.add_reader(udp.fileno(), self._read_udp, udp)
+                self.bound_udp.append(_format(host, port))
+                server = await asyncio.start_server(self._serve_tcp, host, port, family=family, reuse_address=True)
+                self._tcp_servers.append(server)
+                self.bound_tcp.append(_format(host, server.sockets[0].getsockname()[1]))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("dns: listening on udp %s, tcp %s", ", ".join(self.bound_udp), ", ".join(self.bound_tcp))
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for udp in self._udp_sockets:
+            loop.remove_reader(udp.fileno())
+            udp.close()
+        self._udp_sockets.clear()
+        for server in self._tcp_servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._tcp_servers:
+            await server.wait_closed()
+        self._tcp_servers.clear()
+
+    # -- UDP -----------------------------------------------------------------
+
+    def _read_udp(self, udp: socket.socket) -> None:
+        cached = self._responder.cached
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = udp.recvfrom(wire.MAX_QUERY + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # An ICMP error from an earlier reply surfaces here; the socket is fine.
+                continue
+            reply = cached(data)
+            if reply is None:
+                self._answer_udp(udp, data, addr)
+                continue
+            try:
+                udp.sendto(reply, addr)
+            except OSError:
+                pass  # a full send buffer drops the reply, as the network could have
+
+    def _answer_udp(self, udp: socket.socket, data: bytes, addr: tuple[str, int]) -> None:
+        reply = self._responder.answer(data, tcp=False)
+        if isinstance(reply, Forward):
+            self._spawn(self._forward_udp(udp, data, addr))
+        elif reply is not None:
+            try:
+                udp.sendto(reply, addr)
+            except OSError:
+                pass
+
+    async def _forward_udp(self, udp: socket.socket, data: bytes, addr: tuple[str, int]) -> None:
+        reply = await self._forward(data, tcp=False)
+        if udp.fileno() >= 0:
+            try:
+                udp.sendto(reply, addr)
+            except OSError:
+                pass
+
+    async def _forward(self, data: bytes, tcp: bool) -> bytes:
+        assert self._forwarder is not None
+        query = wire.parse_query(data)
+        qtype = wire.qtype_text(query.qtype)
+        reply = await self._forwarder.forward(data, query.question, tcp)
+        if reply is None:
+            self.stats.queries[(qtype, "SERVFAIL")] += 1
+            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, query.edns_payload is not None, True)
+        rcode = reply[3] & 0xF
+        self.stats.queries[(qtype, wire.rcode_text(rcode))] += 1
+        return reply
+
+    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- TCP -----------------------------------------------------------------
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            while True:
+                length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT), "big")
+                data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
+                reply = self._responder.answer(data, tcp=True)
+                if isinstance(reply, Forward):
+                    reply = await self._forward(data, tcp=True)
+                if reply is None:
+                    # Unanswerable bytes on a stream: the framing can no longer be trusted.
+                    break
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass
+
+
+def _format(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,263 @@
+"""DNS wire format for the hot path: read a query in place, compile answers to bytes.
+
+A query is never fully decoded: the header and the question are read straight from
+the packet, and the only further record looked at is the EDNS0 OPT. Answers are
+packed once (with dnslib) against the lower-cased question; every owner name under
+the question is then a compression pointer to offset 12, so serving a query is
+`id + compiled head + the query's own question bytes + compiled tail`, which keeps
+the asker's 0x20 case for free.
+
+This module knows bytes and record types only. It must never look at the catalog or
+a socket: deciding what to answer is `answers.py`, moving bytes is `server.py`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Sequence
+
+from dnslib import DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNS0, QTYPE, RCODE, RR
+
+from resolver.dns.answers import Record
+
+# What we advertise in our OPT: the DNS flag day 2020 size, safe from fragmentation.
+OUR_PAYLOAD = 1232
+# A query larger than this is not a query we serve; it is dropped.
+MAX_QUERY = 4096
+# Sizes a UDP reply is compiled for; larger client buffers gain nothing over 4096.
+MAX_UDP_REPLY = 4096
+TCP_REPLY_LIMIT = 65535
+
+OPCODE_QUERY = 0
+TYPE_OPT = 41
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NOTIMP = 4
+RCODE_REFUSED = 5
+RCODE_BADVERS = 16
+
+_HEADER = struct.Struct("!HHHHHH")
+_COUNTS = struct.Struct("!HHHH")
+_TYPE_CLASS = struct.Struct("!HH")
+_RR_FIXED = struct.Struct("!HHIH")
+
+
+class Drop(Exception):
+    """Not worth an answer: shorter than a header, a response, or oversized."""
+
+
+class FormError(Exception):
+    """A query we cannot read; answered FORMERR, echoing the question when it parsed."""
+
+    def __init__(self, message: str, question: bytes = b"") -> None:
+        super().__init__(message)
+        self.question = question
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What the hot path needs from a query, read in place."""
+
+    flags: int
+    question: bytes  # the question section as sent: name (case kept), type, class
+    qname_key: bytes  # the wire name lower-cased: the cache key
+    labels: tuple[str, ...]  # lower-cased, without the root
+    qtype: int
+    qclass: int
+    edns_payload: int | None  # the client's UDP size, None when it sent no OPT
+    edns_version: int = 0
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags >> 11) & 0xF
+
+    @property
+    def rd(self) -> bool:
+        return bool(self.flags & 0x0100)
+
+    def udp_limit(self) -> int:
+        """The largest UDP reply this client accepts (RFC 6891: never below 512)."""
+        if self.edns_payload is None:
+            return 512
+        return max(512, min(self.edns_payload, MAX_UDP_REPLY))
+
+
+def parse_query(data: bytes) -> Query:
+    """Read header, question and OPT; raise Drop or FormError on anything else."""
+    size = len(data)
+    if size < 12 or size > MAX_QUERY:
+        raise Drop("short or oversized packet")
+    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if flags & 0x8000:
+        raise Drop("a response, not a query")
+    if qdcount != 1:
+        raise FormError(f"{qdcount} questions")
+    pos = 12
+    labels: list[bytes] = []
+    while True:
+        if pos >= size:
+            raise FormError("question name runs past the packet")
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length & 0xC0:
+            raise FormError("compressed or extended label in the question")
+        label = data[pos + 1 : pos + 1 + length]
+        if len(label) < length:
+            raise FormError("label runs past the packet")
+        labels.append(label)
+        pos += 1 + length
+        if pos - 12 > 255:
+            raise FormError("question name longer than 255 bytes")
+    if pos + 4 > size:
+        raise FormError("question without type and class")
+    qtype, qclass = _TYPE_CLASS.unpack_from(data, pos)
+    pos += 4
+    question = data[12:pos]
+    edns_payload: int | None = None
+    edns_version = 0
+    for index in range(ancount + nscount + arcount):
+        name_end = _skip_name(data, pos, question)
+        if name_end + 10 > size:
+            raise FormError("record runs past the packet", question)
+        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, name_end)
+        if rtype == TYPE_OPT:
+            if index < ancount + nscount or edns_payload is not None or name_end != pos + 1:
+                raise FormError("misplaced or repeated OPT", question)
+            edns_payload = rclass
+            edns_version = (ttl >> 16) & 0xFF
+        pos = name_end + 10 + rdlength
+        if pos > size:
+            raise FormError("record data runs past the packet", question)
+    lowered = [label.lower() for label in labels]
+    return Query(
+        flags=flags,
+        question=question,
+        qname_key=question[:-4].lower(),
+        labels=tuple(label.decode("latin-1") for label in lowered),
+        qtype=qtype,
+        qclass=qclass,
+        edns_payload=edns_payload,
+        edns_version=edns_version,
+    )
+
+
+def _skip_name(data: bytes, pos: int, question: bytes) -> int:
+    """Position after a (possibly compressed) name in a record."""
+    while True:
+        if pos >= len(data):
+            raise FormError("record name runs past the packet", question)
+        length = data[pos]
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        if length & 0xC0:
+            raise FormError("extended label type", question)
+        if length == 0:
+            return pos + 1
+        pos += 1 + length
+
+
+def opt_record(payload: int = OUR_PAYLOAD, extended_rcode: int = 0) -> bytes:
+    """Our EDNS0 OPT: root owner, our UDP size, no options (cookies are ignored, RFC 7873)."""
+    return b"\x00" + _RR_FIXED.pack(TYPE_OPT, payload, extended_rcode << 24, 0)
+
+
+def reply_flags(query_flags: int, rcode: int, aa: bool = False, ra: bool = False, tc: bool = False) -> int:
+    """Response flags: QR, the query's opcode, RD and CD copied, then ours."""
+    flags = 0x8000 | (query_flags & 0x7810) | (rcode & 0xF)
+    if aa:
+        flags |= 0x0400
+    if tc:
+        flags |= 0x0200
+    if ra:
+        flags |= 0x0080
+    return flags
+
+
+def error_reply(data: bytes, rcode: int, question: bytes = b"", edns: bool = False, ra: bool = False) -> bytes:
+    """A reply with no records: FORMERR, SERVFAIL, NOTIMP, REFUSED or BADVERS."""
+    query_flags = int.from_bytes(data[2:4], "big")
+    opt = opt_record(extended_rcode=rcode >> 4) if edns or rcode > 15 else b""
+    flags = reply_flags(query_flags, rcode & 0xF, ra=ra)
+    counts = _COUNTS.pack(1 if question else 0, 0, 0, 1 if opt else 0)
+    return data[:2] + flags.to_bytes(2, "big") + counts + question + opt
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A reply without its ID and question: `head` (flags and counts) and one tail per rotation.
+
+    Every rotation has the same head: the same records in a different order.
+    """
+
+    head: bytes
+    tails: tuple[bytes, ...]
+    stat: tuple[str, str]  # (qtype text, rcode text) for DnsStats
+
+    def reply(self, query_id: bytes, question: bytes, rotation: int = 0) -> bytes:
+        return query_id + self.head + question + self.tails[rotation % len(self.tails)]
+
+    def rotations(self, question: bytes) -> tuple[bytes, ...]:
+        """Every rotation with this question spliced in, for the per-packet cache."""
+        return tuple(self.head + question + tail for tail in self.tails)
+
+
+@dataclass(frozen=True, slots=True)
+class Sections:
+    """What answers.py decided, as records, before it becomes bytes."""
+
+    rcode: int
+    answer_rotations: tuple[tuple[Record, ...], ...]  # one answer section per rotation
+    authority: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()
+    authoritative: bool = True
+
+
+def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Compiled:
+    """Pack a reply once; drop the additional section, then set TC, when it exceeds `limit`."""
+    edns = query.edns_payload is not None
+    qname = DNSLabel([label.encode("latin-1") for label in query.labels])
+    qlen = len(query.question)
+    stat = (qtype_text(query.qtype), rcode_text(sections.rcode))
+
+    def pack(answer: Sequence[Record], authority: Sequence[Record], additional: Sequence[Record], tc: bool) -> bytes:
+        header = DNSHeader(id=0, qr=1, aa=int(sections.authoritative), tc=int(tc), rd=int(query.rd), ra=int(ra),
+                           rcode=sections.rcode)
+        record = DNSRecord(header, q=DNSQuestion(qname, query.qtype, query.qclass))
+        record.rr = [_rr(r, qname) for r in answer]
+        record.auth = [_rr(r, qname) for r in authority]
+        record.ar = [_rr(r, qname) for r in additional]
+        if edns:
+            record.ar.append(EDNS0(udp_len=OUR_PAYLOAD))
+        packed: bytes = record.pack()
+        # CD is copied from the query (RFC 4035 3.1.6); dnslib has no field for it.
+        if query.flags & 0x0010:
+            packed = packed[:3] + bytes([packed[3] | 0x10]) + packed[4:]
+        return packed
+
+    for additional in (sections.additional, ()):
+        packed = [pack(answer, sections.authority, additional, False) for answer in sections.answer_rotations]
+        if max(len(p) for p in packed) <= limit:
+            break
+    else:
+        packed = [pack((), (), (), True)]
+    head = packed[0][2:12]
+    return Compiled(head, tuple(p[12 + qlen :] for p in packed), stat)
+
+
+def _rr(record: Record, qname: DNSLabel) -> RR:
+    owner = qname if record.owner is None else DNSLabel(record.owner)
+    return RR(owner, record.rtype, rdata=record.rdata, ttl=record.ttl)
+
+
+def qtype_text(qtype: int) -> str:
+    """"SRV", "A", ... or the number for types dnslib does not name."""
+    name = QTYPE.get(qtype, None)
+    return str(name) if name is not None else str(qtype)
+
+
+def rcode_text(rcode: int) -> str:
+    """"NOERROR", "NXDOMAIN", ... as /metrics labels them."""
+    return "BADVERS" if rcode == RCODE_BADVERS else str(RCODE.get(rcode, str(rcode)))
