@@ -1,0 +1,33 @@
+"""README.md stays true: CI runs its test command, and its schema example validates."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from registry.catalog import NodeDefaults
+from registry.schema import load_text
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def quick_start_commands() -> list[str]:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [line.strip() for line in section.splitlines() if line.startswith("    ")]
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    run, test = quick_start_commands()
+    assert run.endswith("pilotfish serve --config examples/pilotfish.yaml")
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci_lines == [test]
+
+
+def test_schema_example_in_readme_is_a_valid_registration() -> None:
+    section = README.split("## Registrations (YAML schema)", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"^    name: redis.*?(?=\n\S)", section, re.S | re.M)
+    assert block is not None
+    text = "\n".join(line[4:] for line in block.group(0).splitlines())
+    [instance] = load_text(text, "README.md", NodeDefaults("host1", "10.0.0.5"))
+    assert instance.name == "redis" and len(instance.checks) == 5
