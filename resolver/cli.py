@@ -1,19 +1,31 @@
 """The `pilotfish` command: the daemon, and verbs that talk to a running one.
 
 `validate` works without a daemon so that CI pipelines and config management can
-check a file before dropping it into services.d.
+check a file before dropping it into services.d. Every other verb except `serve` is
+a thin client of the HTTP API (`--http`, `--token`, or PILOTFISH_HTTP and
+PILOTFISH_TOKEN): tables for people, `--json` for scripts. Exit codes: 0 done,
+1 refused by the daemon (or invalid input), 2 usage, 3 no daemon answering.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import socket
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
 
 from registry.catalog import NodeDefaults
 from registry.errors import ValidationError
 from registry.schema import load_file
+from resolver.client import DEFAULT_URL, ApiClient, ApiError, Unreachable, quote
+
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 3
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -33,19 +45,255 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here so that the client verbs start without loading the servers.
+    from resolver.daemon import serve
+    from resolver.logs import setup_logging
+
+    setup_logging()
+    return serve(args.config)
+
+
+# -- output ------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; the last column is never padded."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = [headers] + rows
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def instance_rows(instances: list[dict[str, Any]]) -> str:
+    headers = ["NAME", "ID", "NODE", "URL", "STATUS", "TAGS", "SOURCE"]
+    rows = [
+        [i["name"], i["id"], i["node"], i["url"], i["status"], ",".join(i.get("tags", [])) or "-", i["source"]]
+        for i in instances
+    ]
+    return table(headers, rows)
+
+
+def rule_rows(rules: list[dict[str, Any]]) -> str:
+    rows = [[str(r.get("id") or "-"), r["a"], r["b"], r["type"], r.get("source", ""), r.get("reason", "")] for r in rules]
+    return table(["ID", "A", "B", "TYPE", "SOURCE", "REASON"], rows)
+
+
+def status_text(body: dict[str, Any]) -> str:
+    node = body.get("node", {})
+    lines = [
+        f"pilotfish {body.get('version')}  node {node.get('name')} ({node.get('address')}) {node.get('state')}"
+        + (f": {node['reason']}" if node.get("reason") else ""),
+        f"index {body.get('index')}  services {body.get('services')}  instances {body.get('instances')}  "
+        + "  ".join(f"{k} {v}" for k, v in body.get("counts", {}).items()),
+    ]
+    for listener, addresses in sorted(body.get("bound", {}).items()):
+        lines.append(f"{listener:<8} {', '.join(addresses)}")
+    errors = body.get("file_errors", [])
+    lines.append(f"files {len(body.get('files', []))}, rejected {len(errors)}")
+    for error in errors:
+        for problem in error["problems"]:
+            line = problem.get("line") if problem.get("line") is not None else "-"
+            lines.append(f"  {problem['path']}:{line}: {problem['field']}: {problem['message']}")
+    return "\n".join(lines)
+
+
+def config_text(value: dict[str, Any]) -> str:
+    return f"{value['key']} = {json.dumps(value['value'])} ({value['value_type']}, {value['scope']})"
+
+
+# -- verbs that talk to the daemon --------------------------------------------
+
+Render = Callable[[Any], str]
+
+
+def client_of(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(args.http, args.token)
+
+
+def show(args: argparse.Namespace, body: Any, render: Render) -> None:
+    print(json.dumps(body, indent=2, sort_keys=True) if args.json else render(body))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    show(args, client_of(args).get("/v1/status"), status_text)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    grouped = client_of(args).get("/v1/services", {"status": args.status, "tag": args.tag})
+    show(args, grouped, lambda body: instance_rows([i for name in sorted(body) for i in body[name]]))
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    client = client_of(args)
+    query = {"status": args.status, "tag": args.tag}
+    if args.url:
+        chosen = client.get(f"/v1/services/{quote(args.name)}/url", {**query, "strategy": args.strategy})
+        show(args, chosen, lambda body: str(body["url"]))
+        return 0
+    instances = client.get(f"/v1/services/{quote(args.name)}", query)
+    show(args, instances, instance_rows)
+    return 0 if instances else EXIT_REFUSED
+
+
+def registration_bodies(path: str) -> list[dict[str, Any]]:
+    """The services a YAML/JSON file declares, as API bodies (one file, one or many)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"pilotfish: cannot read {path}: {exc}") from None
+    if isinstance(doc, dict) and isinstance(doc.get("services"), list) and len(doc) == 1:
+        return list(doc["services"])
+    return [doc]
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    client = client_of(args)
+    registered = [client.request("POST", "/v1/services", body) for body in registration_bodies(args.file)]
+    show(args, registered, instance_rows)
+    return 0
+
+
+def cmd_deregister(args: argparse.Namespace) -> int:
+    body = client_of(args).request("DELETE", f"/v1/services/{quote(args.id)}", query={"node": args.node})
+    show(args, body, lambda b: f"deregistered {b['deregistered']['id']} ({b['deregistered']['name']})")
+    return 0
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    client = client_of(args)
+    if args.action == "list":
+        show(args, client.get("/v1/conflicts"), lambda body: rule_rows(body["rules"]))
+    elif args.action == "add":
+        body = {"a": args.a, "b": args.b, "type": args.type, "reason": args.reason}
+        show(args, client.request("POST", "/v1/conflicts", body), lambda rule: rule_rows([rule]))
+    else:
+        deleted = client.request("DELETE", f"/v1/conflicts/{args.rule_id}")
+        show(args, deleted, lambda body: f"deleted rule {body['deleted']['id']}")
+    return 0
+
+
+def cmd_maint(args: argparse.Namespace) -> int:
+    body = {"enabled": args.state == "on", "reason": args.reason or ""}
+    node = client_of(args).request("PUT", "/v1/node/maintenance", body)
+    show(args, node, lambda n: f"node {n.get('name')}: {n.get('state')}" + (f" ({n['reason']})" if n.get("reason") else ""))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    client = client_of(args)
+    if args.action == "get" and args.key is None:
+        node = args.node or str(client.get("/v1/status")["node"]["name"])
+        view = client.get(f"/v1/nodes/{quote(node)}/config")
+        show(args, view, lambda body: "\n".join(config_text(v) for _, v in sorted(body["config"].items())))
+        return 0
+    path = (f"/v1/nodes/{quote(args.node)}/config/" if args.node else "/v1/config/") + quote(args.key)
+    if args.action == "get":
+        show(args, client.get(path), config_text)
+        return 0
+    if args.value is None:
+        raise SystemExit("pilotfish: config set needs KEY VALUE")
+    show(args, client.request("PUT", path, {"value": args.value, "value_type": args.type}), config_text)
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------
+
+
+def client_options() -> argparse.ArgumentParser:
+    """Options every client verb takes, before or after the verb."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--http", default=argparse.SUPPRESS, metavar="URL",
+                        help=f"daemon API (env PILOTFISH_HTTP, default {DEFAULT_URL})")
+    common.add_argument("--token", default=argparse.SUPPRESS, help="bearer token for writes (env PILOTFISH_TOKEN)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pilotfish", description="per-host service discovery: DNS and HTTP")
+    # Separate option objects for the top level: set_defaults below must not reach the verbs'
+    # copies, whose SUPPRESS default is what lets `--http` work before or after the verb.
+    parser = argparse.ArgumentParser(
+        prog="pilotfish", description="per-host service discovery: DNS and HTTP", parents=[client_options()]
+    )
+    parser.set_defaults(
+        http=os.environ.get("PILOTFISH_HTTP", DEFAULT_URL), token=os.environ.get("PILOTFISH_TOKEN") or None, json=False
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    common = client_options()
+
+    serve = verbs.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", metavar="FILE", help="config file (default: the embedded default)")
+    serve.set_defaults(func=cmd_serve)
+
     validate = verbs.add_parser("validate", help="check registration files without a daemon")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
     validate.set_defaults(func=cmd_validate)
+
+    verbs.add_parser("status", parents=[common], help="the daemon's node, ports, counts and rejected files").set_defaults(
+        func=cmd_status
+    )
+    for name, func, help_text in (("ls", cmd_ls, "every discoverable instance"),
+                                  ("lookup", cmd_lookup, "instances of one service")):
+        verb = verbs.add_parser(name, parents=[common], help=help_text)
+        if name == "lookup":
+            verb.add_argument("name", metavar="NAME")
+            verb.add_argument("--url", action="store_true", help="print one URL chosen by --strategy")
+            verb.add_argument("--strategy", default="round_robin", help="with --url (default round_robin)")
+        verb.add_argument("--tag", action="append", help="only instances with this tag (repeatable)")
+        verb.add_argument("--status", help="passing, warning, critical, maintenance or any")
+        verb.set_defaults(func=func)
+
+    register = verbs.add_parser("register", parents=[common], help="register the service(s) of a YAML/JSON file via the API")
+    register.add_argument("file", metavar="FILE")
+    register.set_defaults(func=cmd_register)
+
+    deregister = verbs.add_parser("deregister", parents=[common], help="remove an API registration")
+    deregister.add_argument("id", metavar="ID")
+    deregister.add_argument("--node", help="node of the instance (default: the daemon's)")
+    deregister.set_defaults(func=cmd_deregister)
+
+    conflicts = verbs.add_parser("conflicts", parents=[common], help="conflict rules: list, add A B, rm ID")
+    actions = conflicts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common])
+    add = actions.add_parser("add", parents=[common])
+    add.add_argument("a", metavar="A")
+    add.add_argument("b", metavar="B")
+    add.add_argument("--type", default="port", choices=["port", "dependency", "resource"])
+    add.add_argument("--reason", required=True)
+    remove = actions.add_parser("rm", parents=[common])
+    remove.add_argument("rule_id", metavar="ID", type=int)
+    conflicts.set_defaults(func=cmd_conflicts)
+
+    maint = verbs.add_parser("maint", parents=[common], help="drain this node from DNS and lookups, or bring it back")
+    maint.add_argument("state", choices=["on", "off"])
+    maint.add_argument("--reason", help="shown in status and events")
+    maint.set_defaults(func=cmd_maint)
+
+    config = verbs.add_parser("config", parents=[common], help="typed config values: get [KEY], set KEY VALUE")
+    config.add_argument("action", choices=["get", "set"])
+    config.add_argument("key", nargs="?", metavar="KEY")
+    config.add_argument("value", nargs="?", metavar="VALUE")
+    config.add_argument("--type", default="string", choices=["string", "int", "bool", "json"], help="with set")
+    config.add_argument("--node", help="per-node value (default: the global one)")
+    config.set_defaults(func=cmd_config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ApiError as exc:
+        if args.json and exc.body is not None:
+            print(json.dumps(exc.body, indent=2, sort_keys=True))
+        print(f"pilotfish: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Unreachable as exc:
+        print(f"pilotfish: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -1,0 +1,276 @@
+"""`pilotfish serve`: start every part in order, reload on SIGHUP, stop cleanly.
+
+Start-up order is the data flow's: config -> store -> catalog (API registrations
+restored, then every file of services_dir in one snapshot) -> DNS and HTTP listeners
+-> health checks, node monitor and the directory watcher. So the first query a
+listener answers already sees the whole registry, and nothing writes to the catalog
+before the readers exist to be told.
+
+The daemon owns lifecycles only: it never answers a query, parses a registration or
+touches SQLite beyond opening and closing the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from registry.catalog import Catalog, NodeDefaults
+from registry.health.runner import HealthRunner
+from registry.nodestate import HealthThresholds, NodeMonitor
+from registry.schema import parse_registration
+from registry.store import Store
+from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, rescan
+from resolver.config import Config, ConfigError, is_loopback, load_config, parse_listen
+from resolver.dns.server import DnsServer, DnsStats
+from resolver.http.app import build_app
+from resolver.metrics import REGISTRATIONS, REJECTIONS, RELOAD_SECONDS
+from resolver.state import VERSION, DaemonState
+
+log = logging.getLogger("pilotfish.daemon")
+
+HEALTH_CONCURRENCY = 64
+NODE_INTERVAL = 5.0
+# Long-poll (blocking query) handlers are cut off after this on shutdown, so SIGTERM
+# exits within a few seconds even with clients waiting on `?wait=10m`.
+HTTP_SHUTDOWN_SECONDS = 1.0
+
+
+class StartupError(Exception):
+    """The daemon cannot run with this config (refused before anything listens)."""
+
+
+def format_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """Keys whose new value only takes effect after a restart (listeners, identity, storage)."""
+    keys = {
+        "node": (old.node, new.node),
+        "address": (old.address, new.address),
+        "domain": (old.domain, new.domain),
+        "state_dir": (old.state_dir, new.state_dir),
+        "dns": (old.dns, new.dns),
+        "http.listen": (old.http.listen, new.http.listen),
+        "cluster": (old.cluster, new.cluster),
+    }
+    return [key for key, (before, after) in keys.items() if before != after]
+
+
+def thresholds_of(config: Config) -> HealthThresholds:
+    return HealthThresholds(config.node_health.cpu, config.node_health.memory, config.node_health.disk)
+
+
+class Daemon:
+    """One running pilotfish: `start()`, then `reload()` any number of times, then `stop()`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state: DaemonState | None = None
+        self._store: Store | None = None
+        self._dns: DnsServer | None = None
+        self._http: web.AppRunner | None = None
+        self._health: HealthRunner | None = None
+        self._node_monitor: NodeMonitor | None = None
+        self._watcher: DirectoryWatcher | None = None
+        self._stopping = asyncio.Event()
+        self._reloading: asyncio.Task[None] | None = None
+
+    async def start(self) -> DaemonState:
+        config = self.config
+        if config.http.token is None and not is_loopback(config.http.listen):
+            raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
+        os.makedirs(config.state_dir, exist_ok=True)
+        self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"))
+        defaults = NodeDefaults(config.node, config.address)
+        catalog = Catalog(store, defaults, config.domain, config.conflicts, config.dns.answer_warning)
+        for failure in catalog.load_api_registrations(lambda body: parse_registration(body, defaults)):
+            log.warning("stored registration no longer loads", extra={"detail": failure})
+        state = DaemonState(config=config, catalog=catalog, store=store, defaults=defaults)
+        state.extra.update(version=VERSION, config_path=config.source, services_dir=config.services_dir)
+        self.state = state
+        self._rescan("start")
+
+        state.dns_stats = DnsStats()
+        self._dns = DnsServer(
+            lambda: catalog.current, list(config.dns.listen), config.dns.ttl, list(config.dns.recursors), state.dns_stats
+        )
+        await self._dns.start()
+        state.bound["dns_udp"] = list(self._dns.bound_udp)
+        state.bound["dns_tcp"] = list(self._dns.bound_tcp)
+
+        self._http = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
+        await self._http.setup()
+        host, port = parse_listen(config.http.listen)
+        await web.TCPSite(self._http, host, port, reuse_address=True).start()
+        state.bound["http"] = [format_hostport(str(a[0]), int(a[1])) for a in self._http.addresses]
+
+        self._health = state.health = HealthRunner(catalog, concurrency=HEALTH_CONCURRENCY)
+        await self._health.start()
+        self._node_monitor = state.node_monitor = NodeMonitor(catalog, thresholds_of(config), interval=NODE_INTERVAL)
+        await self._node_monitor.start()
+        await self._start_watcher()
+        log.info(
+            "ready",
+            extra={"bound": state.bound, "node": config.node, "index": catalog.current.index, "version": VERSION},
+        )
+        return state
+
+    async def _start_watcher(self) -> None:
+        directory = self.config.services_dir
+        if not os.path.isdir(directory):
+            log.warning("services_dir does not exist; not watching it (SIGHUP rescans)", extra={"services_dir": directory})
+            return
+        assert self.state is not None
+        self._watcher = DirectoryWatcher(self.state.catalog, directory, self._on_file_results)
+        await self._watcher.start()
+
+    def _rescan(self, reason: str) -> None:
+        assert self.state is not None
+        started = time.perf_counter()
+        results = rescan(self.state.catalog, self.config.services_dir)
+        self._on_file_results(results, time.perf_counter() - started)
+        self.state.extra["last_reload"] = time.time()
+        log.info(
+            "services_dir loaded",
+            extra={"reason": reason, "services_dir": self.config.services_dir, "files": len(results),
+                   "index": self.state.catalog.current.index},
+        )
+
+    def _on_file_results(self, results: list[FileResult], seconds: float) -> None:
+        RELOAD_SECONDS.observe(seconds)
+        for result in results:
+            if result.outcome is FileOutcome.APPLIED:
+                REGISTRATIONS.labels(source="file").inc(result.instances)
+                log.info("file applied", extra={"path": result.path, "instances": result.instances})
+            elif result.outcome is FileOutcome.REJECTED:
+                REJECTIONS.labels(source="file").inc()
+                log.error(
+                    "file rejected; what it registered before stays",
+                    extra={"path": result.path, "problems": [str(p) for p in result.problems]},
+                )
+            else:
+                log.info("file removed", extra={"path": result.path})
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file, apply what can change live, rescan services_dir.
+
+        An invalid file is refused whole and the running config stays.
+        """
+        assert self.state is not None
+        old = self.config
+        started = time.perf_counter()
+        try:
+            new = load_config(old.source)
+        except ConfigError as exc:
+            log.error("config reload refused; keeping the running config",
+                      extra={"problems": [str(p) for p in exc.problems]})
+            new = old
+        pending = restart_only_changes(old, new)
+        if pending:
+            log.warning("config keys changed that need a restart; keeping their running values", extra={"keys": pending})
+        live = dataclasses.replace(
+            new, node=old.node, address=old.address, domain=old.domain, state_dir=old.state_dir, dns=old.dns,
+            http=dataclasses.replace(new.http, listen=old.http.listen), cluster=old.cluster,
+        )
+        self.config = self.state.config = live
+        if live.conflicts != old.conflicts:
+            self.state.catalog.set_config_rules(live.conflicts)
+        if live.node_health != old.node_health and self._node_monitor is not None:
+            self._node_monitor.thresholds = thresholds_of(live)
+        if live.services_dir != old.services_dir and self._watcher is not None:
+            await self._watcher.stop()
+            self._watcher = None
+        self.state.extra["services_dir"] = live.services_dir
+        self._rescan("sighup")
+        if self._watcher is None:
+            await self._start_watcher()
+        RELOAD_SECONDS.observe(time.perf_counter() - started)
+
+    def request_reload(self) -> None:
+        # Reloads run one at a time; a SIGHUP during a reload waits for it, then rescans again.
+        previous = self._reloading
+
+        async def run() -> None:
+            if previous is not None:
+                await previous
+            try:
+                await self.reload()
+            except Exception:  # a failed reload must leave the daemon serving what it had
+                log.exception("reload failed")
+
+        self._reloading = asyncio.create_task(run(), name="pilotfish-reload")
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Stop in reverse order; safe on a partly started daemon."""
+        if self._reloading is not None:
+            await asyncio.gather(self._reloading, return_exceptions=True)
+        steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
+            ("watcher", self._watcher.stop if self._watcher else None),
+            ("node monitor", self._node_monitor.stop if self._node_monitor else None),
+            ("health", self._health.stop if self._health else None),
+            ("http", self._http.cleanup if self._http else None),
+            ("dns", self._dns.stop if self._dns else None),
+        ]
+        for name, step in steps:
+            if step is None:
+                continue
+            try:
+                await asyncio.wait_for(step(), timeout=5)
+            except Exception:  # keep stopping the rest: the store must still be closed
+                log.exception("stopping failed", extra={"part": name})
+        self._watcher = self._node_monitor = self._health = self._http = self._dns = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        log.info("stopped")
+
+
+async def run(config: Config) -> int:
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    try:
+        try:
+            await daemon.start()
+        except (StartupError, OSError) as exc:
+            log.error("cannot start", extra={"error": str(exc)})
+            return 1
+        await daemon.wait()
+        log.info("stopping")
+        return 0
+    finally:
+        await daemon.stop()
+
+
+def serve(config_path: str | None) -> int:
+    """Load the config and run until SIGTERM/SIGINT; the process exit code."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("config refused", extra={"problems": [str(p) for p in exc.problems]})
+        return 1
+    try:
+        import uvloop  # the DNS throughput goal wants it; plain asyncio still works without
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(run(config))
