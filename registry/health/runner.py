@@ -1,0 +1,271 @@
+"""The health runner: runs every check of every local instance on its own schedule.
+
+It follows the catalog (a swap listener) to start checks of new or changed
+instances and cancel those of removed ones, runs probes under one global
+concurrency bound with each check's timeout, counts rise/fall, and tells the
+catalog each result. The catalog publishes a snapshot only when a status
+changes, so a steady fleet of checks costs no snapshots and no SQLite writes.
+
+Must never block the event loop (every probe is async; exec runs a subprocess)
+and never leave a task, process or connection behind after `stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from registry.catalog import NOT_CHECKED, Catalog, Snapshot
+from registry.errors import NotFoundError
+from registry.health import ttl
+from registry.health.exec import probe_exec
+from registry.health.http import HttpProber
+from registry.health.outcome import Outcome, truncate
+from registry.health.risefall import RiseFall
+from registry.health.systemd import probe_systemd
+from registry.health.tcp import probe_tcp
+from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, Status
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+# (check id, monotonic start, duration in seconds), called once a probe's result is recorded.
+Observer = Callable[[str, float, float], None]
+
+
+@dataclass(eq=False)
+class _Check:
+    """One check of one instance, as scheduled: its counters and its deadlines."""
+
+    instance: Instance
+    spec: CheckSpec
+    counter: RiseFall
+    # Monotonic time of the next probe run (or of the TTL running out); None: nothing due.
+    due: float | None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    critical_since: float | None = None
+    runs: int = 0
+    task: "asyncio.Task[None] | None" = None
+
+    def deregister_at(self) -> float | None:
+        if self.spec.deregister_after is None or self.critical_since is None:
+            return None
+        return self.critical_since + self.spec.deregister_after
+
+
+class HealthRunner:
+    def __init__(self, catalog: Catalog, concurrency: int = 256, observer: Observer | None = None) -> None:
+        self.catalog = catalog
+        self.concurrency = concurrency
+        self.observer = observer
+        self._slots = asyncio.Semaphore(concurrency)
+        self._http = HttpProber(concurrency)
+        self._checks: dict[Key, dict[str, _Check]] = {}
+        self._instances: dict[Key, Instance] = {}
+        self._running = False
+        self._subscribed = False
+
+    # -- life cycle ------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._http.open()
+        self._running = True
+        if not self._subscribed:
+            self.catalog.subscribe(self._on_swap)
+            self._subscribed = True
+        for entry in self.catalog.current.entries_by_key.values():
+            self._follow(entry.instance)
+
+    async def stop(self) -> None:
+        self._running = False
+        tasks = [check.task for checks in self._checks.values() for check in checks.values() if check.task]
+        self._checks.clear()
+        self._instances.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._http.close()
+
+    def scheduled(self) -> int:
+        """How many checks are scheduled (status, tests, the benchmark)."""
+        return sum(len(checks) for checks in self._checks.values())
+
+    # -- following the catalog ---------------------------------------------
+
+    def _on_swap(self, old: Snapshot, new: Snapshot) -> None:
+        """Reschedule only what changed: names whose entry tuples were rebuilt."""
+        if not self._running:
+            return
+        old_names, new_names = old.entries_by_name, new.entries_by_name
+        for name in old_names.keys() | new_names.keys():
+            before, after = old_names.get(name, ()), new_names.get(name, ())
+            if before is after:
+                continue
+            present = {entry.instance.key for entry in after}
+            for entry in before:
+                if entry.instance.key not in present:
+                    self._forget(entry.instance.key)
+            for entry in after:
+                self._follow(entry.instance)
+
+    def _follow(self, instance: Instance) -> None:
+        if instance.node != self.catalog.defaults.node:
+            return  # another node's instance (cluster): that node checks it
+        known = self._instances.get(instance.key)
+        if known is instance:
+            return
+        if known is not None and known == instance:
+            # Re-registered unchanged: keep counters and schedule, follow the new object.
+            self._instances[instance.key] = instance
+            for check in self._checks.get(instance.key, {}).values():
+                check.instance = instance
+            return
+        self._forget(instance.key)
+        self._instances[instance.key] = instance
+        entry = self.catalog.current.entries_by_key.get(instance.key)
+        checks = {spec.id: self._schedule(instance, spec, entry) for spec in instance.checks}
+        self._checks[instance.key] = checks
+
+    def _forget(self, key: Key) -> None:
+        self._instances.pop(key, None)
+        for check in self._checks.pop(key, {}).values():
+            if check.task is not None:
+                check.task.cancel()
+
+    def _schedule(self, instance: Instance, spec: CheckSpec, entry: Entry | None) -> _Check:
+        known = _known_status(entry, spec.id)
+        loop = asyncio.get_running_loop()
+        if spec.kind is CheckKind.TTL:
+            # A TTL check waits for its service; a state kept from before a
+            # restart still runs out one TTL from now.
+            due = loop.time() + spec.ttl if known is not None and spec.ttl else None
+        else:
+            due = loop.time()  # first run at once: a new instance should not wait an interval
+        check = _Check(instance, spec, RiseFall(spec.rise, spec.fall, known), due)
+        if known is Status.CRITICAL:
+            check.critical_since = loop.time()
+        check.task = asyncio.create_task(self._loop(check), name=f"check {spec.id}")
+        return check
+
+    # -- running one check -----------------------------------------------
+
+    async def _loop(self, check: _Check) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                now = loop.time()
+                deregister_at = check.deregister_at()
+                if deregister_at is not None and now >= deregister_at:
+                    self._deregister(check)
+                    return
+                if check.due is not None and now >= check.due:
+                    await self._fire(check)
+                    continue
+                wake_at = min((t for t in (check.due, deregister_at) if t is not None), default=math.inf)
+                await self._wait(check, wake_at - now)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in one check must not silently stop the others
+            log.exception("health check %s stopped", check.spec.id)
+
+    async def _wait(self, check: _Check, delay: float) -> None:
+        if check.spec.kind is not CheckKind.TTL:
+            await asyncio.sleep(delay)
+            return
+        # TTL checks are also woken by ttl_update, which moves their deadline.
+        try:
+            await asyncio.wait_for(check.wake.wait(), None if math.isinf(delay) else delay)
+        except TimeoutError:
+            return
+        check.wake.clear()
+
+    async def _fire(self, check: _Check) -> None:
+        spec = check.spec
+        if spec.kind is CheckKind.TTL:
+            check.due = None
+            self._record(check, ttl.expired(spec), counted=False)
+            return
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            # The timeout starts once a slot is held: waiting for the bound is
+            # the checker's delay, not the service's.
+            started = loop.time()
+            try:
+                async with asyncio.timeout(spec.timeout):
+                    outcome = await self._probe(spec)
+            except TimeoutError:
+                outcome = Outcome(Status.CRITICAL, f"{spec.kind.value} check {spec.id}: timed out after {spec.timeout:g}s")
+        duration = loop.time() - started
+        check.runs += 1
+        # Jitter: the second run lands anywhere in the second half of the interval,
+        # which spreads a burst of registrations (daemon start); later runs start
+        # 90-100% of an interval after the previous start, so a change is still
+        # seen within interval + timeout.
+        spread = (0.5, 1.0) if check.runs == 1 else (0.9, 1.0)
+        check.due = started + spec.interval * random.uniform(*spread)
+        self._record(check, outcome, counted=True)
+        if self.observer is not None:
+            self.observer(spec.id, started, duration)
+
+    def _probe(self, spec: CheckSpec) -> Awaitable[Outcome]:
+        if spec.kind is CheckKind.TCP:
+            return probe_tcp(spec)
+        if spec.kind is CheckKind.HTTP:
+            return self._http.probe(spec)
+        if spec.kind is CheckKind.EXEC:
+            return probe_exec(spec)
+        return probe_systemd(spec)
+
+    def _record(self, check: _Check, outcome: Outcome, counted: bool) -> None:
+        if counted:
+            status = check.counter.feed(outcome.status)
+            pending = check.counter.progress(outcome.status)
+            output = truncate(f"{outcome.output} ({pending})") if pending else outcome.output
+        else:
+            status = check.counter.current = outcome.status
+            output = outcome.output
+        state = CheckState(check.spec.id, status, output, time.time())
+        self.catalog.set_check_state(check.instance, state, {"kind": check.spec.kind.value})
+        if status is Status.CRITICAL:
+            if check.critical_since is None:
+                check.critical_since = asyncio.get_running_loop().time()
+        else:
+            check.critical_since = None
+
+    def _deregister(self, check: _Check) -> None:
+        instance = check.instance
+        reason = f"check {check.spec.id} critical for more than {check.spec.deregister_after:g}s (deregister_after)"
+        log.warning("deregistering %s: %s", instance.id, reason)
+        # The swap listener cancels this instance's checks, this one included.
+        self.catalog.expire(instance.id, instance.node, reason)
+
+    # -- TTL reports -------------------------------------------------------
+
+    def ttl_update(self, check_id: str, status: Status, note: str = "") -> Entry:
+        """Record a service's own report for its TTL check and restart the TTL."""
+        instance = self.catalog.check_owner(check_id)
+        check = self._checks.get(instance.key, {}).get(check_id) if instance is not None else None
+        if instance is None or check is None or check.spec.kind is not CheckKind.TTL or check.spec.ttl is None:
+            raise NotFoundError("ttl check", check_id)
+        self._record(check, ttl.reported(status, truncate(note)), counted=False)
+        check.due = asyncio.get_running_loop().time() + check.spec.ttl
+        check.wake.set()
+        entry = self.catalog.entry(instance.id, instance.node)
+        if entry is None:
+            raise NotFoundError("instance", instance.id)
+        return entry
+
+
+def _known_status(entry: Entry | None, check_id: str) -> Status | None:
+    """The check's last real result (kept across restarts), or None if never checked."""
+    if entry is None:
+        return None
+    for state in entry.checks:
+        if state.check_id == check_id and state.output != NOT_CHECKED:
+            return state.status
+    return None

@@ -1,0 +1,133 @@
+"""Test support for the health tests: a catalog on real SQLite and real servers that go up and down.
+
+Every server binds 127.0.0.1 port 0; a server taken down and brought back keeps
+its port, as a restarted service would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from aiohttp import web
+
+from registry.catalog import Catalog, NodeDefaults
+from registry.model import Entry, Instance, Status
+from registry.schema import parse_registration
+from registry.store import Store
+
+T = TypeVar("T")
+NODE = NodeDefaults("n1", "127.0.0.1")
+SLACK = 0.1  # the "+ 100 ms" of every deadline: interval + timeout + SLACK
+
+
+def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+def make_catalog(tmp_path: Path) -> Catalog:
+    return Catalog(Store(tmp_path / "state" / "pilotfish.db"), NODE)
+
+
+def register(catalog: Catalog, body: dict[str, Any]) -> Instance:
+    entry, _ = catalog.register(parse_registration(body, NODE))
+    return entry.instance
+
+
+def entry_of(catalog: Catalog, instance_id: str) -> Entry | None:
+    return catalog.current.entry(instance_id)
+
+
+def status_of(catalog: Catalog, instance_id: str) -> Status | None:
+    entry = entry_of(catalog, instance_id)
+    return entry.status if entry is not None else None
+
+
+async def eventually(predicate: Callable[[], bool], within: float, what: str = "condition") -> float:
+    """Poll `predicate` until true; returns the seconds it took. Fails past `within`."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{what} not reached within {within:.3f}s")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+async def wait_status(catalog: Catalog, instance_id: str, status: Status | None, within: float) -> float:
+    return await eventually(
+        lambda: status_of(catalog, instance_id) is status, within, f"{instance_id} {status}, is {status_of(catalog, instance_id)}"
+    )
+
+
+class TcpService:
+    """A listener that accepts and closes; `down()` and `up()` keep its port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def up(self) -> "TcpService":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    @staticmethod
+    async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+
+class HttpService:
+    """An aiohttp server whose answer is switched by `mode`: ok, 500, hang, redirect, 429."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.body = "all good"
+        self.port = 0
+        self.seen_headers: dict[str, str] = {}
+        self._runner: web.AppRunner | None = None
+        self._hung = asyncio.Event()
+
+    async def up(self) -> "HttpService":
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def down(self) -> None:
+        if self._runner is not None:
+            self._hung.set()
+            await self._runner.cleanup()
+            self._runner = None
+            self._hung = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen_headers = dict(request.headers)
+        if self.mode == "500":
+            return web.Response(status=500, text="boom")
+        if self.mode == "429":
+            return web.Response(status=429, text="slow down")
+        if self.mode == "redirect":
+            raise web.HTTPFound("/elsewhere")
+        if self.mode == "hang":
+            await self._hung.wait()
+        return web.Response(text=self.body)
