@@ -1,0 +1,63 @@
+"""Typed config over HTTP: global and per-node values, fallback, merged view."""
+
+from __future__ import annotations
+
+from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+
+
+def test_global_value_round_trip_cast(api: ApiServer) -> None:
+    reply = api.put("/v1/config/check_concurrency", {"value": "30", "value_type": "int"})
+    assert reply.status == 200, reply.text
+    assert reply.body == {"key": "check_concurrency", "value": 30, "value_type": "int", "scope": "global"}
+    got = api.get("/v1/config/check_concurrency")
+    assert got.body["value"] == 30
+    assert "X-Pilotfish-Index" in got.headers
+
+
+def test_value_that_does_not_cast_is_400_and_changes_nothing(api: ApiServer) -> None:
+    api.put("/v1/config/limit", {"value": 5, "value_type": "int"})
+    reply = api.put("/v1/config/limit", {"value": "lots", "value_type": "int"})
+    assert reply.status == 400
+    assert reply.error["code"] == "invalid_value"
+    assert reply.error["key"] == "limit"
+    assert api.get("/v1/config/limit").body["value"] == 5
+
+
+def test_put_body_validation(api: ApiServer) -> None:
+    assert api.put("/v1/config/k", {"value_type": "int"}).error["problems"][0]["field"] == "value"
+    assert api.put("/v1/config/k", {"value": "1", "value_type": "float"}).error["problems"][0]["field"] == "value_type"
+    assert api.put("/v1/config/k", {"value": "1", "colour": "red"}).error["problems"][0]["field"] == "colour"
+    assert api.put("/v1/config/k", {"value": "plain"}).body["value_type"] == "string"
+
+
+def test_node_value_falls_back_to_global(api: ApiServer) -> None:
+    api.put("/v1/config/debug", {"value": "false", "value_type": "bool"})
+    fallback = api.get("/v1/nodes/node1/config/debug").body
+    assert (fallback["value"], fallback["scope"]) == (False, "global")
+    api.put("/v1/nodes/node1/config/debug", {"value": "true", "value_type": "bool"})
+    own = api.get("/v1/nodes/node1/config/debug").body
+    assert (own["value"], own["scope"]) == (True, "node")
+    assert api.get("/v1/config/debug").body["value"] is False
+    assert api.get("/v1/nodes/other/config/debug").body["scope"] == "global"
+
+
+def test_merged_view(api: ApiServer) -> None:
+    api.put("/v1/config/a", {"value": "1", "value_type": "int"})
+    api.put("/v1/config/b", {"value": '{"x": [1]}', "value_type": "json"})
+    api.put("/v1/nodes/node1/config/a", {"value": "2", "value_type": "int"})
+    view = api.get("/v1/nodes/node1/config").body
+    assert view["node"] == "node1"
+    assert view["config"]["a"] == {"key": "a", "value": 2, "value_type": "int", "scope": "node"}
+    assert view["config"]["b"]["value"] == {"x": [1]}
+    assert api.get("/v1/nodes/empty/config").body["config"]["a"]["value"] == 1
+
+
+def test_delete_and_missing_keys(api: ApiServer) -> None:
+    assert api.get("/v1/config/none").status == 404
+    assert api.delete("/v1/config/none").status == 404
+    api.put("/v1/config/x", {"value": "1"})
+    api.put("/v1/nodes/node1/config/x", {"value": "2"})
+    assert api.delete("/v1/nodes/node1/config/x").body == {"deleted": "x", "scope": "node"}
+    assert api.get("/v1/nodes/node1/config/x").body["value"] == "1"
+    assert api.delete("/v1/config/x").status == 200
+    assert api.get("/v1/nodes/node1/config/x").error["code"] == "not_found"

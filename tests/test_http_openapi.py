@@ -1,0 +1,69 @@
+"""The OpenAPI document matches the routes the app serves, both ways."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from resolver.http.openapi import OPERATIONS, routes
+from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+
+HEALTH_ROUTES = {("PUT", "/v1/checks/{check_id}/{result}"), ("GET", "/v1/node"), ("PUT", "/v1/node/maintenance")}
+
+
+def _app(api: ApiServer) -> web.Application:
+    return api.runner.app
+
+
+def test_every_route_is_in_the_document_and_every_operation_is_a_route(api: ApiServer) -> None:
+    reply = api.get("/v1/openapi.json")
+    assert reply.status == 200
+    doc = reply.body
+    assert doc["openapi"].startswith("3.0")
+    documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    assert documented == routes(_app(api))
+
+
+def test_every_route_has_a_written_description(api: ApiServer) -> None:
+    undocumented = routes(_app(api)) - set(OPERATIONS)
+    assert not undocumented
+    # Described operations that the app does not serve are stale (health ones land separately).
+    stale = set(OPERATIONS) - routes(_app(api)) - HEALTH_ROUTES
+    assert not stale
+
+
+def test_path_parameters_are_declared(api: ApiServer) -> None:
+    doc = api.get("/v1/openapi.json").body
+    for path, ops in doc["paths"].items():
+        wanted = {part[1:-1] for part in path.split("/") if part.startswith("{")}
+        for method, op in ops.items():
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == wanted, (method, path)
+            assert op["responses"], (method, path)
+
+
+def test_design_routes_are_served(api: ApiServer) -> None:
+    served = routes(_app(api))
+    for route in [
+        ("GET", "/v1/services"),
+        ("GET", "/v1/services/{name}"),
+        ("GET", "/v1/services/{name}/url"),
+        ("POST", "/v1/services"),
+        ("PUT", "/v1/services/{name}"),
+        ("DELETE", "/v1/services/{name}"),
+        ("GET", "/v1/conflicts"),
+        ("POST", "/v1/conflicts"),
+        ("DELETE", "/v1/conflicts/{id}"),
+        ("GET", "/v1/services/{name}/conflicts"),
+        ("GET", "/v1/config/{key}"),
+        ("PUT", "/v1/config/{key}"),
+        ("DELETE", "/v1/config/{key}"),
+        ("GET", "/v1/nodes/{node}/config/{key}"),
+        ("PUT", "/v1/nodes/{node}/config/{key}"),
+        ("DELETE", "/v1/nodes/{node}/config/{key}"),
+        ("GET", "/v1/nodes/{node}/config"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/status"),
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+    ]:
+        assert route in served, route
