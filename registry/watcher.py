@@ -97,12 +97,14 @@ def sync_file(catalog: Catalog, path: str) -> FileResult:
 
 
 def rescan(catalog: Catalog, directory: str | Path) -> list[FileResult]:
-    """Load every file of `directory` and forget files that are gone, as one snapshot."""
+    """Load every file of `directory` and forget every other file, as one snapshot."""
     present = registration_files(directory)
     with catalog.batch():
         results = [sync_file(catalog, path) for path in present]
-        for path in set(catalog.files()) - set(present):
-            results.append(sync_file(catalog, path))
+        # Gone, or left behind in a previous services_dir: either way no longer registered.
+        for path in sorted(set(catalog.files()) - set(present)):
+            catalog.remove_file(path)
+            results.append(FileResult(path, FileOutcome.REMOVED))
     return results
 
 

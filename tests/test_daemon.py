@@ -1,0 +1,164 @@
+"""`pilotfish serve` end to end: a real daemon subprocess, real DNS and HTTP clients.
+
+Hot reload (added, changed, broken, fixed, removed), conflicts through a file, SIGHUP,
+SIGTERM, durability across `kill -9`, the token, and the bundled example config.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import dns.rcode
+import yaml
+
+from conftest import REPO, Daemon, DaemonFactory, wait_for
+
+
+def file_errors(daemon: Daemon) -> dict[str, list[dict[str, Any]]]:
+    return {error["path"]: error["problems"] for error in daemon.status()["file_errors"]}
+
+
+def test_yaml_file_added_changed_broken_fixed_removed(daemon: Daemon) -> None:
+    path = daemon.services_dir / "web.yaml"
+    path.write_text("name: web\nport: 8080\nprotocol: http\n")
+    wait_for(lambda: daemon.srv_ports("_web._tcp.service.internal") == [8080], what="web added")
+
+    path.write_text("name: web\nport: 8081\nprotocol: http\n")
+    wait_for(lambda: daemon.srv_ports("_web._tcp.service.internal") == [8081], what="web changed")
+
+    path.write_text("name: web\nport: 8082\nprotocol: http\nprot: oops\n")
+    errors = wait_for(lambda: file_errors(daemon).get(str(path)), what="the broken file in /v1/status")
+    assert errors[0]["line"] == 4 and errors[0]["field"] == "prot"
+    assert daemon.srv_ports("_web._tcp.service.internal") == [8081], "the previous state stays"
+    assert daemon.get("/v1/services/web")[0]["port"] == 8081
+
+    path.write_text("name: web\nport: 8083\nprotocol: http\n")
+    wait_for(lambda: daemon.srv_ports("_web._tcp.service.internal") == [8083], what="web fixed")
+    assert file_errors(daemon) == {}
+
+    path.unlink()
+    wait_for(lambda: daemon.query("_web._tcp.service.internal").rcode() == dns.rcode.NXDOMAIN, what="web removed")
+    assert daemon.request("GET", "/v1/services/web").status == 404
+
+
+def test_file_refused_on_conflict_keeps_the_incumbent(daemon: Daemon) -> None:
+    (daemon.services_dir / "a-redis.yaml").write_text("name: redis-server\nport: 6379\n")
+    wait_for(lambda: daemon.srv_ports("_redis-server._tcp") == [6379], what="the incumbent")
+    challenger = daemon.services_dir / "b-stack.yaml"
+    challenger.write_text("name: redis-stack-server\nport: 6390\n")
+    errors = wait_for(lambda: file_errors(daemon).get(str(challenger)), what="the refused file")
+    assert "redis-server" in errors[0]["message"]
+    assert daemon.query("_redis-stack-server._tcp.service.internal").rcode() == dns.rcode.NXDOMAIN
+    assert daemon.srv_ports("_redis-server._tcp") == [6379]
+    events = daemon.get("/v1/events?kind=rejection")["events"]
+    assert any(e["subject"] == f"file:{challenger}" for e in events)
+
+
+def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path: Path) -> None:
+    daemon = start_daemon(files={"web.yaml": "name: web\nport: 8080\n"})
+    other = tmp_path / "other.d"
+    other.mkdir()
+    (other / "db.yaml").write_text("name: db\nport: 5432\n")
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["services_dir"] = str(other)
+    config["conflicts"] = [{"a": "cache", "b": "db", "type": "resource", "reason": "one of them per host"}]
+    daemon.config_path.write_text(yaml.safe_dump(config))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.srv_ports("_db._tcp") == [5432], what="the new services_dir")
+    assert daemon.query("_web._tcp.service.internal").rcode() == dns.rcode.NXDOMAIN
+    rules = daemon.get("/v1/conflicts")["rules"]
+    assert any(r["a"] == "cache" and r["b"] == "db" and r["source"] == "config" for r in rules)
+    # The new directory is watched from now on.
+    (other / "cache.yaml").write_text("name: cache\nport: 11211\n")
+    wait_for(lambda: file_errors(daemon).get(str(other / "cache.yaml")), what="the rule applied to a new file")
+
+    daemon.config_path.write_text("dns: {listen: nonsense}\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: any(line["msg"].startswith("config reload refused") for line in daemon.logs()), what="refusal")
+    assert daemon.srv_ports("_db._tcp") == [5432]
+    assert daemon.proc.poll() is None
+
+
+def test_sigterm_stops_cleanly(daemon: Daemon) -> None:
+    host, port = daemon.bound["http"][0].rsplit(":", 1)
+    outcome: list[object] = []
+
+    def long_poll() -> None:
+        # A client in a blocking query must not hold the daemon up; how its
+        # connection ends (answered or cut) does not matter here.
+        try:
+            outcome.append(daemon.request("GET", "/v1/services?index=999999&wait=5m"))
+        except OSError as exc:
+            outcome.append(exc)
+
+    blocked = threading.Thread(target=long_poll)
+    blocked.start()
+    wait_for(lambda: daemon.proc.poll() is None and len(outcome) == 0, what="the long poll to start")
+    assert daemon.stop(timeout=5) == 0
+    blocked.join(10)
+    assert any(line["msg"] == "stopped" for line in daemon.logs())
+    with socket.socket() as probe:
+        assert probe.connect_ex((host, int(port))) != 0, "the HTTP listener is closed"
+
+
+def test_fifty_api_registrations_survive_kill_9(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon()
+    for n in range(50):
+        reply = daemon.write("POST", "/v1/services", {"name": "worker", "id": f"worker-{n}", "port": 9000 + n})
+        assert reply.status == 201, reply
+    daemon.proc.kill()
+    daemon.proc.wait(10)
+    again = start_daemon.restart(daemon)
+    instances = again.get("/v1/services/worker?status=any")
+    assert sorted(i["id"] for i in instances) == sorted(f"worker-{n}" for n in range(50))
+    assert len(again.srv_ports("_worker._tcp", tcp=True)) == 50
+
+
+def test_token_guards_writes_end_to_end(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon(token="s3cret")
+    body = {"name": "web", "port": 8080}
+    assert daemon.request("POST", "/v1/services", body).status == 401
+    assert daemon.request("POST", "/v1/services", body, token="wrong").status == 401
+    assert daemon.request("POST", "/v1/services", body, token="s3cret").status == 201
+    assert daemon.request("GET", "/v1/services/web").status == 200
+    assert daemon.request("DELETE", "/v1/services/web-8080").status == 401
+
+
+def test_refuses_non_loopback_http_without_token(tmp_path: Path) -> None:
+    config = tmp_path / "pilotfish.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nhttp: {{listen: '0.0.0.0:0'}}\ndns: {{listen: ['127.0.0.1:0']}}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )
+    assert done.returncode == 1
+    assert "http.token" in done.stderr and f"{config}:2" in done.stderr
+
+
+def test_examples_config_answers_srv_redis(start_daemon: DaemonFactory, tmp_path: Path) -> None:
+    # The bundled config, moved onto ephemeral ports and a private state directory.
+    config = yaml.safe_load((REPO / "examples" / "pilotfish.yaml").read_text())
+    config["services_dir"] = str(REPO / "examples" / "services.d")
+    config["state_dir"] = str(tmp_path / "state")
+    config["dns"]["listen"] = ["127.0.0.1:0"]
+    config["http"]["listen"] = "127.0.0.1:0"
+    path = tmp_path / "pilotfish.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = start_daemon.run(path, REPO / "examples" / "services.d", tmp_path / "state", None)
+    assert daemon.srv_ports("_redis._tcp") == [6379, 6380]
+    assert daemon.status()["file_errors"] == []
+    assert "redis" in daemon.get("/v1/services")
+
+
+def test_metrics_count_file_reloads(daemon: Daemon) -> None:
+    (daemon.services_dir / "web.yaml").write_text("name: web\nport: 8080\n")
+    wait_for(lambda: daemon.srv_ports("_web._tcp") == [8080], what="web added")
+    text = daemon.text("/metrics")
+    assert 'pilotfish_registrations_total{source="file"} 1.0' in text
+    assert "pilotfish_reload_seconds_count" in text
