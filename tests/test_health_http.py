@@ -1,0 +1,135 @@
+"""HTTP checks against a real aiohttp server that fails, hangs, redirects and goes away."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from pathlib import Path
+
+from aiohttp import web
+
+from healthkit import SLACK, HttpService, eventually, make_catalog, register, run, wait_status
+from registry.catalog import Catalog
+from registry.health.runner import HealthRunner
+from registry.model import Status
+
+INTERVAL, TIMEOUT = 0.15, 0.2
+WITHIN = INTERVAL + TIMEOUT + SLACK
+
+
+def http_body(instance_id: str, url: str, **check: object) -> dict[str, object]:
+    spec: dict[str, object] = {"http": url, "interval": "150ms", "timeout": "200ms"}
+    spec.update(check)
+    return {"id": instance_id, "name": "web", "port": 8080, "protocol": "http", "checks": [spec]}
+
+
+def output_of(catalog: Catalog, instance_id: str) -> str:
+    entry = catalog.current.entry(instance_id)
+    assert entry is not None
+    return entry.checks[0].output
+
+
+def test_http_500_hang_redirect_and_down_each_show_within_deadline(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        service = await HttpService().up()
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        try:
+            register(catalog, http_body("web-1", service.url))
+            await wait_status(catalog, "web-1", Status.PASSING, TIMEOUT + SLACK)
+            for mode, needle in [("500", "500 Internal Server Error"), ("hang", "timed out after 0.2s"), ("redirect", "302 Found")]:
+                service.mode = mode
+                await wait_status(catalog, "web-1", Status.CRITICAL, WITHIN)
+                assert needle in output_of(catalog, "web-1")
+                service.mode = "ok"
+                await wait_status(catalog, "web-1", Status.PASSING, WITHIN)
+            await service.down()
+            await wait_status(catalog, "web-1", Status.CRITICAL, WITHIN)
+            await service.up()
+            await wait_status(catalog, "web-1", Status.PASSING, WITHIN)
+        finally:
+            await runner.stop()
+            await service.down()
+        transitions = [e.detail["to"] for e in reversed(catalog.store.events(kind="health"))]
+        assert transitions == ["passing", "critical"] * 4 + ["passing"]
+
+    run(scenario())
+
+
+def test_expected_status_list_headers_method_body_and_429(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        service = await HttpService().up()
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        try:
+            # A redirect that is expected passes: redirects are judged, not followed.
+            register(catalog, http_body("moved", service.url, status=[301, 302]))
+            register(
+                catalog,
+                {
+                    **http_body("probe", service.url, method="HEAD", headers={"X-Check": "pilotfish"}),
+                    "id": "probe",
+                    "port": 8081,
+                },
+            )
+            register(catalog, {**http_body("marker", service.url, body="all good"), "port": 8082})
+            service.mode = "redirect"
+            await wait_status(catalog, "moved", Status.PASSING, WITHIN)
+            service.mode = "ok"
+            await wait_status(catalog, "probe", Status.PASSING, WITHIN)
+            assert service.seen_headers.get("X-Check") == "pilotfish"
+            await wait_status(catalog, "marker", Status.PASSING, WITHIN)
+            service.body = "degraded"
+            await wait_status(catalog, "marker", Status.CRITICAL, WITHIN)
+            assert "body lacks 'all good'" in output_of(catalog, "marker")
+            service.mode = "429"
+            await wait_status(catalog, "probe", Status.WARNING, WITHIN)
+        finally:
+            await runner.stop()
+            await service.down()
+
+    run(scenario())
+
+
+def _self_signed(tmp_path: Path) -> ssl.SSLContext:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_tls_skip_verify(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/health", _ok)
+        web_runner = web.AppRunner(app)
+        await web_runner.setup()
+        site = web.TCPSite(web_runner, "127.0.0.1", 0, ssl_context=_self_signed(tmp_path))
+        await site.start()
+        url = f"https://127.0.0.1:{web_runner.addresses[0][1]}/health"
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        try:
+            register(catalog, http_body("strict", url))
+            register(catalog, {**http_body("lenient", url, tls_skip_verify=True), "port": 8081})
+            await wait_status(catalog, "lenient", Status.PASSING, WITHIN)
+            await eventually(lambda: "certificate" in output_of(catalog, "strict").lower(), WITHIN, "verify failure")
+            await wait_status(catalog, "strict", Status.CRITICAL, 0)
+        finally:
+            await runner.stop()
+            await web_runner.cleanup()
+
+    run(scenario())
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")

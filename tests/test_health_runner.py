@@ -1,0 +1,122 @@
+"""The runner's schedule: deregister_after, the concurrency bound, following catalog changes, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiohttp import web
+
+from healthkit import NODE, SLACK, TcpService, eventually, make_catalog, register, run, status_of, wait_status
+from registry.health.runner import HealthRunner
+from registry.model import Status
+from registry.schema import load_file
+
+
+def test_deregister_after_removes_a_critical_instance_and_logs_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        service = await TcpService().up()
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        check = {"tcp": f"127.0.0.1:{service.port}", "interval": "100ms", "timeout": "100ms", "deregister_after": "300ms"}
+        try:
+            register(catalog, {"id": "flaky", "name": "flaky", "port": service.port, "checks": [check]})
+            await wait_status(catalog, "flaky", Status.PASSING, 0.1 + SLACK)
+            await service.down()
+            await wait_status(catalog, "flaky", Status.CRITICAL, 0.2 + SLACK)
+            took = await wait_status(catalog, "flaky", None, 0.3 + 0.2 + SLACK)
+            assert took >= 0.25
+            assert runner.scheduled() == 0
+        finally:
+            await runner.stop()
+        gone = catalog.store.events(kind="deregistration")[0]
+        assert gone.subject == "api:flaky"
+        assert "critical for more than 0.3s" in gone.detail["reason"]
+        assert catalog.store.registrations() == []  # an API instance is removed for good
+
+    run(scenario())
+
+
+def test_file_instance_is_checked_again_when_its_file_changes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        first, second = await TcpService().up(), await TcpService().up()
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        path = tmp_path / "web.yaml"
+        try:
+            for service in (first, second):
+                path.write_text(
+                    f"name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:{service.port}\n    interval: 10s\n    timeout: 200ms\n"
+                )
+                catalog.apply_file(str(path), load_file(path, NODE))
+                await wait_status(catalog, "web-8080", Status.PASSING, 0.2 + SLACK)
+                await first.down()
+            # The changed check (new target) ran at once, although the interval is 10 s.
+            entry = catalog.current.entry("web-8080")
+            assert entry is not None and str(second.port) in entry.checks[0].output
+            assert runner.scheduled() == 1
+            catalog.remove_file(str(path))
+            assert runner.scheduled() == 0
+        finally:
+            await runner.stop()
+            await second.down()
+
+    run(scenario())
+
+
+def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(tmp_path: Path) -> None:
+    in_flight, peak = 0, 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.1)
+        in_flight -= 1
+        return web.Response(text="ok")
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/", slow)
+        web_runner = web.AppRunner(app)
+        await web_runner.setup()
+        await web.TCPSite(web_runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{web_runner.addresses[0][1]}/"
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog, concurrency=2)
+        await runner.start()
+        try:
+            with catalog.batch():
+                for n in range(6):
+                    check = {"http": url, "interval": "10s", "timeout": "250ms"}
+                    register(catalog, {"id": f"web-{n}", "name": "web", "port": 8000 + n, "checks": [check]})
+            # Six 100 ms requests two at a time take 300 ms; each still within its 250 ms timeout.
+            await eventually(lambda: all(status_of(catalog, f"web-{n}") is Status.PASSING for n in range(6)), 0.3 + 0.25 + SLACK)
+            assert peak == 2
+        finally:
+            await runner.stop()
+            await web_runner.cleanup()
+
+    run(scenario())
+
+
+def test_stop_leaves_no_task_behind(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        register(catalog, {"id": "a", "name": "a", "port": 1, "checks": [{"exec": ["sleep", "5"], "timeout": "10s"}]})
+        register(catalog, {"id": "b", "name": "b", "port": 2, "checks": [{"http": "http://127.0.0.1:1/", "interval": "100ms"}]})
+        register(catalog, {"id": "c", "name": "c", "port": 3, "checks": [{"ttl": "10s"}]})
+        await eventually(lambda: runner.scheduled() == 3, 1)
+        await asyncio.sleep(0.05)  # let the sleep command start
+        await runner.stop()
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        assert runner.scheduled() == 0
+        # Later catalog changes are ignored once stopped.
+        register(catalog, {"id": "d", "name": "d", "port": 4, "checks": [{"ttl": "10s"}]})
+        assert runner.scheduled() == 0
+
+    run(scenario())
