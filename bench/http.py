@@ -1,0 +1,190 @@
+"""HTTP benchmark: lookups per second on `GET /v1/services/{name}`, against a bare aiohttp handler.
+
+Both servers run in their own process pinned to one core (taskset), one after the
+other, with uvloop as the daemon uses it and access logging off; wrk runs pinned to
+another core. The bare server answers the same route template with a fixed JSON body
+of exactly the size of ours, so the ratio is what our routing, middlewares, blocking
+query check, memo lookup and index header cost over aiohttp itself. Prints both
+figures and the ratio; the last line is one JSON object for tooling.
+
+    python3 bench/http.py [--duration 10] [--connections 50] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named http.py, so its own directory (first on sys.path when run as a
+# script) would shadow the standard library's `http` package: take it off first.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import urllib.request
+
+from registry.catalog import Catalog, NodeDefaults  # noqa: E402
+from registry.schema import load_text  # noqa: E402
+from registry.store import Store  # noqa: E402
+
+SERVICE = "web"
+PATH = f"/v1/services/{SERVICE}"
+DEFAULTS = NodeDefaults("bench-node", "10.0.0.1")
+# Three instances with tags and meta: the shape of a typical lookup answer.
+SERVICES_YAML = "services:\n" + "".join(
+    f"  - {{name: {SERVICE}, id: web-{i}, port: {8000 + i}, protocol: http, tags: [blue, v{i}], "
+    f"meta: {{team: edge, shard: '{i}'}}}}\n"
+    for i in range(3)
+)
+
+
+async def serve_ours(state_dir: str) -> None:
+    from aiohttp import web
+
+    from resolver.config import Config
+    from resolver.http.app import build_app
+    from resolver.state import DaemonState
+
+    store = Store(Path(state_dir) / "bench.db")
+    catalog = Catalog(store, DEFAULTS)
+    catalog.apply_file("/bench/web.yaml", load_text(SERVICES_YAML, "/bench/web.yaml", DEFAULTS))
+    state = DaemonState(Config(node=DEFAULTS.node, address=DEFAULTS.address), catalog, store, DEFAULTS)
+    await run_forever(build_app(state))
+
+
+async def serve_bare(body_file: str) -> None:
+    from aiohttp import web
+
+    body = Path(body_file).read_bytes()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/services/{name}", handler)
+    await run_forever(app)
+
+
+async def run_forever(app: "object") -> None:
+    from aiohttp import web
+
+    assert isinstance(app, web.Application)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    print(runner.addresses[0][1], flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        wrk = shutil.which("wrk")
+    assert wrk is not None, "wrk is not installed and apt-get could not install it"
+    return wrk
+
+
+def start_server(kind: str, arg: str, core: int) -> tuple[subprocess.Popen[str], int]:
+    command = ["taskset", "-c", str(core), sys.executable, __file__, "--serve", kind, arg]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(10)
+        raise SystemExit(f"{kind} server failed to start")
+    return process, int(line)
+
+
+def stop_server(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_wrk(wrk: str, port: int, core: int, duration: int, connections: int) -> float:
+    url = f"http://127.0.0.1:{port}{PATH}"
+    base = ["taskset", "-c", str(core), wrk, "-t1", f"-c{connections}"]
+    subprocess.run(base + ["-d2s", url], check=True, capture_output=True)  # warm-up
+    out = subprocess.run(base + [f"-d{duration}s", url], check=True, capture_output=True, text=True).stdout
+    if re.search(r"Non-2xx", out):
+        raise SystemExit(f"wrk saw errors:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def fetch(port: int) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{PATH}", timeout=5) as response:
+        assert response.status == 200
+        return response.read()  # type: ignore[no-any-return]
+
+
+def measure(duration: int, connections: int, rounds: int) -> None:
+    wrk = ensure_wrk()
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_core = cores[0], cores[-1]
+    ours_rps: list[float] = []
+    bare_rps: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        body_file = str(Path(tmp) / "body.json")
+        for _ in range(rounds):
+            # Alternate the two servers so that drift on the host hits both alike.
+            process, port = start_server("ours", tmp, server_core)
+            try:
+                body = fetch(port)
+                Path(body_file).write_bytes(body)
+                ours_rps.append(run_wrk(wrk, port, client_core, duration, connections))
+            finally:
+                stop_server(process)
+            process, port = start_server("bare", body_file, server_core)
+            try:
+                assert len(fetch(port)) == len(body)
+                bare_rps.append(run_wrk(wrk, port, client_core, duration, connections))
+            finally:
+                stop_server(process)
+    rps, bare = statistics.median(ours_rps), statistics.median(bare_rps)
+    ratio = rps / bare
+    print(f"body: {len(body)} bytes; servers on core {server_core}, wrk on core {client_core}")
+    print(f"pilotfish GET {PATH}: {rps:,.0f} req/s (rounds: {', '.join(f'{r:,.0f}' for r in ours_rps)})")
+    print(f"bare aiohttp handler:      {bare:,.0f} req/s (rounds: {', '.join(f'{r:,.0f}' for r in bare_rps)})")
+    print(f"ratio: {ratio:.1%} (target: at least 70%)")
+    print(json.dumps({"bench": "http", "rps": round(rps), "bare_rps": round(bare), "ratio": round(ratio, 3)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per measurement")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2, help="measurements per server; the median is reported")
+    parser.add_argument("--serve", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        kind, arg = args.serve
+        import uvloop
+
+        serve = serve_ours(arg) if kind == "ours" else serve_bare(arg)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve)
+        return
+    measure(args.duration, args.connections, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
