@@ -33,9 +33,9 @@ import subprocess
 import tempfile
 import urllib.request
 
-from registry.catalog import Catalog, NodeDefaults  # noqa: E402
-from registry.schema import load_text  # noqa: E402
-from registry.store import Store  # noqa: E402
+from registry.catalog import Catalog, NodeDefaults
+from registry.schema import load_text
+from registry.store import Store
 
 SERVICE = "web"
 PATH = f"/v1/services/{SERVICE}"

@@ -17,7 +17,7 @@ services:
 """
 
 
-def _ids(reply_body: list[dict[str, object]]) -> list[object]:
+def _ids(reply_body: list[dict[str, str]]) -> list[str]:
     return sorted(item["id"] for item in reply_body)
 
 

@@ -78,8 +78,8 @@ def describe(exc: BaseException) -> ErrorBody | None:
         details = {"id": exc.instance_id, "source": exc.source, "file": _file_of(exc.source)}
         return 409, "read_only", str(exc), details
     if isinstance(exc, InvalidTransition):
-        details = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
-        return 409, "invalid_transition", str(exc), details
+        transition: dict[str, Any] = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
+        return 409, "invalid_transition", str(exc), transition
     return None
 
 

@@ -92,4 +92,4 @@ def memo_body(snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], Any]
         if count < MEMO_LIMIT:
             memo[key] = body
             memo[_MEMO_COUNT] = count + 1
-    return body  # type: ignore[no-any-return]
+    return body
