@@ -28,7 +28,9 @@ except ModuleNotFoundError as exc:
     # the API simply has no health endpoints. Any other import failure is a bug.
     if exc.name != "resolver.http.routes_health":
         raise
-    add_health_routes = None
+
+    def add_health_routes(app: web.Application) -> None:
+        """No health module yet: no health routes."""
 
 
 def build_app(state: DaemonState) -> web.Application:
@@ -39,6 +41,5 @@ def build_app(state: DaemonState) -> web.Application:
     add_conflict_routes(app)
     add_config_routes(app)
     add_status_routes(app)
-    if add_health_routes is not None:
-        add_health_routes(app)
+    add_health_routes(app)
     return app

@@ -291,7 +291,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     },
     ("PUT", "/v1/node/maintenance"): {
         "summary": "Turn this node's maintenance mode on or off (drains every instance)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
         "responses": {"200": _json({"type": "object"}, "node"), **INVALID, "409": _error("transition not allowed"), **WRITE_ERRORS},
+    },
+    ("PUT", "/v1/services/{id}/maintenance"): {
+        "summary": "Turn one instance's maintenance mode on or off (drains it from DNS and healthy lookups)",
+        "parameters": [_path_param("id", "instance id"), _query("node", "node of the instance (default: this node)")],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
+        "responses": {"200": _json(_ref("Instance"), "the instance"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
     },
 }
 
@@ -365,6 +372,11 @@ COMPONENTS: dict[str, Any] = {
                 "value_type": {"type": "string"},
                 "scope": {"type": "string", "enum": ["node", "global"]},
             },
+        },
+        "Maintenance": {
+            "type": "object",
+            "required": ["enable"],
+            "properties": {"enable": {"type": "boolean"}, "reason": {"type": "string"}},
         },
         "Event": {
             "type": "object",
