@@ -349,9 +349,11 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     health = read.section(top, ("node_health",), SECTION_KEYS["node_health"])
     cluster = read.section(top, ("cluster",), SECTION_KEYS["cluster"])
     dns_listen = read.listen(dns, ("dns", "listen"))
-    http_listen = read.listen(http, ("http", "listen"))
-    if http_listen is not None and len(http_listen) != 1:
-        read.problem(("http", "listen"), "must be one address (host:port)")
+    http_listen = None
+    if http.get("listen") is not None and not isinstance(http["listen"], str):
+        read.problem(("http", "listen"), f"must be one host:port string, not {_kind(http['listen'])}")
+    else:
+        http_listen = read.listen(http, ("http", "listen"))
     token = http.get("token")
     if token is not None and (not isinstance(token, str) or not token):
         read.problem(("http", "token"), f"must be a non-empty string or null, not {_kind(token)}")

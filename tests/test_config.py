@@ -1,0 +1,122 @@
+"""resolver/config.py: defaults, path resolution, and refusals that name file, line and key."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from registry.model import ConflictType
+from resolver.config import ConfigError, default_address, is_loopback, load_config, parse_listen
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "pilotfish.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_embedded_default_matches_the_design(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None)
+    assert config.source is None
+    assert config.domain == "internal"
+    assert config.services_dir == str(tmp_path / "services.d")
+    assert config.state_dir == str(tmp_path / "state")
+    assert config.dns.listen == ("127.0.0.1:8600",) and config.dns.ttl == 5.0
+    assert config.http.listen == "127.0.0.1:8500" and config.http.token is None
+    assert config.node and config.node == config.node.lower()
+    ipaddress.IPv4Address(config.address)
+
+
+def test_default_address_is_a_non_loopback_ipv4_when_there_is_one() -> None:
+    address = ipaddress.IPv4Address(default_address())
+    assert not address.is_loopback or str(address) == "127.0.0.1"
+
+
+def test_empty_file_is_the_default_with_paths_beside_it(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert config.services_dir == str(tmp_path / "services.d")
+    assert config.source == str(tmp_path / "pilotfish.yaml")
+
+
+def test_every_key(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """\
+node: web1
+address: 10.1.2.3
+domain: Consul.
+services_dir: drop-ins
+state_dir: /var/lib/pilotfish
+dns:
+  listen: ["127.0.0.1:0", "[::1]:5353"]
+  ttl: 500ms
+  recursors: [1.1.1.1, "9.9.9.9:5353"]
+  answer_warning: true
+http: {listen: "0.0.0.0:8500", token: s3cret}
+conflicts:
+  - {a: redis-server, b: keydb, type: port, reason: "both bind 6379"}
+node_health: {cpu: 80, memory: 85.5, disk: 95}
+cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/}
+"""))
+    assert (config.node, config.address, config.domain) == ("web1", "10.1.2.3", "consul")
+    assert config.services_dir == str(tmp_path / "drop-ins")
+    assert config.state_dir == "/var/lib/pilotfish"
+    assert config.dns.listen == ("127.0.0.1:0", "[::1]:5353")
+    assert config.dns.ttl == 0.5 and config.dns.answer_warning is True
+    assert config.dns.recursors == ("1.1.1.1:53", "9.9.9.9:5353")
+    assert config.http.token == "s3cret"
+    (rule,) = config.conflicts
+    assert (rule.a, rule.b, rule.type, rule.source) == ("keydb", "redis-server", ConflictType.PORT, "config")
+    assert (config.node_health.cpu, config.node_health.memory) == (80.0, 85.5)
+    assert config.cluster.prefix == "/fleet/"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("domian: x\n", ":1: domian: unknown key (did you mean 'domain'?)"),
+        ("dns:\n  listne: []\n", ":2: dns.listne: unknown key (did you mean 'listen'?)"),
+        ("dns: {listen: ['127.0.0.1']}\n", ":1: dns.listen: '127.0.0.1' is not host:port"),
+        ("dns: {listen: ['localhost:53']}\n", ":1: dns.listen: 'localhost' in 'localhost:53' is not an IP address"),
+        ("dns:\n  listen:\n    - 127.0.0.1:1\n    - 127.0.0.1:70000\n", ":4: dns.listen[1]: port '70000'"),
+        ("http: {listen: 8500}\n", ":1: http.listen: must be one host:port string, not an integer"),
+        ("dns:\n  ttl: 5\n", ":2: dns.ttl: must be a duration string such as 5s or 500ms, not an integer"),
+        ("dns:\n  ttl: 5 seconds\n", ":2: dns.ttl: '5 seconds' is not a duration"),
+        ("dns: {answer_warning: 'yes'}\n", ":1: dns.answer_warning: must be true or false, not a string"),
+        ("node: Web_1\n", ":1: node: 'Web_1' is not a valid DNS name"),
+        ("address: 10.0.0\n", ":1: address: '10.0.0' is not an IP address"),
+        ("node_health: {cpu: 120}\n", ":1: node_health.cpu: must be a percentage between 0 and 100, not 120"),
+        ("conflicts:\n  - {a: x, b: y, type: kind}\n", ":2: conflicts[0].type: 'kind' is not one of port"),
+        ("conflicts:\n  - {a: x, type: port}\n", ":2: conflicts[0]: missing key 'b'"),
+        ("dns: [1]\n", ":1: dns: must be a mapping, not a list"),
+        ("http: {listen: '0.0.0.0:8500'}\n", ":1: http.listen: a non-loopback HTTP listen address needs http.token"),
+        ("- 1\n", ":1: (top): the config file must be a mapping of keys"),
+        ("dns: {listen: [\n", ":2: yaml: expected the node content"),
+    ],
+)
+def test_refusals_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"{path}{expected}" in str(caught.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "nod: a\ndns: {ttl: 1}\nhttp: {tokn: x}\n"))
+    assert [(p.line, p.field) for p in caught.value.problems] == [(1, "nod"), (2, "dns.ttl"), (3, "http.tokn")]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No such file"):
+        load_config(str(tmp_path / "absent.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed", "loopback"),
+    [("127.0.0.1:8600", ("127.0.0.1", 8600), True), ("[::1]:0", ("::1", 0), True), ("0.0.0.0:53", ("0.0.0.0", 53), False)],
+)
+def test_parse_listen(text: str, parsed: tuple[str, int], loopback: bool) -> None:
+    assert parse_listen(text) == parsed
+    assert is_loopback(text) is loopback
