@@ -175,7 +175,7 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
 
 
 def cmd_maint(args: argparse.Namespace) -> int:
-    body = {"enabled": args.state == "on", "reason": args.reason or ""}
+    body = {"enable": args.state == "on", "reason": args.reason or ""}
     node = client_of(args).request("PUT", "/v1/node/maintenance", body)
     show(args, node, lambda n: f"node {n.get('name')}: {n.get('state')}" + (f" ({n['reason']})" if n.get("reason") else ""))
     return 0
