@@ -131,6 +131,10 @@ class DirectoryWatcher:
         self._stop.clear()
         self._task = asyncio.create_task(self._run(), name="pilotfish-watcher")
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         self._stop.set()
         if self._task is not None:
@@ -147,13 +151,18 @@ class DirectoryWatcher:
             stop_event=self._stop,
             recursive=False,
         )
-        async for changes in changes_seen:
-            started = time.perf_counter()
-            paths = sorted({path for _, path in changes})
-            try:
-                with self.catalog.batch():
-                    results = [sync_file(self.catalog, path) for path in paths]
-            except Exception:  # one bad batch must not end hot reload for the daemon's lifetime
-                log.exception("applying file changes failed", extra={"paths": paths})
-                continue
-            self.on_results(results, time.perf_counter() - started)
+        try:
+            async for changes in changes_seen:
+                self._apply(sorted({path for _, path in changes}))
+        except Exception:  # the directory itself went away, or inotify ran out of watches
+            log.exception("watching stopped; a SIGHUP rescans", extra={"services_dir": self.directory})
+
+    def _apply(self, paths: list[str]) -> None:
+        started = time.perf_counter()
+        try:
+            with self.catalog.batch():
+                results = [sync_file(self.catalog, path) for path in paths]
+        except Exception:  # one bad batch must not end hot reload for the daemon's lifetime
+            log.exception("applying file changes failed", extra={"paths": paths})
+            return
+        self.on_results(results, time.perf_counter() - started)

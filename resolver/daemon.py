@@ -186,7 +186,7 @@ class Daemon:
             self.state.catalog.set_config_rules(live.conflicts)
         if live.node_health != old.node_health and self._node_monitor is not None:
             self._node_monitor.thresholds = thresholds_of(live)
-        if live.services_dir != old.services_dir and self._watcher is not None:
+        if self._watcher is not None and (live.services_dir != old.services_dir or not self._watcher.running):
             await self._watcher.stop()
             self._watcher = None
         self.state.extra["services_dir"] = live.services_dir

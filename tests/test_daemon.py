@@ -162,3 +162,15 @@ def test_metrics_count_file_reloads(daemon: Daemon) -> None:
     text = daemon.text("/metrics")
     assert 'pilotfish_registrations_total{source="file"} 1.0' in text
     assert "pilotfish_reload_seconds_count" in text
+
+
+def test_missing_services_dir_is_picked_up_on_sighup(start_daemon: DaemonFactory, tmp_path: Path) -> None:
+    later = tmp_path / "later.d"
+    daemon = start_daemon(config={"services_dir": str(later)})
+    assert any(line["msg"].startswith("services_dir does not exist") for line in daemon.logs())
+    later.mkdir()
+    (later / "web.yaml").write_text("name: web\nport: 8080\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.srv_ports("_web._tcp") == [8080], what="the rescan")
+    (later / "web.yaml").write_text("name: web\nport: 8081\n")
+    wait_for(lambda: daemon.srv_ports("_web._tcp") == [8081], what="the watcher started by SIGHUP")
