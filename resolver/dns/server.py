@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 UDP_BATCH = 64  # datagrams read per wake-up before yielding to the loop
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts; the kernel caps it at rmem_max
 TCP_IDLE_TIMEOUT = 10.0
+BIND_ATTEMPTS = 20
 
 
 class DnsServer:
@@ -54,30 +55,44 @@ class DnsServer:
         self.bound_tcp: list[str] = []
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             for address in self._listen:
                 host, port = parse_hostport(address, 53)
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                udp = socket.socket(family, socket.SOCK_DGRAM)
-                self._udp_sockets.append(udp)
-                udp.setblocking(False)
-                try:
-                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-                except OSError:
-                    pass
-                udp.bind((host, port))
-                # Port 0: TCP takes the port UDP got, so one "host:port" serves both.
-                port = udp.getsockname()[1]
-                loop.add_reader(udp.fileno(), self._read_udp, udp)
-                self.bound_udp.append(_format(host, port))
-                server = await asyncio.start_server(self._serve_tcp, host, port, family=family, reuse_address=True)
-                self._tcp_servers.append(server)
-                self.bound_tcp.append(_format(host, server.sockets[0].getsockname()[1]))
+                for attempt in range(BIND_ATTEMPTS):
+                    try:
+                        await self._bind(host, port)
+                        break
+                    except OSError:
+                        # Port 0: UDP's ephemeral port may be taken on TCP; draw another.
+                        if port != 0 or attempt == BIND_ATTEMPTS - 1:
+                            raise
         except BaseException:
             await self.stop()
             raise
         log.info("dns: listening on udp %s, tcp %s", ", ".join(self.bound_udp), ", ".join(self.bound_tcp))
+
+    async def _bind(self, host: str, port: int) -> None:
+        """UDP and TCP on one host:port; port 0 takes UDP's ephemeral port for TCP too."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.setblocking(False)
+            try:
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            except OSError:
+                pass
+            udp.bind((host, port))
+            port = udp.getsockname()[1]
+            server = await asyncio.start_server(self._serve_tcp, host, port, family=family, reuse_address=True)
+        except BaseException:
+            udp.close()
+            raise
+        loop.add_reader(udp.fileno(), self._read_udp, udp)
+        self._udp_sockets.append(udp)
+        self._tcp_servers.append(server)
+        self.bound_udp.append(_format(host, port))
+        self.bound_tcp.append(_format(host, server.sockets[0].getsockname()[1]))
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,458 @@
+"""The DNS server end to end: a real DnsServer on 127.0.0.1 port 0 over a real Catalog and Store.
+
+The server runs on its own event loop in a thread, as it would beside the daemon's
+other parts; the tests are its clients (dnspython over UDP and TCP, raw sockets for
+the malformed packets, dig when installed). The catalog is written from the test
+thread, its one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Coroutine, Iterator, Sequence, TypeVar
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from registry.catalog import Catalog, NodeDefaults
+from registry.model import CheckKind, CheckSpec, Instance
+from registry.store import Store
+from resolver.dns.server import DnsServer, DnsStats
+
+T = TypeVar("T")
+NODE = NodeDefaults("alpha", "10.0.0.1")
+TIMEOUT = 2.0
+
+
+class LoopThread:
+    """An event loop in a thread; `run(coro)` runs a coroutine on it and returns its result."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="dns-test-loop")
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Served:
+    catalog: Catalog
+    server: DnsServer
+    host: str
+    port: int
+
+    def udp(self, name: str, rdtype: str = "A", **kwargs: Any) -> dns.message.Message:
+        return dns.query.udp(dns.message.make_query(name, rdtype, **kwargs), self.host, port=self.port, timeout=TIMEOUT)
+
+    def tcp(self, name: str, rdtype: str = "A", **kwargs: Any) -> dns.message.Message:
+        return dns.query.tcp(dns.message.make_query(name, rdtype, **kwargs), self.host, port=self.port, timeout=TIMEOUT)
+
+
+def instance(id: str, name: str, address: str = "10.0.0.1", port: int = 6379, **fields: Any) -> Instance:
+    return Instance(id=id, name=name, node=fields.pop("node", "alpha"), address=address, port=port, **fields)
+
+
+BASE = [
+    instance("redis-6379", "redis", "10.0.0.1", 6379, address_is_node=True, tags=("primary",),
+             meta={"team": "platform", "tier": "cache"}),
+    instance("redis-6380", "redis", "10.0.0.2", 6380, tags=("replica",), weight=3),
+    instance("web-80", "web", "fd00::80", 80),
+    # A check that never ran leaves its instance critical: the service exists, nothing answers.
+    instance("db-5432", "db", "10.0.0.3", 5432, checks=(CheckSpec("db-tcp", CheckKind.TCP, "10.0.0.3:5432"),)),
+]
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    runner = LoopThread()
+    yield runner
+    runner.close()
+
+
+def serve(loop_thread: LoopThread, catalog: Catalog, listen: Sequence[str] = ("127.0.0.1:0",),
+          recursors: Sequence[str] = ()) -> Served:
+    server = DnsServer(lambda: catalog.current, listen, ttl=5, recursors=recursors, stats=DnsStats())
+    loop_thread.run(server.start())
+    host, _, port = server.bound_udp[0].rpartition(":")
+    return Served(catalog, server, host.strip("[]"), int(port))
+
+
+def new_catalog(path: Path, domain: str = "internal", instances: Sequence[Instance] = BASE) -> Catalog:
+    catalog = Catalog(Store(path / "pilotfish.db"), NODE, domain)
+    catalog.apply_file(str(path / "services.yaml"), list(instances))
+    return catalog
+
+
+@pytest.fixture
+def served(tmp_path: Path, loop_thread: LoopThread) -> Iterator[Served]:
+    catalog = new_catalog(tmp_path)
+    running = serve(loop_thread, catalog)
+    yield running
+    loop_thread.run(running.server.stop())
+    catalog.store.close()
+
+
+def records(section: list[dns.rrset.RRset], rdtype: str) -> list[str]:
+    wanted = dns.rdatatype.from_text(rdtype)
+    return sorted(rdata.to_text() for rrset in section if rrset.rdtype == wanted for rdata in rrset)
+
+
+# -- name forms --------------------------------------------------------------
+
+
+def test_srv_answer_has_weights_ports_targets_and_glue(served: Served) -> None:
+    reply = served.udp("_redis._tcp.service.internal", "SRV")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA
+    # Weights as CoreDNS scales them: share of the priority's total (1 + 3), in percent.
+    assert records(reply.answer, "SRV") == [
+        "1 25 6379 alpha.node.internal.",
+        "1 75 6380 0a000002.addr.internal.",
+    ]
+    glue = {rrset.name.to_text(): [r.to_text() for r in rrset] for rrset in reply.additional}
+    assert glue == {"alpha.node.internal.": ["10.0.0.1"], "0a000002.addr.internal.": ["10.0.0.2"]}
+
+
+def test_every_srv_target_resolves(served: Served) -> None:
+    for target, address in [("alpha.node.internal", "10.0.0.1"), ("0a000002.addr.internal", "10.0.0.2")]:
+        assert records(served.udp(target, "A").answer, "A") == [address]
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "expected"),
+    [
+        ("redis.service.internal", "A", ["10.0.0.1", "10.0.0.2"]),
+        ("primary.redis.service.internal", "A", ["10.0.0.1"]),
+        ("web.service.internal", "AAAA", ["fd00::80"]),
+        ("alpha.node.internal", "A", ["10.0.0.1"]),
+        ("0a000003.addr.internal", "A", ["10.0.0.3"]),
+        ("fd000000000000000000000000000080.addr.internal", "AAAA", ["fd00::80"]),
+        ("_redis._replica.service.internal", "SRV", ["1 100 6380 0a000002.addr.internal."]),
+        ("_redis._udp.service.internal", "SRV", ["1 25 6379 alpha.node.internal.", "1 75 6380 0a000002.addr.internal."]),
+        ("redis.service.internal", "TXT", ['"team=platform"', '"tier=cache"']),
+        ("redis", "A", ["10.0.0.1", "10.0.0.2"]),
+        ("_redis._tcp", "SRV", ["1 25 6379 alpha.node.internal.", "1 75 6380 0a000002.addr.internal."]),
+        ("internal", "SOA", ["alpha.node.internal. hostmaster.internal. 2 3600 600 86400 5"]),
+        ("internal", "NS", ["alpha.node.internal."]),
+    ],
+)
+def test_name_forms(served: Served, name: str, rdtype: str, expected: list[str]) -> None:
+    reply = served.udp(name, rdtype)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA
+    assert records(reply.answer, rdtype) == expected
+
+
+# -- rcodes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "rcode"),
+    [
+        ("nosuch.service.internal", "A", dns.rcode.NXDOMAIN),
+        ("nosuch.redis.service.internal", "A", dns.rcode.NXDOMAIN),
+        ("_redis._nosuchtag.service.internal", "SRV", dns.rcode.NXDOMAIN),
+        ("beta.node.internal", "A", dns.rcode.NXDOMAIN),
+        ("zz.addr.internal", "A", dns.rcode.NXDOMAIN),
+        ("what.internal", "A", dns.rcode.NXDOMAIN),
+        ("redis.service.internal", "AAAA", dns.rcode.NOERROR),
+        ("redis.service.internal", "SRV", dns.rcode.NOERROR),
+        ("_redis._tcp.service.internal", "A", dns.rcode.NOERROR),
+        ("web.service.internal", "TXT", dns.rcode.NOERROR),
+        ("internal", "A", dns.rcode.NOERROR),
+        ("db.service.internal", "A", dns.rcode.NOERROR),
+        ("_db._tcp.service.internal", "SRV", dns.rcode.NOERROR),
+    ],
+)
+def test_negative_answers_carry_the_soa(served: Served, name: str, rdtype: str, rcode: int) -> None:
+    """NXDOMAIN for unknown names, NODATA for known ones (RFC 2308): empty answer, SOA in authority."""
+    reply = served.udp(name, rdtype)
+    assert reply.rcode() == rcode
+    assert reply.flags & dns.flags.AA
+    assert reply.answer == []
+    [soa] = reply.authority
+    assert soa.rdtype == dns.rdatatype.SOA and soa.name.to_text() == "internal."
+    # The negative TTL is the SOA minimum (RFC 2308 section 5).
+    assert soa.ttl == soa[0].minimum == 5
+
+
+def test_all_critical_service_is_nodata_not_nxdomain(served: Served) -> None:
+    reply = served.udp("_db._tcp.service.internal", "SRV")
+    assert reply.rcode() == dns.rcode.NOERROR and reply.answer == []
+
+
+@pytest.mark.parametrize("name", ["example.com", "nosuch", "_nosuch._tcp", "service.internal.example"])
+def test_outside_the_zone_is_refused_without_recursion(served: Served, name: str) -> None:
+    reply = served.udp(name, "A")
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert not reply.flags & dns.flags.RA
+    assert not reply.flags & dns.flags.AA
+
+
+def test_any_is_answered_minimally(served: Served) -> None:
+    """RFC 8482: ANY gets a subset, here the addresses, never every type of the name."""
+    reply = served.udp("redis.service.internal", "ANY")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert {rrset.rdtype for rrset in reply.answer} == {dns.rdatatype.A}
+    assert records(served.udp("_redis._tcp.service.internal", "ANY").answer, "SRV")
+
+
+def test_non_query_opcode_is_notimp(served: Served) -> None:
+    query = dns.message.make_query("redis.service.internal", "A")
+    query.set_opcode(dns.opcode.NOTIFY)
+    reply = dns.query.udp(query, served.host, port=served.port, timeout=TIMEOUT)
+    assert reply.rcode() == dns.rcode.NOTIMP
+
+
+# -- 0x20, EDNS, truncation, TCP -------------------------------------------------
+
+
+def test_owner_names_keep_the_case_asked(served: Served) -> None:
+    for _ in range(2):  # the second answer comes from the per-packet cache
+        reply = served.udp("_ReDiS._TcP.sErViCe.InTeRnAl", "SRV")
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert {rrset.name.to_text() for rrset in reply.answer} == {"_ReDiS._TcP.sErViCe.InTeRnAl."}
+        assert reply.question[0].name.to_text() == "_ReDiS._TcP.sErViCe.InTeRnAl."
+    other = served.udp("REDIS.service.internal", "A")
+    assert other.answer[0].name.to_text() == "REDIS.service.internal."
+    assert [rrset.name.to_text() for rrset in served.udp("redis.service.internal", "A").answer] == [
+        "redis.service.internal."
+    ]
+
+
+def test_edns_opt_is_echoed_with_our_payload_size(served: Served) -> None:
+    reply = served.udp("redis.service.internal", "A", use_edns=0, payload=4096)
+    assert reply.edns == 0
+    assert reply.payload == 1232
+    plain = served.udp("redis.service.internal", "A")
+    assert plain.edns == -1
+
+
+def test_unknown_edns_version_is_badvers(served: Served) -> None:
+    reply = served.udp("redis.service.internal", "A", use_edns=1)
+    assert reply.rcode() == dns.rcode.BADVERS
+    assert reply.edns == 0
+
+
+def many_instances(count: int) -> list[Instance]:
+    return [instance(f"big-{i}", "big", f"10.1.{i // 250}.{i % 250 + 1}", 9000 + i) for i in range(count)]
+
+
+def test_truncated_over_udp_full_over_tcp(tmp_path: Path, loop_thread: LoopThread) -> None:
+    catalog = new_catalog(tmp_path, instances=BASE + many_instances(60))
+    served = serve(loop_thread, catalog)
+    try:
+        small = served.udp("_big._tcp.service.internal", "SRV")
+        assert small.flags & dns.flags.TC
+        assert small.answer == []
+        full = served.tcp("_big._tcp.service.internal", "SRV")
+        assert not full.flags & dns.flags.TC
+        assert len(records(full.answer, "SRV")) == 60
+        assert len(records(full.additional, "A")) == 60
+        # A client with a large EDNS buffer gets it all over UDP.
+        large = served.udp("_big._tcp.service.internal", "SRV", use_edns=0, payload=8192)
+        assert not large.flags & dns.flags.TC
+        assert len(records(large.answer, "SRV")) == 60
+        # 60 addresses do not fit 512 bytes either.
+        assert served.udp("big.service.internal", "A").flags & dns.flags.TC
+        assert len(records(served.tcp("big.service.internal", "A").answer, "A")) == 60
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
+
+
+def test_tcp_serves_several_queries_per_connection(served: Served) -> None:
+    names = ["redis.service.internal", "_redis._tcp.service.internal", "nosuch.service.internal"]
+    with socket.create_connection((served.host, served.port), timeout=TIMEOUT) as conn:
+        # Pipelined: every query is sent before any reply is read.
+        for i, name in enumerate(names):
+            wire = dns.message.make_query(name, "SRV" if name.startswith("_") else "A", id=100 + i).to_wire()
+            conn.sendall(struct.pack("!H", len(wire)) + wire)
+        replies = []
+        for _ in names:
+            length = struct.unpack("!H", recv_exactly(conn, 2))[0]
+            replies.append(dns.message.from_wire(recv_exactly(conn, length)))
+    assert [r.id for r in replies] == [100, 101, 102]
+    assert [r.rcode() for r in replies] == [dns.rcode.NOERROR, dns.rcode.NOERROR, dns.rcode.NXDOMAIN]
+
+
+def recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        assert chunk, "connection closed early"
+        data += chunk
+    return data
+
+
+# -- robustness ------------------------------------------------------------------
+
+
+def garbage(rng: random.Random, good: bytes) -> bytes:
+    """One of several kinds of broken packet."""
+    kind = rng.randrange(7)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(0, 12))  # shorter than a header
+    if kind == 1:
+        return rng.randbytes(rng.randrange(12, 600))  # noise
+    if kind == 2:
+        return good[: rng.randrange(12, len(good))]  # cut short
+    if kind == 3:
+        return good[:4] + b"\x00\x02" + good[6:]  # two questions announced
+    if kind == 4:
+        return good[:12] + b"\xc0\x0c" + good[-4:]  # pointer loop in the question
+    if kind == 5:
+        return good[:10] + b"\x00\x05" + good[12:]  # five additional records that are not there
+    return rng.randbytes(5000)  # oversized
+
+
+def test_200_malformed_packets_then_a_correct_answer(served: Served) -> None:
+    rng = random.Random(20)
+    good = dns.message.make_query("redis.service.internal", "A").to_wire()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        for _ in range(200):
+            sock.sendto(garbage(rng, good), (served.host, served.port))
+        final = dns.message.make_query("redis.service.internal", "A", id=4242)
+        sock.sendto(final.to_wire(), (served.host, served.port))
+        formerr = 0
+        while True:
+            data = sock.recv(65535)
+            if data[:2] == b"\x10\x92":  # id 4242: the correct query comes last
+                reply = dns.message.from_wire(data)
+                break
+            formerr += data[3] & 0x0F == dns.rcode.FORMERR
+    assert formerr > 0
+    assert served.server.stats.malformed >= 100
+    assert records(reply.answer, "A") == ["10.0.0.1", "10.0.0.2"]
+    # Over TCP: a readable header gets FORMERR; bytes that are no DNS at all close that connection only.
+    with socket.create_connection((served.host, served.port), timeout=TIMEOUT) as conn:
+        two_questions = good[:4] + b"\x00\x02" + good[6:]
+        conn.sendall(struct.pack("!H", len(two_questions)) + two_questions)
+        length = struct.unpack("!H", recv_exactly(conn, 2))[0]
+        assert dns.message.from_wire(recv_exactly(conn, length)).rcode() == dns.rcode.FORMERR
+        conn.sendall(b"\x00\x03abc")
+        assert conn.recv(2) == b""
+    assert records(served.tcp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
+
+
+# -- snapshots, rotation, counters -------------------------------------------------
+
+
+def test_answer_changes_with_one_snapshot_swap(served: Served) -> None:
+    assert records(served.udp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
+    before = served.catalog.current.index
+    served.catalog.register(instance("redis-7000", "redis", "10.0.0.9", 7000))
+    assert served.catalog.current.index == before + 1
+    # The very next query sees the new snapshot: no TTL, no cache to wait for.
+    assert records(served.udp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2", "10.0.0.9"]
+    served.catalog.deregister("redis-7000")
+    assert records(served.udp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
+    served.catalog.remove_file(next(iter(served.catalog.files())))
+    assert served.udp("redis.service.internal", "A").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_repeated_queries_rotate_the_answer(served: Served) -> None:
+    firsts = {served.udp("redis.service.internal", "A").answer[0][0].to_text() for _ in range(6)}
+    assert firsts == {"10.0.0.1", "10.0.0.2"}
+    srv_firsts = {served.tcp("_redis._tcp.service.internal", "SRV").answer[0][0].port for _ in range(6)}
+    assert srv_firsts == {6379, 6380}
+
+
+def test_stats_count_queries_by_type_and_rcode(served: Served) -> None:
+    for _ in range(3):
+        served.udp("_redis._tcp.service.internal", "SRV")
+    served.udp("nosuch.service.internal", "A")
+    served.tcp("example.com", "A")
+    queries = served.server.stats.queries
+    assert queries[("SRV", "NOERROR")] == 3
+    assert queries[("A", "NXDOMAIN")] == 1
+    assert queries[("A", "REFUSED")] == 1
+
+
+# -- listening and forwarding --------------------------------------------------------
+
+
+def test_ipv6_listener(tmp_path: Path, loop_thread: LoopThread) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    catalog = new_catalog(tmp_path)
+    served = serve(loop_thread, catalog, listen=("[::1]:0", "127.0.0.1:0"))
+    try:
+        assert served.server.bound_udp[0].startswith("[::1]:")
+        assert served.server.bound_tcp[0] == served.server.bound_udp[0]
+        assert records(served.udp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
+        assert records(served.tcp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
+
+
+def test_recursors_forward_names_outside_the_zone(tmp_path: Path, loop_thread: LoopThread) -> None:
+    (tmp_path / "up").mkdir()
+    upstream_catalog = new_catalog(tmp_path / "up", domain="upstream",
+                                   instances=[instance("api-80", "api", "192.0.2.7", 80)])
+    upstream = serve(loop_thread, upstream_catalog)
+    catalog = new_catalog(tmp_path)
+    # The first recursor is dead: the next one answers.
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    served = serve(loop_thread, catalog, recursors=(f"127.0.0.1:{dead_port}", f"127.0.0.1:{upstream.port}"))
+    try:
+        for ask in (served.udp, served.tcp):
+            reply = ask("api.service.upstream", "A")
+            assert reply.rcode() == dns.rcode.NOERROR
+            assert records(reply.answer, "A") == ["192.0.2.7"]
+            assert ask("nosuch.service.upstream", "A").rcode() == dns.rcode.NXDOMAIN
+            # Our own zone is still answered by us, with recursion now available.
+            own = ask("redis.service.internal", "A")
+            assert records(own.answer, "A") == ["10.0.0.1", "10.0.0.2"] and own.flags & dns.flags.RA
+        assert served.server.stats.queries[("A", "NXDOMAIN")] == 2
+    finally:
+        loop_thread.run(served.server.stop())
+        loop_thread.run(upstream.server.stop())
+        catalog.store.close()
+        upstream_catalog.store.close()
+
+
+@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed")
+def test_dig(served: Served) -> None:
+    out = subprocess.run(
+        ["dig", f"@{served.host}", "-p", str(served.port), "+short", "+time=2", "+tries=1", "SRV", "_redis._tcp"],
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout
+    assert sorted(out.split("\n")[:2]) == ["1 25 6379 alpha.node.internal.", "1 75 6380 0a000002.addr.internal."]
+    tcp = subprocess.run(
+        ["dig", f"@{served.host}", "-p", str(served.port), "+tcp", "+time=2", "+tries=1", "A", "Redis.Service.Internal"],
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout
+    assert "status: NOERROR" in tcp and "flags: qr aa rd" in tcp
+    assert "Redis.Service.Internal.\t5\tIN\tA\t10.0.0.1" in tcp
