@@ -4,7 +4,7 @@
 check a file before dropping it into services.d. Every other verb except `serve` is
 a thin client of the HTTP API (`--http`, `--token`, or PILOTFISH_HTTP and
 PILOTFISH_TOKEN): tables for people, `--json` for scripts. Exit codes: 0 done,
-1 refused by the daemon (or invalid input), 2 usage, 3 no daemon answering.
+1 refused by the daemon (or a lookup matching nothing), 2 usage, 3 no daemon answering.
 """
 
 from __future__ import annotations

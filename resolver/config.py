@@ -79,6 +79,7 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+T = TypeVar("T")
 ListenAddress = tuple[str, int]
 Located = dict[tuple[str, ...], int]
 
@@ -126,8 +127,9 @@ def default_node() -> str:
 
 def default_address() -> str:
     """The first non-loopback IPv4 of the host, by interface name order; else 127.0.0.1."""
-    for name in sorted(psutil.net_if_addrs()):
-        for addr in psutil.net_if_addrs()[name]:
+    interfaces = psutil.net_if_addrs()
+    for name in sorted(interfaces):
+        for addr in interfaces[name]:
             if addr.family == socket.AF_INET and not ipaddress.ip_address(addr.address).is_loopback:
                 return str(addr.address)
     return "127.0.0.1"
@@ -394,9 +396,6 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         cluster=settings_cluster,
         source=source,
     )
-
-
-T = TypeVar("T")
 
 
 def _pick(value: T | None, default: T) -> T:
