@@ -248,7 +248,7 @@ class _Zone:
             if any(e.instance.discoverable for e in entries)
         }
         self.nodes: Mapping[str, Node] = {name.lower(): node for name, node in snapshot.nodes.items()}
-        self._soa: Record | None = None
+        self._soa: dict[int, Record] = {}
 
     def node_target(self, node: str) -> str:
         return f"{node.lower()}.node.{self.domain}."
@@ -258,14 +258,15 @@ class _Zone:
 
     def soa(self, snapshot: Snapshot, ttl: int) -> Record:
         """The zone's SOA: serial is the snapshot index; minimum (the negative TTL) is the answer TTL."""
-        if self._soa is None:
+        soa = self._soa.get(ttl)
+        if soa is None:
             rdata = SOA(
                 self.node_target(snapshot.local_node),
                 f"hostmaster.{self.domain}.",
                 (snapshot.index & 0xFFFFFFFF, 3600, 600, 86400, ttl),
             )
-            self._soa = Record(f"{self.domain}.", TYPE_SOA, rdata, ttl)
-        return self._soa
+            soa = self._soa[ttl] = Record(f"{self.domain}.", TYPE_SOA, rdata, ttl)
+        return soa
 
 
 def _zone(snapshot: Snapshot) -> _Zone:

@@ -1,0 +1,109 @@
+"""wire.py: reading queries in place and compiling replies, as tables of packets."""
+
+from __future__ import annotations
+
+import struct
+
+import dns.message
+import dns.flags
+import dns.rcode
+import pytest
+from dnslib import A
+
+from resolver.dns import wire
+from resolver.dns.answers import Record
+
+
+def query_bytes(name: str = "Redis.Service.Internal", rdtype: str = "A", **kwargs: object) -> bytes:
+    return dns.message.make_query(name, rdtype, id=7, **kwargs).to_wire()  # type: ignore[arg-type]
+
+
+def test_question_is_read_in_place_and_keyed_lower_case() -> None:
+    query = wire.parse_query(query_bytes())
+    assert query.labels == ("redis", "service", "internal")
+    assert query.question == b"\x05Redis\x07Service\x08Internal\x00\x00\x01\x00\x01"
+    assert query.qname_key == b"\x05redis\x07service\x08internal\x00"
+    assert (query.qtype, query.qclass, query.edns_payload, query.udp_limit()) == (1, 1, None, 512)
+    assert query.rd
+
+
+@pytest.mark.parametrize(("payload", "limit"), [(4096, 4096), (1232, 1232), (100, 512), (65000, 4096)])
+def test_edns_payload_sets_the_udp_limit(payload: int, limit: int) -> None:
+    query = wire.parse_query(query_bytes(use_edns=0, payload=payload))
+    assert query.edns_payload == payload and query.edns_version == 0
+    assert query.udp_limit() == limit
+
+
+GOOD = query_bytes()
+
+
+@pytest.mark.parametrize(
+    ("packet", "error"),
+    [
+        (b"", wire.Drop),
+        (GOOD[:11], wire.Drop),
+        (GOOD[:2] + b"\x81\x00" + GOOD[4:], wire.Drop),  # QR set: a response
+        (GOOD + bytes(5000), wire.Drop),  # oversized
+        (GOOD[:4] + b"\x00\x00" + GOOD[6:], wire.FormError),  # no question
+        (GOOD[:4] + b"\x00\x02" + GOOD[6:], wire.FormError),  # two questions
+        (GOOD[:12] + b"\xc0\x0c\x00\x01\x00\x01", wire.FormError),  # pointer in the question
+        (GOOD[:12] + b"\x40abc", wire.FormError),  # extended label type
+        (GOOD[:20], wire.FormError),  # name cut short
+        (GOOD[:-2], wire.FormError),  # class missing
+        (GOOD[:10] + b"\x00\x01" + GOOD[12:], wire.FormError),  # announced OPT missing
+        (GOOD[:12] + b"\x3f" + b"a" * 63 + (b"\x3fa" + b"a" * 62) * 4 + b"\x00\x00\x01\x00\x01", wire.FormError),
+    ],
+)
+def test_broken_packets(packet: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        wire.parse_query(packet)
+
+
+def test_formerr_echoes_the_question_when_it_parsed() -> None:
+    broken = GOOD[:10] + b"\x00\x01" + GOOD[12:]
+    with pytest.raises(wire.FormError) as caught:
+        wire.parse_query(broken)
+    reply = dns.message.from_wire(wire.error_reply(broken, wire.RCODE_FORMERR, caught.value.question))
+    assert reply.id == 7 and reply.rcode() == dns.rcode.FORMERR
+    assert reply.question[0].name.to_text() == "Redis.Service.Internal."
+
+
+def test_badvers_sets_the_extended_rcode() -> None:
+    packet = query_bytes(use_edns=1)
+    query = wire.parse_query(packet)
+    assert query.edns_version == 1
+    reply = dns.message.from_wire(wire.error_reply(packet, wire.RCODE_BADVERS, query.question, edns=True))
+    assert reply.rcode() == dns.rcode.BADVERS
+
+
+def compiled(records: int, limit: int, additional: int = 0) -> tuple[wire.Query, wire.Compiled]:
+    query = wire.parse_query(GOOD)
+    answer = tuple(Record(None, 1, A(f"10.0.{i // 250}.{i % 250}"), 5) for i in range(records))
+    glue = tuple(Record(f"g{i}.addr.internal.", 1, A("10.9.9.9"), 5) for i in range(additional))
+    sections = wire.Sections(0, (answer,), additional=glue)
+    return query, wire.compile_reply(query, sections, limit, ra=False)
+
+
+def test_owner_names_point_at_the_question() -> None:
+    query, reply = compiled(2, 512)
+    # Each answer starts with a pointer to offset 12: the asker's own spelling of the name.
+    assert reply.tails[0][:2] == b"\xc0\x0c"
+    message = dns.message.from_wire(reply.reply(b"\x00\x07", query.question))
+    assert message.answer[0].name.to_text() == "Redis.Service.Internal."
+    assert message.flags & dns.flags.AA
+
+
+def test_additional_is_dropped_before_the_answer_is_truncated() -> None:
+    query, reply = compiled(20, 512, additional=20)
+    message = dns.message.from_wire(reply.reply(b"\x00\x07", query.question))
+    assert not message.flags & dns.flags.TC
+    assert len(message.answer[0]) == 20 and message.additional == []
+
+
+def test_too_large_for_the_limit_is_truncated() -> None:
+    query, reply = compiled(40, 512)
+    message = dns.message.from_wire(reply.reply(b"\x00\x07", query.question))
+    assert message.flags & dns.flags.TC and message.answer == []
+    query, full = compiled(40, wire.TCP_REPLY_LIMIT)
+    assert len(dns.message.from_wire(full.reply(b"\x00\x07", query.question)).answer[0]) == 40
+    assert struct.unpack("!H", full.head[4:6])[0] == 40  # ANCOUNT
