@@ -167,7 +167,6 @@ class Daemon:
         """
         assert self.state is not None
         old = self.config
-        started = time.perf_counter()
         try:
             new = load_config(old.source)
         except ConfigError as exc:
@@ -193,7 +192,6 @@ class Daemon:
         self._rescan("sighup")
         if self._watcher is None:
             await self._start_watcher()
-        RELOAD_SECONDS.observe(time.perf_counter() - started)
 
     def request_reload(self) -> None:
         # Reloads run one at a time; a SIGHUP during a reload waits for it, then rescans again.
