@@ -180,6 +180,10 @@ class Daemon:
             new, node=old.node, address=old.address, domain=old.domain, state_dir=old.state_dir, dns=old.dns,
             http=dataclasses.replace(new.http, listen=old.http.listen), cluster=old.cluster,
         )
+        if live.http.token is None and not is_loopback(live.http.listen):
+            # The listener stays where it is until a restart: it must keep its token.
+            log.error("config reload refused: http.token removed while HTTP listens beyond loopback")
+            live = dataclasses.replace(live, http=old.http)
         self.config = self.state.config = live
         if live.conflicts != old.conflicts:
             self.state.catalog.set_config_rules(live.conflicts)

@@ -128,6 +128,13 @@ def test_token_guards_writes_end_to_end(start_daemon: DaemonFactory) -> None:
     assert daemon.request("POST", "/v1/services", body, token="s3cret").status == 201
     assert daemon.request("GET", "/v1/services/web").status == 200
     assert daemon.request("DELETE", "/v1/services/web-8080").status == 401
+    # A new token applies on SIGHUP, without a restart.
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["http"]["token"] = "n3w"
+    daemon.config_path.write_text(yaml.safe_dump(config))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.request("DELETE", "/v1/services/web-8080", token="n3w").status == 200, what="new token")
+    assert daemon.request("POST", "/v1/services", body, token="s3cret").status == 401
 
 
 def test_refuses_non_loopback_http_without_token(tmp_path: Path) -> None:
