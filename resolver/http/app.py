@@ -16,21 +16,11 @@ from resolver.http.auth import token_middleware
 from resolver.http.errors import error_middleware
 from resolver.http.routes_config import add_config_routes
 from resolver.http.routes_conflicts import add_conflict_routes
+from resolver.http.routes_health import add_health_routes
 from resolver.http.routes_services import add_service_routes
 from resolver.http.routes_status import add_status_routes
 from resolver.http.selection import SELECTOR, Selector
 from resolver.state import DaemonState
-
-try:
-    from resolver.http.routes_health import add_health_routes
-except ModuleNotFoundError as exc:
-    # The health routes are written separately (issue 4); until that module exists
-    # the API simply has no health endpoints. Any other import failure is a bug.
-    if exc.name != "resolver.http.routes_health":
-        raise
-
-    def add_health_routes(app: web.Application) -> None:
-        """No health module yet: no health routes."""
 
 
 def build_app(state: DaemonState) -> web.Application:
