@@ -278,7 +278,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
     },
     ("GET", "/v1/openapi.json"): {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}},
-    # Health routes (added by resolver.http.routes_health when present).
+    # Health routes (resolver.http.routes_health, issue 4).
     ("PUT", "/v1/checks/{check_id}/{result}"): {
         "summary": "Report a TTL check's result (result: pass, warn or fail)",
         "parameters": [_path_param("check_id", "check id"), _path_param("result", "pass, warn or fail")],
