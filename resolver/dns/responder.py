@@ -2,9 +2,9 @@
 
 1. `compiled`: (lower-cased name, type, class, EDNS, size limit, RD/CD) -> `Compiled`,
    the reply packed once per snapshot with every rotation of its answer.
-2. `packets`: the query bytes after the ID -> a cycle over ready replies. A repeated
-   UDP query (same name, same case, same flags) then costs one dict look-up, one
-   `next()` and an ID splice: no parsing at all.
+2. `packets`: the query bytes after the ID -> the next of its ready replies, in
+   turn, and its counter cell. A repeated UDP query (same name, same case, same
+   flags) then costs one dict look-up, one call and an ID splice: no parsing at all.
 
 Both hang off `snapshot.memo`, so a new snapshot starts with empty caches and an
 answer change is visible from the first query after the swap. The caches are bounded
@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-from dataclasses import dataclass, field
 from typing import Callable, Final, Iterator
 
 from registry.catalog import Snapshot
@@ -34,12 +33,31 @@ CLASS_IN = 1
 CLASS_ANY = 255
 
 
-@dataclass
 class DnsStats:
-    """Plain counters, so that a query never calls into prometheus; /metrics reads them."""
+    """Counters of queries by (qtype text, rcode text), and of malformed packets.
 
-    queries: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    malformed: int = 0  # packets dropped or answered FORMERR
+    Each (qtype, rcode) pair owns one cell, a one-item list, that the hot path bumps
+    in place (about 40 ns, where a Counter update costs 200 ns and more). `queries`
+    adds the cells up when read, so /metrics sees plain counts at scrape time and a
+    query never calls into prometheus.
+    """
+
+    def __init__(self) -> None:
+        self.malformed = 0  # packets dropped or answered FORMERR
+        self._cells: dict[tuple[str, str], list[int]] = {}
+
+    @property
+    def queries(self) -> collections.Counter[tuple[str, str]]:
+        return collections.Counter({key: cell[0] for key, cell in self._cells.items() if cell[0]})
+
+    def cell(self, key: tuple[str, str]) -> list[int]:
+        found = self._cells.get(key)
+        if found is None:
+            found = self._cells[key] = [0]
+        return found
+
+    def count(self, key: tuple[str, str]) -> None:
+        self.cell(key)[0] += 1
 
 
 class Forward:
@@ -64,9 +82,8 @@ class Responder:
         self._ttl = max(0, int(ttl))
         self._recursing = recursing
         self._stats = stats
-        self._queries = stats.queries
         self._snapshot: Snapshot | None = None
-        self._packets: dict[bytes, tuple[Iterator[bytes], tuple[str, str]]] = {}
+        self._packets: dict[bytes, tuple[Callable[[], bytes], list[int]]] = {}
         self._compiled: dict[tuple[object, ...], tuple[wire.Compiled, Iterator[int]]] = {}
 
     def cached(self, data: bytes) -> bytes | None:
@@ -77,8 +94,8 @@ class Responder:
         hit = self._packets.get(data[2:])
         if hit is None:
             return None
-        self._queries[hit[1]] += 1
-        return data[:2] + next(hit[0])
+        hit[1][0] += 1
+        return data[:2] + hit[0]()
 
     def answer(self, data: bytes, tcp: bool) -> Reply:
         """Any query, the slow way; also fills the caches for the next identical UDP query."""
@@ -92,22 +109,22 @@ class Responder:
             return None
         except wire.FormError as error:
             self._stats.malformed += 1
-            self._queries[("unknown", "FORMERR")] += 1
+            self._stats.count(("unknown", "FORMERR"))
             return wire.error_reply(data, wire.RCODE_FORMERR, error.question)
         qtype = wire.qtype_text(query.qtype)
         edns = query.edns_payload is not None
         if query.opcode != wire.OPCODE_QUERY:
-            self._queries[(qtype, "NOTIMP")] += 1
+            self._stats.count((qtype, "NOTIMP"))
             return wire.error_reply(data, wire.RCODE_NOTIMP, query.question, edns)
         if edns and query.edns_version != 0:
-            self._queries[(qtype, "BADVERS")] += 1
+            self._stats.count((qtype, "BADVERS"))
             return wire.error_reply(data, wire.RCODE_BADVERS, query.question, edns)
         try:
             return self._answer(snapshot, data, query, tcp)
         except Exception:
             # One bad answer must not stop the server: SERVFAIL, logged, counted.
             log.exception("dns: failed to answer %s %s", ".".join(query.labels), qtype)
-            self._queries[(qtype, "SERVFAIL")] += 1
+            self._stats.count((qtype, "SERVFAIL"))
             return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, self._recursing)
 
     def _answer(self, snapshot: Snapshot, data: bytes, query: wire.Query, tcp: bool) -> Reply:
@@ -122,9 +139,12 @@ class Responder:
             if len(self._compiled) < MAX_COMPILED:
                 self._compiled[key] = found
         compiled, turns = found
-        self._queries[compiled.stat] += 1
+        self._stats.count(compiled.stat)
         if not tcp and len(self._packets) < MAX_PACKETS:
-            self._packets[data[2:]] = (itertools.cycle(compiled.rotations(query.question)), compiled.stat)
+            self._packets[data[2:]] = (
+                itertools.cycle(compiled.rotations(query.question)).__next__,
+                self._stats.cell(compiled.stat),
+            )
         return compiled.reply(data[:2], query.question, next(turns))
 
     def _outside(self, data: bytes, query: wire.Query, tcp: bool) -> Reply:
@@ -132,9 +152,9 @@ class Responder:
             return FORWARD
         reply = wire.error_reply(data, wire.RCODE_REFUSED, query.question, query.edns_payload is not None)
         stat = (wire.qtype_text(query.qtype), "REFUSED")
-        self._queries[stat] += 1
+        self._stats.count(stat)
         if not tcp and len(self._packets) < MAX_PACKETS:
-            self._packets[data[2:]] = (itertools.repeat(reply[2:]), stat)
+            self._packets[data[2:]] = (itertools.repeat(reply[2:]).__next__, self._stats.cell(stat))
         return reply
 
     def _compile(self, snapshot: Snapshot, query: wire.Query, limit: int) -> wire.Compiled | None:

@@ -155,10 +155,10 @@ class DnsServer:
         qtype = wire.qtype_text(query.qtype)
         reply = await self._forwarder.forward(data, query.question, tcp)
         if reply is None:
-            self.stats.queries[(qtype, "SERVFAIL")] += 1
+            self.stats.count((qtype, "SERVFAIL"))
             return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, query.edns_payload is not None, True)
         rcode = reply[3] & 0xF
-        self.stats.queries[(qtype, wire.rcode_text(rcode))] += 1
+        self.stats.count((qtype, wire.rcode_text(rcode)))
         return reply
 
     def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
