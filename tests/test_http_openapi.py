@@ -70,3 +70,16 @@ def test_design_routes_are_served(api: ApiServer) -> None:
         ("PUT", "/v1/node/maintenance"),
     ]:
         assert route in served, route
+
+
+def test_every_read_carries_the_index_header(api: ApiServer) -> None:
+    api.apply_yaml("/srv/web.yaml", "name: web\nport: 8080\n")
+    api.put("/v1/config/k", {"value": "v"})
+    values = {"name": "web", "node": "node1", "key": "k", "check_id": "none", "result": "pass", "id": "1"}
+    for method, path in sorted(routes(_app(api))):
+        # /v1/node needs the node monitor, which this harness does not run (the health tests do).
+        if method != "GET" or path == "/v1/node":
+            continue
+        reply = api.get(path.format(**values))
+        assert reply.status == 200, (path, reply.text)
+        assert reply.index == api.catalog.current.index, path

@@ -15,7 +15,7 @@ from aiohttp import web
 from resolver.http.appkeys import STATE
 from resolver.http.errors import bad_request
 from resolver.http.openapi import document
-from resolver.http.reads import bytes_response, json_body, json_response, read_snapshot
+from resolver.http.reads import INDEX_HEADER, bytes_response, json_body, json_response, read_snapshot
 from resolver.metrics import render
 from resolver.state import VERSION
 
@@ -79,11 +79,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=render(request.app[STATE]), headers={"Content-Type": METRICS_CONTENT_TYPE})
+    state = request.app[STATE]
+    headers = {"Content-Type": METRICS_CONTENT_TYPE, INDEX_HEADER: str(state.catalog.current.index)}
+    return web.Response(body=render(state), headers=headers)
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return bytes_response(json_body(document(request.app)), None)
+    return bytes_response(json_body(document(request.app)), request.app[STATE].catalog.current)
 
 
 def add_status_routes(app: web.Application) -> None:
