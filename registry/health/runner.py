@@ -34,8 +34,12 @@ from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, St
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-# (check id, monotonic start, duration in seconds), called once a probe's result is recorded.
+# (check id, monotonic start, duration in seconds), called once a probe's result is with the catalog.
 Observer = Callable[[str, float, float], None]
+# uvloop's timers count whole milliseconds and can fire a little before the deadline
+# they were set for; a deadline this close counts as reached, and every sleep runs
+# this much past its deadline, or the loop would spin on zero-length sleeps.
+_CLOCK_SLACK = 0.002
 
 
 @dataclass(eq=False)
@@ -49,6 +53,9 @@ class _Check:
     due: float | None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     critical_since: float | None = None
+    # The status the catalog was last given (None: never): a result that differs
+    # is a change, and changes are applied together in one snapshot.
+    told: Status | None = None
     runs: int = 0
     task: "asyncio.Task[None] | None" = None
 
@@ -69,6 +76,11 @@ class HealthRunner:
         self._instances: dict[Key, Instance] = {}
         self._running = False
         self._subscribed = False
+        # Probe results wait here for the end of the event loop's current pass, so
+        # that results arriving together (a burst at start-up, a switch failing
+        # under many checks) become one snapshot instead of one each.
+        self._pending: list[tuple[_Check, CheckState, float, float]] = []
+        self._flush_scheduled = False
 
     # -- life cycle ------------------------------------------------------
 
@@ -146,7 +158,7 @@ class HealthRunner:
             due = loop.time() + spec.ttl if known is not None and spec.ttl else None
         else:
             due = loop.time()  # first run at once: a new instance should not wait an interval
-        check = _Check(instance, spec, RiseFall(spec.rise, spec.fall, known), due)
+        check = _Check(instance, spec, RiseFall(spec.rise, spec.fall, known), due, told=known)
         if known is Status.CRITICAL:
             check.critical_since = loop.time()
         check.task = asyncio.create_task(self._loop(check), name=f"check {spec.id}")
@@ -158,7 +170,7 @@ class HealthRunner:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                now = loop.time()
+                now = loop.time() + _CLOCK_SLACK
                 deregister_at = check.deregister_at()
                 if deregister_at is not None and now >= deregister_at:
                     self._deregister(check)
@@ -167,7 +179,7 @@ class HealthRunner:
                     await self._fire(check)
                     continue
                 wake_at = min((t for t in (check.due, deregister_at) if t is not None), default=math.inf)
-                await self._wait(check, wake_at - now)
+                await self._wait(check, wake_at - now + 2 * _CLOCK_SLACK)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug in one check must not silently stop the others
@@ -188,29 +200,30 @@ class HealthRunner:
         spec = check.spec
         if spec.kind is CheckKind.TTL:
             check.due = None
-            self._record(check, ttl.expired(spec), counted=False)
+            self._tell(check, self._result(check, ttl.expired(spec), counted=False))
             return
         loop = asyncio.get_running_loop()
         async with self._slots:
             # The timeout starts once a slot is held: waiting for the bound is
             # the checker's delay, not the service's.
-            started = loop.time()
+            started, clock = loop.time(), time.perf_counter()
             try:
                 async with asyncio.timeout(spec.timeout):
                     outcome = await self._probe(spec)
             except TimeoutError:
                 outcome = Outcome(Status.CRITICAL, f"{spec.kind.value} check {spec.id}: timed out after {spec.timeout:g}s")
-        duration = loop.time() - started
+        duration = time.perf_counter() - clock
         check.runs += 1
-        # Jitter: the second run lands anywhere in the second half of the interval,
-        # which spreads a burst of registrations (daemon start); later runs start
-        # 90-100% of an interval after the previous start, so a change is still
-        # seen within interval + timeout.
-        spread = (0.5, 1.0) if check.runs == 1 else (0.9, 1.0)
+        # Jitter: the second run lands anywhere in the first interval, which spreads
+        # a burst of registrations (daemon start) evenly; later runs start 90-100%
+        # of an interval after the previous start, so a change is still seen within
+        # interval + timeout.
+        spread = (0.0, 1.0) if check.runs == 1 else (0.9, 1.0)
         check.due = started + spec.interval * random.uniform(*spread)
-        self._record(check, outcome, counted=True)
-        if self.observer is not None:
-            self.observer(spec.id, started, duration)
+        self._pending.append((check, self._result(check, outcome, counted=True), started, duration))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
 
     def _probe(self, spec: CheckSpec) -> Awaitable[Outcome]:
         if spec.kind is CheckKind.TCP:
@@ -221,7 +234,8 @@ class HealthRunner:
             return probe_exec(spec)
         return probe_systemd(spec)
 
-    def _record(self, check: _Check, outcome: Outcome, counted: bool) -> None:
+    def _result(self, check: _Check, outcome: Outcome, counted: bool) -> CheckState:
+        """The state to report for `outcome`, after rise/fall; tracks how long it has been critical."""
         if counted:
             status = check.counter.feed(outcome.status)
             pending = check.counter.progress(outcome.status)
@@ -229,13 +243,35 @@ class HealthRunner:
         else:
             status = check.counter.current = outcome.status
             output = outcome.output
-        state = CheckState(check.spec.id, status, output, time.time())
-        self.catalog.set_check_state(check.instance, state, {"kind": check.spec.kind.value})
         if status is Status.CRITICAL:
             if check.critical_since is None:
                 check.critical_since = asyncio.get_running_loop().time()
         else:
             check.critical_since = None
+        return CheckState(check.spec.id, status, output, time.time())
+
+    def _tell(self, check: _Check, state: CheckState) -> None:
+        self.catalog.set_check_state(check.instance, state, {"kind": check.spec.kind.value})
+        check.told = state.status
+
+    def _flush(self) -> None:
+        """Hand the pass's probe results to the catalog: every change in one snapshot."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        if not self._running:
+            return
+        # Same status, new output: no snapshot either way, so no batch needed.
+        changes = [item for item in pending if item[1].status is not item[0].told]
+        for check, state, _, _ in pending:
+            if state.status is check.told:
+                self._tell(check, state)
+        if changes:
+            with self.catalog.batch():
+                for check, state, _, _ in changes:
+                    self._tell(check, state)
+        if self.observer is not None:
+            for check, _, started, duration in pending:
+                self.observer(check.spec.id, started, duration)
 
     def _deregister(self, check: _Check) -> None:
         instance = check.instance
@@ -252,7 +288,7 @@ class HealthRunner:
         check = self._checks.get(instance.key, {}).get(check_id) if instance is not None else None
         if instance is None or check is None or check.spec.kind is not CheckKind.TTL or check.spec.ttl is None:
             raise NotFoundError("ttl check", check_id)
-        self._record(check, ttl.reported(status, truncate(note)), counted=False)
+        self._tell(check, self._result(check, ttl.reported(status, truncate(note)), counted=False))
         check.due = asyncio.get_running_loop().time() + check.spec.ttl
         check.wake.set()
         entry = self.catalog.entry(instance.id, instance.node)

@@ -8,6 +8,7 @@ tcp checks do, so that thousands of checks do not leave ports in TIME_WAIT.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import socket
@@ -25,15 +26,24 @@ def split_target(target: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
-    """Address family and socket address; IP literals skip getaddrinfo (a thread hop)."""
+@functools.lru_cache(maxsize=65536)
+def _literal_family(host: str) -> int | None:
+    """AF_INET/AF_INET6 for an IP literal, None for a name; cached, as every check repeats it."""
     try:
         version = ipaddress.ip_address(host).version
     except ValueError:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, _, _, _, sockaddr = infos[0]
-        return family, (str(sockaddr[0]), int(sockaddr[1]))
-    return (socket.AF_INET6 if version == 6 else socket.AF_INET), (host, port)
+        return None
+    return socket.AF_INET6 if version == 6 else socket.AF_INET
+
+
+async def _resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
+    """Address family and socket address; IP literals skip getaddrinfo (a thread hop)."""
+    family = _literal_family(host)
+    if family is not None:
+        return family, (host, port)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _, _, _, sockaddr = infos[0]
+    return family, (str(sockaddr[0]), int(sockaddr[1]))
 
 
 async def probe_tcp(spec: CheckSpec) -> Outcome:
