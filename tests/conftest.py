@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import dns.message
 import dns.query
-import dns.rcode
 import dns.rdatatype
 import pytest
 import yaml
