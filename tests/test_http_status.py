@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from registry.errors import Problem
+from resolver.dns.responder import DnsStats
 from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
 
@@ -59,11 +58,12 @@ def test_metrics_are_prometheus_text(api: ApiServer) -> None:
     api.post("/v1/services", {"name": "m", "port": 7001})
     api.get("/v1/services/m")
 
-    class Stats:
-        queries = Counter({("SRV", "NOERROR"): 4, ("A", "NXDOMAIN"): 2})
-        malformed = 3
-
-    api.state.dns_stats = Stats()  # type: ignore[assignment]
+    stats = DnsStats()
+    for key, times in ((("SRV", "NOERROR"), 4), (("A", "NXDOMAIN"), 2)):
+        for _ in range(times):
+            stats.count(key)
+    stats.malformed = 3
+    api.state.dns_stats = stats  # type: ignore[assignment]
     reply = api.get("/metrics")
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("text/plain")
