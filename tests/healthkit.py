@@ -95,7 +95,7 @@ class HttpService:
         self.mode = "ok"
         self.body = "all good"
         self.port = 0
-        self.seen_headers: dict[str, str] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (method, headers) as received
         self._runner: web.AppRunner | None = None
         self._hung = asyncio.Event()
 
@@ -121,7 +121,7 @@ class HttpService:
         return f"http://127.0.0.1:{self.port}/health"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen_headers = dict(request.headers)
+        self.requests.append((request.method, dict(request.headers)))
         if self.mode == "500":
             return web.Response(status=500, text="boom")
         if self.mode == "429":

@@ -79,7 +79,8 @@ def test_expected_status_list_headers_method_body_and_429(tmp_path: Path) -> Non
             await wait_status(catalog, "moved", Status.PASSING, WITHIN)
             service.mode = "ok"
             await wait_status(catalog, "probe", Status.PASSING, WITHIN)
-            assert service.seen_headers.get("X-Check") == "pilotfish"
+            heads = [headers for method, headers in service.requests if method == "HEAD"]
+            assert heads and all(headers.get("X-Check") == "pilotfish" for headers in heads)
             await wait_status(catalog, "marker", Status.PASSING, WITHIN)
             service.body = "degraded"
             await wait_status(catalog, "marker", Status.CRITICAL, WITHIN)
