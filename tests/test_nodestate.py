@@ -54,13 +54,13 @@ def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(t
     assert monitor.node.state is NodeState.DEGRADED
     assert "memory" in monitor.node.reason
     assert monitor.figures()["memory"] > 0
-    # Just under the threshold is not enough to recover: the margin applies.
-    memory = monitor.figures()["memory"]
-    monitor.thresholds = HealthThresholds(cpu=1000, memory=memory + 1, disk=1000)
+    # Under the thresholds but within the margin is not enough to recover.
+    monitor.thresholds = HealthThresholds(cpu=100, memory=100, disk=100)
+    monitor.margin = 200
     for _ in range(3):
         monitor.sample()
     assert monitor.node.state is NodeState.DEGRADED
-    monitor.thresholds = HIGH
+    monitor.margin = 5
     monitor.sample()
     assert monitor.node.state is NodeState.DEGRADED
     monitor.sample()
