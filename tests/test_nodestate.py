@@ -60,7 +60,7 @@ def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(t
     for _ in range(3):
         monitor.sample()
     assert monitor.node.state is NodeState.DEGRADED
-    monitor.margin = 5
+    monitor.thresholds, monitor.margin = HIGH, 5
     monitor.sample()
     assert monitor.node.state is NodeState.DEGRADED
     monitor.sample()
