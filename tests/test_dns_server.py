@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine, Iterator, Sequence, TypeVar
@@ -31,6 +32,7 @@ import pytest
 from registry.catalog import Catalog, NodeDefaults
 from registry.model import CheckKind, CheckSpec, Instance
 from registry.store import Store
+from resolver.dns import server as server_module
 from resolver.dns.server import DnsServer, DnsStats
 
 T = TypeVar("T")
@@ -297,6 +299,14 @@ def test_tcp_serves_several_queries_per_connection(served: Served) -> None:
     assert [r.rcode() for r in replies] == [dns.rcode.NOERROR, dns.rcode.NOERROR, dns.rcode.NXDOMAIN]
 
 
+def test_idle_tcp_connections_are_closed(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "TCP_IDLE_TIMEOUT", 0.2)
+    with socket.create_connection((served.host, served.port), timeout=TIMEOUT) as conn:
+        started = time.monotonic()
+        assert conn.recv(2) == b""  # closed by the server, not by our timeout
+        assert time.monotonic() - started < TIMEOUT
+
+
 def recv_exactly(conn: socket.socket, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -456,3 +466,27 @@ def test_dig(served: Served) -> None:
     ).stdout
     assert "status: NOERROR" in tcp and "flags: qr aa rd" in tcp
     assert "Redis.Service.Internal.\t5\tIN\tA\t10.0.0.1" in tcp
+
+
+def test_readme_dig_example_is_what_the_server_answers(tmp_path: Path, loop_thread: LoopThread) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## DNS\n", 1)[1].split("\n## ", 1)[0]
+    shown = section.split("$ dig", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    expected = sorted(" ".join(line.split()) for line in shown)
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("web1", "10.0.0.5"))
+    catalog.apply_file("redis.yaml", [
+        Instance("redis-primary", "redis", "web1", "10.0.0.5", 6379, address_is_node=True),
+        Instance("redis-replica", "redis", "web1", "10.0.0.6", 6380),
+    ])
+    served = serve(loop_thread, catalog)
+    try:
+        reply = served.udp("_redis._tcp.service.internal", "SRV")
+        got = sorted(
+            f"{rrset.name} {rrset.ttl} IN {dns.rdatatype.to_text(rrset.rdtype)} {rdata}"
+            for rrset in reply.answer + reply.additional
+            for rdata in rrset
+        )
+        assert got == expected
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()

@@ -9,6 +9,8 @@ import dns.flags
 import dns.rcode
 import pytest
 from dnslib import A
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resolver.dns import wire
 from resolver.dns.answers import Record
@@ -107,3 +109,23 @@ def test_too_large_for_the_limit_is_truncated() -> None:
     query, full = compiled(40, wire.TCP_REPLY_LIMIT)
     assert len(dns.message.from_wire(full.reply(b"\x00\x07", query.question)).answer[0]) == 40
     assert struct.unpack("!H", full.head[4:6])[0] == 40  # ANCOUNT
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_parse_or_raise_drop_or_formerr(packet: bytes) -> None:
+    try:
+        wire.parse_query(packet)
+    except (wire.Drop, wire.FormError):
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(GOOD) - 1), st.integers(0, 255), st.integers(0, len(GOOD)))
+def test_mutated_queries_parse_or_raise_drop_or_formerr(at: int, value: int, cut: int) -> None:
+    packet = (GOOD[:at] + bytes([value]) + GOOD[at + 1 :])[:cut]
+    try:
+        query = wire.parse_query(packet)
+    except (wire.Drop, wire.FormError):
+        return
+    assert len(query.question) >= 5
