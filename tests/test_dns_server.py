@@ -16,7 +16,7 @@ import struct
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Coroutine, Iterator, Sequence, TypeVar
 
@@ -102,7 +102,8 @@ def serve(loop_thread: LoopThread, catalog: Catalog, listen: Sequence[str] = ("1
 
 def new_catalog(path: Path, domain: str = "internal", instances: Sequence[Instance] = BASE) -> Catalog:
     catalog = Catalog(Store(path / "pilotfish.db"), NODE, domain)
-    catalog.apply_file(str(path / "services.yaml"), list(instances))
+    file = str(path / "services.yaml")
+    catalog.apply_file(file, [replace(i, source=f"file:{file}") for i in instances])
     return catalog
 
 
@@ -475,8 +476,8 @@ def test_readme_dig_example_is_what_the_server_answers(tmp_path: Path, loop_thre
     expected = sorted(" ".join(line.split()) for line in shown)
     catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("web1", "10.0.0.5"))
     catalog.apply_file("redis.yaml", [
-        Instance("redis-primary", "redis", "web1", "10.0.0.5", 6379, address_is_node=True),
-        Instance("redis-replica", "redis", "web1", "10.0.0.6", 6380),
+        Instance("redis-primary", "redis", "web1", "10.0.0.5", 6379, address_is_node=True, source="file:redis.yaml"),
+        Instance("redis-replica", "redis", "web1", "10.0.0.6", 6380, source="file:redis.yaml"),
     ])
     served = serve(loop_thread, catalog)
     try:

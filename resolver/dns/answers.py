@@ -10,7 +10,7 @@ the same outcome, which is what lets the server compile it once per snapshot.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from dnslib import AAAA, NS, RD, SOA, SRV, TXT, A
@@ -44,6 +44,10 @@ class Success:
     answer: tuple[Record, ...]
     additional: tuple[Record, ...] = ()
     rotate: bool = False  # answer order cycles between replies (several instances)
+    # (service name, the snapshot's answerable tuple) a service answer was built from.
+    # The catalog shares the tuples of names a change did not touch, so a later
+    # snapshot holding this very tuple gives the very same answer.
+    basis: tuple[str, tuple[Entry, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,18 +160,23 @@ def _tagged(entry: Entry, tag: str | None) -> bool:
 
 def _service_answer(snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int) -> Outcome:
     name = zone.services[service.name]
-    entries = [e for e in snapshot.answerable(name) if _tagged(e, service.tag)]
+    answerable = snapshot.answerable(name)
+    entries = [e for e in answerable if _tagged(e, service.tag)]
     if service.srv:
         if qtype not in (TYPE_SRV, TYPE_ANY) or not entries:
             return NoData(zone.soa(snapshot, ttl))
-        return _srv(zone, entries, ttl)
-    if qtype == TYPE_TXT:
+        outcome: Outcome = _srv(zone, entries, ttl)
+    elif qtype == TYPE_TXT:
         texts = sorted({f"{k}={v}" for e in entries for k, v in e.instance.meta.items()})
         if not texts:
             return NoData(zone.soa(snapshot, ttl))
         # One record per key=value; a value past 255 bytes spans several character-strings.
-        return Success(tuple(Record(None, TYPE_TXT, TXT(_character_strings(text)), ttl) for text in texts))
-    return _addresses(snapshot, zone, [e.instance.address for e in entries], qtype, ttl)
+        outcome = Success(tuple(Record(None, TYPE_TXT, TXT(_character_strings(text)), ttl) for text in texts))
+    else:
+        outcome = _addresses(snapshot, zone, [e.instance.address for e in entries], qtype, ttl)
+    if isinstance(outcome, Success):
+        return replace(outcome, basis=(name, answerable))
+    return outcome
 
 
 def _addresses(snapshot: Snapshot, zone: "_Zone", addresses: Iterable[str], qtype: int, ttl: int) -> Outcome:

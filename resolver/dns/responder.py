@@ -1,7 +1,10 @@
 """From query bytes to reply bytes, through two caches that live in the snapshot's memo.
 
 1. `compiled`: (lower-cased name, type, class, EDNS, size limit, RD/CD) -> `Compiled`,
-   the reply packed once per snapshot with every rotation of its answer.
+   the reply packed once per snapshot with every rotation of its answer. A service
+   answer whose instances a swap did not touch is carried over from the previous
+   snapshot's cache instead of packed again, so health changes elsewhere in a large
+   catalog do not turn every query into a cache miss.
 2. `packets`: the query bytes after the ID -> the next of its ready replies, in
    turn, and its counter cell. A repeated UDP query (same name, same case, same
    flags) then costs one dict look-up, one call and an ID splice: no parsing at all.
@@ -19,9 +22,11 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+from dataclasses import dataclass
 from typing import Callable, Final, Iterator
 
 from registry.catalog import Snapshot
+from registry.model import Entry
 from resolver.dns import answers, wire
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,13 @@ class DnsStats:
         self.cell(key)[0] += 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    reply: wire.Compiled
+    turns: Iterator[int]  # rotation for replies built per query (TCP)
+    basis: tuple[str, tuple[Entry, ...]] | None  # see answers.Success.basis
+
+
 class Forward:
     """The query is outside the zone and recursors are configured."""
 
@@ -84,7 +96,8 @@ class Responder:
         self._stats = stats
         self._snapshot: Snapshot | None = None
         self._packets: dict[bytes, tuple[Callable[[], bytes], list[int]]] = {}
-        self._compiled: dict[tuple[object, ...], tuple[wire.Compiled, Iterator[int]]] = {}
+        self._compiled: dict[tuple[object, ...], _Compiled] = {}
+        self._previous: dict[tuple[object, ...], _Compiled] = {}
 
     def cached(self, data: bytes) -> bytes | None:
         """The hot path: a ready reply for a UDP query seen before in this snapshot, else None."""
@@ -132,20 +145,21 @@ class Responder:
         key = (query.qname_key, query.qtype, query.qclass, query.edns_payload is not None, limit, query.flags & 0x0110)
         found = self._compiled.get(key)
         if found is None:
-            compiled = self._compile(snapshot, query, limit)
-            if compiled is None:
-                return self._outside(data, query, tcp)
-            found = (compiled, itertools.cycle(range(len(compiled.tails))))
+            found = self._previous.get(key)
+            if found is None or found.basis is None or snapshot.answerable(found.basis[0]) is not found.basis[1]:
+                found = self._compile(snapshot, query, limit)
+                if found is None:
+                    return self._outside(data, query, tcp)
             if len(self._compiled) < MAX_COMPILED:
                 self._compiled[key] = found
-        compiled, turns = found
+        compiled = found.reply
         self._stats.count(compiled.stat)
         if not tcp and len(self._packets) < MAX_PACKETS:
             self._packets[data[2:]] = (
                 itertools.cycle(compiled.rotations(query.question)).__next__,
                 self._stats.cell(compiled.stat),
             )
-        return compiled.reply(data[:2], query.question, next(turns))
+        return compiled.reply(data[:2], query.question, next(found.turns))
 
     def _outside(self, data: bytes, query: wire.Query, tcp: bool) -> Reply:
         if self._recursing:
@@ -157,23 +171,27 @@ class Responder:
             self._packets[data[2:]] = (itertools.repeat(reply[2:]).__next__, self._stats.cell(stat))
         return reply
 
-    def _compile(self, snapshot: Snapshot, query: wire.Query, limit: int) -> wire.Compiled | None:
+    def _compile(self, snapshot: Snapshot, query: wire.Query, limit: int) -> _Compiled | None:
         """The reply for this question in this snapshot, or None when the name is not ours."""
         if query.qclass not in (CLASS_IN, CLASS_ANY):
             return None
         outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
         if isinstance(outcome, answers.OutOfZone):
             return None
+        basis = None
         if isinstance(outcome, answers.Success):
             sections = wire.Sections(0, _rotations(outcome), additional=outcome.additional)
+            basis = outcome.basis
         elif isinstance(outcome, answers.NoData):
             sections = wire.Sections(0, ((),), authority=(outcome.soa,))
         else:
             sections = wire.Sections(3, ((),), authority=(outcome.soa,))
-        return wire.compile_reply(query, sections, limit, self._recursing)
+        compiled = wire.compile_reply(query, sections, limit, self._recursing)
+        return _Compiled(compiled, itertools.cycle(range(len(compiled.tails))), basis)
 
     def _adopt(self, snapshot: Snapshot) -> None:
-        """Switch to a new snapshot's caches; the old ones go with the old snapshot."""
+        """Switch to a new snapshot's caches; the old compiled replies stay one swap as candidates."""
+        self._previous = self._compiled
         self._packets = snapshot.memo.setdefault(("dns", "packets", id(self)), {})
         self._compiled = snapshot.memo.setdefault(("dns", "compiled", id(self)), {})
         self._snapshot = snapshot

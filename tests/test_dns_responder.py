@@ -1,0 +1,54 @@
+"""responder.py: the per-snapshot caches, driven with real query bytes over a real catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+
+from registry.catalog import Catalog, NodeDefaults
+from registry.model import Instance
+from registry.store import Store
+from resolver.dns.responder import DnsStats, Responder
+
+
+FILE = {"redis": "file:a.yaml", "web": "file:b.yaml"}
+
+
+def ask(responder: Responder, name: str, rdtype: str = "A") -> dns.message.Message:
+    wire = dns.message.make_query(name, rdtype, id=9).to_wire()
+    reply = responder.cached(wire) or responder.answer(wire, tcp=False)
+    assert isinstance(reply, bytes)
+    return dns.message.from_wire(reply)
+
+
+def addresses(reply: dns.message.Message) -> list[str]:
+    return sorted(r.to_text() for rrset in reply.answer for r in rrset)
+
+
+def test_untouched_services_keep_their_compiled_reply_across_swaps(tmp_path: Path) -> None:
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.2", 6379, source=FILE["redis"])])
+    catalog.apply_file("b.yaml", [Instance("web-1", "web", "n1", "10.0.0.3", 80, source=FILE["web"])])
+    responder = Responder(lambda: catalog.current, 5, False, DnsStats())
+    assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.2"]
+    compiled_before = dict(responder._compiled)
+
+    catalog.apply_file("b.yaml", [Instance("web-1", "web", "n1", "10.0.0.4", 80, source=FILE["web"])])  # another service changes
+    assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.2"]
+    assert list(responder._compiled.values()) == list(compiled_before.values())  # carried, not packed again
+    assert addresses(ask(responder, "web.service.internal")) == ["10.0.0.4"]
+
+    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.9", 6379, source=FILE["redis"])])  # redis itself changes
+    assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.9"]
+
+
+def test_negative_answers_follow_the_new_serial(tmp_path: Path) -> None:
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    responder = Responder(lambda: catalog.current, 5, False, DnsStats())
+    first = ask(responder, "nosuch.service.internal")
+    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.2", 6379, source=FILE["redis"])])
+    second = ask(responder, "nosuch.service.internal")
+    assert first.rcode() == second.rcode() == dns.rcode.NXDOMAIN
+    assert second.authority[0][0].serial == first.authority[0][0].serial + 1
