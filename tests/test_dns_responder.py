@@ -10,7 +10,8 @@ import dns.rcode
 from registry.catalog import Catalog, NodeDefaults
 from registry.model import Instance
 from registry.store import Store
-from resolver.dns.responder import DnsStats, Responder
+from resolver.dns.responder import Responder
+from resolver.dns.stats import DnsStats
 
 
 FILE = {"redis": "file:a.yaml", "web": "file:b.yaml"}

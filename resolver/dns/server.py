@@ -21,7 +21,8 @@ from typing import Callable, Coroutine, Sequence
 from registry.catalog import Snapshot
 from resolver.dns import wire
 from resolver.dns.forward import Forwarder, parse_hostport
-from resolver.dns.responder import DnsStats, Forward, Responder
+from resolver.dns.responder import Forward, Responder
+from resolver.dns.stats import DnsStats
 
 __all__ = ["DnsServer", "DnsStats"]
 

@@ -212,7 +212,6 @@ class Sections:
     answer_rotations: tuple[tuple[Record, ...], ...]  # one answer section per rotation
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
-    authoritative: bool = True
 
 
 def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Compiled:
@@ -223,8 +222,8 @@ def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Com
     stat = (qtype_text(query.qtype), rcode_text(sections.rcode))
 
     def pack(answer: Sequence[Record], authority: Sequence[Record], additional: Sequence[Record], tc: bool) -> bytes:
-        header = DNSHeader(id=0, qr=1, aa=int(sections.authoritative), tc=int(tc), rd=int(query.rd), ra=int(ra),
-                           rcode=sections.rcode)
+        # Everything compiled is answered from our zone: authoritative.
+        header = DNSHeader(id=0, qr=1, aa=1, tc=int(tc), rd=int(query.rd), ra=int(ra), rcode=sections.rcode)
         record = DNSRecord(header, q=DNSQuestion(qname, query.qtype, query.qclass))
         record.rr = [_rr(r, qname) for r in answer]
         record.auth = [_rr(r, qname) for r in authority]
