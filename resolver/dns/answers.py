@@ -100,6 +100,9 @@ def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype
     if not relative:
         return _apex(snapshot, zone, qtype, ttl)
     kind = relative[-1]
+    if len(relative) == 1 and kind in ("service", "node", "addr"):
+        # Empty non-terminals: names exist below them, so they exist (RFC 8020).
+        return NoData(zone.soa(snapshot, ttl))
     if kind == "service":
         service = _service_form(zone, relative)
         if service is None or not _exists(snapshot, zone, service):
