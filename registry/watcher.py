@@ -128,8 +128,15 @@ class DirectoryWatcher:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Watch from now on: a change made after this returns is reported.
+
+        awatch sets up inotify synchronously on the task's first step, before its first
+        await; yielding once lets that step run. A caller that rescans after `start()`
+        therefore misses nothing: older changes are in the scan, newer ones come here.
+        """
         self._stop.clear()
         self._task = asyncio.create_task(self._run(), name="pilotfish-watcher")
+        await asyncio.sleep(0)
 
     @property
     def running(self) -> bool:

@@ -1,10 +1,11 @@
 """`pilotfish serve`: start every part in order, reload on SIGHUP, stop cleanly.
 
 Start-up order is the data flow's: config -> store -> catalog (API registrations
-restored, then every file of services_dir in one snapshot) -> DNS and HTTP listeners
--> health checks, node monitor and the directory watcher. So the first query a
-listener answers already sees the whole registry, and nothing writes to the catalog
-before the readers exist to be told.
+restored) -> the directory watcher, then every file of services_dir in one snapshot
+-> DNS and HTTP listeners -> health checks and node monitor. The watcher starts
+before the scan so that a file written during start-up is caught by one or the
+other, and the listeners start after it so that the first query they answer already
+sees the whole registry.
 
 The daemon owns lifecycles only: it never answers a query, parses a registration or
 touches SQLite beyond opening and closing the store.
@@ -97,6 +98,8 @@ class Daemon:
         state = DaemonState(config=config, catalog=catalog, store=store, defaults=defaults)
         state.extra.update(version=VERSION, config_path=config.source, services_dir=config.services_dir)
         self.state = state
+        # Watch first, then scan: a file written in between is seen by one or the other.
+        await self._start_watcher()
         self._rescan("start")
 
         state.dns_stats = DnsStats()
@@ -117,7 +120,6 @@ class Daemon:
         await self._health.start()
         self._node_monitor = state.node_monitor = NodeMonitor(catalog, thresholds_of(config), interval=NODE_INTERVAL)
         await self._node_monitor.start()
-        await self._start_watcher()
         log.info(
             "ready",
             extra={"bound": state.bound, "node": config.node, "index": catalog.current.index, "version": VERSION},
@@ -193,9 +195,9 @@ class Daemon:
             await self._watcher.stop()
             self._watcher = None
         self.state.extra["services_dir"] = live.services_dir
-        self._rescan("sighup")
         if self._watcher is None:
             await self._start_watcher()
+        self._rescan("sighup")
 
     def request_reload(self) -> None:
         # Reloads run one at a time; a SIGHUP during a reload waits for it, then rescans again.
