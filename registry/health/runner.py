@@ -159,7 +159,9 @@ class HealthRunner:
         else:
             due = loop.time()  # first run at once: a new instance should not wait an interval
         check = _Check(instance, spec, RiseFall(spec.rise, spec.fall, known), due, told=known)
-        if known is Status.CRITICAL:
+        # A TTL check that never heard from its service is critical from the start,
+        # and deregister_after counts from then (a probe's first run decides for it).
+        if known is Status.CRITICAL or (known is None and spec.kind is CheckKind.TTL):
             check.critical_since = loop.time()
         check.task = asyncio.create_task(self._loop(check), name=f"check {spec.id}")
         return check
