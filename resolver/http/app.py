@@ -1,10 +1,8 @@
-"""The aiohttp application: every route of the design, one error middleware.
+"""The aiohttp application: every route of the design, one middleware.
 
 `build_app` is the only thing the daemon needs: it attaches the running state and
 wires the route modules; the daemon runs the result with aiohttp's AppRunner. The app
 holds no catalog data of its own: each handler takes `catalog.current` per request.
-Middleware order matters: errors outermost, so that a refused token (raised by the
-token check) is shaped and counted like any other error.
 """
 
 from __future__ import annotations
@@ -12,8 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from resolver.http.appkeys import STATE
-from resolver.http.auth import token_middleware
-from resolver.http.errors import error_middleware
+from resolver.http.middleware import api_middleware
 from resolver.http.routes_config import add_config_routes
 from resolver.http.routes_conflicts import add_conflict_routes
 from resolver.http.routes_health import add_health_routes
@@ -24,7 +21,7 @@ from resolver.state import DaemonState
 
 
 def build_app(state: DaemonState) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, token_middleware])
+    app = web.Application(middlewares=[api_middleware])
     app[STATE] = state
     app[SELECTOR] = Selector()
     add_service_routes(app)

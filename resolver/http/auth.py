@@ -13,7 +13,7 @@ import hmac
 from aiohttp import web
 
 from resolver.http.appkeys import STATE
-from resolver.http.errors import ApiError, Handler
+from resolver.http.errors import ApiError
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -25,10 +25,8 @@ def authorised(header: str, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-@web.middleware
-async def token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method not in READ_METHODS:
-        token = request.app[STATE].config.http.token
-        if token and not authorised(request.headers.get("Authorization", ""), token):
-            raise ApiError(401, "unauthorized", "this write needs Authorization: Bearer <token>")
-    return await handler(request)
+def require_token(request: web.Request) -> None:
+    """Refuse a write without the configured bearer token (401)."""
+    token = request.app[STATE].config.http.token
+    if token and not authorised(request.headers.get("Authorization", ""), token):
+        raise ApiError(401, "unauthorized", "this write needs Authorization: Bearer <token>")

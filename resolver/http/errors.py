@@ -1,22 +1,19 @@
-"""The one place where errors become HTTP answers.
+"""How errors become HTTP answers: the status, code and details of each.
 
 Route handlers raise registry errors (or `ApiError` for what only HTTP knows: a bad
-query parameter, a missing token) and never build an error response themselves; the
-middleware here maps each to a status and the design's shape
-`{"error": {"code": ..., "message": ..., ...details}}`. It also counts every request
-by route and status, because it is the one layer that sees the final status of both
-answers and failures. It must never swallow an error silently: anything unexpected is
-logged with its traceback and answered 500.
+query parameter, a missing token) and never build an error response themselves;
+`describe` maps each to a status and the design's shape
+`{"error": {"code": ..., "message": ..., ...details}}`, and the API middleware
+(resolver/http/middleware.py) is its one caller. `describe` returns None for anything
+unexpected, which the middleware logs and answers 500: nothing is swallowed.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import Counter
 
 from registry.errors import (
     ConfigValueError,
@@ -28,9 +25,6 @@ from registry.errors import (
     ReadOnlyError,
     ValidationError,
 )
-from resolver.metrics import HTTP_REQUESTS
-
-log = logging.getLogger("pilotfish.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorBody = tuple[int, str, str, dict[str, Any]]
@@ -89,38 +83,3 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
     return web.Response(
         status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers
     )
-
-
-# prometheus_client's .labels() takes a lock and builds a key on every call; the
-# children are cached here so that counting costs one dict lookup per request.
-_children: dict[tuple[str, str, int], Counter] = {}
-
-
-def _count(request: web.Request, status: int) -> None:
-    info = request.match_info
-    route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
-    key = (route, request.method, status)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = HTTP_REQUESTS.labels(route, request.method, str(status))
-    child.inc()
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        # aiohttp's own refusals (no such route, method not allowed) get our shape too.
-        code = "not_found" if exc.status == 404 else exc.reason.lower().replace(" ", "_")
-        response = error_response(exc.status, code, exc.reason, {})
-        if exc.status == 405:
-            response.headers["Allow"] = exc.headers.get("Allow", "")
-    except Exception as exc:
-        described = describe(exc)
-        if described is None:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            described = (500, "internal", "internal error; see the daemon log", {})
-        response = error_response(*described)
-    _count(request, response.status)
-    return response

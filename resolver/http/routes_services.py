@@ -76,20 +76,21 @@ async def list_services(request: web.Request) -> web.Response:
 
 
 async def service_instances(request: web.Request) -> web.Response:
-    snapshot = await read_snapshot(request)
     name = request.match_info["name"]
     if not request.query_string:
-        # The hot path: no filters, passing instances only, one memo lookup.
-        body = snapshot.memo.get(("http", "instances", name))
+        # The hot path: no filters, no blocking, passing instances only; once the
+        # body is in the snapshot's memo this is one dict lookup.
+        snapshot = request.app[STATE].catalog.current
+        key: tuple[Any, ...] = ("http", "instances", name)
+        body = snapshot.memo.get(key)
         if body is not None:
             return bytes_response(body, snapshot)
-        require_service(snapshot, name)
-        key: tuple[Any, ...] = ("http", "instances", name)
         filters: Filters = ((), None, None, PASSING_ONLY, ())
     else:
-        require_service(snapshot, name)
+        snapshot = await read_snapshot(request)
         filters = parse_filters(request, PASSING_ONLY)
         key = ("http", "instances", name, filters)
+    require_service(snapshot, name)
     body = memo_body(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)])
     return bytes_response(body, snapshot)
 
