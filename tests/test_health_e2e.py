@@ -45,15 +45,25 @@ class Listener:
 
 
 class Web:
-    """http.server in a thread whose answer is switched by `status`."""
+    """http.server in a thread whose answer is switched by `status` (0: hang until released)."""
 
     def __init__(self) -> None:
         self.status = 200
+        self.port = 0
+        self.release = threading.Event()
+        self.up()
+
+    def up(self) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if outer.status == 0:
+                    outer.release.wait(5)
+                    return
                 self.send_response(outer.status)
+                if outer.status == 302:
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -61,16 +71,18 @@ class Web:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.block_on_close = True  # close() joins the handler threads
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
         self.thread.start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+        self.release.clear()
 
 
 @pytest.fixture
@@ -117,16 +129,24 @@ def test_tcp_check_going_down_and_up_drains_and_restores_dns_and_http(daemon: Da
     assert [e["detail"]["to"] for e in reversed(events)] == ["passing", "critical", "passing"]
 
 
-def test_http_check_answering_500_drains_until_it_answers_200(daemon: Daemon, web: Web) -> None:
+def test_http_check_500_hang_redirect_and_down_drain_until_it_answers_200(daemon: Daemon, web: Web) -> None:
     register(daemon, {"id": "web-1", "name": "web", "port": web.port, "protocol": "http",
                       "checks": [{"http": f"http://127.0.0.1:{web.port}/health", **CHECK_TIMING}]})
     wait_for(lambda: daemon.srv_ports("_web._tcp") == [web.port], WITHIN, "web answered")
-    web.status = 500
-    wait_for(lambda: daemon.srv_ports("_web._tcp") == [], WITHIN, "web drained")
-    instance = daemon.get("/v1/services/web?status=critical")[0]
-    assert "500" in instance["check_states"][0]["output"]
-    web.status = 200
-    wait_for(lambda: healthy_ids(daemon, "web") == ["web-1"], WITHIN, "web healthy again")
+    for status, output in [(500, "500"), (0, "timed out"), (302, "302")]:
+        web.status = status
+        wait_for(lambda: daemon.srv_ports("_web._tcp") == [], WITHIN, f"web drained on {output}")
+        instance = daemon.get("/v1/services/web?status=critical")[0]
+        assert output in instance["check_states"][0]["output"]
+        web.status = 200
+        web.release.set()
+        wait_for(lambda: daemon.srv_ports("_web._tcp") == [web.port], WITHIN, f"web back after {output}")
+        assert healthy_ids(daemon, "web") == ["web-1"]
+        web.release.clear()
+    web.close()
+    wait_for(lambda: healthy_ids(daemon, "web") == [], WITHIN, "web drained when down")
+    web.up()
+    wait_for(lambda: daemon.srv_ports("_web._tcp") == [web.port], WITHIN, "web back up")
 
 
 def test_ttl_check_reported_over_http_and_expiring(daemon: Daemon) -> None:

@@ -70,3 +70,19 @@ def test_ttl_update_of_unknown_or_non_ttl_check_is_not_found(tmp_path: Path) -> 
             await runner.stop()
 
     run(scenario())
+
+
+def test_ttl_check_never_reported_is_deregistered_after(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        try:
+            body = {"id": "silent", "name": "worker", "port": 7001, "checks": [{"ttl": "10s", "deregister_after": "200ms"}]}
+            register(catalog, body)
+            await wait_status(catalog, "silent", None, 0.2 + SLACK)
+        finally:
+            await runner.stop()
+        assert "deregister_after" in catalog.store.events(kind="deregistration")[0].detail["reason"]
+
+    run(scenario())
