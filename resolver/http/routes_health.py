@@ -71,7 +71,7 @@ def _local_counts(snapshot: Snapshot) -> dict[str, dict[str, int]]:
             for check in entry.checks:
                 checks[check.status.value] += 1
         cached = snapshot.memo[_COUNTS_MEMO] = {"checks": checks, "instances": instances}
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def node_body(snapshot: Snapshot, monitor: NodeMonitor) -> dict[str, Any]:
