@@ -29,6 +29,7 @@ __all__ = ["DnsServer", "DnsStats"]
 log = logging.getLogger(__name__)
 
 UDP_BATCH = 64  # datagrams read per wake-up before yielding to the loop
+RECV_SIZE = wire.MAX_QUERY + 1  # one byte more than we accept, so that oversized shows
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts; the kernel caps it at rmem_max
 TCP_IDLE_TIMEOUT = 10.0
 BIND_ATTEMPTS = 20
@@ -115,9 +116,10 @@ class DnsServer:
 
     def _read_udp(self, udp: socket.socket) -> None:
         cached = self._responder.cached
+        recvfrom, sendto = udp.recvfrom, udp.sendto
         for _ in range(UDP_BATCH):
             try:
-                data, addr = udp.recvfrom(wire.MAX_QUERY + 1)
+                data, addr = recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -128,7 +130,7 @@ class DnsServer:
                 self._answer_udp(udp, data, addr)
                 continue
             try:
-                udp.sendto(reply, addr)
+                sendto(reply, addr)
             except OSError:
                 pass  # a full send buffer drops the reply, as the network could have
 
