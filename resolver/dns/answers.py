@@ -90,8 +90,8 @@ def resolve(snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int) -
         return _in_zone(snapshot, zone, relative, qtype, ttl)
     # Bare forms: `<service>` and `_<service>._<transport>`, only for services we have.
     if len(labels) == 1 or (len(labels) == 2 and labels[1] in TRANSPORT_LABELS):
-        service = _service_form(zone, labels + ("service",))
-        if service is not None and service.name in zone.services:
+        service = _service_form(labels + ("service",))
+        if service is not None and _exists(snapshot, _Service(service.name, None, False)):
             return _service_answer(snapshot, zone, service, qtype, ttl)
     return OutOfZone()
 
@@ -104,8 +104,8 @@ def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype
         # Empty non-terminals: names exist below them, so they exist (RFC 8020).
         return NoData(zone.soa(snapshot, ttl))
     if kind == "service":
-        service = _service_form(zone, relative)
-        if service is None or not _exists(snapshot, zone, service):
+        service = _service_form(relative)
+        if service is None or not _exists(snapshot, service):
             return NameError(zone.soa(snapshot, ttl))
         return _service_answer(snapshot, zone, service, qtype, ttl)
     if kind == "node" and len(relative) >= 2:
@@ -133,7 +133,7 @@ def _apex(snapshot: Snapshot, zone: "_Zone", qtype: int, ttl: int) -> Outcome:
     return NoData(soa)
 
 
-def _service_form(zone: "_Zone", relative: tuple[str, ...]) -> _Service | None:
+def _service_form(relative: tuple[str, ...]) -> _Service | None:
     """`<svc>.service`, `<tag>.<svc>.service`, `_<svc>._<tcp|udp|tag>.service`, else None."""
     if len(relative) == 2:
         return _Service(relative[0], None, False)
@@ -147,13 +147,14 @@ def _service_form(zone: "_Zone", relative: tuple[str, ...]) -> _Service | None:
     return _Service(second, first, False)
 
 
-def _exists(snapshot: Snapshot, zone: "_Zone", service: _Service) -> bool:
-    """The name exists when a discoverable instance matches, whatever its health."""
-    name = zone.services.get(service.name)
-    if name is None:
-        return False
+def _exists(snapshot: Snapshot, service: _Service) -> bool:
+    """The name exists when a discoverable instance matches, whatever its health.
+
+    Service names are lower case by the registration schema, so the asked label is the key.
+    """
     return any(
-        entry.instance.discoverable and _tagged(entry, service.tag) for entry in snapshot.entries_by_name.get(name, ())
+        entry.instance.discoverable and _tagged(entry, service.tag)
+        for entry in snapshot.entries_by_name.get(service.name, ())
     )
 
 
@@ -162,7 +163,7 @@ def _tagged(entry: Entry, tag: str | None) -> bool:
 
 
 def _service_answer(snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int) -> Outcome:
-    name = zone.services[service.name]
+    name = service.name
     answerable = snapshot.answerable(name)
     entries = [e for e in answerable if _tagged(e, service.tag)]
     if service.srv:
@@ -254,11 +255,6 @@ class _Zone:
     def __init__(self, snapshot: Snapshot) -> None:
         self.domain = snapshot.domain.strip(".").lower()
         self.labels = tuple(self.domain.split(".")) if self.domain else ()
-        self.services: Mapping[str, str] = {
-            name.lower(): name
-            for name, entries in snapshot.entries_by_name.items()
-            if any(e.instance.discoverable for e in entries)
-        }
         self.nodes: Mapping[str, Node] = {name.lower(): node for name, node in snapshot.nodes.items()}
         self._soa: dict[int, Record] = {}
 
