@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from registry.errors import Problem
 from resolver.dns.responder import DnsStats
 from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
@@ -83,3 +87,13 @@ def test_unknown_route_and_method_use_the_error_shape(api: ApiServer) -> None:
     wrong = api.request("PATCH", "/v1/services")
     assert wrong.status == 405
     assert wrong.error["code"] == "method_not_allowed"
+
+
+def test_an_unexpected_failure_is_500_and_logged(api: ApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    api.store.close()  # the database going away under the daemon: not an error we map
+    with caplog.at_level(logging.ERROR, logger="pilotfish.http"):
+        reply = api.get("/v1/events")
+    assert reply.status == 500
+    assert reply.error["code"] == "internal"
+    assert "closed database" not in reply.text  # details stay in the log
+    assert any("GET /v1/events" in record.getMessage() for record in caplog.records)
