@@ -491,3 +491,20 @@ def test_readme_dig_example_is_what_the_server_answers(tmp_path: Path, loop_thre
     finally:
         loop_thread.run(served.server.stop())
         catalog.store.close()
+
+
+def test_servfail_when_no_recursor_answers(tmp_path: Path, loop_thread: LoopThread) -> None:
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    catalog = new_catalog(tmp_path)
+    served = serve(loop_thread, catalog, recursors=(f"127.0.0.1:{dead_port}",))
+    try:
+        for ask in (served.udp, served.tcp):
+            reply = ask("example.com", "A")
+            assert reply.rcode() == dns.rcode.SERVFAIL and reply.flags & dns.flags.RA
+        assert served.server.stats.queries[("A", "SERVFAIL")] == 2
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
