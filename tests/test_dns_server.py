@@ -210,6 +210,7 @@ def test_outside_the_zone_is_refused_without_recursion(served: Served, name: str
     reply = served.udp(name, "A")
     assert reply.rcode() == dns.rcode.REFUSED
     assert not reply.flags & dns.flags.RA
+    assert reply.flags & dns.flags.RD  # copied from the query
     assert not reply.flags & dns.flags.AA
 
 

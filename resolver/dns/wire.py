@@ -166,7 +166,7 @@ def opt_record(payload: int = OUR_PAYLOAD, extended_rcode: int = 0) -> bytes:
 
 def reply_flags(query_flags: int, rcode: int, aa: bool = False, ra: bool = False, tc: bool = False) -> int:
     """Response flags: QR, the query's opcode, RD and CD copied, then ours."""
-    flags = 0x8000 | (query_flags & 0x7810) | (rcode & 0xF)
+    flags = 0x8000 | (query_flags & 0x7910) | (rcode & 0xF)
     if aa:
         flags |= 0x0400
     if tc:
