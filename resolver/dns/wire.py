@@ -164,16 +164,10 @@ def opt_record(payload: int = OUR_PAYLOAD, extended_rcode: int = 0) -> bytes:
     return b"\x00" + _RR_FIXED.pack(TYPE_OPT, payload, extended_rcode << 24, 0)
 
 
-def reply_flags(query_flags: int, rcode: int, aa: bool = False, ra: bool = False, tc: bool = False) -> int:
-    """Response flags: QR, the query's opcode, RD and CD copied, then ours."""
+def reply_flags(query_flags: int, rcode: int, ra: bool = False) -> int:
+    """Flags of an error reply: QR, the query's opcode, RD and CD copied; RA when we recurse."""
     flags = 0x8000 | (query_flags & 0x7910) | (rcode & 0xF)
-    if aa:
-        flags |= 0x0400
-    if tc:
-        flags |= 0x0200
-    if ra:
-        flags |= 0x0080
-    return flags
+    return flags | 0x0080 if ra else flags
 
 
 def error_reply(data: bytes, rcode: int, question: bytes = b"", edns: bool = False, ra: bool = False) -> bytes:
