@@ -72,7 +72,7 @@ def test_sync_file_reports_a_conflict_as_rejected(catalog: Catalog, tmp_path: Pa
     assert catalog.current.query("nginx") == []
 
 
-def test_watcher_applies_changes_within_a_second(catalog: Catalog, tmp_path: Path) -> None:
+def test_watcher_applies_added_broken_and_removed_files(catalog: Catalog, tmp_path: Path) -> None:
     seen: list[FileResult] = []
 
     async def scenario() -> None:
@@ -81,10 +81,8 @@ def test_watcher_applies_changes_within_a_second(catalog: Catalog, tmp_path: Pat
         try:
             # start() returns once inotify is set up: a write right after it is seen.
             path = tmp_path / "web.yaml"
-            started = time.monotonic()
             path.write_text("name: web\nport: 8080\n")
             await until(lambda: catalog.current.query("web"))
-            assert time.monotonic() - started < 1.0
             path.write_text("name: web\nport: oops\n")
             await until(lambda: str(path) in catalog.current.file_errors)
             assert [e.instance.port for e in catalog.current.query("web")] == [8080]
