@@ -130,3 +130,23 @@ def test_systemd_asks_systemctl_is_active(
             await runner.stop()
 
     run(scenario())
+
+
+def test_command_that_exits_is_judged_at_once_and_its_leftovers_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "left.pid"
+    argv = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; echo started; exit 1"]
+
+    async def scenario() -> None:
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        try:
+            register(catalog, exec_body("forks", 9004, argv, interval="10s", timeout="5s"))
+            await wait_status(catalog, "forks", Status.WARNING, 0.5)
+            assert output_of(catalog, "forks") == "started"
+            child = int(pid_file.read_text())
+            await eventually(lambda: not _alive(child), 1.0, "leftover child killed")
+        finally:
+            await runner.stop()
+
+    run(scenario())

@@ -2,8 +2,8 @@
 
 Exit 0 is passing, 1 warning, anything else critical (the Nagios convention Consul
 uses). The command runs in its own session so that at its timeout (the runner
-cancels the probe) the whole process group is killed: a check script that forked
-`sleep 600` must not leave it behind. Output (stdout and stderr together) is kept
+cancels the probe), and once it has exited, the whole process group is killed: a
+check script that forked `sleep 600` must not leave it behind. Output (stdout and stderr together) is kept
 to OUTPUT_LIMIT bytes; the rest is read and dropped so a chatty command cannot
 block on a full pipe.
 """
@@ -19,30 +19,75 @@ from registry.health.outcome import OUTPUT_LIMIT, Outcome, truncate
 from registry.model import CheckSpec, Status
 
 _CHUNK = 65536
+_DRAIN_GRACE = 0.05
 
 
 async def run_command(argv: Sequence[str]) -> tuple[int, str]:
-    """Run `argv` to completion; returns (exit code, output). Cancelling kills its group."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    kept = bytearray()
+    """Run `argv` to completion; returns (exit code, output). Cancelling kills its group.
+
+    The check is over when the command exits, not when its output closes: a
+    leftover child holding the pipe (`daemon &`) neither delays the result nor
+    outlives the check, as the group is killed once the command has exited. The
+    output pipe is ours rather than asyncio's because Python 3.11's
+    `Process.wait()` also waits for the subprocess pipes to close.
+    """
+    loop = asyncio.get_running_loop()
+    read_fd, write_fd = os.pipe()
     try:
-        assert process.stdout is not None
-        while chunk := await process.stdout.read(_CHUNK):
-            if len(kept) <= OUTPUT_LIMIT:
-                kept += chunk[: OUTPUT_LIMIT + 1 - len(kept)]
-        code = await process.wait()
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, start_new_session=True
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
     finally:
-        if process.returncode is None:
-            _kill_group(process.pid)
-            # Reap it, or it stays a zombie; SIGKILL makes this quick.
-            await asyncio.shield(process.wait())
+        os.close(write_fd)
+    pipe = os.fdopen(read_fd, "rb", 0)
+    kept = bytearray()
+    reader: asyncio.Future[None] | None = None
+    transport: asyncio.BaseTransport | None = None
+    try:
+        stream = asyncio.StreamReader(loop=loop)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream, loop=loop), pipe)
+        reader = asyncio.ensure_future(_read_into(stream, kept))
+        code = await process.wait()
+        # Output written just before exit is still in the pipe: give it a moment.
+        await asyncio.wait([reader], timeout=_DRAIN_GRACE)
+    finally:
+        if reader is not None:
+            reader.cancel()
+        _kill_group(process.pid)
+        await _reap(process)
+        if reader is not None:
+            await asyncio.gather(reader, return_exceptions=True)
+        if transport is not None:
+            transport.close()
+        else:
+            pipe.close()
     return code, truncate(kept.decode("utf-8", "replace").strip())
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Wait for a killed process to be reaped, even through a second cancellation.
+
+    Leaving it unreaped would leave a zombie and an open transport; after SIGKILL
+    this takes a moment, and a pending cancellation is passed on afterwards.
+    """
+    cancelled = False
+    while process.returncode is None:
+        try:
+            await asyncio.shield(process.wait())
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _read_into(stream: asyncio.StreamReader, kept: bytearray) -> None:
+    """Keep the first OUTPUT_LIMIT bytes; read and drop the rest so the writer never blocks."""
+    while chunk := await stream.read(_CHUNK):
+        if len(kept) <= OUTPUT_LIMIT:
+            kept += chunk[: OUTPUT_LIMIT + 1 - len(kept)]
 
 
 def _kill_group(pid: int) -> None:

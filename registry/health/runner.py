@@ -34,7 +34,7 @@ from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, St
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-# (check id, monotonic start, duration in seconds), called once a probe's result is with the catalog.
+# (check id, monotonic start, duration in seconds), called once the catalog has a probe's result.
 Observer = Callable[[str, float, float], None]
 # uvloop's timers count whole milliseconds and can fire a little before the deadline
 # they were set for; a deadline this close counts as reached, and every sleep runs
@@ -182,8 +182,6 @@ class HealthRunner:
                     continue
                 wake_at = min((t for t in (check.due, deregister_at) if t is not None), default=math.inf)
                 await self._wait(check, wake_at - now + 2 * _CLOCK_SLACK)
-        except asyncio.CancelledError:
-            raise
         except Exception:  # a bug in one check must not silently stop the others
             log.exception("health check %s stopped", check.spec.id)
 
