@@ -114,12 +114,15 @@ class NodeMonitor:
         current = self.node.state
         if on:
             check_transition(current, MAINTENANCE)
-            return self.catalog.set_node_state(MAINTENANCE, reason or "maintenance mode")
-        if current is not MAINTENANCE:
-            # Not in maintenance: leaving it would be a self-transition, which the table refuses.
-            check_transition(current, current)
-        check_transition(current, self._resource_state)
-        return self.catalog.set_node_state(self._resource_state, self._resource_reason)
+            target, why = MAINTENANCE, reason or "maintenance mode"
+        else:
+            if current is not MAINTENANCE:
+                # Not in maintenance: leaving it would be a self-transition, which the table refuses.
+                check_transition(current, current)
+            target, why = self._resource_state, self._resource_reason
+            check_transition(current, target)
+        log.warning("node %s: %s -> %s (%s)", self.node.name, current.value, target.value, why)
+        return self.catalog.set_node_state(target, why)
 
     # -- sampling ----------------------------------------------------------
 
