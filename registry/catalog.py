@@ -161,6 +161,7 @@ class Catalog:
         self._dirty: set[str] = set()
         self._batch_depth = 0
         self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
+        self._pending_health: list[HealthRow] = []
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
         self.current = self._build(None, index=1, dirty=set())
@@ -444,13 +445,17 @@ class Catalog:
             detail = {"check": state.check_id, "from": previous.status.value if previous else None, "to": state.status.value, "output": state.output}
             if event:
                 detail.update(event)
-            self.store.save_health(
-                HealthRow(key[0], key[1], state.check_id, state.status, state.output, state.updated),
-                ("health", f"{key[1]}", detail),
+            # Written with the snapshot that shows it (one transaction per publish),
+            # so a burst of check results at start-up costs one fsync, not thousands.
+            self._pending_health.append(
+                HealthRow(key[0], key[1], state.check_id, state.status, state.output, state.updated)
             )
+            self._pending_events.append(("health", key[1], detail))
         if entry.status is before and not check_changed:
-            # Same status, new output: keep the entry current without a new snapshot.
+            # Same status, new output: keep the entry current without a new snapshot;
+            # marking the name dirty makes the next snapshot carry it in every view.
             self._entries[key] = entry
+            self._dirty.add(instance.name)
             return False
         self._entries[key] = entry
         self._publish_change({instance.name})
@@ -549,9 +554,10 @@ class Catalog:
             self._publish()
 
     def _publish(self) -> None:
-        if self._pending_events:
+        if self._pending_events or self._pending_health:
             events, self._pending_events = self._pending_events, []
-            self.store.append_events(events)
+            health, self._pending_health = self._pending_health, []
+            self.store.write_batch(events, health)
         old = self.current
         new = self._build(old, old.index + 1, self._dirty)
         self._dirty = set()

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import ConfigValueError, NotFoundError
@@ -312,16 +312,13 @@ class Store:
 
     # -- health -----------------------------------------------------------
 
-    def save_health(self, row: HealthRow, event: tuple[str, str, dict[str, Any]] | None = None) -> None:
-        with self._transaction():
-            self._db.execute(
-                "INSERT INTO health (node, instance_id, check_id, status, output, updated) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (node, instance_id, check_id) DO UPDATE SET status = excluded.status, "
-                "output = excluded.output, updated = excluded.updated",
-                (row.node, row.instance_id, row.check_id, row.status.value, row.output, row.updated),
-            )
-            if event:
-                self._append(row.updated, *event)
+    def _save_health(self, row: HealthRow) -> None:
+        self._db.execute(
+            "INSERT INTO health (node, instance_id, check_id, status, output, updated) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (node, instance_id, check_id) DO UPDATE SET status = excluded.status, "
+            "output = excluded.output, updated = excluded.updated",
+            (row.node, row.instance_id, row.check_id, row.status.value, row.output, row.updated),
+        )
 
     def health(self) -> list[HealthRow]:
         rows = self._db.execute("SELECT * FROM health ORDER BY node, instance_id, check_id")
@@ -336,10 +333,12 @@ class Store:
         with self._transaction():
             self._append(time.time(), kind, subject, detail)
 
-    def append_events(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Append several events in one transaction (one fsync for a burst of changes)."""
+    def write_batch(self, events: list[tuple[str, str, dict[str, Any]]], health: Sequence[HealthRow] = ()) -> None:
+        """Events and health rows of one catalog change, in one transaction (one fsync)."""
         now = time.time()
         with self._transaction():
+            for row in health:
+                self._save_health(row)
             for kind, subject, detail in events:
                 self._append(now, kind, subject, detail)
 

@@ -125,7 +125,7 @@ def test_events_are_append_only_and_paged_newest_first(store: Store) -> None:
 def test_health_rows_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     first = Store(path)
-    first.save_health(HealthRow("host1", "web-80", "web-80:tcp", Status.WARNING, "slow", 1.0))
+    first.write_batch([("health", "web-80", {"to": "warning"})], [HealthRow("host1", "web-80", "web-80:tcp", Status.WARNING, "slow", 1.0)])
     first.close()
     again = Store(path)
     assert again.health() == [HealthRow("host1", "web-80", "web-80:tcp", Status.WARNING, "slow", 1.0)]
