@@ -81,9 +81,10 @@ def test_status_defaults_to_passing_and_any_shows_all(api: ApiServer) -> None:
 
 def test_bad_status_is_400_naming_the_field(api: ApiServer) -> None:
     api.apply_yaml("/srv/web.yaml", WEB)
-    reply = api.get("/v1/services/web?status=sleepy")
-    assert reply.status == 400
-    assert reply.error["problems"][0]["field"] == "status"
+    for query in ("status=sleepy", "status=", "status=passing,sleepy"):
+        reply = api.get(f"/v1/services/web?{query}")
+        assert reply.status == 400, query
+        assert reply.error["problems"][0]["field"] == "status"
 
 
 def test_unknown_service_is_404(api: ApiServer) -> None:

@@ -46,11 +46,14 @@ def parse_statuses(values: list[str]) -> frozenset[Status] | None:
     words = [word.strip() for value in values for word in value.split(",") if word.strip()]
     if ANY_STATUS in words:
         return None
+    allowed = ", ".join([s.value for s in Status] + [ANY_STATUS])
     try:
-        return frozenset(Status(word) for word in words)
+        statuses = frozenset(Status(word) for word in words)
     except ValueError:
-        allowed = ", ".join([s.value for s in Status] + [ANY_STATUS])
         raise bad_request("status", f"must be one of {allowed}") from None
+    if not statuses:
+        raise bad_request("status", f"empty; use one or more of {allowed}")
+    return statuses
 
 
 def matching(snapshot: Snapshot, name: str, filters: Filters) -> list[Entry]:
