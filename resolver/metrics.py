@@ -1,7 +1,8 @@
 """Prometheus metrics: the objects the daemon observes and the scrape-time view of its state.
 
 Counters that only grow on events (registrations, rejections, reloads, HTTP requests)
-live in one module-level `REGISTRY` that the daemon and the HTTP app increment. Figures
+live in one module-level `REGISTRY` that the daemon and the HTTP app increment (HTTP
+requests in a plain dict that a collector of `REGISTRY` reads, see below). Figures
 that already exist elsewhere (DNS query counters, the snapshot index, instances by
 status) are read when Prometheus scrapes, by `StateCollector`, rather than copied on
 every change. Nothing here may block or touch SQLite: a scrape reads the current
@@ -47,6 +48,8 @@ HTTP_REQUESTS: collections.Counter[tuple[str, str, int]] = collections.Counter()
 
 
 class HttpRequestsCollector(Collector):
+    """Exposes HTTP_REQUESTS as pilotfish_http_requests_total{route,method,status}."""
+
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "pilotfish_http_requests",
