@@ -274,6 +274,9 @@ def test_truncated_over_udp_full_over_tcp(tmp_path: Path, loop_thread: LoopThrea
         assert not full.flags & dns.flags.TC
         assert len(records(full.answer, "SRV")) == 60
         assert len(records(full.additional, "A")) == 60
+        # EDNS raises the limit to what the client says: 1232 bytes still cannot hold 60 SRV records.
+        medium = served.udp("_big._tcp.service.internal", "SRV", use_edns=0, payload=1232)
+        assert medium.flags & dns.flags.TC and medium.edns == 0
         # A client with a large EDNS buffer gets it all over UDP.
         large = served.udp("_big._tcp.service.internal", "SRV", use_edns=0, payload=8192)
         assert not large.flags & dns.flags.TC
