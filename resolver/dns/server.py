@@ -121,10 +121,10 @@ class DnsServer:
         # The hot loop: everything it needs is in locals, a cache hit makes no call
         # but the two socket ones. The snapshot cannot change within one batch.
         cache = self._responder.packet_cache()
-        recvfrom, sendto = udp.recvfrom, udp.sendto
+        recvfrom, sendto, size = udp.recvfrom, udp.sendto, RECV_SIZE
         for _ in range(UDP_BATCH):
             try:
-                data, addr = recvfrom(RECV_SIZE)
+                data, addr = recvfrom(size)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
