@@ -39,6 +39,8 @@ log = logging.getLogger("pilotfish.daemon")
 
 HEALTH_CONCURRENCY = 64
 NODE_INTERVAL = 5.0
+# How often instances registered with a `ttl` are checked for expiry.
+EXPIRY_INTERVAL = 0.5
 # Long-poll (blocking query) handlers are cut off after this on shutdown, so SIGTERM
 # exits within a few seconds even with clients waiting on `?wait=10m`.
 HTTP_SHUTDOWN_SECONDS = 1.0
@@ -84,6 +86,7 @@ class Daemon:
         self._watcher: DirectoryWatcher | None = None
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> DaemonState:
         config = self.config
@@ -120,11 +123,19 @@ class Daemon:
         await self._health.start()
         self._node_monitor = state.node_monitor = NodeMonitor(catalog, thresholds_of(config), interval=NODE_INTERVAL)
         await self._node_monitor.start()
+        self._expiry = asyncio.create_task(self._expire_instances(catalog), name="pilotfish-expiry")
         log.info(
             "ready",
             extra={"bound": state.bound, "node": config.node, "index": catalog.current.index, "version": VERSION},
         )
         return state
+
+    async def _expire_instances(self, catalog: Catalog) -> None:
+        """Remove instances whose `ttl` ran out without a re-registration."""
+        while True:
+            await asyncio.sleep(EXPIRY_INTERVAL)
+            for instance in catalog.expire_due():
+                log.info("instance expired", extra={"id": instance.id, "name": instance.name, "ttl": instance.ttl})
 
     async def _start_watcher(self) -> None:
         directory = self.config.services_dir
@@ -223,6 +234,10 @@ class Daemon:
         """Stop in reverse order; safe on a partly started daemon."""
         if self._reloading is not None:
             await asyncio.gather(self._reloading, return_exceptions=True)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            await asyncio.gather(self._expiry, return_exceptions=True)
+            self._expiry = None
         steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
             ("watcher", self._watcher.stop if self._watcher else None),
             ("node monitor", self._node_monitor.stop if self._node_monitor else None),

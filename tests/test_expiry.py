@@ -1,0 +1,25 @@
+"""Instances registered with a `ttl` disappear from DNS and HTTP unless re-registered."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import DaemonFactory, wait_for
+
+
+def test_instance_ttl_expires_end_to_end(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon()
+    body = {"name": "batch", "port": 7100, "ttl": "1500ms"}
+    assert daemon.write("POST", "/v1/services", body).status == 201
+    assert daemon.write("POST", "/v1/services", {"name": "batch", "port": 7101}).status == 201
+    assert daemon.srv_ports("_batch._tcp.service.internal") == [7100, 7101]
+    # Re-registering before the TTL runs out keeps it alive past its first deadline.
+    started = time.monotonic()
+    time.sleep(1.0)
+    assert daemon.write("POST", "/v1/services", body).status == 200
+    wait_for(lambda: time.monotonic() - started > 1.8, timeout=3, what="the first deadline to pass")
+    assert daemon.srv_ports("_batch._tcp.service.internal") == [7100, 7101]
+    wait_for(lambda: daemon.srv_ports("_batch._tcp.service.internal") == [7101], timeout=5, what="expiry")
+    assert [i["id"] for i in daemon.get("/v1/services/batch")] == ["batch-7101"]
+    events = daemon.get("/v1/events?kind=deregistration")
+    assert any(e["subject"] == "api:batch-7100" and e["detail"]["reason"] == "ttl expired" for e in events["events"])
