@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from registry.errors import Problem
-from resolver.dns.responder import DnsStats
+from resolver.dns.stats import DnsStats
 from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
 
