@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import yaml
-
 from registry.catalog import NodeDefaults
 from registry.errors import Problem, ValidationError
 from registry.model import CheckKind, CheckSpec, Instance, Transport
 from registry.wellknown import WELL_KNOWN
-
-FieldPath = tuple[str | int, ...]
+from registry.yamldoc import FieldPath, LocatedDoc, compose, dotted, kind_of
 
 SERVICE_FIELDS = (
     "id", "name", "node", "address", "port", "protocol", "transport", "endpoint_path", "version",
@@ -48,8 +45,6 @@ DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 API_PATH = "<request>"
-# libyaml's composer keeps line marks and is several times faster than the pure-Python one.
-_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse_duration(text: str) -> float:
@@ -62,83 +57,10 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-class _Located:
-    """A parsed document plus where each value sits (line) and how it was written (raw)."""
-
-    def __init__(self) -> None:
-        self.lines: dict[FieldPath, int] = {}
-        self.raw: dict[FieldPath, str] = {}
-        self.problems: list[Problem] = []
-
-
-def _compose(text: str, path: str) -> tuple[Any, _Located]:
-    located = _Located()
-    try:
-        try:
-            node = yaml.compose(text, Loader=_COMPOSER)
-        except yaml.YAMLError:
-            # Re-read with the pure-Python parser: its messages are the same on
-            # every machine, whether or not PyYAML was built with libyaml.
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        # A construct left open is reported at the end of the stream; name the
-        # last line that exists rather than one past it.
-        line = min(mark.line + 1, max(text.count("\n"), 1)) if mark else None
-        message = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.context_mark and exc.problem:
-            message += f" ({exc.context} started on line {exc.context_mark.line + 1})"
-        located.problems.append(Problem(path, line, "yaml", message))
-        return None, located
-    except yaml.YAMLError as exc:
-        located.problems.append(Problem(path, None, "yaml", str(exc)))
-        return None, located
-    if node is None:
-        return None, located
-    constructor = yaml.SafeLoader("")
-
-    def convert(node: yaml.Node, at: FieldPath) -> Any:
-        located.lines[at] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
-                if not isinstance(key, str):
-                    located.problems.append(
-                        Problem(path, key_node.start_mark.line + 1, _dotted(at) or "(top)", f"key {key!r} must be a string")
-                    )
-                    continue
-                if key in out:
-                    located.problems.append(
-                        Problem(path, key_node.start_mark.line + 1, _dotted(at + (key,)), "duplicate key")
-                    )
-                    continue
-                out[key] = convert(value_node, at + (key,))
-                located.lines[at + (key,)] = key_node.start_mark.line + 1
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [convert(item, at + (i,)) for i, item in enumerate(node.value)]
-        located.raw[at] = node.value
-        try:
-            return constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            located.problems.append(Problem(path, node.start_mark.line + 1, _dotted(at), str(exc)))
-            return None
-
-    return convert(node, ()), located
-
-
-def _dotted(at: FieldPath) -> str:
-    out = ""
-    for part in at:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
 class _Validator:
     """Walks one document, collecting every problem rather than stopping at the first."""
 
-    def __init__(self, path: str, located: _Located, defaults: NodeDefaults, source: str) -> None:
+    def __init__(self, path: str, located: LocatedDoc, defaults: NodeDefaults, source: str) -> None:
         self.path = path
         self.located = located
         self.defaults = defaults
@@ -154,13 +76,13 @@ class _Validator:
             line = self.located.lines.get(at[:depth])
             if line is not None:
                 break
-        self.problems.append(Problem(self.path, line, _dotted(at) or "(top)", message))
+        self.problems.append(Problem(self.path, line, dotted(at) or "(top)", message))
 
     # -- scalar helpers: each returns None after recording a problem --------
 
     def string(self, value: Any, at: FieldPath, pattern: re.Pattern[str] | None = None, rule: str = "") -> str | None:
         if not isinstance(value, str):
-            self.problem(at, f"must be a string, not {_kind(value)}")
+            self.problem(at, f"must be a string, not {kind_of(value)}")
             return None
         if pattern is not None and not pattern.match(value):
             self.problem(at, f"{value!r} {rule}")
@@ -177,12 +99,12 @@ class _Validator:
                 return raw
             if isinstance(value, int):
                 return str(value)
-        self.problem(at, f"must be a string, not {_kind(value)}")
+        self.problem(at, f"must be a string, not {kind_of(value)}")
         return None
 
     def integer(self, value: Any, at: FieldPath, low: int, high: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(at, f"must be an integer, not {_kind(value)}")
+            self.problem(at, f"must be an integer, not {kind_of(value)}")
             return None
         if not low <= value <= high:
             self.problem(at, f"{value} is outside {low}..{high}")
@@ -191,14 +113,14 @@ class _Validator:
 
     def boolean(self, value: Any, at: FieldPath) -> bool | None:
         if not isinstance(value, bool):
-            self.problem(at, f"must be true or false, not {_kind(value)}")
+            self.problem(at, f"must be true or false, not {kind_of(value)}")
             return None
         return value
 
     def duration(self, value: Any, at: FieldPath) -> float | None:
         if isinstance(value, bool) or not isinstance(value, str):
             hint = " (add a unit: 10s, 500ms, 5m)" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            self.problem(at, f"must be a duration string, not {_kind(value)}{hint}")
+            self.problem(at, f"must be a duration string, not {kind_of(value)}{hint}")
             return None
         try:
             return parse_duration(value)
@@ -208,7 +130,7 @@ class _Validator:
 
     def mapping(self, value: Any, at: FieldPath, allowed: tuple[str, ...]) -> dict[str, Any] | None:
         if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping, not {_kind(value)}")
+            self.problem(at, f"must be a mapping, not {kind_of(value)}")
             return None
         for key in value:
             if key not in allowed:
@@ -219,7 +141,7 @@ class _Validator:
 
     def string_map(self, value: Any, at: FieldPath, key_pattern: re.Pattern[str]) -> dict[str, str] | None:
         if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping of strings, not {_kind(value)}")
+            self.problem(at, f"must be a mapping of strings, not {kind_of(value)}")
             return None
         out = {}
         for key, item in value.items():
@@ -229,7 +151,7 @@ class _Validator:
             text = self.text(item, at + (key,)) if not isinstance(item, bool) else self.located.raw.get(at + (key,))
             if text is None:
                 if isinstance(item, bool):
-                    self.problem(at + (key,), f"must be a string, not {_kind(item)}")
+                    self.problem(at + (key,), f"must be a string, not {kind_of(item)}")
                 continue
             out[key] = text
         return out
@@ -240,7 +162,7 @@ class _Validator:
         if doc is None:
             return []
         if not isinstance(doc, dict):
-            self.problem((), f"a file holds one service mapping or `services: [...]`, not {_kind(doc)}")
+            self.problem((), f"a file holds one service mapping or `services: [...]`, not {kind_of(doc)}")
             return []
         if "services" in doc:
             extra = [key for key in doc if key != "services"]
@@ -249,7 +171,7 @@ class _Validator:
                 return []
             services = doc["services"]
             if not isinstance(services, list):
-                self.problem(("services",), f"must be a list of services, not {_kind(services)}")
+                self.problem(("services",), f"must be a list of services, not {kind_of(services)}")
                 return []
             found = [self.service(item, ("services", i)) for i, item in enumerate(services)]
         else:
@@ -365,7 +287,7 @@ class _Validator:
 
     def tags(self, value: Any, at: FieldPath) -> tuple[str, ...] | None:
         if not isinstance(value, list):
-            self.problem(at, f"must be a list of strings, not {_kind(value)}")
+            self.problem(at, f"must be a list of strings, not {kind_of(value)}")
             return None
         out: list[str] = []
         for i, item in enumerate(value):
@@ -380,7 +302,7 @@ class _Validator:
 
     def checks(self, value: Any, at: FieldPath, instance_id: str) -> tuple[CheckSpec, ...]:
         if not isinstance(value, list):
-            self.problem(at, f"must be a list of checks, not {_kind(value)}")
+            self.problem(at, f"must be a list of checks, not {kind_of(value)}")
             return ()
         specs = []
         kinds_seen: dict[str, int] = {}
@@ -473,7 +395,7 @@ class _Validator:
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             argv = list(value)
         else:
-            self.problem(at, f"must be a command: a list of strings or one string, not {_kind(value)}")
+            self.problem(at, f"must be a command: a list of strings or one string, not {kind_of(value)}")
             return None
         if not argv or not argv[0]:
             self.problem(at, "must name a program to run")
@@ -502,21 +424,13 @@ class _Validator:
             spec["body_contains"] = self.string(data["body"], at + ("body",))
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a bool", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
     """Instances registered by one YAML document, or ValidationError naming every problem."""
-    doc, located = _compose(text, path)
+    located = compose(text, path)
     if located.problems:
         raise ValidationError(located.problems)
     validator = _Validator(path, located, defaults, f"file:{path}")
-    instances = validator.document(doc)
+    instances = validator.document(located.value)
     if validator.problems:
         raise ValidationError(validator.problems)
     return instances
@@ -537,7 +451,7 @@ def load_file(path: str | Path, defaults: NodeDefaults) -> list[Instance]:
 
 def parse_registration(body: Any, defaults: NodeDefaults, source: str = "api") -> Instance:
     """One instance from a JSON request body (same fields as a YAML registration)."""
-    located = _Located()
+    located = LocatedDoc()
     validator = _Validator(API_PATH, located, defaults, source)
     instance = validator.service(body, ())
     if validator.problems or instance is None:

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
-import yaml
 
 from registry.errors import Problem
 from registry.model import ConflictRule, ConflictType
 from registry.schema import parse_duration
+from registry.yamldoc import compose, kind_of
 
 
 @dataclass(frozen=True)
@@ -157,30 +157,11 @@ def load_config(path: str | None) -> Config:
 
 def _compose(text: str, path: str) -> tuple[Any, Located]:
     """Plain Python values plus the line of every key, so errors can point at it."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ConfigError([Problem(path, mark.line + 1 if mark else None, "yaml", str(exc.problem or exc.context))]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(path, None, "yaml", str(exc))]) from None
-    lines: Located = {}
-    constructor = yaml.SafeLoader("")
-
-    def convert(node: yaml.Node, at: tuple[str, ...]) -> Any:
-        lines.setdefault(at, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = str(constructor.construct_object(key_node, deep=True))
-                lines[at + (key,)] = key_node.start_mark.line + 1
-                out[key] = convert(value_node, at + (key,))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [convert(item, at + (str(i),)) for i, item in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
-
-    return (convert(node, ()) if node is not None else None), lines
+    doc = compose(text, path)
+    if doc.problems:
+        raise ConfigError(doc.problems)
+    # The reader addresses list items by their index as text ("conflicts", "0", "a").
+    return doc.value, {tuple(str(part) for part in at): line for at, line in doc.lines.items()}
 
 
 class _Reader:
@@ -201,7 +182,7 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping, not {_kind(value)}")
+            self.problem(at, f"must be a mapping, not {kind_of(value)}")
             return {}
         for key in value:
             if key not in allowed:
@@ -214,7 +195,7 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, str) or not value:
-            self.problem(at, f"must be a non-empty string, not {_kind(value)}")
+            self.problem(at, f"must be a non-empty string, not {kind_of(value)}")
             return None
         if pattern is not None and not pattern.match(value):
             self.problem(at, f"{value!r} is not a valid DNS name (lower-case letters, digits, '-')")
@@ -228,7 +209,7 @@ class _Reader:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(at, f"must be a list of strings, not {_kind(value)}")
+            self.problem(at, f"must be a list of strings, not {kind_of(value)}")
             return None
         return value
 
@@ -251,7 +232,7 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.problem(at, f"must be a duration string such as 5s or 500ms, not {_kind(value)}")
+            self.problem(at, f"must be a duration string such as 5s or 500ms, not {kind_of(value)}")
             return None
         try:
             return parse_duration(value)
@@ -262,7 +243,7 @@ class _Reader:
     def boolean(self, data: dict[str, Any], at: tuple[str, ...]) -> bool | None:
         value = data.get(at[-1])
         if value is not None and not isinstance(value, bool):
-            self.problem(at, f"must be true or false, not {_kind(value)}")
+            self.problem(at, f"must be true or false, not {kind_of(value)}")
             return None
         return value
 
@@ -280,7 +261,7 @@ class _Reader:
         if value is None:
             return []
         if not isinstance(value, list):
-            self.problem(("conflicts",), f"must be a list of {{a, b, type, reason}}, not {_kind(value)}")
+            self.problem(("conflicts",), f"must be a list of {{a, b, type, reason}}, not {kind_of(value)}")
             return []
         rules = []
         kinds = [t.value for t in ConflictType]
@@ -300,7 +281,7 @@ class _Reader:
                 self.problem(at + ("type",), f"{kind!r} is not one of {', '.join(kinds)}")
                 kind = None
             if not isinstance(reason, str):
-                self.problem(at + ("reason",), f"must be a string, not {_kind(reason)}")
+                self.problem(at + ("reason",), f"must be a string, not {kind_of(reason)}")
                 continue
             if a and b and kind:
                 if a == b:
@@ -320,13 +301,6 @@ def _get(doc: dict[str, Any], at: tuple[str, ...]) -> Any:
         else:
             return None
     return value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {bool: "a bool", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
-    return names.get(type(value), type(value).__name__)
 
 
 def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: str | None) -> Config:
@@ -353,12 +327,12 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     dns_listen = read.listen(dns, ("dns", "listen"))
     http_listen = None
     if http.get("listen") is not None and not isinstance(http["listen"], str):
-        read.problem(("http", "listen"), f"must be one host:port string, not {_kind(http['listen'])}")
+        read.problem(("http", "listen"), f"must be one host:port string, not {kind_of(http['listen'])}")
     else:
         http_listen = read.listen(http, ("http", "listen"))
     token = http.get("token")
     if token is not None and (not isinstance(token, str) or not token):
-        read.problem(("http", "token"), f"must be a non-empty string or null, not {_kind(token)}")
+        read.problem(("http", "token"), f"must be a non-empty string or null, not {kind_of(token)}")
         token = None
     settings_dns = DnsSettings(
         listen=tuple(dns_listen) if dns_listen is not None else DnsSettings.listen,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from registry.health.runner import HealthRunner
     from registry.nodestate import NodeMonitor
     from resolver.config import Config
-    from resolver.dns.server import DnsStats
+    from resolver.dns.stats import DnsStats
 
 VERSION = "0.1.0"
 

@@ -92,7 +92,8 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/}
         ("dns: [1]\n", ":1: dns: must be a mapping, not a list"),
         ("http: {listen: '0.0.0.0:8500'}\n", ":1: http.listen: a non-loopback HTTP listen address needs http.token"),
         ("- 1\n", ":1: (top): the config file must be a mapping of keys"),
-        ("dns: {listen: [\n", ":2: yaml: expected the node content"),
+        ("dns: {listen: [\n", ":1: yaml: expected the node content"),
+        ("domain: a\ndomain: b\n", ":2: domain: duplicate key"),
     ],
 )
 def test_refusals_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
