@@ -52,6 +52,9 @@ class FileResult:
     outcome: FileOutcome
     problems: tuple[Problem, ...] = ()
     instances: int = 0
+    # Rejected only because another registration holds its id or is in its way:
+    # worth retrying once that other registration goes.
+    blocked: bool = False
 
 
 class RegistrationFilter:
@@ -92,20 +95,50 @@ def sync_file(catalog: Catalog, path: str) -> FileResult:
         catalog.apply_file(path, instances)
     except (ConflictError, DuplicateIdError):
         # The catalog has already recorded the rejection (and kept the old state).
-        return FileResult(path, FileOutcome.REJECTED, catalog.current.file_errors.get(path, ()))
+        return FileResult(path, FileOutcome.REJECTED, catalog.current.file_errors.get(path, ()), blocked=True)
     return FileResult(path, FileOutcome.APPLIED, instances=len(instances))
 
 
-def rescan(catalog: Catalog, directory: str | Path) -> list[FileResult]:
+def sync_files(catalog: Catalog, paths: list[str], blocked: set[str]) -> list[FileResult]:
+    """Apply a batch of changed paths, removals first, then retry what they unblocked.
+
+    Removals go first so that `mv a.yaml b.yaml` never finds b's instances still held
+    by a. A file refused because another file or API registration held its id or
+    socket (`blocked`, kept by the caller across batches) is tried again whenever a
+    batch removed or replaced something: the operator fixed it by removing the other.
+    """
+    known = set(catalog.files())
+    gone = [path for path in paths if not os.path.isfile(path)]
+    results = [sync_file(catalog, path) for path in gone]
+    results += [sync_file(catalog, path) for path in paths if path not in gone]
+    blocked.difference_update(paths)
+    # Something was freed when a file went away or an existing file changed what it holds.
+    freed = any(
+        result.outcome is FileOutcome.REMOVED or (result.outcome is FileOutcome.APPLIED and result.path in known)
+        for result in results
+    )
+    if freed:
+        for path in sorted(blocked):
+            if os.path.isfile(path):
+                results.append(sync_file(catalog, path))
+        blocked.clear()
+    blocked.update(result.path for result in results if result.blocked)
+    return results
+
+
+def rescan(catalog: Catalog, directory: str | Path, blocked: set[str] | None = None) -> list[FileResult]:
     """Load every file of `directory` and forget every other file, as one snapshot."""
     present = registration_files(directory)
+    blocked = set() if blocked is None else blocked
+    results = []
     with catalog.batch():
-        results = [sync_file(catalog, path) for path in present]
-        # Gone, or left behind in a previous services_dir: either way no longer registered.
+        # Gone, or left behind in a previous services_dir: either way no longer
+        # registered (and no longer worth a retry), removed before anything is added.
         for path in sorted(set(catalog.files()) - set(present)):
             catalog.remove_file(path)
+            blocked.discard(path)
             results.append(FileResult(path, FileOutcome.REMOVED))
-    return results
+        return results + sync_files(catalog, present, blocked)
 
 
 class DirectoryWatcher:
@@ -126,6 +159,7 @@ class DirectoryWatcher:
         self.debounce_ms = debounce_ms
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.blocked: set[str] = set()
 
     async def start(self) -> None:
         """Watch from now on: a change made after this returns is reported.
@@ -168,7 +202,7 @@ class DirectoryWatcher:
         started = time.perf_counter()
         try:
             with self.catalog.batch():
-                results = [sync_file(self.catalog, path) for path in paths]
+                results = sync_files(self.catalog, paths, self.blocked)
         except Exception:  # one bad batch must not end hot reload for the daemon's lifetime
             log.exception("applying file changes failed", extra={"paths": paths})
             return

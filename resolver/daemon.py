@@ -149,7 +149,8 @@ class Daemon:
     def _rescan(self, reason: str) -> None:
         assert self.state is not None
         started = time.perf_counter()
-        results = rescan(self.state.catalog, self.config.services_dir)
+        blocked = self._watcher.blocked if self._watcher is not None else None
+        results = rescan(self.state.catalog, self.config.services_dir, blocked)
         self._on_file_results(results, time.perf_counter() - started)
         self.state.extra["last_reload"] = time.time()
         log.info(

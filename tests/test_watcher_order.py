@@ -1,0 +1,71 @@
+"""Batches of file changes: removals first, and files blocked by another file retried when it goes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from registry.catalog import Catalog, NodeDefaults
+from registry.store import Store
+from registry.watcher import FileOutcome, rescan, sync_files
+
+DEFAULTS = NodeDefaults("node1", "10.0.0.1")
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    store = Store(tmp_path / "pilotfish.db")
+    yield Catalog(store, DEFAULTS)
+    store.close()
+
+
+def ports(catalog: Catalog, name: str) -> list[int]:
+    return [e.instance.port for e in catalog.current.query(name, statuses=None)]
+
+
+def test_renaming_a_file_to_an_earlier_name_keeps_its_instances(catalog: Catalog, tmp_path: Path) -> None:
+    services = tmp_path / "services.d"
+    services.mkdir()
+    (services / "z-redis.yaml").write_text("name: redis\nport: 6379\n")
+    rescan(catalog, services)
+    os.rename(services / "z-redis.yaml", services / "a-redis.yaml")
+    # One watch batch holds both paths, sorted: the new name comes first.
+    results = sync_files(catalog, [str(services / "a-redis.yaml"), str(services / "z-redis.yaml")], set())
+    assert [r.outcome for r in results] == [FileOutcome.REMOVED, FileOutcome.APPLIED]
+    assert ports(catalog, "redis") == [6379]
+    assert catalog.current.file_errors == {}
+
+
+def test_a_blocked_file_applies_once_its_blocker_is_removed(catalog: Catalog, tmp_path: Path) -> None:
+    services = tmp_path / "services.d"
+    services.mkdir()
+    (services / "a-nginx.yaml").write_text("name: nginx\n")
+    (services / "b-apache.yaml").write_text("name: apache2\nport: 8080\n")
+    blocked: set[str] = set()
+    results = rescan(catalog, services, blocked)
+    assert [r.outcome for r in results] == [FileOutcome.APPLIED, FileOutcome.REJECTED]
+    assert blocked == {str(services / "b-apache.yaml")}
+    (services / "a-nginx.yaml").unlink()
+    results = sync_files(catalog, [str(services / "a-nginx.yaml")], blocked)
+    assert [(Path(r.path).name, r.outcome) for r in results] == [
+        ("a-nginx.yaml", FileOutcome.REMOVED),
+        ("b-apache.yaml", FileOutcome.APPLIED),
+    ]
+    assert ports(catalog, "apache2") == [8080] and ports(catalog, "nginx") == []
+    assert blocked == set() and catalog.current.file_errors == {}
+
+
+def test_a_file_broken_by_syntax_is_not_retried(catalog: Catalog, tmp_path: Path) -> None:
+    services = tmp_path / "services.d"
+    services.mkdir()
+    (services / "a.yaml").write_text("name: web\nport: 80\n")
+    (services / "b.yaml").write_text("name: [\n")
+    blocked: set[str] = set()
+    rescan(catalog, services, blocked)
+    assert blocked == set()
+    (services / "a.yaml").unlink()
+    results = sync_files(catalog, [str(services / "a.yaml")], blocked)
+    assert [Path(r.path).name for r in results] == ["a.yaml"]
