@@ -61,6 +61,18 @@ def test_broken_packets(packet: bytes, error: type[Exception]) -> None:
         wire.parse_query(packet)
 
 
+def test_names_of_255_bytes_are_read_and_256_are_formerr() -> None:
+    """RFC 1035 2.3.4: 255 octets at most, the root's zero byte included."""
+    longest = (b"\x3f" + b"a" * 63) * 3 + b"\x3d" + b"a" * 61 + b"\x00"
+    assert len(longest) == 255
+    assert wire.parse_query(GOOD[:12] + longest + b"\x00\x01\x00\x01").labels[-1] == "a" * 61
+    over = (b"\x3f" + b"a" * 63) * 3 + b"\x3e" + b"a" * 62 + b"\x00"
+    with pytest.raises(wire.FormError) as caught:
+        wire.parse_query(GOOD[:12] + over + b"\x00\x01\x00\x01")
+    # The FORMERR must be a reply a client can read: the overlong name is not echoed.
+    assert caught.value.question == b""
+
+
 def test_formerr_echoes_the_question_when_it_parsed() -> None:
     broken = GOOD[:10] + b"\x00\x01" + GOOD[12:]
     with pytest.raises(wire.FormError) as caught:

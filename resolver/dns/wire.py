@@ -109,7 +109,8 @@ def parse_query(data: bytes) -> Query:
             raise FormError("label runs past the packet")
         labels.append(label)
         pos += 1 + length
-        if pos - 12 > 255:
+        # 255 bytes at most with the root's zero byte still to come (RFC 1035 2.3.4).
+        if pos - 12 > 254:
             raise FormError("question name longer than 255 bytes")
     if pos + 4 > size:
         raise FormError("question without type and class")
