@@ -186,6 +186,11 @@ def test_name_forms(served: Served, name: str, rdtype: str, expected: list[str])
         ("internal", "A", dns.rcode.NOERROR),
         ("db.service.internal", "A", dns.rcode.NOERROR),
         ("_db._tcp.service.internal", "SRV", dns.rcode.NOERROR),
+        # Empty non-terminals above the SRV names exist (RFC 8020): `_redis._tcp...` is below them.
+        ("_tcp.service.internal", "A", dns.rcode.NOERROR),
+        ("_UDP.service.internal", "SRV", dns.rcode.NOERROR),
+        ("_replica.service.internal", "A", dns.rcode.NOERROR),
+        ("_nosuchtag.service.internal", "A", dns.rcode.NXDOMAIN),
     ],
 )
 def test_negative_answers_carry_the_soa(served: Served, name: str, rdtype: str, rcode: int) -> None:

@@ -102,6 +102,12 @@ def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype
     if len(relative) == 1 and kind in ("service", "node", "addr"):
         # Empty non-terminals: names exist below them, so they exist (RFC 8020).
         return NoData(zone.soa(snapshot, ttl))
+    if kind == "service" and len(relative) == 2 and relative[0].startswith("_"):
+        # `_tcp.service`, `_<tag>.service`: empty non-terminals above the SRV names
+        # (service names never start with "_"); NXDOMAIN here would deny those below.
+        if relative[0] in zone.srv_parents(snapshot):
+            return NoData(zone.soa(snapshot, ttl))
+        return NameError(zone.soa(snapshot, ttl))
     if kind == "service":
         service = _service_form(relative)
         if service is None or not _exists(snapshot, service):
@@ -256,6 +262,19 @@ class _Zone:
         self.labels = tuple(self.domain.split(".")) if self.domain else ()
         self.nodes: Mapping[str, Node] = {name.lower(): node for name, node in snapshot.nodes.items()}
         self._soa: dict[int, Record] = {}
+        self._srv_parents: frozenset[str] | None = None
+
+    def srv_parents(self, snapshot: Snapshot) -> frozenset[str]:
+        """`_tcp`, `_udp` and `_<tag>` labels that have SRV names below them, built once."""
+        if self._srv_parents is None:
+            labels: set[str] = set()
+            for entries in snapshot.entries_by_name.values():
+                for entry in entries:
+                    if entry.instance.discoverable:
+                        labels.update(TRANSPORT_LABELS)
+                        labels.update(f"_{tag.lower()}" for tag in entry.instance.tags)
+            self._srv_parents = frozenset(labels)
+        return self._srv_parents
 
     def node_target(self, node: str) -> str:
         return f"{node.lower()}.node.{self.domain}."
