@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import random
+import tracemalloc
 from pathlib import Path
 
 import dns.message
 import dns.rcode
+import pytest
 
 from registry.catalog import Catalog, NodeDefaults
 from registry.model import Instance
 from registry.store import Store
+from resolver.dns import responder as responder_module
 from resolver.dns.responder import Responder
 from resolver.dns.stats import DnsStats
 
@@ -54,3 +58,32 @@ def test_negative_answers_follow_the_new_serial(tmp_path: Path) -> None:
     second = ask(responder, "nosuch.service.internal")
     assert first.rcode() == second.rcode() == dns.rcode.NXDOMAIN
     assert second.authority[0][0].serial == first.authority[0][0].serial + 1
+
+
+def test_random_case_queries_cannot_grow_the_packet_cache_past_its_byte_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each 0x20 variant of a query is its own packet-cache key: a large answer must not be kept per variant."""
+    monkeypatch.setattr(responder_module, "MAX_PACKET_BYTES", 1 << 20)
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog.apply_file("a.yaml", [
+        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(60)
+    ])
+    responder = Responder(lambda: catalog.current, 5, False, DnsStats())
+    rng = random.Random(7)
+    name = "_big._tcp.service.internal"
+    tracemalloc.start()
+    try:
+        for _ in range(300):
+            asked = "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+            wire = dns.message.make_query(asked, "SRV", id=9, use_edns=0, payload=4096).to_wire()
+            reply = responder.answer(wire, tcp=False)
+            assert isinstance(reply, bytes) and reply[12 : len(wire) - 11] == wire[12:-11]  # the question as asked
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 300 variants x 8 rotations x ~4 KB would be ~10 MB; the bound keeps it near 1 MiB.
+    assert held < 2 << 20
+    assert isinstance(reply, bytes)
+    last = dns.message.from_wire(reply)
+    assert last.answer[0].name.to_text() == asked + "." and len(last.answer[0]) == 60

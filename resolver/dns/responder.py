@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 MAX_ROTATIONS = 8  # orders kept per multi-instance answer; enough to spread load evenly
 MAX_PACKETS = 65536  # per snapshot; beyond this, queries still answer, just uncached
+# Bytes of ready replies the packet cache may hold per snapshot. Every 0x20 case
+# variant of a question is its own key with its own copy of every rotation, so a count
+# bound alone would let random-case queries for a large answer take gigabytes.
+MAX_PACKET_BYTES = 64 << 20
 MAX_COMPILED = 65536
 CLASS_IN = 1
 CLASS_ANY = 255
@@ -71,6 +75,7 @@ class Responder:
         self._stats = stats
         self._snapshot: Snapshot | None = None
         self._packets: PacketCache = {}
+        self._packet_bytes = 0  # held by `_packets`, see MAX_PACKET_BYTES
         self._compiled: dict[tuple[object, ...], _Compiled] = {}
         self._previous: dict[tuple[object, ...], _Compiled] = {}
 
@@ -131,10 +136,11 @@ class Responder:
         compiled = found.reply
         self._stats.count(compiled.stat)
         if not tcp and len(self._packets) < MAX_PACKETS:
-            self._packets[data[2:]] = (
-                itertools.cycle(compiled.rotations(query.question)).__next__,
-                self._stats.cell(compiled.stat),
-            )
+            rotations = compiled.rotations(query.question)
+            size = len(data) + sum(map(len, rotations))
+            if self._packet_bytes + size <= MAX_PACKET_BYTES:
+                self._packet_bytes += size
+                self._packets[data[2:]] = (itertools.cycle(rotations).__next__, self._stats.cell(compiled.stat))
         return compiled.reply(data[:2], query.question, next(found.turns))
 
     def _outside(self, data: bytes, query: wire.Query, tcp: bool) -> Reply:
@@ -169,6 +175,7 @@ class Responder:
         """Switch to a new snapshot's caches; the old compiled replies stay one swap as candidates."""
         self._previous = self._compiled
         self._packets = snapshot.memo.setdefault(("dns", "packets", id(self)), {})
+        self._packet_bytes = 0
         self._compiled = snapshot.memo.setdefault(("dns", "compiled", id(self)), {})
         self._snapshot = snapshot
 
