@@ -87,3 +87,22 @@ def test_random_case_queries_cannot_grow_the_packet_cache_past_its_byte_bound(
     assert isinstance(reply, bytes)
     last = dns.message.from_wire(reply)
     assert last.answer[0].name.to_text() == asked + "." and len(last.answer[0]) == 60
+
+
+def test_queries_varying_the_edns_size_cannot_grow_the_compiled_cache_past_its_byte_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each EDNS size is its own compiled reply: a large answer must not be kept once per size."""
+    monkeypatch.setattr(responder_module, "MAX_COMPILED_BYTES", 256 << 10)
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog.apply_file("a.yaml", [
+        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(60)
+    ])
+    responder = Responder(lambda: catalog.current, 5, False, DnsStats())
+    for payload in range(4000, 4040):
+        wire = dns.message.make_query("_big._tcp.service.internal", "SRV", id=9, use_edns=0, payload=payload)
+        reply = responder.answer(wire.to_wire(), tcp=False)
+        assert isinstance(reply, bytes) and len(dns.message.from_wire(reply).answer[0]) == 60
+    # 40 sizes x 8 rotations x ~2 KB would be ~700 KB; the bound holds.
+    held = sum(compiled.reply.size() for compiled in responder._compiled.values())
+    assert held <= 256 << 10

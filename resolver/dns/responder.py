@@ -11,7 +11,8 @@
 
 Both hang off `snapshot.memo`, so a new snapshot starts with empty caches and an
 answer change is visible from the first query after the swap. The caches are bounded
-so that a flood of random names cannot grow them without limit.
+in entries and in bytes, so that a flood of random names, random 0x20 case or random
+EDNS sizes cannot grow them without limit.
 
 This module never touches a socket and never waits: forwarding is the server's job,
 signalled by returning `FORWARD`.
@@ -38,6 +39,9 @@ MAX_PACKETS = 65536  # per snapshot; beyond this, queries still answer, just unc
 # bound alone would let random-case queries for a large answer take gigabytes.
 MAX_PACKET_BYTES = 64 << 20
 MAX_COMPILED = 65536
+# Bytes of compiled replies kept per snapshot: each EDNS size is its own key, so a
+# client cycling through sizes could otherwise keep a large answer once per size.
+MAX_COMPILED_BYTES = 64 << 20
 CLASS_IN = 1
 CLASS_ANY = 255
 
@@ -77,6 +81,7 @@ class Responder:
         self._packets: PacketCache = {}
         self._packet_bytes = 0  # held by `_packets`, see MAX_PACKET_BYTES
         self._compiled: dict[tuple[object, ...], _Compiled] = {}
+        self._compiled_bytes = 0  # held by `_compiled`, see MAX_COMPILED_BYTES
         self._previous: dict[tuple[object, ...], _Compiled] = {}
 
     def packet_cache(self) -> PacketCache:
@@ -131,7 +136,9 @@ class Responder:
                 found = self._compile(snapshot, query, limit)
                 if found is None:
                     return self._outside(data, query, tcp)
-            if len(self._compiled) < MAX_COMPILED:
+            size = found.reply.size()
+            if len(self._compiled) < MAX_COMPILED and self._compiled_bytes + size <= MAX_COMPILED_BYTES:
+                self._compiled_bytes += size
                 self._compiled[key] = found
         compiled = found.reply
         self._stats.count(compiled.stat)
@@ -177,6 +184,7 @@ class Responder:
         self._packets = snapshot.memo.setdefault(("dns", "packets", id(self)), {})
         self._packet_bytes = 0
         self._compiled = snapshot.memo.setdefault(("dns", "compiled", id(self)), {})
+        self._compiled_bytes = 0
         self._snapshot = snapshot
 
 

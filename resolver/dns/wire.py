@@ -194,6 +194,10 @@ class Compiled:
     def reply(self, query_id: bytes, question: bytes, rotation: int = 0) -> bytes:
         return query_id + self.head + question + self.tails[rotation % len(self.tails)]
 
+    def size(self) -> int:
+        """Bytes held, for the caches' bounds."""
+        return len(self.head) + sum(map(len, self.tails))
+
     def rotations(self, question: bytes) -> tuple[bytes, ...]:
         """Every rotation with this question spliced in, for the per-packet cache."""
         return tuple(self.head + question + tail for tail in self.tails)
