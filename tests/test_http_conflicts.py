@@ -35,6 +35,20 @@ def test_add_rule_validation(api: ApiServer) -> None:
     assert api.request("POST", "/v1/conflicts", raw=b"[").status == 400
 
 
+def test_rule_names_must_be_service_names(api: ApiServer) -> None:
+    # A rule on "Redis Server" could never match a registration: refuse it, as the config file does.
+    reply = api.post("/v1/conflicts", RULE | {"a": "Redis Server"})
+    assert reply.status == 400, reply.text
+    assert [p["field"] for p in reply.error["problems"]] == ["a"]
+    assert all(r["a"] != "Redis Server" for r in api.get("/v1/conflicts").body["rules"])
+
+
+def test_delete_rule_id_beyond_sqlite_integers_is_404(api: ApiServer) -> None:
+    reply = api.delete("/v1/conflicts/99999999999999999999999")
+    assert reply.status == 404, reply.text
+    assert reply.error["code"] == "not_found"
+
+
 def test_delete_rule(api: ApiServer) -> None:
     rule_id = api.post("/v1/conflicts", RULE).body["id"]
     reply = api.delete(f"/v1/conflicts/{rule_id}")

@@ -52,6 +52,15 @@ def test_bad_json_is_400(api: ApiServer) -> None:
     assert reply.error["code"] == "invalid_json"
 
 
+def test_deeply_nested_json_is_400_not_500(api: ApiServer) -> None:
+    # json.loads raises RecursionError past Python's recursion limit.
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for method, path in (("POST", "/v1/services"), ("PUT", "/v1/config/k"), ("PUT", "/v1/services/x-1/maintenance")):
+        reply = api.request(method, path, raw=nested)
+        assert reply.status == 400, (path, reply.text)
+        assert reply.error["code"] == "invalid_json"
+
+
 def test_conflict_rule_refuses_with_rule_reason_and_incumbent(api: ApiServer) -> None:
     assert api.post("/v1/services", {"name": "redis-server"}).status == 201
     reply = api.post("/v1/services", {"name": "redis-stack-server", "port": 6380, "protocol": "redis"})

@@ -21,6 +21,9 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # `[[[[...` deeper than the interpreter's recursion limit: no API body nests like that.
+        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.errors import ValidationError, Problem
+from registry.errors import NotFoundError, Problem, ValidationError
 from registry.model import ConflictType
+from registry.schema import DNS_LABEL
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import read_object
 from resolver.http.errors import bad_request
@@ -31,6 +32,11 @@ async def add_rule(request: web.Request) -> web.Response:
     for key in RULE_FIELDS:
         if not isinstance(body.get(key), str) or not body[key].strip():
             problems.append(Problem("<request>", None, key, "required, a non-empty string"))
+    for key in ("a", "b"):
+        name = body.get(key)
+        if isinstance(name, str) and name.strip() and not DNS_LABEL.match(name):
+            # Service names are DNS labels; a rule on anything else could never match.
+            problems.append(Problem("<request>", None, key, f"{name!r} is not a service name (a-z, 0-9, '-')"))
     types = [t.value for t in ConflictType]
     if isinstance(body.get("type"), str) and body["type"] not in types:
         problems.append(Problem("<request>", None, "type", f"must be one of {', '.join(types)}"))
@@ -49,6 +55,8 @@ async def delete_rule(request: web.Request) -> web.Response:
         rule_id = int(raw)
     except ValueError:
         raise bad_request("id", f"{raw!r} is not a rule id (an integer)") from None
+    if rule_id.bit_length() > 63:
+        raise NotFoundError("conflict rule", raw)  # beyond any SQLite rowid
     catalog = request.app[STATE].catalog
     rule = catalog.delete_rule(rule_id)
     return json_response({"deleted": rule.to_dict()}, catalog.current)
