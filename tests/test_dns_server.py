@@ -227,6 +227,15 @@ def test_any_is_answered_minimally(served: Served) -> None:
     assert records(served.udp("_redis._tcp.service.internal", "ANY").answer, "SRV")
 
 
+@pytest.mark.parametrize("rdtype", ["AXFR", "IXFR"])
+def test_zone_transfers_are_refused(served: Served, rdtype: str) -> None:
+    """We offer no transfers (RFC 5936 2.2.1): REFUSED, never a NOERROR without the SOA a transfer starts with."""
+    for ask in (served.tcp, served.udp):
+        reply = ask("internal", rdtype)
+        assert reply.rcode() == dns.rcode.REFUSED
+        assert reply.answer == [] and not reply.flags & dns.flags.AA
+
+
 def test_non_query_opcode_is_notimp(served: Served) -> None:
     query = dns.message.make_query("redis.service.internal", "A")
     query.set_opcode(dns.opcode.NOTIFY)

@@ -118,6 +118,10 @@ class Responder:
         if edns and query.edns_version != 0:
             self._stats.count((qtype, "BADVERS"))
             return wire.error_reply(data, wire.RCODE_BADVERS, query.question, edns)
+        if query.qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
+            # No zone transfers are offered (RFC 5936 2.2.1); the zone is built per snapshot.
+            self._stats.count((qtype, "REFUSED"))
+            return wire.error_reply(data, wire.RCODE_REFUSED, query.question, edns, self._recursing)
         try:
             return self._answer(snapshot, data, query, tcp)
         except Exception:
