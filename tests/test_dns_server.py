@@ -267,6 +267,15 @@ def test_edns_opt_is_echoed_with_our_payload_size(served: Served) -> None:
     assert plain.edns == -1
 
 
+@pytest.mark.parametrize("name", ["redis.service.internal", "nosuch.service.internal", "example.com"])
+def test_the_do_bit_is_copied_into_the_reply(served: Served, name: str) -> None:
+    """RFC 3225 section 3; a query without DO, asked right after, must not get the DO reply from a cache."""
+    for want_dnssec in (True, False, True):
+        reply = served.udp(name, "A", use_edns=0, want_dnssec=want_dnssec)
+        assert reply.edns == 0
+        assert bool(reply.ednsflags & dns.flags.DO) == want_dnssec
+
+
 def test_unknown_edns_version_is_badvers(served: Served) -> None:
     reply = served.udp("redis.service.internal", "A", use_edns=1)
     assert reply.rcode() == dns.rcode.BADVERS

@@ -1,6 +1,6 @@
 """From query bytes to reply bytes, through two caches that live in the snapshot's memo.
 
-1. `compiled`: (lower-cased name, type, class, EDNS, size limit, RD/CD) -> `Compiled`,
+1. `compiled`: (lower-cased name, type, class, EDNS, DO, size limit, RD/CD) -> `Compiled`,
    the reply packed once per snapshot with every rotation of its answer. A service
    answer whose instances a swap did not touch is carried over from the previous
    snapshot's cache instead of packed again, so health changes elsewhere in a large
@@ -114,25 +114,26 @@ class Responder:
         edns = query.edns_payload is not None
         if query.opcode != wire.OPCODE_QUERY:
             self._stats.count((qtype, "NOTIMP"))
-            return wire.error_reply(data, wire.RCODE_NOTIMP, query.question, edns)
+            return wire.error_reply(data, wire.RCODE_NOTIMP, query.question, edns, do=query.edns_do)
         if edns and query.edns_version != 0:
             self._stats.count((qtype, "BADVERS"))
-            return wire.error_reply(data, wire.RCODE_BADVERS, query.question, edns)
+            return wire.error_reply(data, wire.RCODE_BADVERS, query.question, edns, do=query.edns_do)
         if query.qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
             # No zone transfers are offered (RFC 5936 2.2.1); the zone is built per snapshot.
             self._stats.count((qtype, "REFUSED"))
-            return wire.error_reply(data, wire.RCODE_REFUSED, query.question, edns, self._recursing)
+            return wire.error_reply(data, wire.RCODE_REFUSED, query.question, edns, self._recursing, query.edns_do)
         try:
             return self._answer(snapshot, data, query, tcp)
         except Exception:
             # One bad answer must not stop the server: SERVFAIL, logged, counted.
             log.exception("dns: failed to answer %s %s", ".".join(query.labels), qtype)
             self._stats.count((qtype, "SERVFAIL"))
-            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, self._recursing)
+            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, self._recursing, query.edns_do)
 
     def _answer(self, snapshot: Snapshot, data: bytes, query: wire.Query, tcp: bool) -> Reply:
         limit = wire.TCP_REPLY_LIMIT if tcp else query.udp_limit()
-        key = (query.qname_key, query.qtype, query.qclass, query.edns_payload is not None, limit, query.flags & 0x0110)
+        edns = query.edns_payload is not None
+        key = (query.qname_key, query.qtype, query.qclass, edns, query.edns_do, limit, query.flags & 0x0110)
         found = self._compiled.get(key)
         if found is None:
             found = self._previous.get(key)
@@ -157,7 +158,8 @@ class Responder:
     def _outside(self, data: bytes, query: wire.Query, tcp: bool) -> Reply:
         if self._recursing:
             return FORWARD
-        reply = wire.error_reply(data, wire.RCODE_REFUSED, query.question, query.edns_payload is not None)
+        edns = query.edns_payload is not None
+        reply = wire.error_reply(data, wire.RCODE_REFUSED, query.question, edns, do=query.edns_do)
         stat = (wire.qtype_text(query.qtype), "REFUSED")
         self._stats.count(stat)
         if not tcp and len(self._packets) < MAX_PACKETS:

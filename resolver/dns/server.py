@@ -165,7 +165,8 @@ class DnsServer:
         reply = await self._forwarder.forward(data, query.question, tcp)
         if reply is None:
             self.stats.count((qtype, "SERVFAIL"))
-            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, query.edns_payload is not None, True)
+            edns = query.edns_payload is not None
+            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, True, query.edns_do)
         rcode = reply[3] & 0xF
         self.stats.count((qtype, wire.rcode_text(rcode)))
         return reply

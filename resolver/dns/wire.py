@@ -69,6 +69,7 @@ class Query:
     qclass: int
     edns_payload: int | None  # the client's UDP size, None when it sent no OPT
     edns_version: int = 0
+    edns_do: bool = False  # DNSSEC OK: copied into the reply's OPT (RFC 3225 section 3)
 
     @property
     def opcode(self) -> int:
@@ -121,6 +122,7 @@ def parse_query(data: bytes) -> Query:
     question = data[12:pos]
     edns_payload: int | None = None
     edns_version = 0
+    edns_do = False
     for index in range(ancount + nscount + arcount):
         name_end = _skip_name(data, pos, question)
         if name_end + 10 > size:
@@ -131,6 +133,7 @@ def parse_query(data: bytes) -> Query:
                 raise FormError("misplaced or repeated OPT", question)
             edns_payload = rclass
             edns_version = (ttl >> 16) & 0xFF
+            edns_do = bool(ttl & 0x8000)
         pos = name_end + 10 + rdlength
         if pos > size:
             raise FormError("record data runs past the packet", question)
@@ -144,6 +147,7 @@ def parse_query(data: bytes) -> Query:
         qclass=qclass,
         edns_payload=edns_payload,
         edns_version=edns_version,
+        edns_do=edns_do,
     )
 
 
@@ -162,9 +166,9 @@ def _skip_name(data: bytes, pos: int, question: bytes) -> int:
         pos += 1 + length
 
 
-def opt_record(payload: int = OUR_PAYLOAD, extended_rcode: int = 0) -> bytes:
-    """Our EDNS0 OPT: root owner, our UDP size, no options (cookies are ignored, RFC 7873)."""
-    return b"\x00" + _RR_FIXED.pack(TYPE_OPT, payload, extended_rcode << 24, 0)
+def opt_record(payload: int = OUR_PAYLOAD, extended_rcode: int = 0, do: bool = False) -> bytes:
+    """Our EDNS0 OPT: root owner, our UDP size, the query's DO bit, no options (cookies are ignored, RFC 7873)."""
+    return b"\x00" + _RR_FIXED.pack(TYPE_OPT, payload, extended_rcode << 24 | (0x8000 if do else 0), 0)
 
 
 def reply_flags(query_flags: int, rcode: int, ra: bool = False) -> int:
@@ -173,10 +177,12 @@ def reply_flags(query_flags: int, rcode: int, ra: bool = False) -> int:
     return flags | 0x0080 if ra else flags
 
 
-def error_reply(data: bytes, rcode: int, question: bytes = b"", edns: bool = False, ra: bool = False) -> bytes:
+def error_reply(
+    data: bytes, rcode: int, question: bytes = b"", edns: bool = False, ra: bool = False, do: bool = False
+) -> bytes:
     """A reply with no records: FORMERR, SERVFAIL, NOTIMP, REFUSED or BADVERS."""
     query_flags = int.from_bytes(data[2:4], "big")
-    opt = opt_record(extended_rcode=rcode >> 4) if edns or rcode > 15 else b""
+    opt = opt_record(extended_rcode=rcode >> 4, do=do) if edns or rcode > 15 else b""
     flags = reply_flags(query_flags, rcode & 0xF, ra=ra)
     counts = _COUNTS.pack(1 if question else 0, 0, 0, 1 if opt else 0)
     return data[:2] + flags.to_bytes(2, "big") + counts + question + opt
@@ -230,7 +236,7 @@ def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Com
         record.auth = [_rr(r, qname) for r in authority]
         record.ar = [_rr(r, qname) for r in additional]
         if edns:
-            record.ar.append(EDNS0(udp_len=OUR_PAYLOAD))
+            record.ar.append(EDNS0(udp_len=OUR_PAYLOAD, flags="do" if query.edns_do else ""))
         packed: bytes = record.pack()
         # CD is copied from the query (RFC 4035 3.1.6); dnslib has no field for it.
         if query.flags & 0x0010:
