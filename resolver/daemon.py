@@ -203,7 +203,10 @@ class Daemon:
             self.state.catalog.set_config_rules(live.conflicts)
         if live.node_health != old.node_health and self._node_monitor is not None:
             self._node_monitor.thresholds = thresholds_of(live)
-        if self._watcher is not None and (live.services_dir != old.services_dir or not self._watcher.running):
+        if self._watcher is not None:
+            # Always a fresh watch: inotify follows the directory it was given, so after
+            # `mv services.d.new services.d` the old watch would see the old directory.
+            # The rescan below covers anything changed while no watch runs.
             await self._watcher.stop()
             self._watcher = None
         self.state.extra["services_dir"] = live.services_dir

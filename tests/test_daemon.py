@@ -181,3 +181,19 @@ def test_missing_services_dir_is_picked_up_on_sighup(start_daemon: DaemonFactory
     wait_for(lambda: daemon.srv_ports("_web._tcp") == [8080], what="the rescan")
     (later / "web.yaml").write_text("name: web\nport: 8081\n")
     wait_for(lambda: daemon.srv_ports("_web._tcp") == [8081], what="the watcher started by SIGHUP")
+
+
+def test_sighup_watches_a_services_dir_that_was_replaced(daemon: Daemon) -> None:
+    # Deploy tools swap a whole directory in (`mv services.d.new services.d`); inotify
+    # keeps watching the old one, so SIGHUP must watch the directory now at the path.
+    (daemon.services_dir / "web.yaml").write_text("name: web\nport: 8080\n")
+    wait_for(lambda: daemon.srv_ports("_web._tcp") == [8080], what="web added")
+    fresh = daemon.services_dir.with_name("services.d.new")
+    fresh.mkdir()
+    (fresh / "web.yaml").write_text("name: web\nport: 8081\n")
+    daemon.services_dir.rename(daemon.services_dir.with_name("services.d.old"))
+    fresh.rename(daemon.services_dir)
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.srv_ports("_web._tcp") == [8081], what="the rescan of the new directory")
+    (daemon.services_dir / "web.yaml").write_text("name: web\nport: 8082\n")
+    wait_for(lambda: daemon.srv_ports("_web._tcp") == [8082], what="a change in the new directory")
