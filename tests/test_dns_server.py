@@ -27,6 +27,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+import psutil
 import pytest
 
 from registry.catalog import Catalog, NodeDefaults
@@ -333,6 +334,43 @@ def test_idle_tcp_connections_are_closed(served: Served, monkeypatch: pytest.Mon
         started = time.monotonic()
         assert conn.recv(2) == b""  # closed by the server, not by our timeout
         assert time.monotonic() - started < TIMEOUT
+
+
+def server_side_connections(served: Served) -> int:
+    """TCP sockets of this process accepted on the DNS port (the server runs in a thread here)."""
+    return sum(
+        1 for c in psutil.Process().net_connections("tcp")
+        if c.laddr and c.laddr.port == served.port and c.raddr and c.status != psutil.CONN_LISTEN
+    )
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_idle_timeout(
+    tmp_path: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipelined queries whose replies are never read must not hold the connection forever (RFC 7766 6.2.3)."""
+    monkeypatch.setattr(server_module, "TCP_IDLE_TIMEOUT", 0.3)
+    catalog = new_catalog(tmp_path, instances=BASE + many_instances(60))
+    served = serve(loop_thread, catalog)
+    try:
+        query = dns.message.make_query("_big._tcp.service.internal", "SRV").to_wire()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.connect((served.host, served.port))
+            conn.setblocking(False)
+            deadline = time.monotonic() + 10
+            # Each 45-byte query asks for a 4 KB reply: the server's send side fills long before ours.
+            while time.monotonic() < deadline:
+                try:
+                    conn.send((struct.pack("!H", len(query)) + query) * 100)
+                except BlockingIOError:
+                    break
+            assert server_side_connections(served) == 1
+            while server_side_connections(served) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server_side_connections(served) == 0
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
 
 
 def recv_exactly(conn: socket.socket, size: int) -> bytes:

@@ -193,11 +193,15 @@ class DnsServer:
                     # Unanswerable bytes on a stream: the framing can no longer be trusted.
                     break
                 writer.write(len(reply).to_bytes(2, "big") + reply)
-                await writer.drain()
+                # A client that stops reading is as idle as one that stops asking.
+                await asyncio.wait_for(writer.drain(), TCP_IDLE_TIMEOUT)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._tasks.discard(task)
+            if writer.transport.get_write_buffer_size():
+                # Replies nobody reads would keep a graceful close waiting forever.
+                writer.transport.abort()
             writer.close()
             try:
                 await writer.wait_closed()
