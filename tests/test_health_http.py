@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 from pathlib import Path
@@ -125,6 +126,38 @@ def test_tls_skip_verify(tmp_path: Path) -> None:
             await wait_status(catalog, "lenient", Status.PASSING, WITHIN)
             await eventually(lambda: "certificate" in output_of(catalog, "strict").lower(), WITHIN, "verify failure")
             await wait_status(catalog, "strict", Status.CRITICAL, 0)
+        finally:
+            await runner.stop()
+            await web_runner.cleanup()
+
+    run(scenario())
+
+
+def test_body_marker_found_past_the_first_chunk(tmp_path: Path) -> None:
+    # A status page streamed in parts: the marker is in the body, just not in its first read.
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"<html>" + b" " * 2000)
+        await asyncio.sleep(0.02)
+        await response.write(b'"status":"ok"</html>')
+        await response.write_eof()
+        return response
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/health", streamed)
+        web_runner = web.AppRunner(app)
+        await web_runner.setup()
+        await web.TCPSite(web_runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{web_runner.addresses[0][1]}/health"
+        catalog = make_catalog(tmp_path)
+        runner = HealthRunner(catalog)
+        await runner.start()
+        try:
+            register(catalog, http_body("streamed", url, body='"status":"ok"'))
+            await eventually(lambda: "200" in output_of(catalog, "streamed"), WITHIN, "a first result")
+            await wait_status(catalog, "streamed", Status.PASSING, 0)
         finally:
             await runner.stop()
             await web_runner.cleanup()

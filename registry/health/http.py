@@ -57,12 +57,20 @@ class HttpProber:
                 status_line = f"HTTP {spec.method} {spec.target}: {response.status} {response.reason or ''}".rstrip()
                 status = judge_status(response.status, spec.expected_status)
                 if status is Status.PASSING and spec.body_contains is not None:
-                    body = await response.content.read(BODY_LIMIT)
+                    body = await _read_up_to(response.content, BODY_LIMIT)
                     if spec.body_contains.encode() not in body:
                         return Outcome(Status.CRITICAL, f"{status_line}; body lacks {spec.body_contains!r}")
                 return Outcome(status, status_line)
         except aiohttp.ClientError as exc:
             return Outcome(Status.CRITICAL, f"HTTP {spec.method} {spec.target}: {exc}")
+
+
+async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body's first `limit` bytes; `read(n)` alone returns only what has arrived so far."""
+    body = bytearray()
+    while len(body) < limit and (chunk := await stream.read(limit - len(body))):
+        body += chunk
+    return bytes(body)
 
 
 def judge_status(code: int, expected: tuple[int, ...]) -> Status:
