@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
-
 from registry.catalog import NodeDefaults
 from registry.errors import ValidationError
 from registry.schema import load_file
+from registry.yamldoc import FieldPath, compose
 from resolver.client import DEFAULT_URL, ApiClient, ApiError, Unreachable, quote
 
 EXIT_REFUSED = 1
@@ -137,15 +136,31 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return 0 if instances else EXIT_REFUSED
 
 
-def registration_bodies(path: str) -> list[dict[str, Any]]:
-    """The services a YAML/JSON file declares, as API bodies (one file, one or many)."""
+def registration_bodies(path: str) -> list[Any]:
+    """The services a YAML/JSON file declares, as API bodies (one file, one or many).
+
+    Read as services.d reads it: `version: 1.10` stays the text "1.10", where plain
+    YAML loading would send the number 1.1 (which the API refuses).
+    """
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        located = compose(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, UnicodeDecodeError) as exc:
         raise SystemExit(f"pilotfish: cannot read {path}: {exc}") from None
+    if located.problems:
+        raise SystemExit("\n".join(f"pilotfish: cannot read {problem}" for problem in located.problems))
+    doc = located.value
     if isinstance(doc, dict) and isinstance(doc.get("services"), list) and len(doc) == 1:
-        return list(doc["services"])
-    return [doc]
+        items: list[tuple[FieldPath, Any]] = [(("services", i), item) for i, item in enumerate(doc["services"])]
+    else:
+        items = [((), doc)]
+    return [_version_as_written(body, located.raw.get(at + ("version",))) for at, body in items]
+
+
+def _version_as_written(body: Any, raw: str | None) -> Any:
+    version = body.get("version") if isinstance(body, dict) else None
+    if raw is not None and isinstance(version, (int, float)) and not isinstance(version, bool):
+        return {**body, "version": raw}
+    return body
 
 
 def cmd_register(args: argparse.Namespace) -> int:

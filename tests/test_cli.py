@@ -74,6 +74,20 @@ def test_register_and_deregister_a_file(cli: Cli, tmp_path: Path) -> None:
     assert code == EXIT_REFUSED and "redis.yaml" in err, "file instances are read-only through the API"
 
 
+def test_register_reads_the_file_as_a_drop_in_does(cli: Cli, tmp_path: Path) -> None:
+    # `version: 1.10` is the text "1.10" in services.d (and for `validate`); register must agree.
+    path = tmp_path / "api.yaml"
+    path.write_text("name: api\nport: 9100\nversion: 1.10\n")
+    assert main(["validate", "-q", str(path)]) == 0
+    code, _, err = cli("register", str(path))
+    assert code == 0, err
+    assert [i["version"] for i in cli.daemon.get("/v1/services/api")] == ["1.10"]
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("services:\n  - {name: api, id: api-2, port: 9101, version: 2.0}\n")
+    assert cli("register", str(listed))[0] == 0
+    assert cli.daemon.get("/v1/services/api?version=2.0")[0]["id"] == "api-2"
+
+
 def test_register_refused_on_conflict_prints_the_reason(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "stack.yaml"
     path.write_text("name: redis-stack-server\nport: 6390\n")
