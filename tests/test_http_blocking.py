@@ -49,6 +49,17 @@ def test_index_already_passed_answers_at_once(api: ApiServer) -> None:
     assert reply.index >= 1
 
 
+def test_index_from_before_a_restart_answers_at_once(api: ApiServer) -> None:
+    # The index starts again at 1 when the daemon restarts: a client still holding
+    # a larger one must get the current state (and index) now, not after `wait`.
+    current = api.catalog.current.index
+    started = time.monotonic()
+    reply = api.get(f"/v1/services?index={current + 1000}&wait=5s")
+    assert reply.status == 200
+    assert reply.index == current
+    assert time.monotonic() - started < 2
+
+
 def test_every_read_is_blocking_capable(api: ApiServer) -> None:
     index = api.catalog.current.index
     for path in ("/v1/conflicts", "/v1/events", "/v1/status", "/v1/services/x/conflicts", "/v1/nodes/n/config"):
