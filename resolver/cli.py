@@ -24,6 +24,7 @@ from registry.yamldoc import FieldPath, compose
 from resolver.client import DEFAULT_URL, ApiClient, ApiError, Unreachable, quote
 
 EXIT_REFUSED = 1
+EXIT_USAGE = 2  # as argparse exits on a bad command line
 EXIT_UNREACHABLE = 3
 
 
@@ -203,12 +204,13 @@ def cmd_config(args: argparse.Namespace) -> int:
         view = client.get(f"/v1/nodes/{quote(node)}/config")
         show(args, view, lambda body: "\n".join(config_text(v) for _, v in sorted(body["config"].items())))
         return 0
+    if args.action == "set" and (args.key is None or args.value is None):
+        print("pilotfish: config set needs KEY VALUE", file=sys.stderr)
+        return EXIT_USAGE
     path = (f"/v1/nodes/{quote(args.node)}/config/" if args.node else "/v1/config/") + quote(args.key)
     if args.action == "get":
         show(args, client.get(path), config_text)
         return 0
-    if args.value is None:
-        raise SystemExit("pilotfish: config set needs KEY VALUE")
     show(args, client.request("PUT", path, {"value": args.value, "value_type": args.type}), config_text)
     return 0
 

@@ -130,6 +130,13 @@ def test_config_get_and_set(cli: Cli) -> None:
     assert code == EXIT_REFUSED and "HTTP 400" in err
 
 
+def test_config_set_without_key_or_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # Refused before any request: no daemon is needed to see the mistake.
+    for argv in (["config", "set"], ["config", "set", "pool_size"]):
+        assert main(["--http", "http://127.0.0.1:9", *argv]) == 2, argv
+        assert "config set needs KEY VALUE" in capsys.readouterr().err
+
+
 def test_writes_without_the_token_are_refused(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--http", cli.daemon.http_url, "deregister", "anything"])
     assert code == EXIT_REFUSED and "HTTP 401" in capsys.readouterr().err
