@@ -52,6 +52,17 @@ def test_bad_json_is_400(api: ApiServer) -> None:
     assert reply.error["code"] == "invalid_json"
 
 
+def test_nan_and_infinity_are_not_json(api: ApiServer) -> None:
+    # Python's json module reads them; stored, they would come back as bare NaN, which
+    # no strict JSON parser (jq, browsers) accepts.
+    for raw in (b'{"value": NaN, "value_type": "json"}', b'{"value": [-Infinity], "value_type": "json"}',
+                b'{"value": 1e400, "value_type": "json"}'):
+        reply = api.request("PUT", "/v1/config/k", raw=raw)
+        assert reply.status == 400, reply.text
+        assert reply.error["code"] == "invalid_json"
+    assert api.get("/v1/config/k").status == 404
+
+
 def test_deeply_nested_json_is_400_not_500(api: ApiServer) -> None:
     # json.loads raises RecursionError past Python's recursion limit.
     nested = b"[" * 100_000 + b"]" * 100_000

@@ -7,6 +7,7 @@ a 400 naming the field, before any handler logic runs. Nothing here changes stat
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -14,12 +15,23 @@ from aiohttp import web
 from resolver.http.errors import ApiError, bad_request
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
 async def read_json(request: web.Request) -> Any:
     # aiohttp refuses bodies over client_max_size (1 MiB) with 413 before this reads.
     raw = await request.read()
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         # `[[[[...` deeper than the interpreter's recursion limit: no API body nests like that.
