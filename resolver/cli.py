@@ -166,7 +166,15 @@ def _version_as_written(body: Any, raw: str | None) -> Any:
 
 def cmd_register(args: argparse.Namespace) -> int:
     client = client_of(args)
-    registered = [client.request("POST", "/v1/services", body) for body in registration_bodies(args.file)]
+    registered: list[Any] = []
+    try:
+        for body in registration_bodies(args.file):
+            registered.append(client.request("POST", "/v1/services", body))
+    except ApiError:
+        # One request per service: those before the refused one stay registered; say which.
+        if registered and not args.json:
+            show(args, registered, instance_rows)
+        raise
     show(args, registered, instance_rows)
     return 0
 

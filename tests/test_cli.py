@@ -97,6 +97,16 @@ def test_register_refused_on_conflict_prints_the_reason(cli: Cli, tmp_path: Path
     assert json.loads(out)["error"]["code"]
 
 
+def test_register_refused_midway_shows_what_was_registered(cli: Cli, tmp_path: Path) -> None:
+    # The API takes one service per request: the first stays registered, and the user must see it.
+    path = tmp_path / "pair.yaml"
+    path.write_text("services:\n  - {name: worker, id: w1, port: 9001}\n  - {name: other, id: o1, port: 9001}\n")
+    code, out, err = cli("register", str(path))
+    assert code == EXIT_REFUSED and "HTTP 409" in err
+    assert "w1" in out and "o1" not in out
+    assert cli.daemon.srv_ports("_worker._tcp") == [9001]
+
+
 def test_conflicts_list_add_rm(cli: Cli) -> None:
     before = len(cli.json("conflicts", "list")["rules"])
     code, out, _ = cli("conflicts", "add", "memcached", "redis", "--type", "resource", "--reason", "one cache per host")
