@@ -276,6 +276,11 @@ async def run(config: Config) -> int:
             log.error("cannot start", extra={"error": str(exc)})
             return 1
         await daemon.wait()
+        # From here on SIGHUP (a reload racing a stop) is ignored: a reload must not
+        # start into parts being stopped, and once the loop is closed the default
+        # action would kill the process instead of letting it exit 0.
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         log.info("stopping")
         return 0
     finally:

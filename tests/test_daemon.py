@@ -197,3 +197,26 @@ def test_sighup_watches_a_services_dir_that_was_replaced(daemon: Daemon) -> None
     wait_for(lambda: daemon.srv_ports("_web._tcp") == [8081], what="the rescan of the new directory")
     (daemon.services_dir / "web.yaml").write_text("name: web\nport: 8082\n")
     wait_for(lambda: daemon.srv_ports("_web._tcp") == [8082], what="a change in the new directory")
+
+
+def test_sighup_while_stopping_is_ignored(daemon: Daemon) -> None:
+    # A blocking query keeps shutdown busy for a moment; a reload then would start a new
+    # watcher and rescan into a store being closed.
+    outcome: list[object] = []
+
+    def long_poll() -> None:
+        try:
+            outcome.append(daemon.request("GET", "/v1/services?index=999999&wait=5m"))
+        except OSError as exc:
+            outcome.append(exc)
+
+    blocked = threading.Thread(target=long_poll)
+    blocked.start()
+    daemon.signal(signal.SIGTERM)
+    wait_for(lambda: any(line["msg"] == "stopping" for line in daemon.logs()), what="shutdown to begin")
+    daemon.signal(signal.SIGHUP)
+    assert daemon.proc.wait(10) == 0
+    blocked.join(10)
+    messages = [line["msg"] for line in daemon.logs()]
+    after = messages[messages.index("stopping"):]
+    assert "services_dir loaded" not in after and "reload failed" not in after, after
