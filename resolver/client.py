@@ -53,7 +53,7 @@ class ApiClient:
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"null")
+                raw = response.read()
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             exc.close()
@@ -66,6 +66,10 @@ class ApiClient:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"no pilotfish daemon at {self.base_url}: {reason}") from None
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            raise Unreachable(f"{self.base_url} answered, but not as a pilotfish daemon (not JSON)") from None
 
 
 def quote(segment: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,27 @@ def test_no_daemon_is_exit_3(capsys: pytest.CaptureFixture[str], daemon: Daemon)
     assert daemon.stop() == 0
     assert main(["status", "--http", url]) == EXIT_UNREACHABLE
     assert "no pilotfish daemon" in capsys.readouterr().err
+
+
+def test_a_server_that_is_not_pilotfish_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--http` pointed at some other web server that answers 200 with HTML: no traceback.
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>welcome</html>")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        assert main(["status", "--http", f"http://127.0.0.1:{server.server_address[1]}"]) == EXIT_UNREACHABLE
+        assert "not as a pilotfish daemon" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
