@@ -60,6 +60,25 @@ def test_index_from_before_a_restart_answers_at_once(api: ApiServer) -> None:
     assert time.monotonic() - started < 2
 
 
+def test_a_client_can_wait_for_a_service_not_registered_yet(api: ApiServer) -> None:
+    # The 404 carries the index too, so a watch can start before the service exists.
+    missing = api.get("/v1/services/late")
+    assert missing.status == 404
+    replies: list[Reply] = []
+    waiter = threading.Thread(
+        target=lambda: replies.append(api.get(f"/v1/services/late?index={missing.index}&wait=30s", timeout=40))
+    )
+    waiter.start()
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        assert not replies, "parked until something changes"
+        time.sleep(0.02)
+    api.post("/v1/services", {"name": "late", "port": 7000})
+    waiter.join(10)
+    assert replies and replies[0].status == 200
+    assert [e["port"] for e in replies[0].body] == [7000]
+
+
 def test_every_read_is_blocking_capable(api: ApiServer) -> None:
     index = api.catalog.current.index
     for path in ("/v1/conflicts", "/v1/events", "/v1/status", "/v1/services/x/conflicts", "/v1/nodes/n/config"):

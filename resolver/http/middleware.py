@@ -13,8 +13,10 @@ import logging
 
 from aiohttp import web
 
+from resolver.http.appkeys import STATE
 from resolver.http.auth import READ_METHODS, require_token
 from resolver.http.errors import Handler, describe, error_response
+from resolver.http.reads import INDEX_HEADER
 from resolver.metrics import HTTP_REQUESTS
 
 log = logging.getLogger("pilotfish.http")
@@ -29,7 +31,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         # aiohttp's own refusals (no such route, method not allowed) get our shape too.
         code = "not_found" if exc.status == 404 else exc.reason.lower().replace(" ", "_")
-        response = error_response(exc.status, code, exc.reason, {})
+        response = _refused(request, error_response(exc.status, code, exc.reason, {}))
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "")
     except Exception as exc:
@@ -37,8 +39,16 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if described is None:
             log.exception("unhandled error on %s %s", request.method, request.path)
             described = (500, "internal", "internal error; see the daemon log", {})
-        response = error_response(*described)
+        response = _refused(request, error_response(*described))
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     HTTP_REQUESTS[(route, request.method, response.status)] += 1
+    return response
+
+
+def _refused(request: web.Request, response: web.Response) -> web.Response:
+    """A refused read carries the index too: a client can start a blocking query from
+    the 404 of a service that is not registered yet."""
+    if request.method in READ_METHODS:
+        response.headers[INDEX_HEADER] = str(request.app[STATE].catalog.current.index)
     return response
