@@ -160,6 +160,9 @@ class Catalog:
         self._saved_health = self._load_saved_health()
         self._dirty: set[str] = set()
         self._batch_depth = 0
+        # A batch that changed nothing publishes nothing: a new index would wake
+        # every blocking query and empty every reader cache for no reason.
+        self._changed_in_batch = False
         self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
         self._pending_health: list[HealthRow] = []
         self._listeners: list[Listener] = []
@@ -210,7 +213,7 @@ class Catalog:
             yield
         finally:
             self._batch_depth -= 1
-            if self._batch_depth == 0:
+            if self._batch_depth == 0 and self._changed_in_batch:
                 self._publish()
 
     # -- files -----------------------------------------------------------
@@ -240,8 +243,9 @@ class Catalog:
         conflict = self._conflicts.replace(old, instances)
         if conflict is not None:
             self._reject_file(path, conflict)
+        successors = {instance.key: instance for instance in instances}
         for instance in old:
-            self._drop(instance)
+            self._drop(instance, successors.get(instance.key))
         for instance in instances:
             self._put(instance)
         self._keys_by_file[path] = [instance.key for instance in instances]
@@ -332,7 +336,7 @@ class Catalog:
             self._conflicts.replace([instance], old)
             raise
         if existing is not None:
-            self._drop(existing)
+            self._drop(existing, instance)
         self._put(instance)
         self._publish_change(set())
         return self._entries[instance.key], existing is None
@@ -387,6 +391,8 @@ class Catalog:
         """
         now = time.monotonic() if now is None else now
         due = [key for key, deadline in self._expires_at.items() if deadline <= now]
+        if not due:
+            return []  # no batch: leaving one publishes a snapshot, changed or not
         expired = []
         with self.batch():
             for key in due:
@@ -515,8 +521,11 @@ class Catalog:
             self._expires_at[key] = time.monotonic() + instance.ttl
         self._entries[key] = self._make_entry(instance)
         self._dirty.add(instance.name)
+        self._changed_in_batch = True
 
-    def _drop(self, instance: Instance) -> None:
+    def _drop(self, instance: Instance, successor: Instance | None = None) -> None:
+        """Forget `instance`. A `successor` under the same key (a re-registration, a changed
+        file) keeps its maintenance and the results of every check it did not change."""
         key = instance.key
         del self._instances[key]
         del self._entries[key]
@@ -527,10 +536,15 @@ class Catalog:
         for check in instance.checks:
             if self._check_owner.get(check.id) == key:
                 del self._check_owner[check.id]
-        self._check_states.pop(key, None)
-        self._maintenance.pop(key, None)
+        states = self._check_states.pop(key, {})
+        if successor is None:
+            self._maintenance.pop(key, None)
+        else:
+            unchanged = {check.id for check in instance.checks if check in successor.checks}
+            self._check_states[key] = {cid: state for cid, state in states.items() if cid in unchanged}
         self._expires_at.pop(key, None)
         self._dirty.add(instance.name)
+        self._changed_in_batch = True
 
     def _make_entry(self, instance: Instance) -> Entry:
         key = instance.key
@@ -550,6 +564,7 @@ class Catalog:
 
     def _publish_change(self, names: set[str]) -> None:
         self._dirty |= names
+        self._changed_in_batch = True
         if self._batch_depth == 0:
             self._publish()
 
@@ -561,6 +576,7 @@ class Catalog:
         old = self.current
         new = self._build(old, old.index + 1, self._dirty)
         self._dirty = set()
+        self._changed_in_batch = False
         self.current = new
         self._changed.set()
         self._changed = asyncio.Event()

@@ -91,9 +91,11 @@ def cast_value(key: str, raw: object, value_type: str) -> Any:
         if not isinstance(raw, str):
             return raw
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise ConfigValueError(key, value_type, f"not valid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            raise ConfigValueError(key, value_type, f"not valid JSON: {exc}") from None
     if value_type == "bool":
         if isinstance(raw, bool):
             return raw
@@ -115,6 +117,11 @@ def cast_value(key: str, raw: object, value_type: str) -> Any:
     if not isinstance(raw, str):
         raise ConfigValueError(key, value_type, f"{raw!r} is not a string")
     return raw
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON; a value stored with one could not be served back."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _serialise(value: Any, value_type: str) -> str:

@@ -134,7 +134,12 @@ class Daemon:
         """Remove instances whose `ttl` ran out without a re-registration."""
         while True:
             await asyncio.sleep(EXPIRY_INTERVAL)
-            for instance in catalog.expire_due():
+            try:
+                expired = catalog.expire_due()
+            except Exception:  # one failed write (disk full) must not end expiry for good
+                log.exception("expiring instances failed; retrying")
+                continue
+            for instance in expired:
                 log.info("instance expired", extra={"id": instance.id, "name": instance.name, "ttl": instance.ttl})
 
     async def _start_watcher(self) -> None:

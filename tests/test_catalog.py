@@ -214,3 +214,10 @@ def test_instance_ttl_expires_unless_refreshed(catalog: Catalog) -> None:
     assert [e.instance.port for e in catalog.current.query("job")] == [7001]
     assert [b["id"] for b in catalog.store.registrations()] == ["job-7001"]
     assert catalog.store.events(kind="deregistration")[0].detail == {"reason": "ttl expired"}
+
+
+def test_a_batch_that_changes_nothing_publishes_nothing(catalog: Catalog) -> None:
+    index = catalog.current.index
+    with catalog.batch():
+        assert catalog.expire_due() == []
+    assert catalog.current.index == index

@@ -220,3 +220,17 @@ def test_sighup_while_stopping_is_ignored(daemon: Daemon) -> None:
     messages = [line["msg"] for line in daemon.logs()]
     after = messages[messages.index("stopping"):]
     assert "services_dir loaded" not in after and "reload failed" not in after, after
+
+
+def test_blocking_query_stays_parked_while_nothing_changes(daemon: Daemon) -> None:
+    import time
+    import urllib.request
+
+    def read(path: str) -> int:
+        with urllib.request.urlopen(daemon.http_url + path, timeout=10) as response:
+            return int(response.headers["X-Pilotfish-Index"])
+
+    index = read("/v1/services")
+    started = time.monotonic()
+    assert read(f"/v1/services?index={index}&wait=2s") == index, "released without a change"
+    assert time.monotonic() - started > 1.8  # jitter shortens a wait by at most 1/16

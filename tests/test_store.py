@@ -130,3 +130,9 @@ def test_health_rows_survive_reopen(tmp_path: Path) -> None:
     again = Store(path)
     assert again.health() == [HealthRow("host1", "web-80", "web-80:tcp", Status.WARNING, "slow", 1.0)]
     again.close()
+
+
+@pytest.mark.parametrize("raw", ['{"a": NaN}', "Infinity", "[" * 100_000])
+def test_json_config_values_that_cannot_be_served_back_are_refused(store: Store, raw: str) -> None:
+    with pytest.raises(ConfigValueError):
+        store.set_config(None, "k", raw, "json")
