@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +91,21 @@ def test_sigterm_stops_cleanly(daemon: Daemon) -> None:
     host, port = daemon.bound["http"][0].rsplit(":", 1)
     outcome: list[object] = []
 
+    with urllib.request.urlopen(daemon.http_url + "/v1/services", timeout=10) as response:
+        index = int(response.headers["X-Pilotfish-Index"])
+
     def long_poll() -> None:
         # A client in a blocking query must not hold the daemon up; how its
         # connection ends (answered or cut) does not matter here.
         try:
-            outcome.append(daemon.request("GET", "/v1/services?index=999999&wait=5m"))
+            outcome.append(daemon.request("GET", f"/v1/services?index={index}&wait=5m"))
         except OSError as exc:
             outcome.append(exc)
 
     blocked = threading.Thread(target=long_poll)
     blocked.start()
-    wait_for(lambda: daemon.proc.poll() is None and len(outcome) == 0, what="the long poll to start")
+    blocked.join(0.5)
+    assert blocked.is_alive() and outcome == [], "the blocking query is parked"
     assert daemon.stop(timeout=5) == 0
     blocked.join(10)
     assert any(line["msg"] == "stopped" for line in daemon.logs())
@@ -223,9 +229,6 @@ def test_sighup_while_stopping_is_ignored(daemon: Daemon) -> None:
 
 
 def test_blocking_query_stays_parked_while_nothing_changes(daemon: Daemon) -> None:
-    import time
-    import urllib.request
-
     def read(path: str) -> int:
         with urllib.request.urlopen(daemon.http_url + path, timeout=10) as response:
             return int(response.headers["X-Pilotfish-Index"])
