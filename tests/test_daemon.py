@@ -87,12 +87,16 @@ def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path
     assert daemon.proc.poll() is None
 
 
+def current_index(daemon: Daemon) -> int:
+    with urllib.request.urlopen(daemon.http_url + "/v1/services", timeout=10) as response:
+        return int(response.headers["X-Pilotfish-Index"])
+
+
 def test_sigterm_stops_cleanly(daemon: Daemon) -> None:
     host, port = daemon.bound["http"][0].rsplit(":", 1)
     outcome: list[object] = []
 
-    with urllib.request.urlopen(daemon.http_url + "/v1/services", timeout=10) as response:
-        index = int(response.headers["X-Pilotfish-Index"])
+    index = current_index(daemon)
 
     def long_poll() -> None:
         # A client in a blocking query must not hold the daemon up; how its
@@ -209,10 +213,11 @@ def test_sighup_while_stopping_is_ignored(daemon: Daemon) -> None:
     # A blocking query keeps shutdown busy for a moment; a reload then would start a new
     # watcher and rescan into a store being closed.
     outcome: list[object] = []
+    index = current_index(daemon)
 
     def long_poll() -> None:
         try:
-            outcome.append(daemon.request("GET", "/v1/services?index=999999&wait=5m"))
+            outcome.append(daemon.request("GET", f"/v1/services?index={index}&wait=5m"))
         except OSError as exc:
             outcome.append(exc)
 
