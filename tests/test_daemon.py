@@ -87,20 +87,16 @@ def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path
     assert daemon.proc.poll() is None
 
 
-def current_index(daemon: Daemon) -> int:
+def park_blocking_query(daemon: Daemon) -> tuple[threading.Thread, list[object]]:
+    """A client in a blocking query at the current index, in a thread.
+
+    How its connection ends (answered or cut) is in the list once the thread ends.
+    """
     with urllib.request.urlopen(daemon.http_url + "/v1/services", timeout=10) as response:
-        return int(response.headers["X-Pilotfish-Index"])
-
-
-def test_sigterm_stops_cleanly(daemon: Daemon) -> None:
-    host, port = daemon.bound["http"][0].rsplit(":", 1)
+        index = int(response.headers["X-Pilotfish-Index"])
     outcome: list[object] = []
 
-    index = current_index(daemon)
-
     def long_poll() -> None:
-        # A client in a blocking query must not hold the daemon up; how its
-        # connection ends (answered or cut) does not matter here.
         try:
             outcome.append(daemon.request("GET", f"/v1/services?index={index}&wait=5m"))
         except OSError as exc:
@@ -108,6 +104,13 @@ def test_sigterm_stops_cleanly(daemon: Daemon) -> None:
 
     blocked = threading.Thread(target=long_poll)
     blocked.start()
+    return blocked, outcome
+
+
+def test_sigterm_stops_cleanly(daemon: Daemon) -> None:
+    host, port = daemon.bound["http"][0].rsplit(":", 1)
+    # A client in a blocking query must not hold the daemon up.
+    blocked, outcome = park_blocking_query(daemon)
     blocked.join(0.5)
     assert blocked.is_alive() and outcome == [], "the blocking query is parked"
     assert daemon.stop(timeout=5) == 0
@@ -212,17 +215,7 @@ def test_sighup_watches_a_services_dir_that_was_replaced(daemon: Daemon) -> None
 def test_sighup_while_stopping_is_ignored(daemon: Daemon) -> None:
     # A blocking query keeps shutdown busy for a moment; a reload then would start a new
     # watcher and rescan into a store being closed.
-    outcome: list[object] = []
-    index = current_index(daemon)
-
-    def long_poll() -> None:
-        try:
-            outcome.append(daemon.request("GET", f"/v1/services?index={index}&wait=5m"))
-        except OSError as exc:
-            outcome.append(exc)
-
-    blocked = threading.Thread(target=long_poll)
-    blocked.start()
+    blocked, _ = park_blocking_query(daemon)
     daemon.signal(signal.SIGTERM)
     wait_for(lambda: any(line["msg"] == "stopping" for line in daemon.logs()), what="shutdown to begin")
     daemon.signal(signal.SIGHUP)
