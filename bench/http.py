@@ -54,8 +54,6 @@ SERVICES_YAML = "services:\n" + "".join(
 
 
 async def serve_ours(state_dir: str) -> None:
-    from aiohttp import web
-
     from resolver.config import Config
     from resolver.http.app import build_app
     from resolver.state import DaemonState

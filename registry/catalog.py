@@ -72,10 +72,6 @@ class Snapshot:
     built: float = field(default_factory=time.time)
     memo: dict[Any, Any] = field(default_factory=dict)
 
-    @property
-    def local_state(self) -> NodeState:
-        return self.nodes[self.local_node].state
-
     def entry(self, instance_id: str, node: str | None = None) -> Entry | None:
         return self.entries_by_key.get((node or self.local_node, instance_id))
 
@@ -199,9 +195,6 @@ class Catalog:
     def check_owner(self, check_id: str) -> Instance | None:
         key = self._check_owner.get(check_id)
         return self._instances.get(key) if key else None
-
-    def instances(self) -> list[Instance]:
-        return list(self._instances.values())
 
     # -- batching --------------------------------------------------------
 
@@ -391,8 +384,6 @@ class Catalog:
         """
         now = time.monotonic() if now is None else now
         due = [key for key, deadline in self._expires_at.items() if deadline <= now]
-        if not due:
-            return []  # no batch: leaving one publishes a snapshot, changed or not
         expired = []
         with self.batch():
             for key in due:
@@ -439,8 +430,8 @@ class Catalog:
         Returns True when the instance's status changed.
         """
         key = instance.key
-        if self._instances.get(key) is not instance and self._instances.get(key) != instance:
-            return False
+        if self._instances.get(key) != instance:
+            return False  # a result for a version of the instance that has since changed or gone
         states = self._check_states.setdefault(key, {})
         previous = states.get(state.check_id)
         states[state.check_id] = state

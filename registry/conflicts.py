@@ -45,14 +45,8 @@ class RuleBook:
     def for_name(self, name: str) -> list[ConflictRule]:
         return self._by_name.get(name, [])
 
-    def rule_for(self, a: str, b: str) -> ConflictRule | None:
-        return self._by_pair.get(frozenset((a, b)))
-
     def __iter__(self) -> Iterator[ConflictRule]:
         return iter(self._by_pair.values())
-
-    def __len__(self) -> int:
-        return len(self._by_pair)
 
 
 class ConflictIndex:

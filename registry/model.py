@@ -8,7 +8,6 @@ reference back into the mutable writer state.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -167,10 +166,6 @@ class Instance:
         if ":" in host:
             host = f"[{host}]"
         return f"{self.protocol}://{host}:{self.port}{self.endpoint_path}"
-
-    @property
-    def ip_version(self) -> int:
-        return ipaddress.ip_address(self.address).version
 
     def registration_dict(self) -> dict[str, object]:
         """The fields a client sent (or could send) to register this instance."""
