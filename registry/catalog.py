@@ -172,9 +172,14 @@ class Catalog:
         self._listeners.append(listener)
 
     async def wait_past(self, index: int, timeout: float) -> Snapshot:
-        """Return once the snapshot index exceeds `index`, or when `timeout` runs out."""
+        """Return once the snapshot index moves past `index`, or when `timeout` runs out.
+
+        Only the current index waits. A smaller one has been passed already; a larger
+        one comes from before a restart (the index starts again at 1) and would
+        otherwise hold its client for the whole timeout.
+        """
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.current.index <= index:
+        while self.current.index == index:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break

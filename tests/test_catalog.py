@@ -183,6 +183,8 @@ def test_batch_publishes_one_snapshot(catalog: Catalog) -> None:
 def test_wait_past_returns_on_change_or_timeout(catalog: Catalog) -> None:
     async def scenario() -> tuple[int, int]:
         start = catalog.current.index
+        from_before_a_restart = await asyncio.wait_for(catalog.wait_past(start + 100, 10), 1)
+        assert from_before_a_restart.index == start
         timed_out = await catalog.wait_past(start, 0.05)
         waiter = asyncio.ensure_future(catalog.wait_past(start, 10))
         await asyncio.sleep(0)

@@ -62,10 +62,7 @@ async def read_snapshot(request: web.Request) -> Snapshot:
     """The snapshot this read answers from, after waiting when it is a blocking query."""
     catalog = request.app[STATE].catalog
     blocking = blocking_params(request) if request.query_string else None
-    # Only an index equal to the current one waits. A smaller one has been passed;
-    # a larger one comes from before a daemon restart (the index starts again at 1)
-    # and would otherwise hold its client for the whole `wait`.
-    if blocking is None or catalog.current.index != blocking[0]:
+    if blocking is None:
         return catalog.current
     index, wait = blocking
     wait -= wait * JITTER_FRACTION * random.random()
