@@ -260,15 +260,11 @@ class HealthRunner:
         pending, self._pending = self._pending, []
         if not self._running:
             return
-        # Same status, new output: no snapshot either way, so no batch needed.
-        changes = [item for item in pending if item[1].status is not item[0].told]
-        for check, state, _, _ in pending:
-            if state.status is check.told:
+        # One batch: the status changes become one snapshot, and a pass that only
+        # refreshed outputs publishes none (a batch without a change publishes nothing).
+        with self.catalog.batch():
+            for check, state, _, _ in pending:
                 self._tell(check, state)
-        if changes:
-            with self.catalog.batch():
-                for check, state, _, _ in changes:
-                    self._tell(check, state)
         if self.observer is not None:
             for check, _, started, duration in pending:
                 self.observer(check.spec.id, started, duration)
