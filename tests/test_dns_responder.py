@@ -24,7 +24,7 @@ FILE = {"redis": "file:a.yaml", "web": "file:b.yaml"}
 def ask(responder: Responder, name: str, rdtype: str = "A") -> dns.message.Message:
     wire = dns.message.make_query(name, rdtype, id=9).to_wire()
     hit = responder.packet_cache().get(wire[2:])
-    reply = wire[:2] + hit[0]() if hit else responder.answer(wire, tcp=False)
+    reply = wire[:2] + hit[hit[0][wire[1]]] if hit else responder.answer(wire, tcp=False)
     assert isinstance(reply, bytes)
     return dns.message.from_wire(reply)
 
@@ -106,3 +106,11 @@ def test_queries_varying_the_edns_size_cannot_grow_the_compiled_cache_past_its_b
     # 40 sizes x 8 rotations x ~2 KB would be ~700 KB; the bound holds.
     held = sum(compiled.reply.size() for compiled in responder._compiled.values())
     assert held <= 256 << 10
+
+
+@pytest.mark.parametrize("replies", range(1, responder_module.MAX_ROTATIONS + 1))
+def test_picker_spreads_every_byte_evenly_over_the_replies(replies: int) -> None:
+    picker = responder_module.picker(replies)
+    shares = [picker.count(index) for index in range(2, 2 + replies)]
+    assert sum(shares) == 256
+    assert max(shares) - min(shares) <= 1

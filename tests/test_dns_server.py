@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Coroutine, Iterator, Sequence, TypeVar
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.opcode
@@ -313,6 +314,21 @@ def test_truncated_over_udp_full_over_tcp(tmp_path: Path, loop_thread: LoopThrea
         catalog.store.close()
 
 
+def test_a_long_udp_query_is_sent_to_tcp(served: Served) -> None:
+    # 600 bytes of EDNS option: longer than any UDP query is read (wire.MAX_UDP_QUERY).
+    padding = [dns.edns.GenericOption(65001, b"x" * 600)]
+    reply = served.udp("redis.service.inTERnal", "A", use_edns=0, options=padding)
+    assert reply.flags & dns.flags.TC
+    assert reply.rcode() == dns.rcode.NOERROR and reply.answer == []
+    assert reply.question[0].name.to_text() == "redis.service.inTERnal."
+    full = served.tcp("redis.service.internal", "A", use_edns=0, options=padding)
+    assert not full.flags & dns.flags.TC
+    assert records(full.answer, "A") == ["10.0.0.1", "10.0.0.2"]
+    # Just under the limit is read whole and answered over UDP.
+    fits = [dns.edns.GenericOption(65001, b"x" * 400)]
+    assert records(served.udp("redis.service.internal", "A", use_edns=0, options=fits).answer, "A") == ["10.0.0.1", "10.0.0.2"]
+
+
 def test_tcp_serves_several_queries_per_connection(served: Served) -> None:
     names = ["redis.service.internal", "_redis._tcp.service.internal", "nosuch.service.internal"]
     with socket.create_connection((served.host, served.port), timeout=TIMEOUT) as conn:
@@ -450,8 +466,12 @@ def test_answer_changes_with_one_snapshot_swap(served: Served) -> None:
 
 
 def test_repeated_queries_rotate_the_answer(served: Served) -> None:
-    firsts = {served.udp("redis.service.internal", "A").answer[0][0].to_text() for _ in range(6)}
+    # Random IDs, as resolvers send them: a shuffled order (one order 40 times: p = 2**-39).
+    firsts = {served.udp("redis.service.internal", "A").answer[0][0].to_text() for _ in range(40)}
     assert firsts == {"10.0.0.1", "10.0.0.2"}
+    # A client that reuses one ID still sees both orders.
+    same_id = [served.udp("redis.service.internal", "A", id=7).answer[0][0].to_text() for _ in range(8)]
+    assert set(same_id) == {"10.0.0.1", "10.0.0.2"}
     srv_firsts = {served.tcp("_redis._tcp.service.internal", "SRV").answer[0][0].port for _ in range(6)}
     assert srv_firsts == {6379, 6380}
 

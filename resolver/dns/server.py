@@ -4,8 +4,9 @@ UDP sockets are read directly through `loop.add_reader` and `recvfrom`, draining
 several datagrams per wake-up. This skips the protocol layer of asyncio's datagram
 transport, whose 256 KiB read buffer makes glibc map and unmap memory for every
 packet (148k -> 33k queries per second where it was measured), and it behaves the
-same under uvloop (the daemon's loop on Linux) and the default loop. TCP uses two-byte length framing, several queries per
-connection, and an idle timeout.
+same under uvloop (the daemon's loop on Linux) and the default loop. Reads are
+`wire.MAX_UDP_QUERY + 1` bytes, small enough for Python's own allocator. TCP uses
+two-byte length framing, several queries per connection, and an idle timeout.
 
 Nothing here decides an answer or logs per query; counters are plain integers read
 by /metrics at scrape time.
@@ -29,10 +30,13 @@ __all__ = ["DnsServer", "DnsStats"]
 log = logging.getLogger(__name__)
 
 UDP_BATCH = 64  # datagrams read per wake-up before yielding to the loop
-RECV_SIZE = wire.MAX_QUERY + 1  # one byte more than we accept, so that oversized shows
+RECV_SIZE = wire.MAX_UDP_QUERY + 1  # one byte more, so that a query cut short shows
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts; the kernel caps it at rmem_max
 TCP_IDLE_TIMEOUT = 10.0
 BIND_ATTEMPTS = 20
+# Python 3.11 builds a slice object for every `data[2:]`; these are built once.
+AFTER_ID = slice(2, None)
+ID_BYTES = slice(None, 2)
 
 
 class DnsServer:
@@ -53,6 +57,7 @@ class DnsServer:
         self._udp_sockets: list[socket.socket] = []
         self._tcp_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turn = 0  # advances per UDP batch, mixed into the choice of rotation
         self.bound_udp: list[str] = []
         self.bound_tcp: list[str] = []
 
@@ -121,7 +126,10 @@ class DnsServer:
         # The hot loop: everything it needs is in locals, a cache hit makes no call
         # but the two socket ones. The snapshot cannot change within one batch.
         cache = self._responder.packet_cache()
+        counts = self.stats.counts
+        turn = self._turn = (self._turn + 1) & 0xFF  # see responder.picker
         recvfrom, sendto, size = udp.recvfrom, udp.sendto, RECV_SIZE
+        after_id, id_bytes = AFTER_ID, ID_BYTES
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(size)
@@ -130,13 +138,13 @@ class DnsServer:
             except OSError:
                 # An ICMP error from an earlier reply surfaces here; the socket is fine.
                 continue
-            hit = cache.get(data[2:])
+            hit = cache.get(data[after_id])
             if hit is None:
                 self._answer_udp(udp, data, addr)
                 continue
-            hit[1][0] += 1
+            counts[hit[1]] += 1
             try:
-                sendto(data[:2] + hit[0](), addr)
+                sendto(data[id_bytes] + hit[hit[0][data[1] ^ turn]], addr)
             except OSError:
                 pass  # a full send buffer drops the reply, as the network could have
 

@@ -8,25 +8,29 @@ import collections
 class DnsStats:
     """Counters of queries by (qtype text, rcode text), and of malformed packets.
 
-    Each (qtype, rcode) pair owns one cell, a one-item list, that the hot path bumps
-    in place (about 40 ns, where a Counter update costs 200 ns and more). `queries`
-    adds the cells up when read, so /metrics sees plain counts at scrape time and a
-    query never calls into prometheus.
+    Each (qtype, rcode) pair owns one slot of `counts`, a plain list the UDP hot path
+    bumps by index (`counts[i] += 1`): the list is small and stays in the CPU cache,
+    where a per-pair cell object would be one more cold memory load per query and a
+    Counter update costs 200 ns and more. `queries` pairs the slots with their names
+    when read, so /metrics sees plain counts at scrape time.
     """
 
     def __init__(self) -> None:
         self.malformed = 0  # packets dropped or answered FORMERR
-        self._cells: dict[tuple[str, str], list[int]] = {}
+        self.counts: list[int] = []
+        self._slots: dict[tuple[str, str], int] = {}
 
     @property
     def queries(self) -> collections.Counter[tuple[str, str]]:
-        return collections.Counter({key: cell[0] for key, cell in self._cells.items() if cell[0]})
+        counts = self.counts
+        return collections.Counter({key: counts[slot] for key, slot in self._slots.items() if counts[slot]})
 
-    def cell(self, key: tuple[str, str]) -> list[int]:
-        found = self._cells.get(key)
+    def slot(self, key: tuple[str, str]) -> int:
+        found = self._slots.get(key)
         if found is None:
-            found = self._cells[key] = [0]
+            found = self._slots[key] = len(self.counts)
+            self.counts.append(0)
         return found
 
     def count(self, key: tuple[str, str]) -> None:
-        self.cell(key)[0] += 1
+        self.counts[self.slot(key)] += 1

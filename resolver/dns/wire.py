@@ -25,6 +25,12 @@ from resolver.dns.answers import Record
 OUR_PAYLOAD = 1232
 # A query larger than this is not a query we serve; it is dropped.
 MAX_QUERY = 4096
+# The largest UDP query read whole. With its 33-byte header a bytes object of up to
+# 512 bytes comes from Python's small-object allocator; a larger read buffer costs a
+# malloc, a realloc and a free per datagram. Real queries are far smaller (header 12,
+# question at most 259, OPT 11 plus options); a longer one is read cut short and
+# answered with TC set, so the client asks again over TCP, where MAX_QUERY applies.
+MAX_UDP_QUERY = 478
 # Sizes a UDP reply is compiled for; larger client buffers gain nothing over 4096.
 MAX_UDP_REPLY = 4096
 TCP_REPLY_LIMIT = 65535
@@ -86,8 +92,12 @@ class Query:
         return max(512, min(self.edns_payload, MAX_UDP_REPLY))
 
 
-def parse_query(data: bytes) -> Query:
-    """Read header, question and OPT; raise Drop or FormError on anything else."""
+def parse_query(data: bytes, whole: bool = True) -> Query:
+    """Read header, question and OPT; raise Drop or FormError on anything else.
+
+    `whole=False` is for a datagram read cut short: its records cannot be trusted,
+    so only header and question are read.
+    """
     size = len(data)
     if size < 12 or size > MAX_QUERY:
         raise Drop("short or oversized packet")
@@ -123,7 +133,7 @@ def parse_query(data: bytes) -> Query:
     edns_payload: int | None = None
     edns_version = 0
     edns_do = False
-    for index in range(ancount + nscount + arcount):
+    for index in range(ancount + nscount + arcount if whole else 0):
         name_end = _skip_name(data, pos, question)
         if name_end + 10 > size:
             raise FormError("record runs past the packet", question)
@@ -171,19 +181,25 @@ def opt_record(payload: int = OUR_PAYLOAD, extended_rcode: int = 0, do: bool = F
     return b"\x00" + _RR_FIXED.pack(TYPE_OPT, payload, extended_rcode << 24 | (0x8000 if do else 0), 0)
 
 
-def reply_flags(query_flags: int, rcode: int, ra: bool = False) -> int:
+def reply_flags(query_flags: int, rcode: int, ra: bool = False, tc: bool = False) -> int:
     """Flags of an error reply: QR, the query's opcode, RD and CD copied; RA when we recurse."""
-    flags = 0x8000 | (query_flags & 0x7910) | (rcode & 0xF)
+    flags = 0x8000 | (query_flags & 0x7910) | (rcode & 0xF) | (0x0200 if tc else 0)
     return flags | 0x0080 if ra else flags
 
 
 def error_reply(
-    data: bytes, rcode: int, question: bytes = b"", edns: bool = False, ra: bool = False, do: bool = False
+    data: bytes,
+    rcode: int,
+    question: bytes = b"",
+    edns: bool = False,
+    ra: bool = False,
+    do: bool = False,
+    tc: bool = False,
 ) -> bytes:
-    """A reply with no records: FORMERR, SERVFAIL, NOTIMP, REFUSED or BADVERS."""
+    """A reply with no records: FORMERR, SERVFAIL, NOTIMP, REFUSED, BADVERS, or TC to send the client to TCP."""
     query_flags = int.from_bytes(data[2:4], "big")
     opt = opt_record(extended_rcode=rcode >> 4, do=do) if edns or rcode > 15 else b""
-    flags = reply_flags(query_flags, rcode & 0xF, ra=ra)
+    flags = reply_flags(query_flags, rcode & 0xF, ra=ra, tc=tc)
     counts = _COUNTS.pack(1 if question else 0, 0, 0, 1 if opt else 0)
     return data[:2] + flags.to_bytes(2, "big") + counts + question + opt
 
