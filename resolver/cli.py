@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -46,12 +47,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # SIGHUP's default action ends the process. Loading the daemon takes about half a
+    # second, so from here on a SIGHUP is noted instead, and replayed as a reload once
+    # the daemon runs (`systemctl reload` right after `start`, or a config tool).
+    hangups: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
     # Imported here so that the client verbs start without loading the servers.
     from resolver.daemon import serve
     from resolver.logs import setup_logging
 
     setup_logging()
-    return serve(args.config)
+    return serve(args.config, hangups)
 
 
 # -- output ------------------------------------------------------------------

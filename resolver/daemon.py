@@ -33,6 +33,7 @@ from resolver.config import Config, ConfigError, is_loopback, load_config, parse
 from resolver.dns.server import DnsServer, DnsStats
 from resolver.http.app import build_app
 from resolver.metrics import REGISTRATIONS, REJECTIONS, RELOAD_SECONDS
+from resolver.notify import notify
 from resolver.state import VERSION, DaemonState
 
 log = logging.getLogger("pilotfish.daemon")
@@ -268,19 +269,31 @@ class Daemon:
         log.info("stopped")
 
 
-async def run(config: Config) -> int:
+async def run(config: Config, hangups: list[int]) -> int:
+    """Start, serve until SIGTERM/SIGINT, stop; the process exit code.
+
+    `hangups` collects SIGHUPs that arrive before the daemon can reload (the CLI's
+    handler fills it from process start): they are replayed as one reload once
+    started, because the config they announce may be newer than the one read.
+    """
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    loop.add_signal_handler(signal.SIGHUP, hangups.append, signal.SIGHUP)
     try:
         try:
             await daemon.start()
         except (StartupError, OSError) as exc:
             log.error("cannot start", extra={"error": str(exc)})
             return 1
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        if hangups:
+            log.info("SIGHUP received while starting; reloading now")
+            daemon.request_reload()
+        notify("READY=1")
         await daemon.wait()
+        notify("STOPPING=1")
         # From here on SIGHUP (a reload racing a stop) is ignored: a reload must not
         # start into parts being stopped, and once the loop is closed the default
         # action would kill the process instead of letting it exit 0.
@@ -292,7 +305,7 @@ async def run(config: Config) -> int:
         await daemon.stop()
 
 
-def serve(config_path: str | None) -> int:
+def serve(config_path: str | None, hangups: list[int]) -> int:
     """Load the config and run until SIGTERM/SIGINT; the process exit code."""
     try:
         config = load_config(config_path)
@@ -306,4 +319,4 @@ def serve(config_path: str | None) -> int:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        return runner.run(run(config))
+        return runner.run(run(config, hangups))

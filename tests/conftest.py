@@ -137,7 +137,7 @@ def write_config(path: Path, services_dir: Path, state_dir: Path, token: str | N
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def launch(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def launch(config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config_path)],
@@ -145,7 +145,7 @@ def launch(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
             stdout=subprocess.DEVNULL,
             stderr=log,
             cwd=str(config_path.parent),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import dns.rcode
 import yaml
 
-from conftest import REPO, Daemon, DaemonFactory, wait_for
+from conftest import REPO, START_TIMEOUT, Daemon, DaemonFactory, launch, ready_line, wait_for, write_config
 
 
 def file_errors(daemon: Daemon) -> dict[str, list[dict[str, Any]]]:
@@ -224,6 +224,46 @@ def test_sighup_while_stopping_is_ignored(daemon: Daemon) -> None:
     messages = [line["msg"] for line in daemon.logs()]
     after = messages[messages.index("stopping"):]
     assert "services_dir loaded" not in after and "reload failed" not in after, after
+
+
+def sighup_handled(pid: int) -> bool:
+    """Whether the process catches or ignores SIGHUP yet (bit 0 of SigCgt/SigIgn)."""
+    fields = dict(line.split(":\t") for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    return bool((int(fields["SigCgt"], 16) | int(fields["SigIgn"], 16)) & 1)
+
+
+def test_notifies_systemd_and_survives_a_sighup_while_starting(tmp_path: Path) -> None:
+    config_path, log_path = tmp_path / "pilotfish.yaml", tmp_path / "pilotfish.log"
+    (tmp_path / "services.d").mkdir()
+    (tmp_path / "services.d" / "web.yaml").write_text("name: web\nport: 8080\n")
+    write_config(config_path, tmp_path / "services.d", tmp_path / "state", None, {})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(tmp_path / "notify.sock"))
+        manager.settimeout(START_TIMEOUT)
+        proc = launch(config_path, log_path, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+        try:
+            # `systemctl reload` right after start: the SIGHUP lands while the daemon loads
+            # (about half a second), where its default action used to end the process.
+            wait_for(lambda: proc.poll() is not None or sighup_handled(proc.pid), what="the CLI to catch SIGHUP")
+            proc.send_signal(signal.SIGHUP)
+            assert manager.recv(64) == b"READY=1"
+            # READY means serving: DNS and HTTP answer at once.
+            bound = ready_line(log_path, proc, 0)["bound"]
+            host, _, port = bound["dns_udp"][0].rpartition(":")
+            daemon = Daemon(proc, config_path, tmp_path / "services.d", tmp_path / "state", log_path,
+                            http_url=f"http://{bound['http'][0]}", dns=(host, int(port)), bound=bound)
+            assert daemon.srv_ports("_web._tcp") == [8080]
+            assert daemon.status()["node"]
+            # The early SIGHUP was not lost: it became a reload.
+            wait_for(lambda: any(line.get("reason") == "sighup" for line in daemon.logs()), what="the replayed reload")
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGTERM)
+            assert manager.recv(64) == b"STOPPING=1"
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
 
 
 def test_blocking_query_stays_parked_while_nothing_changes(daemon: Daemon) -> None:

@@ -54,6 +54,7 @@ def test_systemd_unit_is_hardened() -> None:
     }.items():
         assert settings.get(key) == [value], key
     assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert settings["Type"] == ["notify"] and settings["NotifyAccess"] == ["main"]
     assert settings["ExecStart"][0].endswith("pilotfish serve --config /etc/pilotfish/pilotfish.yaml")
 
 
