@@ -36,6 +36,10 @@ log = logging.getLogger("pilotfish.watcher")
 # writing many files still lands in a handful of snapshots).
 STEP_MS = 20
 DEBOUNCE_MS = 200
+# Kubernetes mounts a ConfigMap as `name.yaml -> ..data/name.yaml` and updates it by
+# pointing the `..data` symlink at a new directory in one rename: the visible files
+# never change, so that rename is watched too, and answered with a full rescan.
+ATOMIC_SWAP_LINK = "..data"
 
 
 class FileOutcome(str, enum.Enum):
@@ -61,14 +65,17 @@ class RegistrationFilter:
     """watchfiles filter: registration files directly inside one directory.
 
     Editor swap files, dotfiles and anything in a subdirectory are ignored, using the
-    same rule as the loader so that what is watched is exactly what is loaded.
+    same rule as the loader so that what is watched is exactly what is loaded; the
+    one dotfile watched is ATOMIC_SWAP_LINK.
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = os.path.realpath(directory)
 
     def __call__(self, change: Change, path: str) -> bool:
-        return os.path.dirname(path) == self.directory and is_registration_file(path)
+        if os.path.dirname(path) != self.directory:
+            return False
+        return is_registration_file(path) or os.path.basename(path) == ATOMIC_SWAP_LINK
 
 
 def registration_files(directory: str | Path) -> list[str]:
@@ -201,8 +208,11 @@ class DirectoryWatcher:
     def _apply(self, paths: list[str]) -> None:
         started = time.perf_counter()
         try:
-            with self.catalog.batch():
-                results = sync_files(self.catalog, paths, self.blocked)
+            if any(os.path.basename(path) == ATOMIC_SWAP_LINK for path in paths):
+                results = rescan(self.catalog, self.directory, self.blocked)
+            else:
+                with self.catalog.batch():
+                    results = sync_files(self.catalog, paths, self.blocked)
         except Exception:  # one bad batch must not end hot reload for the daemon's lifetime
             log.exception("applying file changes failed", extra={"paths": paths})
             return

@@ -35,6 +35,7 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
         ("redis.yaml.tmp", False),
         ("redis.json", False),
         ("sub/redis.yaml", False),  # only the directory itself, not below it
+        ("..data", True),  # a Kubernetes ConfigMap swaps this symlink
     ],
 )
 def test_filter_watches_registration_files_directly_inside(tmp_path: Path, name: str, watched: bool) -> None:
@@ -93,6 +94,31 @@ def test_watcher_applies_added_broken_and_removed_files(catalog: Catalog, tmp_pa
 
     asyncio.run(scenario())
     assert seen[-1].outcome is FileOutcome.REMOVED and seen[-1].path.endswith("web.yaml")
+
+
+def test_watcher_follows_a_configmap_style_symlink_swap(catalog: Catalog, tmp_path: Path) -> None:
+    # As kubelet lays out a ConfigMap: web.yaml -> ..data/web.yaml, ..data -> ..<timestamp>.
+    (tmp_path / "..2026_1").mkdir()
+    (tmp_path / "..2026_1" / "web.yaml").write_text("name: web\nport: 8080\n")
+    (tmp_path / "..data").symlink_to("..2026_1")
+    (tmp_path / "web.yaml").symlink_to("..data/web.yaml")
+    rescan(catalog, tmp_path)
+    assert [e.instance.port for e in catalog.current.query("web")] == [8080]
+
+    async def scenario() -> None:
+        watcher = DirectoryWatcher(catalog, tmp_path, lambda results, seconds: None)
+        await watcher.start()
+        try:
+            # An update: a new directory, a temporary link to it, one rename over ..data.
+            (tmp_path / "..2026_2").mkdir()
+            (tmp_path / "..2026_2" / "web.yaml").write_text("name: web\nport: 9090\n")
+            (tmp_path / "..data_tmp").symlink_to("..2026_2")
+            (tmp_path / "..data_tmp").replace(tmp_path / "..data")
+            await until(lambda: [e.instance.port for e in catalog.current.query("web")] == [9090])
+        finally:
+            await watcher.stop()
+
+    asyncio.run(scenario())
 
 
 async def until(probe: object, timeout: float = 5.0) -> None:
