@@ -34,6 +34,7 @@ import pytest
 from registry.catalog import Catalog, NodeDefaults
 from registry.model import CheckKind, CheckSpec, Instance
 from registry.store import Store
+from resolver.dns import batchio
 from resolver.dns import server as server_module
 from resolver.dns.server import DnsServer, DnsStats
 
@@ -43,9 +44,13 @@ TIMEOUT = 2.0
 
 
 class LoopThread:
-    """An event loop in a thread; `run(coro)` runs a coroutine on it and returns its result."""
+    """An event loop in a thread; `run(coro)` runs a coroutine on it and returns its result.
 
-    def __init__(self) -> None:
+    `batched_udp` is the UDP path the servers started on it use.
+    """
+
+    def __init__(self, batched_udp: bool) -> None:
+        self.batched_udp = batched_udp
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="dns-test-loop")
         self.thread.start()
@@ -87,16 +92,20 @@ BASE = [
 ]
 
 
-@pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    runner = LoopThread()
+@pytest.fixture(params=["batched", "plain"])
+def loop_thread(request: pytest.FixtureRequest) -> Iterator[LoopThread]:
+    """The server's loop; every test runs with both UDP paths: recvmmsg batches and recvfrom."""
+    if request.param == "batched" and not batchio.available():
+        pytest.skip("recvmmsg/sendmmsg need 64-bit Linux")
+    runner = LoopThread(batched_udp=request.param == "batched")
     yield runner
     runner.close()
 
 
 def serve(loop_thread: LoopThread, catalog: Catalog, listen: Sequence[str] = ("127.0.0.1:0",),
           recursors: Sequence[str] = ()) -> Served:
-    server = DnsServer(lambda: catalog.current, listen, ttl=5, recursors=recursors, stats=DnsStats())
+    server = DnsServer(lambda: catalog.current, listen, ttl=5, recursors=recursors, stats=DnsStats(),
+                       batched_udp=loop_thread.batched_udp)
     loop_thread.run(server.start())
     host, _, port = server.bound_udp[0].rpartition(":")
     return Served(catalog, server, host.strip("[]"), int(port))
@@ -498,16 +507,24 @@ def test_ipv6_listener(tmp_path: Path, loop_thread: LoopThread) -> None:
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback")
+    (tmp_path / "up").mkdir()
+    upstream_catalog = new_catalog(tmp_path / "up", domain="upstream",
+                                   instances=[instance("api-80", "api", "192.0.2.7", 80)])
+    upstream = serve(loop_thread, upstream_catalog)
     catalog = new_catalog(tmp_path)
-    served = serve(loop_thread, catalog, listen=("[::1]:0", "127.0.0.1:0"))
+    served = serve(loop_thread, catalog, listen=("[::1]:0", "127.0.0.1:0"), recursors=(f"127.0.0.1:{upstream.port}",))
     try:
         assert served.server.bound_udp[0].startswith("[::1]:")
         assert served.server.bound_tcp[0] == served.server.bound_udp[0]
         assert records(served.udp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
         assert records(served.tcp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
+        # A forwarded answer is sent later, to the IPv6 sender's address as it was received.
+        assert records(served.udp("api.service.upstream", "A").answer, "A") == ["192.0.2.7"]
     finally:
         loop_thread.run(served.server.stop())
+        loop_thread.run(upstream.server.stop())
         catalog.store.close()
+        upstream_catalog.store.close()
 
 
 def test_recursors_forward_names_outside_the_zone(tmp_path: Path, loop_thread: LoopThread) -> None:
