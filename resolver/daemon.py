@@ -273,8 +273,9 @@ async def run(config: Config, hangups: list[int]) -> int:
     """Start, serve until SIGTERM/SIGINT, stop; the process exit code.
 
     `hangups` collects SIGHUPs that arrive before the daemon can reload (the CLI's
-    handler fills it from process start): they are replayed as one reload once
-    started, because the config they announce may be newer than the one read.
+    handler fills it from the start of `pilotfish serve`): they are replayed as one
+    reload once started, because the config they announce may be newer than the
+    one read.
     """
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()
