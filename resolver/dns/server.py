@@ -16,6 +16,7 @@ by /metrics at scrape time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from typing import Any, Callable, Coroutine, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Callable, Coroutine, Sequence
 from registry.catalog import Snapshot
 from resolver.dns import batchio, wire
 from resolver.dns.forward import Forwarder, parse_hostport
-from resolver.dns.responder import Forward, Responder
+from resolver.dns.responder import Forward, PacketEntry, Responder
 from resolver.dns.stats import DnsStats
 
 __all__ = ["DnsServer", "DnsStats"]
@@ -133,9 +134,7 @@ class DnsServer:
     def _read_udp(self, udp: socket.socket) -> None:
         # The hot loop: everything it needs is in locals, a cache hit makes no call
         # but the two socket ones. The snapshot cannot change within one batch.
-        cache = self._responder.packet_cache()
-        counts = self.stats.counts
-        turn = self._turn = (self._turn + 1) & 0xFF  # see responder.picker
+        get, counts, turn = self._wake_up()
         recvfrom, sendto, size = udp.recvfrom, udp.sendto, RECV_SIZE
         after_id, id_bytes = AFTER_ID, ID_BYTES
         for _ in range(UDP_BATCH):
@@ -146,13 +145,16 @@ class DnsServer:
             except OSError:
                 # An ICMP error from an earlier reply surfaces here; the socket is fine.
                 continue
-            hit = cache.get(data[after_id])
-            if hit is None:
-                self._answer_udp(udp, data, addr)
-                continue
-            counts[hit[1]] += 1
+            hit = get(data[after_id])
+            if hit is not None:
+                counts[hit[1]] += 1
+                reply = data[id_bytes] + hit[hit[0][data[1] ^ turn]]
+            else:
+                reply = self._miss(udp, data, functools.partial(tuple, addr))  # the address as it is
+                if reply is None:
+                    continue
             try:
-                sendto(data[id_bytes] + hit[hit[0][data[1] ^ turn]], addr)
+                sendto(reply, addr)
             except OSError:
                 pass  # a full send buffer drops the reply, as the network could have
 
@@ -160,10 +162,7 @@ class DnsServer:
         # The batched hot loop: per datagram a dict look-up, then the reply after its ID
         # copied into the datagram's slot and its length set (the ID goes out straight
         # from the receive buffer); one system call each way per batch.
-        cache = self._responder.packet_cache()
-        get = cache.get
-        counts = self.stats.counts
-        turn = self._turn = (self._turn + 1) & 0xFF  # see responder.picker
+        get, counts, turn = self._wake_up()
         fd = udp.fileno()
         slots, lengths, out, out_lengths = batch.slots, batch.lengths, batch.out, batch.out_lengths
         for _ in range(UDP_ROUNDS):
@@ -180,11 +179,12 @@ class DnsServer:
                 end = start + lengths[length]
                 hit = get(data[key:end])
                 if hit is None:
-                    reply = self._answer_slot(udp, batch, i, data[start:end])
-                    if reply is None:
+                    whole = self._miss(udp, data[start:end], functools.partial(batch.sender, i))
+                    if whole is None:
                         batch.send(fd, first, i)
                         first = i + 1
                         continue
+                    reply = whole[2:]
                 else:
                     counts[hit[1]] += 1
                     reply = hit[hit[0][data[id_low] ^ turn]]
@@ -193,23 +193,20 @@ class DnsServer:
                 out_lengths[reply_length] = size
             batch.send(fd, first, count)
 
-    def _answer_slot(self, udp: socket.socket, batch: batchio.UdpBatch, slot: int, data: bytes) -> bytes | None:
-        """A cache miss in a batch: its reply after the ID, or None when none goes out now."""
-        reply = self._responder.answer(data, tcp=False)
-        if isinstance(reply, Forward):
-            self._spawn(self._forward_udp(udp, data, batch.sender(slot)))
-            return None
-        return None if reply is None else reply[2:]
+    def _wake_up(self) -> tuple[Callable[[bytes], PacketEntry | None], list[int], int]:
+        """What a UDP reader keeps in locals for one wake-up: the packet cache's `get`,
+        the counters, and this wake-up's turn (see responder.picker)."""
+        self._turn = (self._turn + 1) & 0xFF
+        return self._responder.packet_cache().get, self.stats.counts, self._turn
 
-    def _answer_udp(self, udp: socket.socket, data: bytes, addr: tuple[str, int]) -> None:
+    def _miss(self, udp: socket.socket, data: bytes, sender: Callable[[], tuple[Any, ...]]) -> bytes | None:
+        """A query the packet cache did not hold: its whole reply, or None when none goes
+        out now (dropped, or forwarded and sent later to `sender()`)."""
         reply = self._responder.answer(data, tcp=False)
         if isinstance(reply, Forward):
-            self._spawn(self._forward_udp(udp, data, addr))
-        elif reply is not None:
-            try:
-                udp.sendto(reply, addr)
-            except OSError:
-                pass
+            self._spawn(self._forward_udp(udp, data, sender()))
+            return None
+        return reply
 
     async def _forward_udp(self, udp: socket.socket, data: bytes, addr: tuple[Any, ...]) -> None:
         reply = await self._forward(data, tcp=False)
