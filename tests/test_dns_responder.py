@@ -60,16 +60,21 @@ def test_negative_answers_follow_the_new_serial(tmp_path: Path) -> None:
     assert second.authority[0][0].serial == first.authority[0][0].serial + 1
 
 
+def big_service_responder(tmp_path: Path) -> Responder:
+    """A responder over one service of 60 instances: answers of several KB."""
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog.apply_file("a.yaml", [
+        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(60)
+    ])
+    return Responder(lambda: catalog.current, 5, False, DnsStats())
+
+
 def test_random_case_queries_cannot_grow_the_packet_cache_past_its_byte_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each 0x20 variant of a query is its own packet-cache key: a large answer must not be kept per variant."""
     monkeypatch.setattr(responder_module, "MAX_PACKET_BYTES", 1 << 20)
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
-    catalog.apply_file("a.yaml", [
-        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(60)
-    ])
-    responder = Responder(lambda: catalog.current, 5, False, DnsStats())
+    responder = big_service_responder(tmp_path)
     rng = random.Random(7)
     name = "_big._tcp.service.internal"
     tracemalloc.start()
@@ -94,11 +99,7 @@ def test_queries_varying_the_edns_size_cannot_grow_the_compiled_cache_past_its_b
 ) -> None:
     """Each EDNS size is its own compiled reply: a large answer must not be kept once per size."""
     monkeypatch.setattr(responder_module, "MAX_COMPILED_BYTES", 256 << 10)
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
-    catalog.apply_file("a.yaml", [
-        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(60)
-    ])
-    responder = Responder(lambda: catalog.current, 5, False, DnsStats())
+    responder = big_service_responder(tmp_path)
     for payload in range(4000, 4040):
         wire = dns.message.make_query("_big._tcp.service.internal", "SRV", id=9, use_edns=0, payload=payload)
         reply = responder.answer(wire.to_wire(), tcp=False)
