@@ -65,6 +65,18 @@ async def wait_status(catalog: Catalog, instance_id: str, status: Status | None,
     )
 
 
+async def serve_handler(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                        ssl_context: Any = None) -> tuple[web.AppRunner, str]:
+    """One handler on a fresh port: the runner (to clean up) and the URL of `path`."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
+    scheme = "https" if ssl_context is not None else "http"
+    return runner, f"{scheme}://127.0.0.1:{runner.addresses[0][1]}{path}"
+
+
 class TcpService:
     """A listener that accepts and closes; `down()` and `up()` keep its port."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthkit import SLACK, HttpService, eventually, make_catalog, register, run, wait_status
+from healthkit import SLACK, HttpService, eventually, make_catalog, register, run, serve_handler, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status
@@ -110,13 +110,7 @@ def _self_signed(tmp_path: Path) -> ssl.SSLContext:
 
 def test_tls_skip_verify(tmp_path: Path) -> None:
     async def scenario() -> None:
-        app = web.Application()
-        app.router.add_get("/health", _ok)
-        web_runner = web.AppRunner(app)
-        await web_runner.setup()
-        site = web.TCPSite(web_runner, "127.0.0.1", 0, ssl_context=_self_signed(tmp_path))
-        await site.start()
-        url = f"https://127.0.0.1:{web_runner.addresses[0][1]}/health"
+        web_runner, url = await serve_handler("/health", _ok, _self_signed(tmp_path))
         catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
@@ -145,12 +139,7 @@ def test_body_marker_found_past_the_first_chunk(tmp_path: Path) -> None:
         return response
 
     async def scenario() -> None:
-        app = web.Application()
-        app.router.add_get("/health", streamed)
-        web_runner = web.AppRunner(app)
-        await web_runner.setup()
-        await web.TCPSite(web_runner, "127.0.0.1", 0).start()
-        url = f"http://127.0.0.1:{web_runner.addresses[0][1]}/health"
+        web_runner, url = await serve_handler("/health", streamed)
         catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()

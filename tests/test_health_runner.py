@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthkit import NODE, SLACK, TcpService, eventually, make_catalog, register, run, status_of, wait_status
+from healthkit import NODE, SLACK, TcpService, eventually, make_catalog, register, run, serve_handler, status_of, wait_status
 from registry.health.runner import HealthRunner
 from registry.model import Status
 from registry.schema import load_file
@@ -78,12 +78,7 @@ def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(tmp_path: Path
         return web.Response(text="ok")
 
     async def scenario() -> None:
-        app = web.Application()
-        app.router.add_get("/", slow)
-        web_runner = web.AppRunner(app)
-        await web_runner.setup()
-        await web.TCPSite(web_runner, "127.0.0.1", 0).start()
-        url = f"http://127.0.0.1:{web_runner.addresses[0][1]}/"
+        web_runner, url = await serve_handler("/", slow)
         catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, concurrency=2)
         await runner.start()
