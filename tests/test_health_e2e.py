@@ -18,9 +18,9 @@ import pytest
 
 from conftest import REPO, Daemon, wait_for
 
-INTERVAL, TIMEOUT = 0.2, 0.3
+INTERVAL, TIMEOUT = 1.0, 0.3
 WITHIN = INTERVAL + TIMEOUT + 0.1
-CHECK_TIMING = {"interval": "200ms", "timeout": "300ms"}
+CHECK_TIMING = {"interval": "1s", "timeout": "300ms"}
 
 
 class Listener:
