@@ -23,6 +23,7 @@ from resolver.cli import EXIT_REFUSED, main
 from resolver.config import ConfigError, load_config
 
 TOKEN = "s3cret"
+REFUSED_OUTPUT = EXEC_NOT_ALLOWED.format(source="api")
 
 
 def exec_registration(ran: Path, instance_id: str = "job-1") -> dict[str, Any]:
@@ -83,7 +84,7 @@ def test_opted_in_exec_checks_run_until_a_reload_or_a_restart_turns_them_off(
     config["health"]["exec_from_api"] = False
     daemon.config_path.write_text(yaml.safe_dump(config))
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: check_output(daemon) == EXEC_NOT_ALLOWED, 5, "the check refused after the reload")
+    wait_for(lambda: check_output(daemon) == REFUSED_OUTPUT, 5, "the check refused after the reload")
     runs = ran.read_text()
     assert daemon.get("/v1/services/job?status=critical")[0]["id"] == "job-1"
     assert_exec_refused(daemon.write("POST", "/v1/services", exec_registration(ran, "job-2")))
@@ -92,7 +93,7 @@ def test_opted_in_exec_checks_run_until_a_reload_or_a_restart_turns_them_off(
     assert daemon.stop() == 0
     ran.unlink()
     daemon = start_daemon.restart(daemon)
-    wait_for(lambda: check_output(daemon) == EXEC_NOT_ALLOWED, 5, "the restored check refused")
+    wait_for(lambda: check_output(daemon) == REFUSED_OUTPUT, 5, "the restored check refused")
     assert daemon.get("/v1/services/job?status=critical")[0]["id"] == "job-1"
     assert not ran.exists(), runs
     # Whoever may use the API can still remove it.

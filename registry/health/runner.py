@@ -49,10 +49,10 @@ _CLOCK_SLACK = 0.002
 # No check runs more often than this, whatever its spec says: the schema refuses
 # shorter intervals, and a spec that reached the runner another way is held to it.
 MIN_INTERVAL = 1.0
-# Exec checks registered through the API, while the config does not allow them.
+# The output of an exec check that did not come from a file, while the config does not allow it.
 EXEC_NOT_ALLOWED = (
-    "exec check not run: it was registered through the API and this daemon takes exec checks from files only "
-    "(set health.exec_from_api: true, with http.token, to allow them)"
+    "exec check not run: exec checks run from files in services_dir, and from the API only with "
+    "health.exec_from_api: true and http.token; this one came from {source}"
 )
 
 
@@ -276,8 +276,8 @@ class HealthRunner:
     async def _outcome(self, check: _Check) -> Outcome:
         """One probe run, bounded by the check's timeout; every way it can fail is a critical outcome."""
         spec = check.spec
-        if spec.kind is CheckKind.EXEC and check.instance.source == "api" and not self.exec_from_api:
-            return Outcome(Status.CRITICAL, EXEC_NOT_ALLOWED)
+        if spec.kind is CheckKind.EXEC and not self._may_exec(check.instance):
+            return Outcome(Status.CRITICAL, EXEC_NOT_ALLOWED.format(source=check.instance.source))
         try:
             async with asyncio.timeout(spec.timeout) as deadline:
                 outcome = await self._probe(spec)
@@ -292,6 +292,16 @@ class HealthRunner:
                 self._reaper.nudge()
         check.probe_failing = False
         return outcome
+
+    def _may_exec(self, instance: Instance) -> bool:
+        """Files always; the API only while allowed; any other source (the cluster) never.
+
+        Checked at every run rather than at registration, so that registrations
+        restored from SQLite and a reload that withdraws the permission are covered.
+        """
+        if instance.source.startswith("file:"):
+            return True
+        return instance.source == "api" and self.exec_from_api
 
     def _probe_failed(self, check: _Check, exc: Exception) -> Outcome:
         spec = check.spec
