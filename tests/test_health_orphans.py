@@ -48,8 +48,9 @@ def test_children_an_exec_check_detaches_are_killed_and_reaped(start_daemon: Dae
         for count in range(1, 5):
             wait_for(lambda: runs.exists() and len(runs.read_text().splitlines()) >= count, 5, f"run {count}")
             most = max(most, len(leftovers(marker)))
-        # Seen at any moment, at most the latest run's two are still waiting for the reaper.
-        assert most <= 2, f"{most} detached sleeps alive after 4 runs"
+        # Seen at any moment, at most the latest runs' are still waiting for the reaper (two a
+        # run; four leaves room for a slow machine); left alone they add up to eight.
+        assert most <= 4, f"{most} detached sleeps alive after 4 runs"
         (daemon.services_dir / "job.yaml").unlink()
         wait_for(lambda: daemon.request("GET", "/v1/services/job?status=any").status == 404, 5, "the check removed")
         wait_for(lambda: not leftovers(marker), 5, "every detached sleep killed")

@@ -86,8 +86,8 @@ class _Check:
 class HealthRunner:
     """Runs the checks of this node's instances.
 
-    `exec_from_api` may be changed at any time (a config reload): an exec check of
-    an API registration is run only while it is true. `reap_orphans` is for a
+    Exec checks run when they come from a file, and from the API only while
+    `exec_from_api` is true; it may be changed at any time (a config reload). `reap_orphans` is for a
     process that is a child subreaper (the daemon): every child not started by a
     probe is killed and reaped.
     """
