@@ -42,6 +42,13 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    # Exec checks run commands as the daemon; from the API only when this is true
+    # and http.token is set (load refuses true without a token).
+    exec_from_api: bool = False
+
+
+@dataclass(frozen=True)
 class NodeThresholds:
     """Percentages above which the node is degraded."""
 
@@ -65,6 +72,7 @@ class Config:
     state_dir: str = "./state"
     dns: DnsSettings = field(default_factory=DnsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     conflicts: tuple[ConflictRule, ...] = ()
     node_health: NodeThresholds = field(default_factory=NodeThresholds)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
@@ -84,11 +92,13 @@ ListenAddress = tuple[str, int]
 Located = dict[tuple[str, ...], int]
 
 TOP_KEYS = (
-    "node", "address", "domain", "services_dir", "state_dir", "dns", "http", "conflicts", "node_health", "cluster",
+    "node", "address", "domain", "services_dir", "state_dir", "dns", "http", "health", "conflicts", "node_health",
+    "cluster",
 )
 SECTION_KEYS = {
     "dns": ("listen", "ttl", "recursors", "answer_warning"),
     "http": ("listen", "token"),
+    "health": ("exec_from_api",),
     "node_health": ("cpu", "memory", "disk"),
     "cluster": ("etcd", "prefix"),
 }
@@ -322,6 +332,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     state_dir = read.string(top, ("state_dir",))
     dns = read.section(top, ("dns",), SECTION_KEYS["dns"])
     http = read.section(top, ("http",), SECTION_KEYS["http"])
+    checks = read.section(top, ("health",), SECTION_KEYS["health"])
     health = read.section(top, ("node_health",), SECTION_KEYS["node_health"])
     cluster = read.section(top, ("cluster",), SECTION_KEYS["cluster"])
     dns_listen = read.listen(dns, ("dns", "listen"))
@@ -341,6 +352,10 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         answer_warning=_pick(read.boolean(dns, ("dns", "answer_warning")), False),
     )
     settings_http = HttpSettings(listen=(http_listen or [HttpSettings.listen])[0], token=token)
+    settings_health = HealthSettings(exec_from_api=_pick(read.boolean(checks, ("health", "exec_from_api")), False))
+    if settings_health.exec_from_api and token is None:
+        read.problem(("health", "exec_from_api"),
+                     "true needs http.token: without a token any local user could run commands as the daemon")
     thresholds = NodeThresholds(
         cpu=_pick(read.percent(health, ("node_health", "cpu")), NodeThresholds.cpu),
         memory=_pick(read.percent(health, ("node_health", "memory")), NodeThresholds.memory),
@@ -365,6 +380,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         state_dir=str((base / (state_dir or "./state")).resolve()),
         dns=settings_dns,
         http=settings_http,
+        health=settings_health,
         conflicts=tuple(rules),
         node_health=thresholds,
         cluster=settings_cluster,

@@ -24,6 +24,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from registry.catalog import Catalog, NodeDefaults
+from registry.health.orphans import become_subreaper
 from registry.health.runner import HealthRunner
 from registry.nodestate import HealthThresholds, NodeMonitor
 from registry.schema import parse_registration
@@ -120,7 +121,14 @@ class Daemon:
         await web.TCPSite(self._http, host, port, reuse_address=True).start()
         state.bound["http"] = [format_hostport(str(a[0]), int(a[1])) for a in self._http.addresses]
 
-        self._health = state.health = HealthRunner(catalog, concurrency=HEALTH_CONCURRENCY)
+        # A child subreaper: what an exec check detaches is re-parented here, not to
+        # PID 1, so the runner can kill and reap it instead of letting it pile up.
+        subreaper = become_subreaper()
+        if not subreaper:
+            log.info("not a child subreaper (Linux only): processes that exec checks detach are not reaped")
+        self._health = state.health = HealthRunner(
+            catalog, concurrency=HEALTH_CONCURRENCY, exec_from_api=config.health.exec_from_api, reap_orphans=subreaper
+        )
         await self._health.start()
         self._node_monitor = state.node_monitor = NodeMonitor(catalog, thresholds_of(config), interval=NODE_INTERVAL)
         await self._node_monitor.start()
@@ -209,6 +217,9 @@ class Daemon:
             self.state.catalog.set_config_rules(live.conflicts)
         if live.node_health != old.node_health and self._node_monitor is not None:
             self._node_monitor.thresholds = thresholds_of(live)
+        if self._health is not None:
+            # Turned off: the API's exec checks already registered stop running at their next run.
+            self._health.exec_from_api = live.health.exec_from_api
         if self._watcher is not None:
             # Always a fresh watch: inotify follows the directory it was given, so after
             # `mv services.d.new services.d` the old watch would see the old directory.

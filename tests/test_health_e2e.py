@@ -18,9 +18,9 @@ import pytest
 
 from conftest import REPO, Daemon, wait_for
 
-INTERVAL, TIMEOUT = 0.2, 0.3
+INTERVAL, TIMEOUT = 1.0, 0.3
 WITHIN = INTERVAL + TIMEOUT + 0.1
-CHECK_TIMING = {"interval": "200ms", "timeout": "300ms"}
+CHECK_TIMING = {"interval": "1s", "timeout": "300ms"}
 
 
 class Listener:
@@ -130,19 +130,31 @@ def test_tcp_check_going_down_and_up_drains_and_restores_dns_and_http(daemon: Da
 
 
 def test_http_check_500_hang_redirect_and_down_drain_until_it_answers_200(daemon: Daemon, web: Web) -> None:
-    register(daemon, {"id": "web-1", "name": "web", "port": web.port, "protocol": "http",
-                      "checks": [{"http": f"http://127.0.0.1:{web.port}/health", **CHECK_TIMING}]})
-    wait_for(lambda: daemon.srv_ports("_web._tcp") == [web.port], WITHIN, "web answered")
-    for status, output in [(500, "500"), (0, "timed out"), (302, "302")]:
-        web.status = status
-        wait_for(lambda: daemon.srv_ports("_web._tcp") == [], WITHIN, f"web drained on {output}")
-        instance = daemon.get("/v1/services/web?status=critical")[0]
-        assert output in instance["check_states"][0]["output"]
-        web.status = 200
-        web.release.set()
-        wait_for(lambda: daemon.srv_ports("_web._tcp") == [web.port], WITHIN, f"web back after {output}")
-        assert healthy_ids(daemon, "web") == ["web-1"]
-        web.release.clear()
+    # One server per failure, all failing at once: each drains within one deadline.
+    servers = {500: web, 0: Web(), 302: Web()}
+    names = {500: "web", 0: "hang", 302: "moved"}
+    outputs = {500: "500", 0: "timed out", 302: "302"}
+    try:
+        for status, server in servers.items():
+            register(daemon, {"id": f"{names[status]}-1", "name": names[status], "port": server.port, "protocol": "http",
+                              "checks": [{"http": f"http://127.0.0.1:{server.port}/health", **CHECK_TIMING}]})
+        for status, server in servers.items():
+            wait_for(lambda: daemon.srv_ports(f"_{names[status]}._tcp") == [server.port], WITHIN, f"{names[status]} answered")
+            server.status = status
+        for status, server in servers.items():
+            wait_for(lambda: daemon.srv_ports(f"_{names[status]}._tcp") == [], WITHIN, f"drained on {outputs[status]}")
+            instance = daemon.get(f"/v1/services/{names[status]}?status=critical")[0]
+            assert outputs[status] in instance["check_states"][0]["output"]
+        for status, server in servers.items():
+            server.status = 200
+            server.release.set()
+        for status, server in servers.items():
+            wait_for(lambda: daemon.srv_ports(f"_{names[status]}._tcp") == [server.port], WITHIN, f"back after {outputs[status]}")
+            assert healthy_ids(daemon, names[status]) == [f"{names[status]}-1"]
+    finally:
+        for server in (servers[0], servers[302]):
+            server.close()
+    web.release.clear()
     web.close()
     wait_for(lambda: healthy_ids(daemon, "web") == [], WITHIN, "web drained when down")
     web.up()

@@ -16,12 +16,12 @@ from registry.health.outcome import OUTPUT_LIMIT
 from registry.health.runner import HealthRunner
 from registry.model import Status
 
-INTERVAL, TIMEOUT = 0.15, 0.3
+INTERVAL, TIMEOUT = 1.0, 0.3
 WITHIN = INTERVAL + TIMEOUT + SLACK
 
 
 def exec_body(instance_id: str, port: int, argv: list[str], **check: object) -> dict[str, object]:
-    spec: dict[str, object] = {"exec": argv, "interval": "150ms", "timeout": "300ms"}
+    spec: dict[str, object] = {"exec": argv, "interval": "1s", "timeout": "300ms"}
     spec.update(check)
     return {"id": instance_id, "name": "job", "port": port, "checks": [spec]}
 
@@ -39,7 +39,7 @@ def test_exit_codes_map_to_passing_warning_critical(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
+        runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:
             register(catalog, exec_body("job-1", 9000, [sys.executable, "-c", script]))
@@ -62,7 +62,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
     async def scenario() -> int:
         catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
+        runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:
             register(catalog, exec_body("slow", 9001, argv, interval="10s"))
@@ -88,7 +88,7 @@ def _alive(pid: int) -> bool:
 def test_output_is_truncated_and_missing_program_is_critical(tmp_path: Path) -> None:
     async def scenario() -> None:
         catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
+        runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:
             register(catalog, exec_body("chatty", 9002, [sys.executable, "-c", "print('x' * 200000)"]))
@@ -112,7 +112,7 @@ def test_systemd_asks_systemctl_is_active(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "systemctl"
-    fake.write_text(f'#!/bin/sh\n[ "$1" = is-active ] && [ "$2" = redis.service ] || exit 4\necho {answer}\nexit {code}\n')
+    fake.write_text(f'#!/bin/sh\n[ "$1" = is-active ] && [ "$2" = -- ] && [ "$3" = redis.service ] || exit 4\necho {answer}\nexit {code}\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
@@ -121,7 +121,7 @@ def test_systemd_asks_systemctl_is_active(
         runner = HealthRunner(catalog)
         await runner.start()
         try:
-            body = {"id": "redis-1", "name": "redis", "port": 6379, "checks": [{"systemd": "redis.service", "interval": "150ms"}]}
+            body = {"id": "redis-1", "name": "redis", "port": 6379, "checks": [{"systemd": "redis.service", "interval": "1s"}]}
             register(catalog, body)
             await eventually(lambda: answer in output_of(catalog, "redis-1"), TIMEOUT + SLACK, "systemctl answer")
             await wait_status(catalog, "redis-1", status, 0)
@@ -138,7 +138,7 @@ def test_command_that_exits_is_judged_at_once_and_its_leftovers_killed(tmp_path:
 
     async def scenario() -> None:
         catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
+        runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:
             register(catalog, exec_body("forks", 9004, argv, interval="10s", timeout="5s"))

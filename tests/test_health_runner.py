@@ -19,12 +19,12 @@ def test_deregister_after_removes_a_critical_instance_and_logs_it(tmp_path: Path
         catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
-        check = {"tcp": f"127.0.0.1:{service.port}", "interval": "100ms", "timeout": "100ms", "deregister_after": "300ms"}
+        check = {"tcp": f"127.0.0.1:{service.port}", "interval": "1s", "timeout": "100ms", "deregister_after": "300ms"}
         try:
             register(catalog, {"id": "flaky", "name": "flaky", "port": service.port, "checks": [check]})
             await wait_status(catalog, "flaky", Status.PASSING, 0.1 + SLACK)
             await service.down()
-            await wait_status(catalog, "flaky", Status.CRITICAL, 0.2 + SLACK)
+            await wait_status(catalog, "flaky", Status.CRITICAL, 1.0 + 0.1 + SLACK)
             took = await wait_status(catalog, "flaky", None, 0.3 + 0.2 + SLACK)
             assert took >= 0.25
             assert runner.scheduled() == 0
@@ -100,10 +100,10 @@ def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(tmp_path: Path
 def test_stop_leaves_no_task_behind(tmp_path: Path) -> None:
     async def scenario() -> None:
         catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
+        runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         register(catalog, {"id": "a", "name": "a", "port": 1, "checks": [{"exec": ["sleep", "5"], "timeout": "10s"}]})
-        register(catalog, {"id": "b", "name": "b", "port": 2, "checks": [{"http": "http://127.0.0.1:1/", "interval": "100ms"}]})
+        register(catalog, {"id": "b", "name": "b", "port": 2, "checks": [{"http": "http://127.0.0.1:1/", "interval": "1s"}]})
         register(catalog, {"id": "c", "name": "c", "port": 3, "checks": [{"ttl": "10s"}]})
         await eventually(lambda: runner.scheduled() == 3, 1)
         await asyncio.sleep(0.05)  # let the sleep command start

@@ -3,9 +3,12 @@
 Exit 0 is passing, 1 warning, anything else critical (the Nagios convention Consul
 uses). The command runs in its own session so that at its timeout (the runner
 cancels the probe), and once it has exited, the whole process group is killed: a
-check script that forked `sleep 600` must not leave it behind. Output (stdout and stderr together) is kept
-to OUTPUT_LIMIT bytes; the rest is read and dropped so a chatty command cannot
-block on a full pipe.
+check script that forked `sleep 600` must not leave it behind. A child that left
+the group (`setsid`, a daemon's double fork) is the orphan reaper's
+(registry/health/orphans.py), which is why every process the daemon starts goes
+through `run_command` and is listed in `CHILDREN` until it is reaped. Output
+(stdout and stderr together) is kept to OUTPUT_LIMIT bytes; the rest is read and
+dropped so a chatty command cannot block on a full pipe.
 """
 
 from __future__ import annotations
@@ -22,6 +25,23 @@ _CHUNK = 65536
 _DRAIN_GRACE = 0.05
 
 
+class Children:
+    """The processes `run_command` started and asyncio has not yet reaped.
+
+    The orphan reaper kills every other child of the daemon, so it must know
+    these, and also when a spawn is under way (its pid not known yet): `started`
+    counts spawns begun, so a listing taken while one began is thrown away.
+    """
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+        self.spawning = 0
+        self.started = 0
+
+
+CHILDREN = Children()
+
+
 async def run_command(argv: Sequence[str]) -> tuple[int, str]:
     """Run `argv` to completion; returns (exit code, output). Cancelling kills its group.
 
@@ -33,14 +53,18 @@ async def run_command(argv: Sequence[str]) -> tuple[int, str]:
     """
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
+    CHILDREN.spawning += 1
+    CHILDREN.started += 1
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, start_new_session=True
         )
+        CHILDREN.pids.add(process.pid)
     except BaseException:
         os.close(read_fd)
         raise
     finally:
+        CHILDREN.spawning -= 1
         os.close(write_fd)
     pipe = os.fdopen(read_fd, "rb", 0)
     kept = bytearray()
@@ -57,7 +81,10 @@ async def run_command(argv: Sequence[str]) -> tuple[int, str]:
         if reader is not None:
             reader.cancel()
         _kill_group(process.pid)
-        await _reap(process)
+        try:
+            await _reap(process)
+        finally:
+            CHILDREN.pids.discard(process.pid)
         if reader is not None:
             await asyncio.gather(reader, return_exceptions=True)
         if transport is not None:
@@ -109,5 +136,7 @@ async def probe_exec(spec: CheckSpec) -> Outcome:
     try:
         code, output = await run_command(spec.argv)
     except OSError as exc:
+        # A missing program and a daemon out of descriptors (EMFILE at os.pipe) alike:
+        # the check could not run, which is critical, and the errno says why.
         return Outcome(Status.CRITICAL, f"cannot run {spec.argv[0]}: {exc.strerror or exc}")
     return Outcome(status_for_exit(code), output or f"exit code {code}")

@@ -6,15 +6,20 @@ concurrency bound with each check's timeout, counts rise/fall, and tells the
 catalog each result. The catalog publishes a snapshot only when a status
 changes, so a steady fleet of checks costs no snapshots and no SQLite writes.
 
-Must never block the event loop (every probe is async; exec runs a subprocess)
-and never leave a task, process or connection behind after `stop()`.
+A check never stops checking: whatever a probe raises (EMFILE, a bug) is that
+run's critical result, with the error as output, and any other failure of a
+check's loop is logged once and retried. Must never block the event loop (every
+probe is async; exec runs a subprocess) and never leave a task, process or
+connection behind after `stop()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from registry.errors import NotFoundError
 from registry.health import ttl
 from registry.health.exec import probe_exec
 from registry.health.http import HttpProber
+from registry.health.orphans import OrphanReaper
 from registry.health.outcome import Outcome, truncate
 from registry.health.risefall import RiseFall
 from registry.health.systemd import probe_systemd
@@ -40,6 +46,14 @@ Observer = Callable[[str, float, float], None]
 # they were set for; a deadline this close counts as reached, and every sleep runs
 # this much past its deadline, or the loop would spin on zero-length sleeps.
 _CLOCK_SLACK = 0.002
+# No check runs more often than this, whatever its spec says: the schema refuses
+# shorter intervals, and a spec that reached the runner another way is held to it.
+MIN_INTERVAL = 1.0
+# The output of an exec check that did not come from a file, while the config does not allow it.
+EXEC_NOT_ALLOWED = (
+    "exec check not run: exec checks run from files in services_dir, and from the API only with "
+    "health.exec_from_api: true and http.token; this one came from {source}"
+)
 
 
 @dataclass(eq=False)
@@ -57,6 +71,10 @@ class _Check:
     # is a change, and changes are applied together in one snapshot.
     told: Status | None = None
     runs: int = 0
+    # Set while the probe or the loop keeps failing, so that each failure is logged
+    # once when it starts, not once a run.
+    probe_failing: bool = False
+    loop_failing: bool = False
     task: "asyncio.Task[None] | None" = None
 
     def deregister_at(self) -> float | None:
@@ -66,10 +84,27 @@ class _Check:
 
 
 class HealthRunner:
-    def __init__(self, catalog: Catalog, concurrency: int = 256, observer: Observer | None = None) -> None:
+    """Runs the checks of this node's instances.
+
+    Exec checks run when they come from a file, and from the API only while
+    `exec_from_api` is true; it may be changed at any time (a config reload). `reap_orphans` is for a
+    process that is a child subreaper (the daemon): every child not started by a
+    probe is killed and reaped.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        concurrency: int = 256,
+        observer: Observer | None = None,
+        exec_from_api: bool = False,
+        reap_orphans: bool = False,
+    ) -> None:
         self.catalog = catalog
         self.concurrency = concurrency
         self.observer = observer
+        self.exec_from_api = exec_from_api
+        self._reaper = OrphanReaper() if reap_orphans else None
         self._slots = asyncio.Semaphore(concurrency)
         self._http = HttpProber(concurrency)
         self._checks: dict[Key, dict[str, _Check]] = {}
@@ -81,11 +116,14 @@ class HealthRunner:
         # under many checks) become one snapshot instead of one each.
         self._pending: list[tuple[_Check, CheckState, float, float]] = []
         self._flush_scheduled = False
+        self._flush_failing = False
 
     # -- life cycle ------------------------------------------------------
 
     async def start(self) -> None:
         await self._http.open()
+        if self._reaper is not None:
+            self._reaper.start()
         self._running = True
         if not self._subscribed:
             self.catalog.subscribe(self._on_swap)
@@ -102,6 +140,8 @@ class HealthRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._http.close()
+        if self._reaper is not None:
+            await self._reaper.stop()
 
     def scheduled(self) -> int:
         """How many checks are scheduled (status, tests, the benchmark)."""
@@ -169,21 +209,33 @@ class HealthRunner:
     # -- running one check -----------------------------------------------
 
     async def _loop(self, check: _Check) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                now = loop.time() + _CLOCK_SLACK
-                deregister_at = check.deregister_at()
-                if deregister_at is not None and now >= deregister_at:
-                    self._deregister(check)
+        """Run `check` until it is cancelled or its instance deregistered; nothing else ends it."""
+        while True:
+            try:
+                if await self._step(check):
                     return
-                if check.due is not None and now >= check.due:
-                    await self._fire(check)
-                    continue
-                wake_at = min((t for t in (check.due, deregister_at) if t is not None), default=math.inf)
-                await self._wait(check, wake_at - now + 2 * _CLOCK_SLACK)
-        except Exception:  # a bug in one check must not silently stop the others
-            log.exception("health check %s stopped", check.spec.id)
+            except Exception:  # a failed catalog write, a bug: retried, never the end of the check
+                if not check.loop_failing:
+                    log.exception("health check %s failed; retrying every %gs", check.spec.id, MIN_INTERVAL)
+                    check.loop_failing = True
+                await asyncio.sleep(MIN_INTERVAL)
+                continue
+            check.loop_failing = False
+
+    async def _step(self, check: _Check) -> bool:
+        """Deregister, run the probe or wait, whichever is due; True once the instance is deregistered."""
+        loop = asyncio.get_running_loop()
+        now = loop.time() + _CLOCK_SLACK
+        deregister_at = check.deregister_at()
+        if deregister_at is not None and now >= deregister_at:
+            self._deregister(check)
+            return True
+        if check.due is not None and now >= check.due:
+            await self._fire(check)
+            return False
+        wake_at = min((t for t in (check.due, deregister_at) if t is not None), default=math.inf)
+        await self._wait(check, wake_at - now + 2 * _CLOCK_SLACK)
+        return False
 
     async def _wait(self, check: _Check, delay: float) -> None:
         if check.spec.kind is not CheckKind.TTL:
@@ -207,23 +259,61 @@ class HealthRunner:
             # The timeout starts once a slot is held: waiting for the bound is
             # the checker's delay, not the service's.
             started, clock = loop.time(), time.perf_counter()
-            try:
-                async with asyncio.timeout(spec.timeout):
-                    outcome = await self._probe(spec)
-            except TimeoutError:
-                outcome = Outcome(Status.CRITICAL, f"{spec.kind.value} check {spec.id}: timed out after {spec.timeout:g}s")
+            outcome = await self._outcome(check)
         duration = time.perf_counter() - clock
         check.runs += 1
         # Jitter: the second run lands anywhere in the first interval, which spreads
         # a burst of registrations (daemon start) evenly; later runs start 90-100%
         # of an interval after the previous start, so a change is still seen within
-        # interval + timeout.
+        # interval + timeout. Never sooner than MIN_INTERVAL, whatever the spec says.
         spread = (0.0, 1.0) if check.runs == 1 else (0.9, 1.0)
-        check.due = started + spec.interval * random.uniform(*spread)
+        check.due = started + max(MIN_INTERVAL, spec.interval * random.uniform(*spread))
         self._pending.append((check, self._result(check, outcome, counted=True), started, duration))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
+
+    async def _outcome(self, check: _Check) -> Outcome:
+        """One probe run, bounded by the check's timeout; every way it can fail is a critical outcome."""
+        spec = check.spec
+        if spec.kind is CheckKind.EXEC and not self._may_exec(check.instance):
+            return Outcome(Status.CRITICAL, EXEC_NOT_ALLOWED.format(source=check.instance.source))
+        try:
+            async with asyncio.timeout(spec.timeout) as deadline:
+                outcome = await self._probe(spec)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                return self._probe_failed(check, exc)  # the probe's own timeout, not the check's
+            return Outcome(Status.CRITICAL, f"{spec.kind.value} check {spec.id}: timed out after {spec.timeout:g}s")
+        except Exception as exc:  # EMFILE, ENOMEM, a bug: this run's result, never the end of the check
+            return self._probe_failed(check, exc)
+        finally:
+            if self._reaper is not None and spec.kind in (CheckKind.EXEC, CheckKind.SYSTEMD):
+                self._reaper.nudge()
+        check.probe_failing = False
+        return outcome
+
+    def _may_exec(self, instance: Instance) -> bool:
+        """Files always; the API only while allowed; any other source (the cluster) never.
+
+        Checked at every run rather than at registration, so that registrations
+        restored from SQLite and a reload that withdraws the permission are covered.
+        """
+        if instance.source.startswith("file:"):
+            return True
+        return instance.source == "api" and self.exec_from_api
+
+    def _probe_failed(self, check: _Check, exc: Exception) -> Outcome:
+        spec = check.spec
+        if not check.probe_failing:
+            # Once per episode: a daemon out of descriptors fails every check every run.
+            log.warning(
+                "health probe failed; the check is critical and goes on",
+                extra={"check": spec.id, "kind": spec.kind.value, "error": describe_error(exc)},
+                exc_info=not isinstance(exc, OSError),
+            )
+            check.probe_failing = True
+        return Outcome(Status.CRITICAL, truncate(f"{spec.kind.value} check {spec.id} failed: {describe_error(exc)}"))
 
     def _probe(self, spec: CheckSpec) -> Awaitable[Outcome]:
         if spec.kind is CheckKind.TCP:
@@ -239,10 +329,10 @@ class HealthRunner:
         if counted:
             status = check.counter.feed(outcome.status)
             pending = check.counter.progress(outcome.status)
-            output = truncate(f"{outcome.output} ({pending})") if pending else outcome.output
+            output = truncate(f"{outcome.output} ({pending})" if pending else outcome.output)
         else:
             status = check.counter.current = outcome.status
-            output = outcome.output
+            output = truncate(outcome.output)
         if status is Status.CRITICAL:
             if check.critical_since is None:
                 check.critical_since = asyncio.get_running_loop().time()
@@ -262,9 +352,16 @@ class HealthRunner:
             return
         # One batch: the status changes become one snapshot, and a pass that only
         # refreshed outputs publishes none (a batch without a change publishes nothing).
-        with self.catalog.batch():
-            for check, state, _, _ in pending:
-                self._tell(check, state)
+        try:
+            with self.catalog.batch():
+                for check, state, _, _ in pending:
+                    self._tell(check, state)
+        except Exception:  # a failed write (full disk): the next results are told again
+            if not self._flush_failing:
+                log.exception("recording health results failed; checks go on and retry with their next results")
+                self._flush_failing = True
+            return
+        self._flush_failing = False
         if self.observer is not None:
             for check, _, started, duration in pending:
                 self.observer(check.spec.id, started, duration)
@@ -291,6 +388,14 @@ class HealthRunner:
         if entry is None:
             raise NotFoundError("instance", instance.id)
         return entry
+
+
+def describe_error(exc: BaseException) -> str:
+    """`Too many open files (EMFILE)` for an OSError, `ValueError: ...` for anything else."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{exc.strerror or os.strerror(exc.errno)} ({name})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _known_status(entry: Entry | None, check_id: str) -> Status | None:

@@ -13,7 +13,8 @@ from registry.model import CheckSpec, Status
 
 async def probe_systemd(spec: CheckSpec) -> Outcome:
     try:
-        code, output = await run_command(("systemctl", "is-active", spec.target))
+        # `--`: a unit name is never read as an option (`--host=...` would reach another machine).
+        code, output = await run_command(("systemctl", "is-active", "--", spec.target))
     except OSError as exc:
         return Outcome(Status.CRITICAL, f"cannot run systemctl: {exc.strerror or exc}")
     state = output or f"exit code {code}"

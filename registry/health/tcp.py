@@ -52,15 +52,23 @@ async def probe_tcp(spec: CheckSpec) -> Outcome:
         family, address = await _resolve(host, port)
     except OSError as exc:
         return Outcome(Status.CRITICAL, f"TCP {spec.target}: cannot resolve {host}: {exc}")
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Creating the socket fails too (EMFILE when the daemon is out of descriptors):
+        # that is this check's critical result like any failed connect.
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        return Outcome(Status.CRITICAL, f"TCP {spec.target}: cannot open a socket: {_reason(exc)}")
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         await asyncio.get_running_loop().sock_connect(sock, address)
     except OSError as exc:
-        # asyncio words every failure "Connect call failed"; the errno says what happened.
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        return Outcome(Status.CRITICAL, f"TCP connect {spec.target}: {reason}")
+        return Outcome(Status.CRITICAL, f"TCP connect {spec.target}: {_reason(exc)}")
     finally:
         sock.close()
     return Outcome(Status.PASSING, f"TCP connect {spec.target}: success")
+
+
+def _reason(exc: OSError) -> str:
+    # asyncio words every connect failure "Connect call failed"; the errno says what happened.
+    return os.strerror(exc.errno) if exc.errno else str(exc)

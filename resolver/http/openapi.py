@@ -71,6 +71,7 @@ KEY = _path_param("key", "config key")
 NODE = _path_param("node", "node name")
 WRITE_ERRORS = {"401": _error("a token is configured and the request has no valid bearer token")}
 INVALID = {"400": _error("invalid JSON or a field at fault (`problems` names it)")}
+EXEC_REFUSED = {"403": _error("an exec check, and the config does not set health.exec_from_api: true with http.token (`exec_not_allowed`)")}
 CONFIG_BODY = {
     "required": True,
     "content": {
@@ -130,6 +131,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "201": _json(_ref("Instance"), "registered"),
             "200": _json(_ref("Instance"), "replaced an instance registered through the API"),
             **INVALID,
+            **EXEC_REFUSED,
             "409": _error("refused: a conflict rule or an instance in the way (`rule`, `reason`, `incumbent`), or the id is owned by a file"),
             **WRITE_ERRORS,
         },
@@ -149,6 +151,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "responses": {
             "200": _json(_ref("Instance"), "replaced"),
             **INVALID,
+            **EXEC_REFUSED,
             "404": _error("no such instance"),
             "409": _error("owned by a file (`file`), or a conflict"),
             **WRITE_ERRORS,

@@ -15,8 +15,9 @@ from aiohttp import web
 
 from registry.catalog import Snapshot
 from registry.errors import ConflictError, DuplicateIdError, NotFoundError, ValidationError
-from registry.model import Entry, Status
+from registry.model import CheckKind, Entry, Instance, Status
 from registry.schema import parse_registration
+from resolver.config import Config
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_string, read_object, required_string
 from resolver.http.errors import ApiError, bad_request
@@ -133,13 +134,33 @@ async def service_feedback(request: web.Request) -> web.Response:
     return json_response({"id": instance_id, "node": node, "active": active}, snapshot)
 
 
+def require_exec_allowed(instance: Instance, config: Config) -> None:
+    """403 for an exec check unless the config allows them from the API (with a token).
+
+    Exec checks run commands as the daemon. Without a token any local user can
+    reach the API, so by default they come only from files in services_dir, which
+    only whoever may write that directory can add (Consul's script checks were
+    abused in the wild the other way).
+    """
+    execs = [n for n, check in enumerate(instance.checks) if check.kind is CheckKind.EXEC]
+    if not execs or (config.health.exec_from_api and config.http.token is not None):
+        return
+    raise ApiError(
+        403, "exec_not_allowed",
+        "exec checks run commands as the daemon, so they come from files in services_dir; the API accepts "
+        "them only when the daemon's config sets health.exec_from_api: true and http.token",
+        field=f"checks[{execs[0]}].exec",
+    )
+
+
 async def register(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await read_object(request)
     try:
         instance = parse_registration(body, state.defaults)
+        require_exec_allowed(instance, state.config)
         entry, created = state.catalog.register(instance)
-    except (ValidationError, ConflictError, DuplicateIdError):
+    except (ValidationError, ConflictError, DuplicateIdError, ApiError):
         REJECTIONS.labels("api").inc()
         raise
     REGISTRATIONS.labels("api").inc()
@@ -154,8 +175,9 @@ async def replace(request: web.Request) -> web.Response:
         raise bad_request("id", f"does not match the id in the path ({instance_id!r})")
     try:
         instance = parse_registration({**body, "id": instance_id}, state.defaults)
+        require_exec_allowed(instance, state.config)
         entry = state.catalog.update(instance)
-    except (ValidationError, ConflictError, DuplicateIdError):
+    except (ValidationError, ConflictError, DuplicateIdError, ApiError):
         REJECTIONS.labels("api").inc()
         raise
     REGISTRATIONS.labels("api").inc()
