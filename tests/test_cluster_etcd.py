@@ -25,6 +25,7 @@ from registry.cluster.etcd import (
     Endpoint,
     LeaseNotFound,
     Put,
+    RangeTooLarge,
     Skipped,
     Unavailable,
     ValueTooLarge,
@@ -141,6 +142,13 @@ def test_range_and_apply_page_through_more_than_etcd_takes_at_once(etcd: EtcdSer
             assert [i.key for i in result.items] == [f"{prefix}{n:05}" for n in range(count)]
             # Every page was read at the revision of the first one.
             assert result.revision >= max(i.mod_revision for i in result.items)
+            bounded = EtcdClient([etcd.endpoint], max_keys=count - 1)
+            try:
+                with pytest.raises(RangeTooLarge) as caught:
+                    await bounded.range_prefix(prefix)
+                assert (caught.value.prefix, caught.value.limit) == (prefix, count - 1)
+            finally:
+                await bounded.close()
         finally:
             await client.close()
 

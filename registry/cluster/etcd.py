@@ -46,6 +46,9 @@ RANGE_PAGE = 512
 # A gRPC message is refused above this size: a range page or a watch response that
 # would need more is read again in smaller pieces (range) or resynced (watch).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# A range holding more keys than this is refused rather than held (fleet mode
+# aims at 100,000 instances).
+MAX_KEYS = 1_000_000
 # etcd refuses client pings more often than --grpc-keepalive-min-time (5s by default).
 KEEPALIVE_PING = 10.0
 
@@ -81,6 +84,15 @@ class RequestRefused(EtcdError):
         self.code = code
         self.detail = detail
         super().__init__(f"etcd refused {operation}: {code}: {detail}")
+
+
+class RangeTooLarge(EtcdError):
+    """More keys under `prefix` than we agree to hold in memory."""
+
+    def __init__(self, prefix: str, limit: int) -> None:
+        self.prefix = prefix
+        self.limit = limit
+        super().__init__(f"more than {limit} keys under {prefix!r}")
 
 
 class LeaseNotFound(EtcdError):
@@ -304,6 +316,7 @@ class EtcdClient:
         max_txn_ops: int = MAX_TXN_OPS,
         keepalive_ping: float = KEEPALIVE_PING,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_keys: int = MAX_KEYS,
     ) -> None:
         if not endpoints:
             raise BadEndpoint("", "at least one endpoint is needed")
@@ -312,6 +325,7 @@ class EtcdClient:
         self.max_value_bytes = max_value_bytes
         self.max_txn_ops = max_txn_ops
         self.max_message_bytes = max_message_bytes
+        self.max_keys = max_keys
         self._options = {
             "grpc.max_receive_message_length": max_message_bytes,
             "grpc.max_send_message_length": max_message_bytes,
@@ -363,8 +377,9 @@ class EtcdClient:
         """Move to the next endpoint, unless another call already moved past `generation`."""
         if generation != self._generation or self._client is None:
             return
-        await self._drop_client()
+        # Move first: a call starting while the old channel closes goes to the new endpoint.
         self._current = (self._current + 1) % len(self.endpoints)
+        await self._drop_client()
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -412,7 +427,9 @@ class EtcdClient:
     async def refresh(self, lease: Lease) -> int:
         """One keep-alive: the TTL left, or LeaseNotFound when the lease is gone."""
         reply = await self._call("lease keep-alive", lambda c: c.refresh_lease(lease.id))
-        ttl = int(reply.TTL) if reply is not None else 0
+        if reply is None:  # the stream closed without a word: a connection problem, not a verdict
+            raise Unavailable("lease keep-alive", self._names(), (f"{self.endpoint}: no reply",))
+        ttl = int(reply.TTL)
         if ttl <= 0:
             self._forget_lease(lease.id)
             raise LeaseNotFound(lease.id)
@@ -533,11 +550,15 @@ class EtcdClient:
                 if page is None:
                     raise RequestRefused("range", "RESOURCE_EXHAUSTED", "one key alone is over the message limit")
                 revision = revision or int(page.header.revision)
-                kv = page.kvs[0]
-                skipped.append(Skipped(_decode_key(kv.key)[0], "value over the message limit", kv.mod_revision))
-                start = kv.key + b"\0"
-                continue
+                for kv in page.kvs:
+                    skipped.append(Skipped(_decode_key(kv.key)[0], "value over the message limit", kv.mod_revision))
+                    start = kv.key + b"\0"
+                if page.kvs:
+                    continue
+                return RangeResult(revision, tuple(items), tuple(skipped))
             revision = revision or int(page.header.revision)
+            if len(items) + len(skipped) + len(page.kvs) > self.max_keys:
+                raise RangeTooLarge(prefix, self.max_keys)
             for kv in page.kvs:
                 key, problem = _decode_key(kv.key)
                 if problem is None and len(kv.value) > self.max_value_bytes:
