@@ -9,7 +9,6 @@ killed by its PID at teardown whatever the test did to it.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.resources
 import shutil
 import signal
@@ -19,11 +18,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Awaitable, Iterator, TypeVar
+from typing import Iterator
 
 import pytest
 
-T = TypeVar("T")
 START_TIMEOUT = 20.0
 
 
@@ -43,15 +41,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    """Run one test's coroutine on a fresh loop, bounded so a hang fails instead of stalling."""
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(bounded())
 
 
 class EtcdServer:
@@ -164,7 +153,7 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
 
 
 @pytest.fixture
-def prefix(request: pytest.FixtureRequest) -> str:
+def etcd_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix no other test in the module writes under."""
     return f"/t/{request.node.name}/"
 

@@ -13,7 +13,8 @@ from typing import Awaitable, Callable
 
 import aetcd
 import pytest
-from etcdkit import EtcdFactory, EtcdServer, run
+from etcdkit import EtcdFactory, EtcdServer
+from healthkit import run
 
 from registry.cluster.etcd import (
     MAX_TXN_OPS,
@@ -111,15 +112,15 @@ def test_a_client_needs_an_endpoint() -> None:
         EtcdClient([])
 
 
-def test_range_returns_the_prefix_at_one_revision(etcd: EtcdServer, prefix: str) -> None:
+def test_range_returns_the_prefix_at_one_revision(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         try:
-            await client.apply([Write(prefix + "b", b"2"), Write(prefix + "a", b"1")])
+            await client.apply([Write(etcd_prefix + "b", b"2"), Write(etcd_prefix + "a", b"1")])
             # A sibling that shares the prefix's text but not its slash stays out.
-            await client.put_if_changed(prefix.rstrip("/") + "x", b"outside")
-            result = await client.range_prefix(prefix)
-            assert [(i.key, i.value) for i in result.items] == [(prefix + "a", b"1"), (prefix + "b", b"2")]
+            await client.put_if_changed(etcd_prefix.rstrip("/") + "x", b"outside")
+            result = await client.range_prefix(etcd_prefix)
+            assert [(i.key, i.value) for i in result.items] == [(etcd_prefix + "a", b"1"), (etcd_prefix + "b", b"2")]
             assert result.skipped == ()
             latest = (await client.range_prefix("/")).revision
             assert result.revision == latest == max(i.mod_revision for i in result.items) + 1
@@ -129,24 +130,24 @@ def test_range_returns_the_prefix_at_one_revision(etcd: EtcdServer, prefix: str)
     run(main())
 
 
-def test_range_and_apply_page_through_more_than_etcd_takes_at_once(etcd: EtcdServer, prefix: str) -> None:
+def test_range_and_apply_page_through_more_than_etcd_takes_at_once(etcd: EtcdServer, etcd_prefix: str) -> None:
     count = 2 * RANGE_PAGE + 7  # more pages than one, and more ops than one txn takes
     assert count > MAX_TXN_OPS
 
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         try:
-            sent = await client.apply([Write(f"{prefix}{n:05}", b"%d" % n) for n in range(count)])
+            sent = await client.apply([Write(f"{etcd_prefix}{n:05}", b"%d" % n) for n in range(count)])
             assert sent == count
-            result = await client.range_prefix(prefix)
-            assert [i.key for i in result.items] == [f"{prefix}{n:05}" for n in range(count)]
+            result = await client.range_prefix(etcd_prefix)
+            assert [i.key for i in result.items] == [f"{etcd_prefix}{n:05}" for n in range(count)]
             # Every page was read at the revision of the first one.
             assert result.revision >= max(i.mod_revision for i in result.items)
             bounded = EtcdClient([etcd.endpoint], max_keys=count - 1)
             try:
                 with pytest.raises(RangeTooLarge) as caught:
-                    await bounded.range_prefix(prefix)
-                assert (caught.value.prefix, caught.value.limit) == (prefix, count - 1)
+                    await bounded.range_prefix(etcd_prefix)
+                assert (caught.value.prefix, caught.value.limit) == (etcd_prefix, count - 1)
             finally:
                 await bounded.close()
         finally:
@@ -155,15 +156,15 @@ def test_range_and_apply_page_through_more_than_etcd_takes_at_once(etcd: EtcdSer
     run(main())
 
 
-def test_put_if_changed_writes_only_changes(etcd: EtcdServer, prefix: str) -> None:
+def test_put_if_changed_writes_only_changes(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
-        key = prefix + "k"
+        key = etcd_prefix + "k"
         try:
             assert await client.put_if_changed(key, b"one") is True
-            first = (await client.range_prefix(prefix)).items[0].mod_revision
+            first = (await client.range_prefix(etcd_prefix)).items[0].mod_revision
             assert await client.put_if_changed(key, b"one") is False
-            assert (await client.range_prefix(prefix)).items[0].mod_revision == first
+            assert (await client.range_prefix(etcd_prefix)).items[0].mod_revision == first
             assert await client.put_if_changed(key, b"two") is True
             lease = await client.grant_lease(30)
             assert await client.put_if_changed(key, b"two", lease) is True  # same value, now leased
@@ -177,23 +178,28 @@ def test_put_if_changed_writes_only_changes(etcd: EtcdServer, prefix: str) -> No
     run(main())
 
 
-def test_a_batch_is_one_transaction_with_puts_and_deletes(etcd: EtcdServer, prefix: str) -> None:
+def test_a_batch_is_one_transaction_with_puts_and_deletes(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         try:
             lease = await client.grant_lease(30)
-            await client.apply([Write(prefix + "gone", b"x"), Write(prefix + "kept", b"1")])
+            await client.apply([Write(etcd_prefix + "gone", b"x"), Write(etcd_prefix + "kept", b"1")])
             sent = await client.apply(
-                [Write(prefix + "kept", b"1"), Write(prefix + "leased", b"2", lease), Write(prefix + "plain", b"3")],
-                deletes=[prefix + "gone"],
+                [
+                    Write(etcd_prefix + "kept", b"1"),
+                    Write(etcd_prefix + "leased", b"2", lease),
+                    Write(etcd_prefix + "plain", b"3"),
+                ],
+                deletes=[etcd_prefix + "gone"],
             )
             assert sent == 3  # "kept" was unchanged
-            items = (await client.range_prefix(prefix)).items
-            assert [i.key for i in items] == [prefix + "kept", prefix + "leased", prefix + "plain"]
+            items = (await client.range_prefix(etcd_prefix)).items
+            assert [i.key for i in items] == [etcd_prefix + "kept", etcd_prefix + "leased", etcd_prefix + "plain"]
             revisions = {i.key: i.mod_revision for i in items}
-            assert revisions[prefix + "leased"] == revisions[prefix + "plain"] > revisions[prefix + "kept"]
+            leased, plain, kept = (revisions[etcd_prefix + name] for name in ("leased", "plain", "kept"))
+            assert leased == plain > kept
             with pytest.raises(ValueError):
-                await client.apply([Write(prefix + "x", b"1")], deletes=[prefix + "x"])
+                await client.apply([Write(etcd_prefix + "x", b"1")], deletes=[etcd_prefix + "x"])
             await client.revoke(lease)
         finally:
             await client.close()
@@ -201,36 +207,36 @@ def test_a_batch_is_one_transaction_with_puts_and_deletes(etcd: EtcdServer, pref
     run(main())
 
 
-def test_a_write_too_large_for_other_nodes_is_refused_before_sending(etcd: EtcdServer, prefix: str) -> None:
+def test_a_write_too_large_for_other_nodes_is_refused_before_sending(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint], max_value_bytes=1024)
         try:
             with pytest.raises(ValueTooLarge) as caught:
-                await client.apply([Write(prefix + "small", b"ok"), Write(prefix + "big", b"x" * 1025)])
-            assert (caught.value.key, caught.value.size, caught.value.limit) == (prefix + "big", 1025, 1024)
-            assert await keys_under(client, prefix) == {}
+                await client.apply([Write(etcd_prefix + "small", b"ok"), Write(etcd_prefix + "big", b"x" * 1025)])
+            assert (caught.value.key, caught.value.size, caught.value.limit) == (etcd_prefix + "big", 1025, 1024)
+            assert await keys_under(client, etcd_prefix) == {}
         finally:
             await client.close()
 
     run(main())
 
 
-def test_hostile_keys_and_values_are_skipped_unread(etcd: EtcdServer, prefix: str) -> None:
+def test_hostile_keys_and_values_are_skipped_unread(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint], max_value_bytes=1024)
         other = other_node(etcd)
         try:
-            start = (await client.range_prefix(prefix)).revision + 1
-            await other.put((prefix + "ok").encode(), b"fine")
-            await other.put((prefix + "big").encode(), b"x" * 2000)
-            await other.put(prefix.encode() + b"\xff\xfe", b"fine")
-            await other.put((prefix + "k" * 1100).encode(), b"fine")
-            result = await client.range_prefix(prefix)
-            assert [i.key for i in result.items] == [prefix + "ok"]
-            reasons = {s.key[len(prefix):len(prefix) + 3]: s.reason for s in result.skipped}
+            start = (await client.range_prefix(etcd_prefix)).revision + 1
+            await other.put((etcd_prefix + "ok").encode(), b"fine")
+            await other.put((etcd_prefix + "big").encode(), b"x" * 2000)
+            await other.put(etcd_prefix.encode() + b"\xff\xfe", b"fine")
+            await other.put((etcd_prefix + "k" * 1100).encode(), b"fine")
+            result = await client.range_prefix(etcd_prefix)
+            assert [i.key for i in result.items] == [etcd_prefix + "ok"]
+            reasons = {s.key[len(etcd_prefix):len(etcd_prefix) + 3]: s.reason for s in result.skipped}
             assert set(reasons) == {"big", "\\xf", "kkk"}
             assert "2000 bytes" in reasons["big"] and "UTF-8" in reasons["\\xf"] and "over 1024" in reasons["kkk"]
-            async with client.watch_prefix(prefix, start) as watch:
+            async with client.watch_prefix(etcd_prefix, start) as watch:
                 events = [e for b in await collect(watch, 4) for e in b.events]
             assert [type(e) for e in events] == [Put, Skipped, Skipped, Skipped]
         finally:
@@ -240,27 +246,29 @@ def test_hostile_keys_and_values_are_skipped_unread(etcd: EtcdServer, prefix: st
     run(main())
 
 
-def test_values_past_the_message_limit_are_paged_skipped_or_resynced(etcd: EtcdServer, prefix: str) -> None:
+def test_values_past_the_message_limit_are_paged_skipped_or_resynced(etcd: EtcdServer, etcd_prefix: str) -> None:
     limit = 256 * 1024
 
     async def main() -> None:
         client = EtcdClient([etcd.endpoint], max_message_bytes=limit)
         other = other_node(etcd)
         try:
-            start = (await client.range_prefix(prefix)).revision + 1
+            start = (await client.range_prefix(etcd_prefix)).revision + 1
             for n in range(20):  # 600 KiB in all: more than one message holds
-                await other.put(f"{prefix}{n:02}".encode(), b"v" * 30_000)
-            await other.put((prefix + "huge").encode(), b"h" * 300_000)  # over the limit alone
-            result = await client.range_prefix(prefix)
-            assert [i.key for i in result.items] == [f"{prefix}{n:02}" for n in range(20)]
-            assert [(s.key, s.reason) for s in result.skipped] == [(prefix + "huge", "value over the message limit")]
+                await other.put(f"{etcd_prefix}{n:02}".encode(), b"v" * 30_000)
+            await other.put((etcd_prefix + "huge").encode(), b"h" * 300_000)  # over the limit alone
+            result = await client.range_prefix(etcd_prefix)
+            assert [i.key for i in result.items] == [f"{etcd_prefix}{n:02}" for n in range(20)]
+            assert [(s.key, s.reason) for s in result.skipped] == [
+                (etcd_prefix + "huge", "value over the message limit")
+            ]
             # A watch response that big cannot be read: the caller must read the prefix instead.
             with pytest.raises(WatchOverflow) as caught:
-                async with client.watch_prefix(prefix, start) as watch:
+                async with client.watch_prefix(etcd_prefix, start) as watch:
                     await collect(watch, 21)
             assert caught.value.limit == limit
-            async with client.watch_prefix(prefix, result.revision + 1) as watch:
-                await other.put((prefix + "00").encode(), b"small")
+            async with client.watch_prefix(etcd_prefix, result.revision + 1) as watch:
+                await other.put((etcd_prefix + "00").encode(), b"small")
                 events = [e for b in await collect(watch, 1) for e in b.events]
             assert isinstance(events[0], Put) and events[0].value == b"small"
         finally:
@@ -270,24 +278,26 @@ def test_values_past_the_message_limit_are_paged_skipped_or_resynced(etcd: EtcdS
     run(main())
 
 
-def test_watch_sees_puts_and_deletes_in_order(etcd: EtcdServer, prefix: str) -> None:
+def test_watch_sees_puts_and_deletes_in_order(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         try:
-            await client.put_if_changed(prefix + "before", b"0")
-            start = (await client.range_prefix(prefix)).revision + 1
-            async with client.watch_prefix(prefix, start) as watch:
-                await client.put_if_changed(prefix + "a", b"1")
-                await client.apply([Write(prefix + "b", b"2"), Write(prefix + "c", b"3")], deletes=[prefix + "before"])
-                await client.apply([], deletes=[prefix + "a"])
+            await client.put_if_changed(etcd_prefix + "before", b"0")
+            start = (await client.range_prefix(etcd_prefix)).revision + 1
+            async with client.watch_prefix(etcd_prefix, start) as watch:
+                await client.put_if_changed(etcd_prefix + "a", b"1")
+                await client.apply(
+                    [Write(etcd_prefix + "b", b"2"), Write(etcd_prefix + "c", b"3")], deletes=[etcd_prefix + "before"]
+                )
+                await client.apply([], deletes=[etcd_prefix + "a"])
                 batches = await collect(watch, 5)
             events: list[WatchEvent] = [e for b in batches for e in b.events]
             assert [(type(e), e.key) for e in events] == [
-                (Put, prefix + "a"),
-                (Put, prefix + "b"),
-                (Put, prefix + "c"),
-                (Delete, prefix + "before"),
-                (Delete, prefix + "a"),
+                (Put, etcd_prefix + "a"),
+                (Put, etcd_prefix + "b"),
+                (Put, etcd_prefix + "c"),
+                (Delete, etcd_prefix + "before"),
+                (Delete, etcd_prefix + "a"),
             ]
             assert isinstance(events[0], Put) and events[0].value == b"1"
             # The transaction's three events share a revision and arrive in one batch.
@@ -300,15 +310,32 @@ def test_watch_sees_puts_and_deletes_in_order(etcd: EtcdServer, prefix: str) -> 
     run(main())
 
 
-def test_watch_from_an_old_revision_replays_history(etcd: EtcdServer, prefix: str) -> None:
+def test_a_response_etcd_cuts_into_fragments_arrives_as_one_batch(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         try:
-            await client.put_if_changed(prefix + "a", b"1")
-            first = (await client.range_prefix(prefix)).revision
-            await client.put_if_changed(prefix + "a", b"2")
-            await client.apply([], deletes=[prefix + "a"])
-            async with client.watch_prefix(prefix, first) as watch:
+            start = (await client.range_prefix(etcd_prefix)).revision + 1
+            # 2.7 MB: over etcd's fragment size (--max-request-bytes + 512 KiB of gRPC overhead)
+            for n in range(45):
+                await client.put_if_changed(f"{etcd_prefix}{n:02}", b"v" * 60_000)
+            async with client.watch_prefix(etcd_prefix, start) as watch:
+                batches = await collect(watch, 45)
+            assert [len(b.events) for b in batches] == [45]
+        finally:
+            await client.close()
+
+    run(main())
+
+
+def test_watch_from_an_old_revision_replays_history(etcd: EtcdServer, etcd_prefix: str) -> None:
+    async def main() -> None:
+        client = EtcdClient([etcd.endpoint])
+        try:
+            await client.put_if_changed(etcd_prefix + "a", b"1")
+            first = (await client.range_prefix(etcd_prefix)).revision
+            await client.put_if_changed(etcd_prefix + "a", b"2")
+            await client.apply([], deletes=[etcd_prefix + "a"])
+            async with client.watch_prefix(etcd_prefix, first) as watch:
                 events = [e for b in await collect(watch, 3) for e in b.events]
             assert [type(e) for e in events] == [Put, Put, Delete]
             assert [e.value for e in events if isinstance(e, Put)] == [b"1", b"2"]
@@ -345,7 +372,7 @@ def test_a_compacted_start_revision_raises_compacted(start_etcd: EtcdFactory) ->
     run(main())
 
 
-def test_lease_expiry_removes_leased_keys_and_keep_alive_holds_them(etcd: EtcdServer, prefix: str) -> None:
+def test_lease_expiry_removes_leased_keys_and_keep_alive_holds_them(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         try:
@@ -354,18 +381,22 @@ def test_lease_expiry_removes_leased_keys_and_keep_alive_holds_them(etcd: EtcdSe
             assert held.ttl == dropped.ttl == 1
             keepalive = client.keep_alive(held)
             await client.apply(
-                [Write(prefix + "held", b"h", held), Write(prefix + "dropped", b"d", dropped), Write(prefix + "plain", b"p")]
+                [
+                    Write(etcd_prefix + "held", b"h", held),
+                    Write(etcd_prefix + "dropped", b"d", dropped),
+                    Write(etcd_prefix + "plain", b"p"),
+                ]
             )
             took = await eventually(
-                lambda: _absent(client, prefix + "dropped"), 1 + SLACK, "the unrefreshed lease to expire"
+                lambda: _absent(client, etcd_prefix + "dropped"), 1 + SLACK, "the unrefreshed lease to expire"
             )
             assert took > 0.5  # not deleted at once: it lived out (most of) its TTL
             # Written in the same transaction, so "held" has outlived its TTL too: refreshed.
-            assert set(await keys_under(client, prefix)) == {prefix + "held", prefix + "plain"}
+            assert set(await keys_under(client, etcd_prefix)) == {etcd_prefix + "held", etcd_prefix + "plain"}
             assert keepalive.loss is None
             # Writing with the expired lease says so.
             with pytest.raises(LeaseNotFound) as caught:
-                await client.put_if_changed(prefix + "late", b"x", dropped)
+                await client.put_if_changed(etcd_prefix + "late", b"x", dropped)
             assert caught.value.lease_id == dropped.id
             await client.revoke(held)
             assert (await keepalive.lost()).stopped
@@ -376,22 +407,21 @@ def test_lease_expiry_removes_leased_keys_and_keep_alive_holds_them(etcd: EtcdSe
 
 
 async def _absent(client: EtcdClient, key: str) -> bool:
-    prefix = key.rsplit("/", 1)[0] + "/"
-    return key not in await keys_under(client, prefix)
+    return key not in await keys_under(client, key.rsplit("/", 1)[0] + "/")
 
 
-def test_revoke_removes_leased_keys_at_once(etcd: EtcdServer, prefix: str) -> None:
+def test_revoke_removes_leased_keys_at_once(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         try:
             lease = await client.grant_lease(60)
-            await client.apply([Write(prefix + "a", b"1", lease), Write(prefix + "b", b"2")])
+            await client.apply([Write(etcd_prefix + "a", b"1", lease), Write(etcd_prefix + "b", b"2")])
             await client.revoke(lease)
-            assert set(await keys_under(client, prefix)) == {prefix + "b"}
+            assert set(await keys_under(client, etcd_prefix)) == {etcd_prefix + "b"}
             await client.revoke(lease)  # already gone: fine
             # The view forgot the revoked key: writing the same value again goes out.
             fresh = await client.grant_lease(60)
-            assert await client.put_if_changed(prefix + "a", b"1", fresh) is True
+            assert await client.put_if_changed(etcd_prefix + "a", b"1", fresh) is True
             await client.revoke(fresh)
         finally:
             await client.close()
@@ -399,7 +429,7 @@ def test_revoke_removes_leased_keys_at_once(etcd: EtcdServer, prefix: str) -> No
     run(main())
 
 
-def test_keep_alive_reports_a_lease_revoked_elsewhere(etcd: EtcdServer, prefix: str) -> None:
+def test_keep_alive_reports_a_lease_revoked_elsewhere(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
         client = EtcdClient([etcd.endpoint])
         other = other_node(etcd)

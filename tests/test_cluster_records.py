@@ -268,6 +268,7 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("escaped NUL", WEB_KEY, spoil(lambda v: v.update(version="1\x00")), "control character"),
     ("escape sequence", WEB_KEY, spoil(lambda v: v["meta"].update(team="\x1b[2J")), "control character"),
     ("C1 control", WEB_KEY, spoil(lambda v: v.update(version="1\x85")), "control character"),
+    ("raw C1 control", WEB_KEY, b'{"version": "1\xc2\x85"}', "control character"),
     ("lone surrogate", WEB_KEY, spoil(lambda v: v["meta"].update(team="\ud800")), "lone surrogate"),
     ("control in a field name", WEB_KEY, spoil(lambda v: v.update({"x\x07": 1})), "control character"),
     ("node disagrees with key", WEB_KEY, spoil(lambda v: v.update(node="db1")), "disagrees with the key's node"),
@@ -330,6 +331,23 @@ def test_fields_a_newer_node_adds_are_ignored() -> None:
     assert isinstance(decoded, Entry) and decoded.instance.name == "web"
 
 
+def test_characters_beyond_the_bmp_pass_however_they_are_escaped() -> None:
+    fishy = dataclasses.replace(rich_entries()[0].instance, meta={"team": "\U0001f41f fish"})
+    ours = encode_instance(Entry(fishy, Status.PASSING))
+    ascii_only = json.dumps(json.loads(ours)).encode()  # the fish as a surrogate pair of escapes
+    assert b"\\ud83d\\udc1f" in ascii_only
+    for raw in (ours, ascii_only):
+        decoded = decode_record(P, WEB_KEY, raw)
+        assert isinstance(decoded, Entry) and decoded.instance.meta["team"] == "\U0001f41f fish"
+
+
+def test_a_lone_surrogate_is_published_but_refused_by_readers() -> None:
+    ours = dataclasses.replace(rich_entries()[0].instance, meta={"team": "\udc80"})
+    with pytest.raises(BadRecord) as caught:
+        decode_record(P, WEB_KEY, encode_instance(Entry(ours, Status.PASSING)))
+    assert "lone surrogate" in caught.value.reason
+
+
 def test_a_backslash_before_u0000_is_text_not_a_control_character() -> None:
     raw = spoil(lambda v: v.update(version="c:\\u0000"))
     decoded = decode_record(P, WEB_KEY, raw)
@@ -356,8 +374,11 @@ def test_no_instance_value_escapes_as_anything_but_bad_record(changes: dict[str,
     decoded.to_dict()  # and what was accepted can be served back
 
 
+ANY_KEY = st.sampled_from([WEB_KEY, node_key(P, "web1"), conflict_key(P, "a", "b"), config_key(P, "k")])
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=200), st.sampled_from([WEB_KEY, node_key(P, "web1"), conflict_key(P, "a", "b"), config_key(P, "k")]))
+@given(st.binary(max_size=200), ANY_KEY)
 def test_no_byte_string_escapes_as_anything_but_bad_record(raw: bytes, key: str) -> None:
     try:
         decode_record(P, key, raw)

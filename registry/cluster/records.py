@@ -45,12 +45,23 @@ MAX_TEXT = 1024  # reasons and versions
 CONFIG_KEY = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 # C0 and C1 controls (tab and newline are fine in check output) and lone surrogates.
 UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-# The same characters as they can appear in JSON text: raw (strict parsing refuses raw
-# C0 inside strings already) or escaped, after an even run of backslashes. Scanning
-# the text once is several times cheaper than walking the decoded value.
-UNPRINTABLE_JSON = re.compile(
-    r"[\x7f-\x9f]|(?<!\\)(?:\\\\)*\\(?:[bfr]|u00(?:0[0-8bcdefBCDEF]|1[0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|u[dD][89a-fA-F][0-9a-fA-F]{2})"
+# The controls as they can appear in JSON text: raw (strict parsing already refuses
+# raw C0 inside strings) or escaped after an even run of backslashes. Scanning the
+# text once is several times cheaper than walking the decoded value.
+CONTROL_IN_JSON = re.compile(
+    r"""
+    [\x7f-\x9f]                        # raw DEL and C1
+    | (?<!\\)(?:\\\\)*\\            # an escape, not an escaped backslash, then:
+      (?: [bfr]                         #   \b \f \r
+        | u00(?:0[0-8b-fB-F] | 1[0-9a-fA-F] | 7[fF] | [89][0-9a-fA-F])   # C0 but tab and newline, DEL, C1
+      )
+    """,
+    re.VERBOSE,
 )
+# A surrogate can only come from an escape. A pair is one character (an emoji from an
+# ASCII-only encoder); only when the text has one is the value walked for a lone one.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 CLUSTER_SOURCE = "cluster"
 
 NODES = "nodes/"
@@ -191,8 +202,13 @@ Record = NodeRecord | Entry | ConflictRule | ConfigRecord
 
 
 def encode(value: dict[str, Any]) -> bytes:
-    """Canonical JSON: equal records are equal bytes. ASCII, so any str encodes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    """Canonical JSON: equal records are equal bytes.
+
+    A lone surrogate (which the API's JSON parser lets in) cannot be UTF-8: it goes
+    out as its escape, which every reader refuses, rather than failing the publish.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def printable(text: str) -> str:
@@ -206,7 +222,13 @@ def printable(text: str) -> str:
 
 def encode_node(node: Node, version: str) -> bytes:
     return encode(
-        {"node": node.name, "address": node.address, "state": node.state.value, "reason": printable(node.reason), "version": version}
+        {
+            "node": node.name,
+            "address": node.address,
+            "state": node.state.value,
+            "reason": printable(node.reason),
+            "version": version,
+        }
     )
 
 
@@ -255,9 +277,9 @@ def _load(key: str, raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRecord(key, f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    found = UNPRINTABLE_JSON.search(text)
+    found = CONTROL_IN_JSON.search(text)
     if found:
-        raise BadRecord(key, f"value holds a control character or a lone surrogate ({found.group()[-6:]!r})")
+        raise BadRecord(key, f"value holds a control character ({found.group()[-6:]!r})")
     try:
         value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
     except RecursionError:
@@ -266,6 +288,8 @@ def _load(key: str, raw: bytes) -> dict[str, Any]:
         raise BadRecord(key, f"value is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BadRecord(key, f"value must be a JSON object, not {type(value).__name__}")
+    if SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise BadRecord(key, "value holds a lone surrogate (not a character)")
     return value
 
 
@@ -280,6 +304,20 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate field {name!r}")
         out[name] = value
     return out
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and LONE_SURROGATE.search(item):
+            return True
+    return False
 
 
 def _depth(value: Any) -> int:
@@ -310,7 +348,7 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], defau
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", bool: "true or false", list: "a list", dict: "an object", int: "a number", float: "a number"}
+    names = {str: "a string", bool: "true or false", list: "a list", dict: "an object", int: "a number"}
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
@@ -360,7 +398,9 @@ def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
     except ValidationError as exc:
         raise _Refused("; ".join(f"{p.field}: {p.message}" for p in exc.problems)) from None
     # The validator reads "1000...0s" (400 digits) as infinity, which no reader can print.
-    durations = [instance.ttl] + [d for c in instance.checks for d in (c.interval, c.timeout, c.deregister_after, c.ttl)]
+    durations = [instance.ttl]
+    for check in instance.checks:
+        durations += [check.interval, check.timeout, check.deregister_after, check.ttl]
     if not all(d is None or math.isfinite(d) for d in durations):
         raise _Refused("a duration is too long to be one")
     status = _enum(body, "status", Status)
