@@ -261,7 +261,9 @@ def _details_of(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-# Codes that mean "this endpoint did not answer" rather than "etcd said no".
+# Codes that mean "this endpoint did not answer" rather than "etcd said no"; gRPC
+# reports some transport failures (a reset stream, a proxy in the way) as UNKNOWN or
+# INTERNAL, and another endpoint may do better.
 _UNREACHED = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -648,7 +650,7 @@ class Watch:
             await self._broken(f"{owner.endpoint}: {_details_of(exc)}")
         if created is grpc.aio.EOF or not created.created:
             await self._broken(f"{owner.endpoint}: the watch was not created")
-        self._check(created)
+        await self._check(created)
 
     async def _broken(self, detail: str) -> NoReturn:
         """Close the stream, move the client on, and say why (always raises)."""
@@ -656,12 +658,14 @@ class Watch:
         await self._owner._fail_over(self._generation)
         raise Unavailable("watch", self._owner._names(), (detail,))
 
-    def _check(self, response: Any) -> None:
+    async def _check(self, response: Any) -> None:
+        """Raise (with the stream closed) when etcd ended the watch."""
         if response.compact_revision:
+            await self.aclose()
             raise Compacted(self.next_revision, int(response.compact_revision))
         if response.canceled:
-            reason = response.cancel_reason or "canceled by etcd"
-            raise RequestRefused("watch", "CANCELED", reason)
+            await self.aclose()
+            raise RequestRefused("watch", "CANCELED", response.cancel_reason or "canceled by etcd")
 
     async def __anext__(self) -> WatchBatch:
         if self._call is None:
@@ -679,7 +683,7 @@ class Watch:
                 await self._broken(f"{self._owner.endpoint}: {_details_of(exc)}")
             if response is grpc.aio.EOF:
                 await self._broken(f"{self._owner.endpoint}: the watch stream ended")
-            self._check(response)
+            await self._check(response)
             for event in response.events:
                 size += len(event.kv.key) + len(event.kv.value)
                 events.append(self._event(event))
@@ -736,6 +740,12 @@ class KeepAlive:
             self._lost.set_result(LeaseLost(self.lease.id, "keep-alive stopped", stopped=True))
 
     async def _run(self) -> None:
+        try:
+            await self._refresh_until_lost()
+        except Exception as exc:  # the owner waits on `lost()`: it must hear of any end
+            self._end(f"keep-alive failed: {exc!r}")
+
+    async def _refresh_until_lost(self) -> None:
         deadline = time.monotonic() + self.lease.ttl
         delay = self.lease.ttl / 3
         while True:
@@ -758,4 +768,5 @@ class KeepAlive:
 
     def _end(self, reason: str) -> None:
         self._owner._keepalives.discard(self)
-        self._lost.set_result(LeaseLost(self.lease.id, reason))
+        if not self._lost.done():
+            self._lost.set_result(LeaseLost(self.lease.id, reason))
