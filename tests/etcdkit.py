@@ -101,13 +101,31 @@ class EtcdServer:
             self.proc.wait(10)
 
     def freeze(self) -> None:
-        """SIGSTOP: the port stays open but nothing answers, as with a hung host."""
+        """SIGSTOP: the port stays open but nothing answers, as with a hung host.
+
+        Returns once every thread has stopped: a stop is delivered to each thread on
+        its way back to user mode, and one could still answer a request before that.
+        """
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + 5
+        while any(_state(stat) not in "Tt" for stat in tasks.glob("*/stat")):
+            if time.monotonic() > deadline:
+                raise AssertionError("etcd did not stop on SIGSTOP")
+            time.sleep(0.005)
 
     def thaw(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
+
+
+def _state(stat: Path) -> str:
+    """A thread's state letter from /proc (`T` once stopped); a thread gone counts as stopped."""
+    try:
+        return stat.read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "T"
 
 
 class EtcdFactory:

@@ -470,6 +470,7 @@ def test_a_frozen_etcd_makes_every_call_raise_unavailable_in_time(start_etcd: Et
                 start = time.monotonic()
                 with pytest.raises(Unavailable) as caught:
                     await call()
+                    pytest.fail(f"{name} answered from a frozen etcd")
                 took = time.monotonic() - start
                 assert took < timeout + SLACK, f"{name} took {took:.1f}s"
                 assert server.endpoint in caught.value.endpoints
