@@ -27,6 +27,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+# The real etcd of the cluster tests lives in its own plugin module.
+pytest_plugins = ["etcdkit"]
 START_TIMEOUT = 20.0
 T = TypeVar("T")
 

@@ -1,0 +1,463 @@
+"""The fleet's keys and values in etcd, as pure functions: build, parse, encode, decode.
+
+Every node writes its own keys and reads everyone else's, so a value read here was
+written by a program we do not control: an older or newer pilotfish, a broken one,
+or an attacker with etcd access. Decoding therefore trusts nothing. A value is
+refused whole, as `BadRecord(key, reason)`, when it is too large, not UTF-8, not a
+JSON object, nested too deep, holds a control character or a lone surrogate, has a
+field of the wrong type, or disagrees with its own key; nothing else ever escapes.
+Instances go through the same validator as an API registration, so a remote
+instance is exactly as valid as a local one.
+
+Fields we do not know are ignored, so that a newer node may add some without
+cutting itself off from older ones. Encoding is canonical (sorted keys, no spaces),
+so equal records are equal bytes and the publisher can skip unchanged writes.
+
+    <prefix>nodes/<node>                 {"node", "address", "state", "reason", "version"}
+    <prefix>instances/<node>/<id>        an instance as GET /v1/services shows it, plus
+                                         "address_is_node" (SRV targets name the node)
+    <prefix>conflicts/<a>+<b>            {"a", "b", "type", "reason"}   (a < b)
+    <prefix>config/global/<key>          {"value", "value_type"}
+    <prefix>config/nodes/<node>/<key>    {"value", "value_type"}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, cast
+
+from registry.catalog import NodeDefaults
+from registry.errors import ConfigValueError, RegistryError, ValidationError
+from registry.health.outcome import OUTPUT_LIMIT
+from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeState, Status
+from registry.schema import DNS_LABEL, INSTANCE_ID, SERVICE_FIELDS, parse_registration
+from registry.store import VALUE_TYPES, cast_value
+
+# Nodes refuse to read a value larger than this; a record is about 1 KiB.
+MAX_RECORD_BYTES = 64 * 1024
+# A json config value nested deeper than this is refused (readers print it back).
+MAX_DEPTH = 32
+MAX_TEXT = 1024  # reasons and versions
+CONFIG_KEY = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+# C0 and C1 controls (tab and newline are fine in check output) and lone surrogates.
+UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# The controls as they can appear in JSON text: raw (strict parsing already refuses
+# raw C0 inside strings) or escaped after an even run of backslashes. Scanning the
+# text once is several times cheaper than walking the decoded value.
+CONTROL_IN_JSON = re.compile(
+    r"""
+    [\x7f-\x9f]                        # raw DEL and C1
+    | (?<!\\)(?:\\\\)*\\            # an escape, not an escaped backslash, then:
+      (?: [bfr]                         #   \b \f \r
+        | u00(?:0[0-8b-fB-F] | 1[0-9a-fA-F] | 7[fF] | [89][0-9a-fA-F])   # C0 but tab and newline, DEL, C1
+      )
+    """,
+    re.VERBOSE,
+)
+# A surrogate can only come from an escape. A pair is one character (an emoji from an
+# ASCII-only encoder); only when the text has one is the value walked for a lone one.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+CLUSTER_SOURCE = "cluster"
+
+NODES = "nodes/"
+INSTANCES = "instances/"
+CONFLICTS = "conflicts/"
+GLOBAL_CONFIG = "config/global/"
+NODE_CONFIG = "config/nodes/"
+
+
+class BadRecord(RegistryError):
+    """The value (or the key) at `key` is refused; `reason` says why. Nothing was loaded."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"etcd key {key!r}: {reason}")
+
+
+# -- keys -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKey:
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceKey:
+    node: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictKey:
+    rule_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """A config key; `node` None is the global default."""
+
+    key: str
+    node: str | None = None
+
+
+RecordKey = NodeKey | InstanceKey | ConflictKey | ConfigKey
+
+
+def check_prefix(prefix: str) -> str:
+    """The configured prefix, refused unless it is an absolute path ending in '/'."""
+    if not prefix.startswith("/") or not prefix.endswith("/") or "//" in prefix or UNPRINTABLE.search(prefix):
+        raise ValueError(f"cluster prefix {prefix!r} must start and end with '/' (e.g. /pilotfish/)")
+    return prefix
+
+
+def _part(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{value!r} is not a valid {what}")
+    return value
+
+
+def rule_id(a: str, b: str) -> str:
+    """One id per unordered pair, the same on every node: `<a>+<b>`, sorted."""
+    low, high = sorted((_part(a, DNS_LABEL, "service name"), _part(b, DNS_LABEL, "service name")))
+    return f"{low}+{high}"
+
+
+def node_key(prefix: str, node: str) -> str:
+    return f"{prefix}{NODES}{_part(node, DNS_LABEL, 'node name')}"
+
+
+def instance_key(prefix: str, node: str, instance_id: str) -> str:
+    return f"{prefix}{INSTANCES}{_part(node, DNS_LABEL, 'node name')}/{_part(instance_id, INSTANCE_ID, 'instance id')}"
+
+
+def instances_prefix(prefix: str, node: str) -> str:
+    """Every instance key of one node starts with this."""
+    return f"{prefix}{INSTANCES}{_part(node, DNS_LABEL, 'node name')}/"
+
+
+def conflict_key(prefix: str, a: str, b: str) -> str:
+    return f"{prefix}{CONFLICTS}{rule_id(a, b)}"
+
+
+def config_key(prefix: str, key: str, node: str | None = None) -> str:
+    """A config key, global when `node` is None. Keys outside CONFIG_KEY are not published."""
+    key = _part(key, CONFIG_KEY, "config key")
+    if node is None:
+        return f"{prefix}{GLOBAL_CONFIG}{key}"
+    return f"{prefix}{NODE_CONFIG}{_part(node, DNS_LABEL, 'node name')}/{key}"
+
+
+def parse_key(prefix: str, key: str) -> RecordKey:
+    """What a key under the prefix names, or BadRecord when it fits no layout."""
+    if not key.startswith(prefix):
+        raise BadRecord(key, f"not under the prefix {prefix!r}")
+    rest = key[len(prefix):]
+    parts = rest.split("/")
+    try:
+        if rest.startswith(NODES) and len(parts) == 2:
+            return NodeKey(_part(parts[1], DNS_LABEL, "node name"))
+        if rest.startswith(INSTANCES) and len(parts) == 3:
+            return InstanceKey(_part(parts[1], DNS_LABEL, "node name"), _part(parts[2], INSTANCE_ID, "instance id"))
+        if rest.startswith(CONFLICTS) and len(parts) == 2:
+            a, plus, b = parts[1].partition("+")
+            if plus and rule_id(a, b) == parts[1]:
+                return ConflictKey(parts[1])
+            raise ValueError(f"{parts[1]!r} is not a rule id (<a>+<b>, sorted)")
+        if rest.startswith(GLOBAL_CONFIG) and len(parts) == 3:
+            return ConfigKey(_part(parts[2], CONFIG_KEY, "config key"))
+        if rest.startswith(NODE_CONFIG) and len(parts) == 4:
+            return ConfigKey(_part(parts[3], CONFIG_KEY, "config key"), _part(parts[2], DNS_LABEL, "node name"))
+    except ValueError as exc:
+        raise BadRecord(key, str(exc)) from None
+    raise BadRecord(key, "fits none of the fleet's key layouts")
+
+
+# -- values -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    node: Node
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRecord:
+    """A typed config value (cast like an API PUT); `node` None is the global default."""
+
+    key: str
+    value: Any
+    value_type: str
+    node: str | None = None
+
+
+Record = NodeRecord | Entry | ConflictRule | ConfigRecord
+
+
+def encode(value: dict[str, Any]) -> bytes:
+    """Canonical JSON: equal records are equal bytes.
+
+    A lone surrogate (which the API's JSON parser lets in) cannot be UTF-8: it goes
+    out as its escape, which every reader refuses, rather than failing the publish.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """`text` with what decoding refuses replaced by U+FFFD.
+
+    For text that other programs wrote (check output, operators' reasons): a check
+    that prints colours must not make its instance unreadable to the fleet.
+    """
+    return UNPRINTABLE.sub("\ufffd", text)
+
+
+def encode_node(node: Node, version: str) -> bytes:
+    return encode(
+        {
+            "node": node.name,
+            "address": node.address,
+            "state": node.state.value,
+            "reason": printable(node.reason),
+            "version": version,
+        }
+    )
+
+
+def encode_instance(entry: Entry) -> bytes:
+    body = entry.to_dict()
+    body["address_is_node"] = entry.instance.address_is_node
+    for state in cast(list[dict[str, Any]], body["check_states"]):
+        state["output"] = printable(state["output"])
+    if entry.maintenance_reason is not None:
+        body["maintenance_reason"] = printable(entry.maintenance_reason)
+    return encode(body)
+
+
+def encode_conflict(rule: ConflictRule) -> bytes:
+    return encode({"a": rule.a, "b": rule.b, "type": rule.type.value, "reason": rule.reason})
+
+
+def encode_config(value: Any, value_type: str) -> bytes:
+    return encode({"value": value, "value_type": value_type})
+
+
+def decode_record(prefix: str, key: str, raw: bytes) -> Record:
+    """The record at `key`, validated whole; BadRecord for anything wrong with key or value."""
+    where = parse_key(prefix, key)
+    body = _load(key, raw)
+    try:
+        if isinstance(where, NodeKey):
+            return _node(where, body)
+        if isinstance(where, InstanceKey):
+            return _instance(where, body)
+        if isinstance(where, ConflictKey):
+            return _conflict(where, body)
+        return _config(where, body)
+    except _Refused as exc:
+        raise BadRecord(key, str(exc)) from None
+
+
+class _Refused(Exception):
+    """Internal: a field check failed; decode_record names the key."""
+
+
+def _load(key: str, raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_RECORD_BYTES:
+        raise BadRecord(key, f"value is {len(raw)} bytes, over {MAX_RECORD_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRecord(key, f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    found = CONTROL_IN_JSON.search(text)
+    if found:
+        raise BadRecord(key, f"value holds a control character ({found.group()[-6:]!r})")
+    try:
+        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise BadRecord(key, "value is nested too deep to read") from None
+    except ValueError as exc:  # JSONDecodeError, a duplicate, NaN, or an int too long to convert
+        raise BadRecord(key, f"value is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRecord(key, f"value must be a JSON object, not {type(value).__name__}")
+    if SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise BadRecord(key, "value holds a lone surrogate (not a character)")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise ValueError(f"duplicate field {name!r}")
+        out[name] = value
+    return out
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and LONE_SURROGATE.search(item):
+            return True
+    return False
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in `value`; iterative, so depth cannot hurt it."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if name not in body:
+        if default is ...:
+            raise _Refused(f"{name}: missing")
+        return default
+    value = body[name]
+    if isinstance(value, bool) and kind is not bool:
+        raise _Refused(f"{name}: must be {_kind_name(kind)}, not a bool")
+    if not isinstance(value, kind):
+        raise _Refused(f"{name}: must be {_kind_name(kind)}, not {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", bool: "true or false", list: "a list", dict: "an object", int: "a number"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def _text(body: dict[str, Any], name: str, limit: int = MAX_TEXT) -> str:
+    value: str = _field(body, name, str, "")
+    if len(value) > limit:
+        raise _Refused(f"{name}: {len(value)} characters, over {limit}")
+    return value
+
+
+def _enum(body: dict[str, Any], name: str, make: Callable[[str], Any]) -> Any:
+    value = _field(body, name, str)
+    try:
+        return make(value)
+    except ValueError:
+        raise _Refused(f"{name}: {value[:40]!r} is not a known value") from None
+
+
+def _node(where: NodeKey, body: dict[str, Any]) -> NodeRecord:
+    name = _field(body, "node", str)
+    if name != where.node:
+        raise _Refused(f"node: {name[:64]!r} disagrees with the key's node {where.node!r}")
+    address = _field(body, "address", str)
+    try:
+        address = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise _Refused(f"address: {address[:64]!r} is not an IPv4 or IPv6 address") from None
+    state = _enum(body, "state", NodeState)
+    return NodeRecord(Node(name, address, state, _text(body, "reason")), _text(body, "version", 64))
+
+
+def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
+    for name in ("id", "node"):
+        value = _field(body, name, str)
+        expected = where.instance_id if name == "id" else where.node
+        if value != expected:
+            raise _Refused(f"{name}: {value[:64]!r} disagrees with the key's {name} {expected!r}")
+    address = _field(body, "address", str)
+    address_is_node = _field(body, "address_is_node", bool, False)
+    registration = {name: body[name] for name in SERVICE_FIELDS if name in body}
+    if address_is_node:
+        # The address came from the node: register without one so the instance says so.
+        del registration["address"]
+    try:
+        instance = parse_registration(registration, NodeDefaults(where.node, address), source=CLUSTER_SOURCE)
+    except ValidationError as exc:
+        raise _Refused("; ".join(f"{p.field}: {p.message}" for p in exc.problems)) from None
+    # The validator reads "1000...0s" (400 digits) as infinity, which no reader can print.
+    durations = [instance.ttl]
+    for check in instance.checks:
+        durations += [check.interval, check.timeout, check.deregister_after, check.ttl]
+    if not all(d is None or math.isfinite(d) for d in durations):
+        raise _Refused("a duration is too long to be one")
+    status = _enum(body, "status", Status)
+    check_ids = {check.id for check in instance.checks}
+    states: list[CheckState] = []
+    for n, item in enumerate(_field(body, "check_states", list, [])):
+        if not isinstance(item, dict):
+            raise _Refused(f"check_states[{n}]: must be an object, not {type(item).__name__}")
+        try:
+            states.append(_check_state(item, check_ids - {s.check_id for s in states}))
+        except _Refused as exc:
+            raise _Refused(f"check_states[{n}].{exc}") from None
+    reason = _field(body, "maintenance_reason", str, None)
+    if reason is not None and len(reason) > MAX_TEXT:
+        raise _Refused(f"maintenance_reason: {len(reason)} characters, over {MAX_TEXT}")
+    return Entry(instance, status, tuple(states), reason)
+
+
+def _check_state(item: dict[str, Any], open_ids: set[str]) -> CheckState:
+    check_id = _field(item, "id", str)
+    if check_id not in open_ids:
+        raise _Refused(f"id: {check_id[:64]!r} is not a check of this instance (or is listed twice)")
+    try:
+        updated = float(_field(item, "updated", (int, float), 0.0))
+    except OverflowError:
+        updated = math.inf
+    if not math.isfinite(updated) or updated < 0:
+        raise _Refused("updated: not a time")
+    return CheckState(check_id, _enum(item, "status", Status), _text(item, "output", OUTPUT_LIMIT), updated)
+
+
+def _conflict(where: ConflictKey, body: dict[str, Any]) -> ConflictRule:
+    a, b = _field(body, "a", str), _field(body, "b", str)
+    try:
+        pair = rule_id(a, b)
+    except ValueError as exc:
+        raise _Refused(f"a/b: {exc}") from None
+    if a == b:
+        raise _Refused("a/b: a service cannot conflict with itself")
+    if pair != where.rule_id:
+        raise _Refused(f"a/b: {pair!r} disagrees with the key's rule {where.rule_id!r}")
+    reason = _text(body, "reason")
+    if not reason.strip():
+        raise _Refused("reason: missing")
+    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, source=CLUSTER_SOURCE)
+
+
+def _config(where: ConfigKey, body: dict[str, Any]) -> ConfigRecord:
+    value_type = _field(body, "value_type", str)
+    if value_type not in VALUE_TYPES:
+        raise _Refused(f"value_type: must be one of {', '.join(VALUE_TYPES)}")
+    if "value" not in body:
+        raise _Refused("value: missing")
+    try:
+        value = cast_value(where.key, body["value"], value_type)
+    except ConfigValueError as exc:
+        raise _Refused(f"value: {exc}") from None
+    if _depth(value) > MAX_DEPTH:
+        raise _Refused(f"value: nested deeper than {MAX_DEPTH}")
+    return ConfigRecord(where.key, value, value_type, where.node)

