@@ -6,16 +6,21 @@ import logging
 import random
 import tracemalloc
 from pathlib import Path
+from typing import Any, Iterator
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from registry.catalog import Catalog, NodeDefaults
 from registry.model import Instance
 from registry.store import Store
 from resolver.dns import responder as responder_module
+from resolver.dns import wire
 from resolver.dns.responder import Responder
 from resolver.dns.stats import DnsStats
 
@@ -173,3 +178,87 @@ def test_odd_catalog_content_never_raises_per_query(tmp_path: Path, caplog: pyte
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(errors) == 1 and "_far._tcp.service.internal" in errors[0].getMessage()
     assert not errors[0].exc_info  # a line, not a traceback
+
+
+# -- hostile bytes (issue 9, "tests that attack") ---------------------------------------
+
+REAL_QUERIES = [
+    dns.message.make_query(name, rdtype, id=4660, **kwargs).to_wire()
+    for name, rdtype, kwargs in [
+        ("_big._tcp.service.internal", "SRV", {}),
+        ("Big.Service.Internal", "A", {"use_edns": 0, "payload": 1232}),
+        ("big.service.internal", "TXT", {"use_edns": 0, "want_dnssec": True}),
+        ("n1.node.internal", "AAAA", {"use_edns": 0, "options": [dns.edns.GenericOption(10, b"c" * 8)]}),
+        ("internal", "SOA", {}),
+        ("example.com", "A", {"use_edns": 0}),
+    ]
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_responders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Responder, Responder]]:
+    """One responder that refuses names outside the zone, one that would forward them."""
+    path = tmp_path_factory.mktemp("hostile")
+    catalog = Catalog(Store(path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog.apply_file("a.yaml", [
+        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, meta={"k": "v" * 300}, source="file:a.yaml")
+        for i in range(25)
+    ])
+    yield (Responder(lambda: catalog.current, 5, False, DnsStats()),
+           Responder(lambda: catalog.current, 5, True, DnsStats()))
+    catalog.store.close()
+
+
+def mutated(data: Any) -> bytes:
+    """A real query with a few random edits: byte flips, cuts, insertions, repeats."""
+    packet = bytearray(data.draw(st.sampled_from(REAL_QUERIES)))
+    for _ in range(data.draw(st.integers(1, 6))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert", "repeat", "set_count"]))
+        at = data.draw(st.integers(0, len(packet)))
+        if kind == "flip" and at < len(packet):
+            packet[at] = data.draw(st.integers(0, 255))
+        elif kind == "cut":
+            del packet[at : at + data.draw(st.integers(1, 40))]
+        elif kind == "insert":
+            packet[at:at] = data.draw(st.binary(min_size=1, max_size=40))
+        elif kind == "repeat":
+            packet += packet[at:]
+        elif len(packet) >= 12:
+            count_at = data.draw(st.sampled_from([4, 6, 8, 10]))
+            packet[count_at : count_at + 2] = data.draw(st.integers(0, 65535)).to_bytes(2, "big")
+    return bytes(packet)
+
+
+def check_answer(responder: Responder, packet: bytes, tcp: bool) -> None:
+    reply = responder.answer(packet, tcp)
+    if reply is None or isinstance(reply, responder_module.Forward):
+        return
+    assert isinstance(reply, bytes)
+    assert len(reply) >= 12 and reply[:2] == packet[:2] and reply[2] & 0x80  # our ID back, QR set
+    if not tcp:
+        assert len(reply) <= 1232
+    if (reply[2] >> 3) & 0xF == 0:  # (dnspython reads other opcodes' sections as UPDATE's, say)
+        dns.message.from_wire(reply)  # readable by a real client
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data(), st.booleans())
+def test_mutated_queries_get_a_reply_or_nothing_and_never_an_exception(
+    hostile_responders: tuple[Responder, Responder], data: Any, tcp: bool
+) -> None:
+    packet = mutated(data)
+    try:
+        wire.parse_query(packet)
+    except (wire.Drop, wire.FormError):
+        pass
+    for responder in hostile_responders:
+        check_answer(responder, packet, tcp)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=700), st.booleans())
+def test_random_bytes_get_a_reply_or_nothing_and_never_an_exception(
+    hostile_responders: tuple[Responder, Responder], packet: bytes, tcp: bool
+) -> None:
+    for responder in hostile_responders:
+        check_answer(responder, packet, tcp)
