@@ -15,7 +15,8 @@ the run fails at the first one that does not.
 It prints the daemon's RSS before (after a warm-up batch) and after, what came back
 (replies by rcode, TC, packets with no reply), the daemon's WARNING-or-worse log lines,
 and as its last line one JSON object for machines. Exit code 0 when every correct
-query was answered correctly and the daemon is still running, else 1.
+query was answered correctly, the daemon is still running and nothing on the DNS
+side logged a warning or a traceback, else 1.
 """
 
 from __future__ import annotations
@@ -286,6 +287,10 @@ def main() -> int:
                 proc.wait()
         complaints = [line for line in log_path.read_text().splitlines()
                       if '"level":"info"' not in line and '"level":"debug"' not in line]
+    # The node monitor may report the host's CPU, which the fuzzing itself keeps busy;
+    # what counts is anything from the DNS side or the event loop, and any traceback.
+    dns_complaints = [line for line in complaints
+                      if '"logger":"resolver.dns' in line or '"logger":"asyncio"' in line or '"exc"' in line]
     sent = counts["udp_sent"] + counts["tcp_sent"]
     print(f"sent {sent} packets ({counts['udp_sent']} UDP, {counts['tcp_sent']} TCP on "
           f"{counts['tcp_connections']} connections) in {elapsed:.0f} s; "
@@ -296,15 +301,16 @@ def main() -> int:
     print(f"correct queries answered correctly: {counts['checks'] - len(failures)} of {counts['checks']}")
     print(f"daemon RSS before {rss_before / 2**20:.1f} MiB, after {rss_after / 2**20:.1f} MiB "
           f"({(rss_after / rss_before - 1) * 100:+.1f}%); still running: {alive}; "
-          f"log lines above info: {len(complaints)}")
+          f"log lines above info: {len(complaints)}, from DNS or with a traceback: {len(dns_complaints)}")
     for line in failures + complaints[:5]:
         print("  " + line[:300])
     print(json.dumps({
         "bench": "fuzz", "sent": sent, "counts": dict(sorted(counts.items())), "seconds": round(elapsed, 1),
         "rss_before_mib": round(rss_before / 2**20, 1), "rss_after_mib": round(rss_after / 2**20, 1),
-        "checks": counts["checks"], "check_failures": failures, "log_complaints": len(complaints), "alive": alive,
+        "checks": counts["checks"], "check_failures": failures, "log_complaints": len(complaints),
+        "dns_log_complaints": len(dns_complaints), "alive": alive,
     }))
-    return 0 if alive and not failures else 1
+    return 0 if alive and not failures and not dns_complaints else 1
 
 
 if __name__ == "__main__":

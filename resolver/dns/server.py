@@ -370,7 +370,14 @@ class DnsServer:
     def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A forward's task is done: its error, if any, is one line at most every 10 s,
+        not asyncio's "exception was never retrieved" traceback."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._complaints.log("forward-task", logging.WARNING, "dns: forwarding failed: %r", task.exception())
 
     # -- TCP -----------------------------------------------------------------
 

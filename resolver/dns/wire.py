@@ -281,19 +281,20 @@ def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Com
         packed = record.pack(names, at)
         authority.append(packed)
         at += len(packed)
-    after_authority = at
+    stat = (qtype_text(query.qtype), rcode_text(sections.rcode))
+    extra = 1 if opt else 0
+    if at + len(opt) > limit:
+        # Not even without its additional section: empty, with TC (the client asks over TCP).
+        counts = _COUNTS.pack(1, 0, 0, extra)
+        return Compiled((flags | 0x0200).to_bytes(2, "big") + counts, (opt,), stat)
     additional = []
     for record in sections.additional:
         packed = record.pack(names, at)
         additional.append(packed)
         at += len(packed)
-    stat = (qtype_text(query.qtype), rcode_text(sections.rcode))
-    extra = 1 if opt else 0
-    if at + len(opt) > limit:
-        additional = []
-        if after_authority + len(opt) > limit:
-            counts = _COUNTS.pack(1, 0, 0, extra)
-            return Compiled((flags | 0x0200).to_bytes(2, "big") + counts, (opt,), stat)
+        if at + len(opt) > limit:
+            additional = []  # glue is optional: the reply goes without (RFC 2181 9)
+            break
     head = flags.to_bytes(2, "big") + _COUNTS.pack(1, len(answer), len(authority), len(additional) + extra)
     rest = b"".join(authority) + b"".join(additional) + opt
     joined = b"".join(answer)
