@@ -36,9 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-# bench/dns.py would shadow dnspython's `dns` package: drop this script's directory first.
+# bench/dns.py and bench/http.py would shadow dnspython's `dns` and the standard
+# library's `http`: drop this script's directory first.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+
+import urllib.request  # noqa: E402
 
 import dns.edns  # noqa: E402
 import dns.message  # noqa: E402
@@ -70,7 +73,7 @@ NAMES = [
 TYPES = ["A", "AAAA", "SRV", "TXT", "SOA", "NS", "ANY", "MX", "AXFR", "CAA"]
 
 
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], tuple[str, int], Path]:
+def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], tuple[str, int], str, Path]:
     services = home / "services.d"
     services.mkdir()
     for name, text in SERVICES.items():
@@ -90,8 +93,9 @@ def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], tuple[str, int], 
     while time.monotonic() < deadline:
         for line in log_path.read_text().splitlines():
             if '"msg":"ready"' in line:
-                host, _, port = json.loads(line)["bound"]["dns_udp"][0].rpartition(":")
-                return proc, (host, int(port)), log_path
+                bound = json.loads(line)["bound"]
+                host, _, port = bound["dns_udp"][0].rpartition(":")
+                return proc, (host, int(port)), f"http://{bound['http'][0]}", log_path
         if proc.poll() is not None:
             raise SystemExit(f"daemon exited:\n{log_path.read_text()}")
         time.sleep(0.05)
@@ -223,6 +227,14 @@ def tally(reply: bytes, counts: collections.Counter[str], path: str) -> None:
         counts["tc"] += 1
 
 
+def server_malformed(http_url: str) -> int:
+    """The daemon's own count of packets it dropped or answered FORMERR (/metrics)."""
+    with urllib.request.urlopen(f"{http_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return int(float(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("pilotfish_dns_malformed_total"))))
+
+
 def check(server: tuple[str, int], round_number: int) -> str | None:
     """The correct query after a batch; None when answered correctly, else what was wrong."""
     try:
@@ -254,11 +266,12 @@ def main() -> int:
     counts: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="pilotfish-fuzz-") as tmp:
-        proc, server, log_path = start_daemon(Path(tmp))
+        proc, server, http_url, log_path = start_daemon(Path(tmp))
         daemon = psutil.Process(proc.pid)
         try:
             fuzz_udp(server, [hostile(rng, seeds) for _ in range(args.batch)], collections.Counter())  # warm-up
             rss_before = daemon.memory_info().rss
+            malformed_before = server_malformed(http_url)
             started = time.monotonic()
             batches = (args.packets + args.batch - 1) // args.batch
             for number in range(batches):
@@ -277,6 +290,7 @@ def main() -> int:
                           f"RSS {daemon.memory_info().rss / 2**20:.1f} MiB", flush=True)
             elapsed = time.monotonic() - started
             rss_after = daemon.memory_info().rss
+            malformed = server_malformed(http_url) - malformed_before
             alive = proc.poll() is None
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -295,7 +309,11 @@ def main() -> int:
     print(f"sent {sent} packets ({counts['udp_sent']} UDP, {counts['tcp_sent']} TCP on "
           f"{counts['tcp_connections']} connections) in {elapsed:.0f} s; "
           f"answered {counts['udp_answered']} UDP, {counts['tcp_answered']} TCP; "
-          f"no reply (dropped) {counts['udp_no_reply']} UDP")
+          f"no reply {counts['udp_no_reply']} UDP")
+    dropped = malformed - counts["rcode_FORMERR"]
+    print(f"the daemon counted {malformed} malformed packets: {counts['rcode_FORMERR']} answered FORMERR, "
+          f"{dropped} dropped unanswered (shorter than a header, responses, over 4 KiB; over TCP each "
+          f"also ends its connection)")
     print("replies by rcode: " + ", ".join(f"{k[6:]} {v}" for k, v in sorted(counts.items()) if k.startswith("rcode_"))
           + f"; TC {counts['tc']}")
     print(f"correct queries answered correctly: {counts['checks'] - len(failures)} of {counts['checks']}")
@@ -306,6 +324,7 @@ def main() -> int:
         print("  " + line[:300])
     print(json.dumps({
         "bench": "fuzz", "sent": sent, "counts": dict(sorted(counts.items())), "seconds": round(elapsed, 1),
+        "server_malformed": malformed, "server_dropped": dropped,
         "rss_before_mib": round(rss_before / 2**20, 1), "rss_after_mib": round(rss_after / 2**20, 1),
         "checks": counts["checks"], "check_failures": failures, "log_complaints": len(complaints),
         "dns_log_complaints": len(dns_complaints), "alive": alive,
