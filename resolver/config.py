@@ -33,6 +33,9 @@ class DnsSettings:
     ttl: float = 5.0
     recursors: tuple[str, ...] = ()
     answer_warning: bool = False
+    recursion_allow: tuple[str, ...] = ()  # networks besides loopback that may recurse
+    rate_limit: float | None = None  # UDP answers a second per client /24 (/56); None = off
+    tcp_connections: int = 1000  # open DNS TCP connections at most
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ TOP_KEYS = (
     "cluster",
 )
 SECTION_KEYS = {
-    "dns": ("listen", "ttl", "recursors", "answer_warning"),
+    "dns": ("listen", "ttl", "recursors", "answer_warning", "recursion_allow", "rate_limit", "tcp_connections"),
     "http": ("listen", "token"),
     "health": ("exec_from_api",),
     "node_health": ("cpu", "memory", "disk"),
@@ -250,6 +253,40 @@ class _Reader:
             self.problem(at, str(exc))
             return None
 
+    def networks(self, data: dict[str, Any], at: tuple[str, ...]) -> list[str] | None:
+        """CIDR networks (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or /128)."""
+        values = self.strings(data, at)
+        if values is None:
+            return None
+        good = []
+        for i, text in enumerate(values):
+            where = at + (str(i),) if len(values) > 1 else at
+            try:
+                good.append(str(ipaddress.ip_network(text)))
+                continue
+            except ValueError:
+                pass
+            try:
+                hint = f"has host bits set (did you mean {str(ipaddress.ip_network(text, strict=False))!r}?)"
+            except ValueError:
+                hint = "is not a network such as 10.0.0.0/8 or fd00::/8"
+            self.problem(where, f"{text!r} {hint}")
+        return good
+
+    def number(self, data: dict[str, Any], at: tuple[str, ...], minimum: float, integer: bool = False) -> float | None:
+        """A number >= `minimum` (an integer when `integer`), or None when absent or null."""
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problem(at, f"must be {kind} >= {minimum:g}, not {kind_of(value)}")
+            return None
+        if (integer and not isinstance(value, int)) or not minimum <= value < float("inf"):
+            self.problem(at, f"must be {kind} >= {minimum:g}, not {value!r}")
+            return None
+        return value
+
     def boolean(self, data: dict[str, Any], at: tuple[str, ...]) -> bool | None:
         value = data.get(at[-1])
         if value is not None and not isinstance(value, bool):
@@ -350,6 +387,10 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         ttl=_pick(read.duration(dns, ("dns", "ttl")), DnsSettings.ttl),
         recursors=tuple(_pick(read.listen(dns, ("dns", "recursors"), default_port=53), [])),
         answer_warning=_pick(read.boolean(dns, ("dns", "answer_warning")), False),
+        recursion_allow=tuple(_pick(read.networks(dns, ("dns", "recursion_allow")), [])),
+        rate_limit=_float_or_none(read.number(dns, ("dns", "rate_limit"), minimum=0.001)),
+        tcp_connections=int(_pick(read.number(dns, ("dns", "tcp_connections"), minimum=1, integer=True),
+                                  DnsSettings.tcp_connections)),
     )
     settings_http = HttpSettings(listen=(http_listen or [HttpSettings.listen])[0], token=token)
     settings_health = HealthSettings(exec_from_api=_pick(read.boolean(checks, ("health", "exec_from_api")), False))
@@ -390,3 +431,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
 
 def _pick(value: T | None, default: T) -> T:
     return default if value is None else value
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)

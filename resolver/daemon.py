@@ -109,7 +109,9 @@ class Daemon:
 
         state.dns_stats = DnsStats()
         self._dns = DnsServer(
-            lambda: catalog.current, list(config.dns.listen), config.dns.ttl, list(config.dns.recursors), state.dns_stats
+            lambda: catalog.current, list(config.dns.listen), config.dns.ttl, list(config.dns.recursors), state.dns_stats,
+            recursion_allow=config.dns.recursion_allow, rate_limit=config.dns.rate_limit,
+            tcp_connections=config.dns.tcp_connections,
         )
         await self._dns.start()
         state.bound["dns_udp"] = list(self._dns.bound_udp)

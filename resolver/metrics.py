@@ -96,6 +96,16 @@ class StateCollector(Collector):
         malformed = CounterMetricFamily("pilotfish_dns_malformed", "DNS packets dropped or answered FORMERR.")
         malformed.add_metric([], stats.malformed)
         yield malformed
+        for name, text, value in (
+            ("pilotfish_dns_rate_limited", "UDP answers dropped or sent truncated by dns.rate_limit.", stats.rate_limited),
+            ("pilotfish_dns_recursion_refused", "Names outside the zone refused: client not allowed to recurse.",
+             stats.recursion_refused),
+            ("pilotfish_dns_forward_overflow", "Forwards answered SERVFAIL: too many in flight.", stats.forward_overflow),
+            ("pilotfish_dns_tcp_evicted", "DNS TCP connections closed to make room under a cap.", stats.tcp_evicted),
+        ):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], value)
+            yield counter
 
 
 def render(state: "DaemonState") -> bytes:

@@ -121,3 +121,42 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_parse_listen(text: str, parsed: tuple[str, int], loopback: bool) -> None:
     assert parse_listen(text) == parsed
     assert is_loopback(text) is loopback
+
+
+def test_dns_hardening_keys(tmp_path: Path) -> None:
+    defaults = load_config(write(tmp_path, ""))
+    assert (defaults.dns.recursion_allow, defaults.dns.rate_limit, defaults.dns.tcp_connections) == ((), None, 1000)
+    config = load_config(write(tmp_path, """\
+dns:
+  recursion_allow: [10.0.0.0/8, 192.0.2.7, "fd00::/8"]
+  rate_limit: 20
+  tcp_connections: 64
+"""))
+    assert config.dns.recursion_allow == ("10.0.0.0/8", "192.0.2.7/32", "fd00::/8")
+    assert config.dns.rate_limit == 20.0 and config.dns.tcp_connections == 64
+    assert load_config(write(tmp_path, "dns: {rate_limit: 2.5, recursion_allow: 10.1.0.0/16}\n")).dns.rate_limit == 2.5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dns:\n  recursion_allow: [10.0.0.1/8]\n",
+         ":2: dns.recursion_allow: '10.0.0.1/8' has host bits set (did you mean '10.0.0.0/8'?)"),
+        ("dns:\n  recursion_allow:\n    - 10.0.0.0/8\n    - everyone\n",
+         ":4: dns.recursion_allow[1]: 'everyone' is not a network such as 10.0.0.0/8 or fd00::/8"),
+        ("dns: {recursion_allow: 10}\n", ":1: dns.recursion_allow: must be a list of strings, not an integer"),
+        ("dns: {rate_limit: 0}\n", ":1: dns.rate_limit: must be a number >= 0.001, not 0"),
+        ("dns: {rate_limit: '20/s'}\n", ":1: dns.rate_limit: must be a number >= 0.001, not a string"),
+        ("dns: {rate_limit: .inf}\n", ":1: dns.rate_limit: must be a number >= 0.001, not inf"),
+        ("dns: {rate_limit: .nan}\n", ":1: dns.rate_limit: must be a number >= 0.001, not nan"),
+        ("dns: {rate_limit: true}\n", ":1: dns.rate_limit: must be a number >= 0.001, not a bool"),
+        ("dns: {tcp_connections: 0}\n", ":1: dns.tcp_connections: must be an integer >= 1, not 0"),
+        ("dns: {tcp_connections: 10.5}\n", ":1: dns.tcp_connections: must be an integer >= 1, not 10.5"),
+        ("dns: {tcp_conections: 10}\n", ":1: dns.tcp_conections: unknown key (did you mean 'tcp_connections'?)"),
+    ],
+)
+def test_dns_hardening_keys_are_refused_when_wrong(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"{path}{expected}" in str(caught.value)

@@ -9,6 +9,7 @@ thread, its one writer.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import shutil
 import socket
@@ -34,6 +35,7 @@ import pytest
 from registry.catalog import Catalog, NodeDefaults
 from registry.model import CheckKind, CheckSpec, Instance
 from registry.store import Store
+from resolver.config import default_address
 from resolver.dns import batchio
 from resolver.dns import server as server_module
 from resolver.dns.server import DnsServer, DnsStats
@@ -103,9 +105,10 @@ def loop_thread(request: pytest.FixtureRequest) -> Iterator[LoopThread]:
 
 
 def serve(loop_thread: LoopThread, catalog: Catalog, listen: Sequence[str] = ("127.0.0.1:0",),
-          recursors: Sequence[str] = ()) -> Served:
+          recursors: Sequence[str] = (), **options: Any) -> Served:
+    """A started DnsServer; `options` are DnsServer's (recursion_allow, rate_limit, tcp_connections)."""
     server = DnsServer(lambda: catalog.current, listen, ttl=5, recursors=recursors, stats=DnsStats(),
-                       batched_udp=loop_thread.batched_udp)
+                       batched_udp=loop_thread.batched_udp, **options)
     loop_thread.run(server.start())
     host, _, port = server.bound_udp[0].rpartition(":")
     return Served(catalog, server, host.strip("[]"), int(port))
@@ -311,10 +314,9 @@ def test_truncated_over_udp_full_over_tcp(tmp_path: Path, loop_thread: LoopThrea
         # EDNS raises the limit to what the client says: 1232 bytes still cannot hold 60 SRV records.
         medium = served.udp("_big._tcp.service.internal", "SRV", use_edns=0, payload=1232)
         assert medium.flags & dns.flags.TC and medium.edns == 0
-        # A client with a large EDNS buffer gets it all over UDP.
+        # However large the client's buffer, a UDP reply stops at 1232 bytes (issue 9, row 13).
         large = served.udp("_big._tcp.service.internal", "SRV", use_edns=0, payload=8192)
-        assert not large.flags & dns.flags.TC
-        assert len(records(large.answer, "SRV")) == 60
+        assert large.flags & dns.flags.TC and large.answer == []
         # 60 addresses do not fit 512 bytes either.
         assert served.udp("big.service.internal", "A").flags & dns.flags.TC
         assert len(records(served.tcp("big.service.internal", "A").answer, "A")) == 60
@@ -610,3 +612,242 @@ def test_servfail_when_no_recursor_answers(tmp_path: Path, loop_thread: LoopThre
     finally:
         loop_thread.run(served.server.stop())
         catalog.store.close()
+
+
+# -- what a client can make us spend (issue 9) ----------------------------------------
+
+
+def outside_address() -> str:
+    """A non-loopback address of this host, to send from: loopback clients are exempt from some limits."""
+    address = default_address()
+    if ipaddress.ip_address(address).is_loopback:
+        pytest.skip("no non-loopback IPv4 address on this host to send from")
+    return address
+
+
+def port_of(bound: str) -> int:
+    return int(bound.rpartition(":")[2])
+
+
+def collect(sock: socket.socket, quiet: float = 0.5) -> list[bytes]:
+    """Every datagram arriving on `sock` until none came for `quiet` seconds."""
+    replies = []
+    sock.settimeout(quiet)
+    while True:
+        try:
+            replies.append(sock.recv(65535))
+        except TimeoutError:
+            return replies
+
+
+def test_udp_replies_never_exceed_the_clients_size_or_1232(tmp_path: Path, loop_thread: LoopThread) -> None:
+    """Issue 9, row 13: UDP answers reached 3,410 bytes (x62 amplification); now min(client size, 1232)."""
+    texts = {f"key{i}": "v" * 200 for i in range(16)}
+    catalog = new_catalog(tmp_path, instances=BASE + many_instances(60) + [instance("m-1", "meta", "10.0.0.9", 7000, meta=texts)])
+    served = serve(loop_thread, catalog)
+    questions = [("_big._tcp.service.internal", "SRV"), ("big.service.internal", "A"),
+                 ("meta.service.internal", "TXT"), ("big.service.internal", "ANY")]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(TIMEOUT)
+            for name, rdtype in questions:
+                full = served.tcp(name, rdtype)
+                assert not full.flags & dns.flags.TC and full.answer
+                for payload in (None, 0, 511, 512, 700, 1231, 1232, 1400, 4096, 65535):
+                    kwargs: dict[str, Any] = {} if payload is None else {"use_edns": 0, "payload": payload}
+                    sock.sendto(dns.message.make_query(name, rdtype, **kwargs).to_wire(), (served.host, served.port))
+                    data = sock.recv(65535)
+                    assert len(data) <= min(max(payload or 512, 512), 1232), (name, rdtype, payload, len(data))
+                    reply = dns.message.from_wire(data)
+                    if reply.flags & dns.flags.TC:
+                        assert reply.answer == []
+                    else:  # 60 addresses fit 1232 bytes, not 512
+                        assert (name, payload) == ("big.service.internal", max(payload or 0, 1232))
+                        assert records(reply.answer, "A") == records(full.answer, "A")
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
+
+
+def test_rate_limit_answers_a_budget_then_slips_and_drops(tmp_path: Path, loop_thread: LoopThread) -> None:
+    """Issue 9, row 13: `dns.rate_limit` answers per second per client /24, then BIND's slip:
+    every second limited answer is a tiny TC reply, the rest are dropped. Loopback is exempt."""
+    here = outside_address()
+    catalog = new_catalog(tmp_path)
+    served = serve(loop_thread, catalog, listen=(f"{here}:0", "127.0.0.1:0"), rate_limit=5)
+    try:
+        outside_port, loopback_port = (port_of(b) for b in served.server.bound_udp)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((here, 0))
+            started = time.monotonic()
+            for i in range(60):
+                sock.sendto(dns.message.make_query("redis.service.internal", "A", id=i).to_wire(), (here, outside_port))
+            elapsed = time.monotonic() - started
+            replies = [dns.message.from_wire(data) for data in collect(sock)]
+        answered = [r for r in replies if not r.flags & dns.flags.TC]
+        slipped = [r for r in replies if r.flags & dns.flags.TC]
+        assert 5 <= len(answered) <= 5 + 5 * elapsed + 1
+        assert all(records(r.answer, "A") == ["10.0.0.1", "10.0.0.2"] for r in answered)
+        limited = 60 - len(answered)
+        assert limited // 2 - 1 <= len(slipped) <= limited // 2 + 1
+        assert all(r.answer == [] and r.question[0].name.to_text() == "redis.service.internal." for r in slipped)
+        assert served.server.stats.rate_limited == limited
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for i in range(60):
+                sock.sendto(dns.message.make_query("redis.service.internal", "A", id=i).to_wire(),
+                            ("127.0.0.1", loopback_port))
+            from_loopback = [dns.message.from_wire(data) for data in collect(sock)]
+        assert len(from_loopback) == 60 and not any(r.flags & dns.flags.TC for r in from_loopback)
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
+
+
+def test_only_loopback_and_allowed_networks_may_recurse(tmp_path: Path, loop_thread: LoopThread) -> None:
+    """Issue 9, row 11: any client could have us forward; now loopback and `dns.recursion_allow` only."""
+    here = outside_address()
+    (tmp_path / "up").mkdir()
+    upstream_catalog = new_catalog(tmp_path / "up", domain="upstream",
+                                   instances=[instance("api-80", "api", "192.0.2.7", 80)])
+    upstream = serve(loop_thread, upstream_catalog)
+    catalog = new_catalog(tmp_path)
+    recursors = (f"127.0.0.1:{upstream.port}",)
+    closed = serve(loop_thread, catalog, listen=(f"{here}:0", "127.0.0.1:0"), recursors=recursors)
+    allowing = serve(loop_thread, catalog, listen=(f"{here}:0",), recursors=recursors,
+                     recursion_allow=[f"{here}/32"])
+    try:
+        outside, loopback = (port_of(b) for b in closed.server.bound_udp)
+        for send in (dns.query.udp, dns.query.tcp):
+            def ask(name: str, port: int, source: str) -> dns.message.Message:
+                return send(dns.message.make_query(name, "A"), source, port=port, timeout=TIMEOUT, source=source)
+
+            refused = ask("api.service.upstream", outside, here)
+            assert refused.rcode() == dns.rcode.REFUSED and refused.answer == []
+            assert records(ask("redis.service.internal", outside, here).answer, "A") == ["10.0.0.1", "10.0.0.2"]
+            assert records(ask("api.service.upstream", loopback, "127.0.0.1").answer, "A") == ["192.0.2.7"]
+            allowed = port_of(allowing.server.bound_udp[0])
+            assert records(ask("api.service.upstream", allowed, here).answer, "A") == ["192.0.2.7"]
+        assert closed.server.stats.recursion_refused == 2
+    finally:
+        for running in (closed, allowing, upstream):
+            loop_thread.run(running.server.stop())
+        catalog.store.close()
+        upstream_catalog.store.close()
+
+
+class LoudUpstream:
+    """An upstream resolver that answers every UDP query with some 3,000 bytes (one big TXT)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="loud-upstream")
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            reply.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "TXT",
+                                                    *[f'"{i:03} {"x" * 246}"' for i in range(12)]))
+            self.sock.sendto(reply.to_wire(max_size=65535), addr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def test_forwarded_udp_replies_are_clamped_to_the_clients_size(tmp_path: Path, loop_thread: LoopThread) -> None:
+    """Issue 9, row 11: an upstream's large reply must not go out through us to a small-buffer client."""
+    upstream = LoudUpstream()
+    catalog = new_catalog(tmp_path)
+    served = serve(loop_thread, catalog, recursors=(f"127.0.0.1:{upstream.port}",))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(TIMEOUT)
+            for kwargs, limit in (({}, 512), ({"use_edns": 0, "payload": 4096}, 1232)):
+                sock.sendto(dns.message.make_query("example.com", "TXT", **kwargs).to_wire(), (served.host, served.port))
+                data = sock.recv(65535)
+                assert len(data) <= limit
+                reply = dns.message.from_wire(data)
+                assert reply.flags & dns.flags.TC and reply.question[0].name.to_text() == "example.com."
+    finally:
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
+        upstream.close()
+
+
+def connect_from(source: str, served: Served) -> socket.socket:
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    conn.bind((source, 0))
+    conn.connect((served.host, served.port))
+    conn.settimeout(TIMEOUT)
+    return conn
+
+
+def tcp_ask(conn: socket.socket, name: str = "redis.service.internal") -> dns.message.Message:
+    wire = dns.message.make_query(name, "A").to_wire()
+    conn.sendall(struct.pack("!H", len(wire)) + wire)
+    length = struct.unpack("!H", recv_exactly(conn, 2))[0]
+    return dns.message.from_wire(recv_exactly(conn, length))
+
+
+def closed_by_server(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_tcp_connections_are_capped_overall_and_per_client(tmp_path: Path, loop_thread: LoopThread) -> None:
+    """Issue 9, row 12: 17k held DNS TCP connections were all held open.
+
+    At a cap, the connection quiet the longest (of that client, or overall) is
+    closed to make room: 32 overall here, 32 // 16 = 2 per client address.
+    """
+    catalog = new_catalog(tmp_path)
+    served = serve(loop_thread, catalog, tcp_connections=32)
+    opened: list[socket.socket] = []
+    try:
+        # Per client: a third connection from 127.0.0.2 closes that client's quietest one.
+        first, second = connect_from("127.0.0.2", served), connect_from("127.0.0.2", served)
+        opened += [first, second]
+        tcp_ask(first)  # `second` is now the quiet one
+        third = connect_from("127.0.0.2", served)
+        opened.append(third)
+        assert records(tcp_ask(third).answer, "A") == ["10.0.0.1", "10.0.0.2"]
+        assert closed_by_server(second)
+        assert records(tcp_ask(first).answer, "A") == ["10.0.0.1", "10.0.0.2"]
+        # Overall: 30 more from 15 other addresses fill the 32; one more closes the quietest, `first`... 
+        for host in range(3, 18):
+            opened += [connect_from(f"127.0.0.{host}", served) for _ in range(2)]
+        tcp_ask(third)
+        for conn in opened[3:]:
+            tcp_ask(conn)  # every one has asked since `first` did
+        newcomer = connect_from("127.0.0.99", served)
+        opened.append(newcomer)
+        assert records(tcp_ask(newcomer).answer, "A") == ["10.0.0.1", "10.0.0.2"]
+        assert closed_by_server(first)
+        assert 30 <= server_side_connections(served) <= 32
+        assert served.server.stats.tcp_evicted == 2
+    finally:
+        for conn in opened:
+            conn.close()
+        loop_thread.run(served.server.stop())
+        catalog.store.close()
+
+
+def test_tcp_length_past_the_largest_query_closes_at_once(served: Served) -> None:
+    """A 64 KiB length prefix is not read: nothing that long is a query we answer."""
+    with socket.create_connection((served.host, served.port), timeout=TIMEOUT) as conn:
+        conn.sendall(b"\xff\xff" + b"x" * 100)
+        assert closed_by_server(conn)
+    assert served.server.stats.malformed == 1

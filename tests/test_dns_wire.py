@@ -8,12 +8,11 @@ import dns.message
 import dns.flags
 import dns.rcode
 import pytest
-from dnslib import A
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolver.dns import wire
-from resolver.dns.answers import Record
+from resolver.dns.records import A, Record
 
 
 def query_bytes(name: str = "Redis.Service.Internal", rdtype: str = "A", **kwargs: object) -> bytes:
@@ -29,11 +28,16 @@ def test_question_is_read_in_place_and_keyed_lower_case() -> None:
     assert query.rd
 
 
-@pytest.mark.parametrize(("payload", "limit"), [(4096, 4096), (1232, 1232), (100, 512), (65000, 4096)])
-def test_edns_payload_sets_the_udp_limit(payload: int, limit: int) -> None:
+@pytest.mark.parametrize(
+    ("payload", "limit", "size_class"),
+    [(4096, 1232, 1232), (1232, 1232, 1232), (1231, 1231, 512), (600, 600, 512), (100, 512, 512), (65000, 1232, 1232)],
+)
+def test_edns_payload_sets_the_udp_limit_never_past_1232(payload: int, limit: int, size_class: int) -> None:
+    """Replies are compiled for two UDP size classes, each within what the client takes."""
     query = wire.parse_query(query_bytes(use_edns=0, payload=payload))
     assert query.edns_payload == payload and query.edns_version == 0
     assert query.udp_limit() == limit
+    assert query.udp_size_class() == size_class <= limit
 
 
 GOOD = query_bytes()
@@ -94,7 +98,7 @@ def compiled(records: int, limit: int, additional: int = 0) -> tuple[wire.Query,
     query = wire.parse_query(GOOD)
     answer = tuple(Record(None, 1, A(f"10.0.{i // 250}.{i % 250}"), 5) for i in range(records))
     glue = tuple(Record(f"g{i}.addr.internal.", 1, A("10.9.9.9"), 5) for i in range(additional))
-    sections = wire.Sections(0, (answer,), additional=glue)
+    sections = wire.Sections(0, answer, additional=glue)
     return query, wire.compile_reply(query, sections, limit, ra=False)
 
 

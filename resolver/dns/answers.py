@@ -9,33 +9,18 @@ the same outcome, which is what lets the server compile it once per snapshot.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-from dnslib import AAAA, NS, RD, SOA, SRV, TXT, A
-
 from registry.catalog import Snapshot
 from registry.model import Entry, Node
+from resolver.dns.records import (
+    AAAA, NS, SOA, SRV, TXT, TYPE_A, TYPE_AAAA, TYPE_NS, TYPE_SOA, TYPE_SRV, TYPE_TXT, A, Record, character_strings,
+)
 
-TYPE_A = 1
-TYPE_NS = 2
-TYPE_SOA = 6
-TYPE_TXT = 16
-TYPE_AAAA = 28
-TYPE_SRV = 33
 TYPE_ANY = 255
 TRANSPORT_LABELS = ("_tcp", "_udp")
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One resource record; `owner=None` means the question's own name (case kept)."""
-
-    owner: str | None
-    rtype: int
-    rdata: RD
-    ttl: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +165,7 @@ def _service_answer(snapshot: Snapshot, zone: "_Zone", service: _Service, qtype:
         if not texts:
             return NoData(zone.soa(snapshot, ttl))
         # One record per key=value; a value past 255 bytes spans several character-strings.
-        outcome = Success(tuple(Record(None, TYPE_TXT, TXT(_character_strings(text)), ttl) for text in texts))
+        outcome = Success(tuple(Record(None, TYPE_TXT, TXT(character_strings(text)), ttl) for text in texts))
     else:
         outcome = _addresses(snapshot, zone, [e.instance.address for e in entries], qtype, ttl)
     if isinstance(outcome, Success):
@@ -204,7 +189,7 @@ def _srv(zone: "_Zone", entries: list[Entry], ttl: int) -> Success:
     for entry in entries:
         totals[entry.instance.priority] = totals.get(entry.instance.priority, 0) + max(entry.instance.weight, 0)
     answer = []
-    additional: dict[str, Record] = {}
+    additional: dict[tuple[str, str], Record] = {}
     for entry in entries:
         instance = entry.instance
         total = totals[instance.priority]
@@ -214,8 +199,8 @@ def _srv(zone: "_Zone", entries: list[Entry], ttl: int) -> Success:
         else:
             target = zone.addr_target(instance.address)
         answer.append(Record(None, TYPE_SRV, SRV(instance.priority, weight, instance.port, target), ttl))
-        for record in _glue(target, [instance.address], ttl):
-            additional.setdefault(f"{target} {record.rdata}", record)
+        if (target, instance.address) not in additional:
+            additional[target, instance.address] = _address_record(target, instance.address, ttl)
     return Success(tuple(answer), tuple(additional.values()), rotate=len(answer) > 1)
 
 
@@ -223,18 +208,20 @@ def _glue(target: str, addresses: list[str], ttl: int) -> tuple[Record, ...]:
     return tuple(_address_records(target, addresses, ttl))
 
 
+def _address_record(owner: str | None, address: str, ttl: int) -> Record:
+    """An address as the registry validated it; the packer reads it with inet_pton."""
+    if ":" in address:
+        return Record(owner, TYPE_AAAA, AAAA(address), ttl)
+    return Record(owner, TYPE_A, A(address), ttl)
+
+
 def _address_records(owner: str | None, addresses: Iterable[str], ttl: int) -> list[Record]:
     records = []
     seen = set()
     for text in addresses:
-        if text in seen:
-            continue
-        seen.add(text)
-        address = ipaddress.ip_address(text)
-        if address.version == 4:
-            records.append(Record(owner, TYPE_A, A(str(address)), ttl))
-        else:
-            records.append(Record(owner, TYPE_AAAA, AAAA(str(address)), ttl))
+        if text not in seen:
+            seen.add(text)
+            records.append(_address_record(owner, text, ttl))
     return records
 
 
@@ -246,12 +233,7 @@ def _unhex(label: str) -> str | None:
         packed = bytes.fromhex(label)
     except ValueError:
         return None
-    return str(ipaddress.ip_address(packed))
-
-
-def _character_strings(text: str) -> list[bytes]:
-    raw = text.encode()
-    return [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
 class _Zone:
@@ -280,7 +262,8 @@ class _Zone:
         return f"{node.lower()}.node.{self.domain}."
 
     def addr_target(self, address: str) -> str:
-        return f"{ipaddress.ip_address(address).packed.hex()}.addr.{self.domain}."
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return f"{socket.inet_pton(family, address).hex()}.addr.{self.domain}."
 
     def soa(self, snapshot: Snapshot, ttl: int) -> Record:
         """The zone's SOA: serial is the snapshot index; minimum (the negative TTL) is the answer TTL."""

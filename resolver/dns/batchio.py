@@ -104,6 +104,8 @@ class UdpBatch:
         self.family = family
         self.count = count
         namelen = 16 if family == socket.AF_INET else 28
+        # Where the address sits in each sender's sockaddr_in / sockaddr_in6, and its size.
+        self.address_at, self.address_size = (4, 4) if family == socket.AF_INET else (8, 16)
         self._names = ctypes.create_string_buffer(count * NAME)
         self._inbox = ctypes.create_string_buffer(count * SLOT)
         self._outbox = ctypes.create_string_buffer(count * wire.MAX_UDP_REPLY)
@@ -148,6 +150,10 @@ class UdpBatch:
     def received(self, count: int) -> bytes:
         """Slots 0..count-1 as one bytes object: one copy instead of one per datagram."""
         return ctypes.string_at(self._inbox_at, count * SLOT)
+
+    def senders(self, count: int) -> bytes:
+        """The sender addresses of slots 0..count-1 as one bytes object, `NAME` bytes a slot."""
+        return ctypes.string_at(ctypes.addressof(self._names), count * NAME)
 
     def send(self, fd: int, first: int, end: int) -> None:
         """Send the replies of slots first..end-1; those the socket will not take are dropped."""

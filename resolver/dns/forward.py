@@ -6,6 +6,11 @@ so that a reply cannot be forged by guessing the client's. UDP clients are forwa
 over UDP (a truncated reply is relayed as is, and the client retries over TCP); TCP
 clients over TCP.
 
+Recursion is for this host: only loopback clients may use it, and those in the
+networks of `dns.recursion_allow`; everyone else gets REFUSED (an open resolver is
+an amplifier anyone can aim). How many queries may wait on upstreams at once is the
+server's cap; a failing upstream is logged at most once per interval, with a count.
+
 This module must never answer from the catalog, and never cache: the upstream's TTLs
 belong to the upstream.
 """
@@ -13,9 +18,13 @@ belong to the upstream.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
 import secrets
-from typing import Sequence
+from typing import Callable, Sequence
+
+from resolver.dns.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +59,29 @@ class _OneReply(asyncio.DatagramProtocol):
             self.reply.set_exception(exc)
 
 
+class RecursionPolicy:
+    """Who may have names outside the zone forwarded: loopback, and the allowed networks."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self._networks = [ipaddress.ip_network(text, strict=False) for text in allowed]
+        # Asked once per forwarded query; a client's answer is kept (bounded).
+        self.allows: Callable[[str], bool] = functools.lru_cache(maxsize=4096)(self._allows)
+
+    def _allows(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return False
+        return address.is_loopback or any(address in network for network in self._networks)
+
+
 class Forwarder:
     """Upstream resolvers, tried in the order configured."""
 
     def __init__(self, recursors: Sequence[str], timeout: float = UPSTREAM_TIMEOUT) -> None:
         self.upstreams = [parse_hostport(r, 53) for r in recursors]
         self._timeout = timeout
+        self._failures = LogThrottle(log)
 
     async def forward(self, query: bytes, question: bytes, tcp: bool) -> bytes | None:
         """The upstream's reply with the client's ID, or None when every upstream failed."""
@@ -68,7 +94,7 @@ class Forwarder:
                 else:
                     reply = await self._udp(host, port, outgoing, upstream_id, question)
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
-                log.warning("dns: upstream %s:%d failed: %r", host, port, error)
+                self._failures.log((host, port), logging.WARNING, "dns: upstream %s:%d failed: %r", host, port, error)
                 continue
             if reply[:2] == upstream_id:
                 return query[:2] + reply[2:]

@@ -1,22 +1,29 @@
 """From query bytes to reply bytes, through two caches that live in the snapshot's memo.
 
-1. `compiled`: (lower-cased name, type, class, EDNS, DO, size limit, RD/CD) -> `Compiled`,
-   the reply packed once per snapshot with every rotation of its answer. A service
+1. `compiled`: (lower-cased name, type, class, EDNS, DO, size class, RD/CD) -> `Compiled`,
+   the reply packed once per snapshot with every rotation of its answer. The size
+   class is 512, 1232 (UDP) or 65535 (TCP), never the client's own EDNS size, so at
+   most a handful of replies are packed per question and snapshot. A service
    answer whose instances a swap did not touch is carried over from the previous
    snapshot's cache instead of packed again, so health changes elsewhere in a large
    catalog do not turn every query into a cache miss.
 2. `packets`: the query bytes after the ID -> a `PacketEntry`, the ready replies
    (every rotation, question spliced in) with their counter slot. A repeated UDP
    query (same name, same case, same flags) then costs one dict look-up, two index
-   operations and an ID splice: no parsing and no call at all.
+   operations and an ID splice: no parsing and no call at all. Queries that differ
+   only in what the reply does not show (the EDNS size) are keys of their own but
+   share the very same reply bytes.
 
 Both hang off `snapshot.memo`, so a new snapshot starts with empty caches and an
 answer change is visible from the first query after the swap. The caches are bounded
 in entries and in bytes, so that a flood of random names, random 0x20 case or random
 EDNS sizes cannot grow them without limit.
 
+A reply that cannot be built (odd catalog content) is a SERVFAIL compiled like any
+other reply: logged once, then served from the caches, never a traceback per query.
+
 This module never touches a socket and never waits: forwarding is the server's job,
-signalled by returning `FORWARD`.
+signalled by returning a `Forward`.
 """
 
 from __future__ import annotations
@@ -24,15 +31,17 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Final, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 from registry.catalog import Snapshot
 from registry.model import Entry
 from resolver.dns import answers, wire
 from resolver.dns.stats import DnsStats
+from resolver.dns.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
+FAILURE_LOG_INTERVAL = 60.0  # seconds between lines about one question that cannot be answered
 
 MAX_ROTATIONS = 8  # orders kept per multi-instance answer; enough to spread load evenly
 MAX_PACKETS = 65536  # per snapshot; beyond this, queries still answer, just uncached
@@ -41,9 +50,10 @@ MAX_PACKETS = 65536  # per snapshot; beyond this, queries still answer, just unc
 # bound alone would let random-case queries for a large answer take gigabytes.
 MAX_PACKET_BYTES = 64 << 20
 MAX_COMPILED = 65536
-# Bytes of compiled replies kept per snapshot: each EDNS size is its own key, so a
-# client cycling through sizes could otherwise keep a large answer once per size.
+# Bytes of compiled replies kept per snapshot, against a flood of random names.
 MAX_COMPILED_BYTES = 64 << 20
+# Spellings of one question whose ready replies are kept for sharing (see `_Compiled`).
+MAX_SPELLINGS = 16
 CLASS_IN = 1
 CLASS_ANY = 255
 
@@ -53,13 +63,17 @@ class _Compiled:
     reply: wire.Compiled
     turns: Iterator[int]  # rotation for replies built per query (TCP)
     basis: tuple[str, tuple[Entry, ...]] | None  # see answers.Success.basis
+    # Question bytes as asked -> its ready replies (`Compiled.rotations`). Packet-cache
+    # entries of one spelling share these, so a client cycling through EDNS sizes adds
+    # a key per size to the packet cache but no reply bytes.
+    spelled: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
 class Forward:
-    """The query is outside the zone and recursors are configured."""
+    """The query is outside the zone and recursors are configured: the server relays it."""
 
-
-FORWARD: Final = Forward()
+    query: wire.Query
 # (picker, DnsStats slot, reply 0, reply 1, ...): each reply without its ID. The UDP
 # reader sends `hit[hit[0][id_byte ^ turn]]`, where `picker` maps any byte to the
 # index of one reply. One flat tuple is deliberate: a cache hit touches the dict, the
@@ -91,6 +105,7 @@ class Responder:
         self._compiled: dict[tuple[object, ...], _Compiled] = {}
         self._compiled_bytes = 0  # held by `_compiled`, see MAX_COMPILED_BYTES
         self._previous: dict[tuple[object, ...], _Compiled] = {}
+        self._failures = LogThrottle(log, FAILURE_LOG_INTERVAL)
 
     def packet_cache(self) -> PacketCache:
         """The current snapshot's per-packet cache, for the UDP reader's hot loop.
@@ -137,13 +152,15 @@ class Responder:
         try:
             return self._answer(snapshot, data, query, tcp)
         except Exception:
-            # One bad answer must not stop the server: SERVFAIL, logged, counted.
-            log.exception("dns: failed to answer %s %s", ".".join(query.labels), qtype)
+            # A fault of ours, not of the query (a reply that cannot be built is compiled
+            # as SERVFAIL in `_compile`): SERVFAIL, counted, logged at most once a minute.
+            self._failures.log(("answer", qtype), logging.ERROR, "dns: failed to answer %s %s",
+                               ".".join(query.labels), qtype, exc_info=True)
             self._stats.count((qtype, "SERVFAIL"))
             return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, self._recursing, query.edns_do)
 
     def _answer(self, snapshot: Snapshot, data: bytes, query: wire.Query, tcp: bool) -> Reply:
-        limit = wire.TCP_REPLY_LIMIT if tcp else query.udp_limit()
+        limit = wire.TCP_REPLY_LIMIT if tcp else query.udp_size_class()
         edns = query.edns_payload is not None
         key = (query.qname_key, query.qtype, query.qclass, edns, query.edns_do, limit, query.flags & 0x0110)
         found = self._compiled.get(key)
@@ -160,40 +177,62 @@ class Responder:
         compiled = found.reply
         self._stats.count(compiled.stat)
         if not tcp and len(self._packets) < MAX_PACKETS:
-            rotations = compiled.rotations(query.question)
-            size = len(data) + sum(map(len, rotations))
-            if self._packet_bytes + size <= MAX_PACKET_BYTES:
-                self._packet_bytes += size
-                self._packets[data[2:]] = (picker(len(rotations)), self._stats.slot(compiled.stat), *rotations)
+            self._remember_packet(data, query, found)
         return compiled.reply(data[:2], query.question, next(found.turns))
+
+    def _remember_packet(self, data: bytes, query: wire.Query, found: _Compiled) -> None:
+        """Put the ready replies of this query into the packet cache, within its byte bound."""
+        rotations = found.spelled.get(query.question)
+        size = len(data)
+        if rotations is None:
+            rotations = found.reply.rotations(query.question)
+            size += sum(map(len, rotations))
+            if len(found.spelled) < MAX_SPELLINGS:
+                found.spelled[query.question] = rotations
+        if self._packet_bytes + size <= MAX_PACKET_BYTES:
+            self._packet_bytes += size
+            self._packets[data[2:]] = (picker(len(rotations)), self._stats.slot(found.reply.stat), *rotations)
 
     def _outside(self, data: bytes, query: wire.Query, tcp: bool) -> Reply:
         if self._recursing:
-            return FORWARD
+            return Forward(query)
         edns = query.edns_payload is not None
         reply = wire.error_reply(data, wire.RCODE_REFUSED, query.question, edns, do=query.edns_do)
         stat = (wire.qtype_text(query.qtype), "REFUSED")
         self._stats.count(stat)
-        if not tcp and len(self._packets) < MAX_PACKETS:
+        if not tcp and len(self._packets) < MAX_PACKETS and self._packet_bytes + 2 * len(data) <= MAX_PACKET_BYTES:
+            self._packet_bytes += 2 * len(data)
             self._packets[data[2:]] = (picker(1), self._stats.slot(stat), reply[2:])
         return reply
 
     def _compile(self, snapshot: Snapshot, query: wire.Query, limit: int) -> _Compiled | None:
-        """The reply for this question in this snapshot, or None when the name is not ours."""
+        """The reply for this question in this snapshot, or None when the name is not ours.
+
+        A reply that cannot be built is a SERVFAIL, compiled and cached as any reply:
+        the fault is in the catalog's content, and the next snapshot may mend it.
+        """
         if query.qclass not in (CLASS_IN, CLASS_ANY):
             return None
-        outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
-        if isinstance(outcome, answers.OutOfZone):
-            return None
         basis = None
-        if isinstance(outcome, answers.Success):
-            sections = wire.Sections(0, _rotations(outcome), additional=outcome.additional)
-            basis = outcome.basis
-        elif isinstance(outcome, answers.NoData):
-            sections = wire.Sections(0, ((),), authority=(outcome.soa,))
-        else:
-            sections = wire.Sections(3, ((),), authority=(outcome.soa,))
-        compiled = wire.compile_reply(query, sections, limit, self._recursing)
+        try:
+            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
+            if isinstance(outcome, answers.OutOfZone):
+                return None
+            if isinstance(outcome, answers.Success):
+                basis = outcome.basis
+                rotations = min(len(outcome.answer), MAX_ROTATIONS) if outcome.rotate else 1
+                sections = wire.Sections(0, outcome.answer, rotations, additional=outcome.additional)
+            elif isinstance(outcome, answers.NoData):
+                sections = wire.Sections(0, authority=(outcome.soa,))
+            else:
+                sections = wire.Sections(3, authority=(outcome.soa,))
+            compiled = wire.compile_reply(query, sections, limit, self._recursing)
+        except Exception as error:
+            qtype = wire.qtype_text(query.qtype)
+            self._failures.log(("compile", query.qname_key, qtype), logging.ERROR,
+                               "dns: cannot build the answer to %s %s, answering SERVFAIL: %r",
+                               ".".join(query.labels), qtype, error)
+            compiled = wire.compile_reply(query, wire.Sections(wire.RCODE_SERVFAIL), limit, self._recursing)
         return _Compiled(compiled, itertools.cycle(range(len(compiled.tails))), basis)
 
     def _adopt(self, snapshot: Snapshot) -> None:
@@ -204,16 +243,6 @@ class Responder:
         self._compiled = snapshot.memo.setdefault(("dns", "compiled", id(self)), {})
         self._compiled_bytes = 0
         self._snapshot = snapshot
-
-
-def _rotations(outcome: answers.Success) -> tuple[tuple[answers.Record, ...], ...]:
-    """Up to MAX_ROTATIONS orders of the answer, each starting at a different record."""
-    records = outcome.answer
-    if not outcome.rotate or len(records) < 2:
-        return (records,)
-    count = min(len(records), MAX_ROTATIONS)
-    starts = [i * len(records) // count for i in range(count)]
-    return tuple(records[start:] + records[:start] for start in starts)
 
 
 @functools.cache

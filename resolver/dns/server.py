@@ -7,7 +7,14 @@ datagram transport, whose 256 KiB read buffer makes glibc map and unmap memory f
 every packet (148k -> 33k queries per second where it was measured), and it behaves
 the same under uvloop (the daemon's loop on Linux) and the default loop. Plain reads
 are `wire.MAX_UDP_QUERY + 1` bytes, small enough for Python's own allocator. TCP
-uses two-byte length framing, several queries per connection, and an idle timeout.
+uses two-byte length framing, several queries per connection, an idle timeout, and
+caps on open connections (see connections.py).
+
+What a client can make us spend is bounded: UDP replies stay within the client's size
+and 1232 bytes (wire.py), answers per client network with `dns.rate_limit`
+(ratelimit.py), forwarded queries in flight (FORWARDS_IN_FLIGHT), TCP connections.
+Nothing a client sends may end in a traceback: errors of a connection or a datagram
+end that connection or that datagram, quietly.
 
 Nothing here decides an answer or logs per query; counters are plain integers read
 by /metrics at scrape time.
@@ -19,13 +26,17 @@ import asyncio
 import functools
 import logging
 import socket
+import time
 from typing import Any, Callable, Coroutine, Sequence
 
 from registry.catalog import Snapshot
-from resolver.dns import batchio, wire
-from resolver.dns.forward import Forwarder, parse_hostport
+from resolver.dns import batchio, ratelimit, wire
+from resolver.dns.connections import DEFAULT_TOTAL, TcpConnections
+from resolver.dns.forward import Forwarder, RecursionPolicy, parse_hostport
+from resolver.dns.ratelimit import RateLimiter
 from resolver.dns.responder import Forward, PacketEntry, Responder
 from resolver.dns.stats import DnsStats
+from resolver.dns.throttle import LogThrottle
 
 __all__ = ["DnsServer", "DnsStats"]
 
@@ -37,6 +48,10 @@ RECV_SIZE = wire.MAX_UDP_QUERY + 1  # one byte more, so that a query cut short s
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts; the kernel caps it at rmem_max
 TCP_IDLE_TIMEOUT = 10.0
 BIND_ATTEMPTS = 20
+# Queries waiting on upstreams at once, each holding a socket for up to 2 s per
+# upstream; past this they are answered SERVFAIL at once. A black-holed upstream then
+# costs at most this many sockets, whatever the rate of names outside the zone.
+FORWARDS_IN_FLIGHT = 256
 # Python 3.11 builds a slice object for every `data[2:]`; these are built once.
 AFTER_ID = slice(2, None)
 ID_BYTES = slice(None, 2)
@@ -53,13 +68,26 @@ class DnsServer:
         recursors: Sequence[str] = (),
         stats: DnsStats | None = None,
         batched_udp: bool | None = None,
+        recursion_allow: Sequence[str] = (),
+        rate_limit: float | None = None,
+        tcp_connections: int = DEFAULT_TOTAL,
     ) -> None:
-        """`batched_udp`: recvmmsg/sendmmsg when true, recvfrom/sendto when false, by platform when None."""
+        """`batched_udp`: recvmmsg/sendmmsg when true, recvfrom/sendto when false, by platform when None.
+
+        `recursion_allow`: networks (CIDR) besides loopback whose names outside the zone
+        are forwarded; `rate_limit`: UDP answers a second per client network, None for
+        no limit; `tcp_connections`: open TCP connections at most.
+        """
         self.stats = stats if stats is not None else DnsStats()
         self._batched = batchio.available() if batched_udp is None else batched_udp
         self._listen = list(listen)
         self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats)
         self._forwarder = Forwarder(recursors) if recursors else None
+        self._recursion = RecursionPolicy(recursion_allow)
+        self._forwarding = 0  # queries waiting on upstreams now, see FORWARDS_IN_FLIGHT
+        self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        self._connections = TcpConnections(tcp_connections)
+        self._complaints = LogThrottle(log)
         self._udp_sockets: list[socket.socket] = []
         self._tcp_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -105,7 +133,8 @@ class DnsServer:
             udp.close()
             raise
         if self._batched:
-            loop.add_reader(udp.fileno(), self._read_udp_batches, udp, batchio.UdpBatch(family, UDP_BATCH))
+            reader = self._read_udp_batches if self._limiter is None else self._read_udp_batches_limited
+            loop.add_reader(udp.fileno(), reader, udp, batchio.UdpBatch(family, UDP_BATCH))
         else:
             loop.add_reader(udp.fileno(), self._read_udp, udp)
         self._udp_sockets.append(udp)
@@ -137,6 +166,9 @@ class DnsServer:
         get, counts, turn = self._wake_up()
         recvfrom, sendto, size = udp.recvfrom, udp.sendto, RECV_SIZE
         after_id, id_bytes = AFTER_ID, ID_BYTES
+        # The fallback path checks the rate limit inline (one test of a local when off);
+        # the batched path, the one that must stay fastest, has a reader of its own.
+        limiter, now = self._limiter, time.monotonic()
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(size)
@@ -145,6 +177,16 @@ class DnsServer:
             except OSError:
                 # An ICMP error from an earlier reply surfaces here; the socket is fine.
                 continue
+            if limiter is not None:
+                verdict = self._verdict(limiter, _packed_host(udp.family, addr[0]), now)
+                if verdict != ratelimit.ANSWER:
+                    slipped = self._slipped(data) if verdict == ratelimit.SLIP else None
+                    if slipped is not None:
+                        try:
+                            sendto(slipped, addr)
+                        except OSError:
+                            pass
+                    continue
             hit = get(data[after_id])
             if hit is not None:
                 counts[hit[1]] += 1
@@ -166,11 +208,7 @@ class DnsServer:
         fd = udp.fileno()
         slots, lengths, out, out_lengths = batch.slots, batch.lengths, batch.out, batch.out_lengths
         for _ in range(UDP_ROUNDS):
-            try:
-                count = batch.receive(fd)
-            except OSError:
-                log.exception("dns: reading UDP failed")
-                return
+            count = self._receive(batch, fd)
             if not count:
                 return
             data = batch.received(count)
@@ -193,6 +231,72 @@ class DnsServer:
                 out_lengths[reply_length] = size
             batch.send(fd, first, count)
 
+    def _read_udp_batches_limited(self, udp: socket.socket, batch: batchio.UdpBatch) -> None:
+        # `_read_udp_batches` with `dns.rate_limit`: the same loop with the limiter's
+        # verdict first. A copy, not a flag in the loop above, so that a server without
+        # a limit pays nothing for it per datagram.
+        get, counts, turn = self._wake_up()
+        limiter = self._limiter
+        assert limiter is not None
+        fd = udp.fileno()
+        slots, lengths, out, out_lengths = batch.slots, batch.lengths, batch.out, batch.out_lengths
+        address_at, address_end = batch.address_at, batch.address_at + batch.address_size
+        for _ in range(UDP_ROUNDS):
+            count = self._receive(batch, fd)
+            if not count:
+                return
+            data, senders, now = batch.received(count), batch.senders(count), time.monotonic()
+            first = 0
+            for i, start, key, id_low, length, at, reply_length in slots[:count]:
+                end = start + lengths[length]
+                name = i * batchio.NAME
+                verdict = self._verdict(limiter, senders[name + address_at : name + address_end], now)
+                hit = get(data[key:end]) if verdict == ratelimit.ANSWER else None
+                if hit is None:
+                    if verdict == ratelimit.ANSWER:
+                        whole = self._miss(udp, data[start:end], functools.partial(batch.sender, i))
+                    else:
+                        whole = self._slipped(data[start:end]) if verdict == ratelimit.SLIP else None
+                    if whole is None:
+                        batch.send(fd, first, i)
+                        first = i + 1
+                        continue
+                    reply = whole[2:]
+                else:
+                    counts[hit[1]] += 1
+                    reply = hit[hit[0][data[id_low] ^ turn]]
+                size = len(reply)
+                out[at : at + size] = reply
+                out_lengths[reply_length] = size
+            batch.send(fd, first, count)
+
+    def _receive(self, batch: batchio.UdpBatch, fd: int) -> int:
+        """Datagrams waiting on `fd` read into `batch`; 0 when none (or reading failed)."""
+        try:
+            return batch.receive(fd)
+        except OSError as error:
+            # Nothing a client sends should get here; if it does, the socket stays served.
+            self._complaints.log("udp-read", logging.WARNING, "dns: reading UDP failed: %r", error)
+            return 0
+
+    def _verdict(self, limiter: RateLimiter, address: bytes, now: float) -> int:
+        """The rate limiter's verdict for one datagram from `address` (packed)."""
+        network = ratelimit.network_of(address)
+        if network is None:
+            return ratelimit.ANSWER
+        verdict = limiter.verdict(network, now)
+        if verdict != ratelimit.ANSWER:
+            self.stats.rate_limited += 1
+        return verdict
+
+    def _slipped(self, data: bytes) -> bytes | None:
+        """The tiny TC reply a rate-limited client gets instead of its answer: the question, no records."""
+        try:
+            query = wire.parse_query(data, whole=False)
+        except (wire.Drop, wire.FormError):
+            return None
+        return wire.error_reply(data, 0, query.question, tc=True)
+
     def _wake_up(self) -> tuple[Callable[[bytes], PacketEntry | None], list[int], int]:
         """What a UDP reader keeps in locals for one wake-up: the packet cache's `get`,
         the counters, and this wake-up's turn (see responder.picker)."""
@@ -204,35 +308,76 @@ class DnsServer:
         out now (dropped, or forwarded and sent later to `sender()`)."""
         reply = self._responder.answer(data, tcp=False)
         if isinstance(reply, Forward):
-            self._spawn(self._forward_udp(udp, data, sender()))
+            addr = sender()
+            refusal = self._may_forward(data, reply.query, str(addr[0]))
+            if refusal is not None:
+                return refusal
+            self._spawn(self._forward_udp(udp, data, reply.query, addr))
+            return None
+        if reply is not None and len(reply) > wire.MAX_UDP_REPLY:
+            # Never happens by construction (wire.py compiles within the limit); a send
+            # buffer slot holds no more, so it is checked where it costs nothing.
             return None
         return reply
 
-    async def _forward_udp(self, udp: socket.socket, data: bytes, addr: tuple[Any, ...]) -> None:
-        reply = await self._forward(data, tcp=False)
+    def _may_forward(self, data: bytes, query: wire.Query, client: str) -> bytes | None:
+        """None when `client` may have `query` forwarded now (and a slot is taken for it),
+        else the reply it gets instead: REFUSED if it may not recurse, SERVFAIL when too
+        many forwards are in flight."""
+        edns = query.edns_payload is not None
+        qtype = wire.qtype_text(query.qtype)
+        if not self._recursion.allows(client):
+            self.stats.recursion_refused += 1
+            self.stats.count((qtype, "REFUSED"))
+            return wire.error_reply(data, wire.RCODE_REFUSED, query.question, edns, do=query.edns_do)
+        if self._forwarding >= FORWARDS_IN_FLIGHT:
+            self.stats.forward_overflow += 1
+            self.stats.count((qtype, "SERVFAIL"))
+            self._complaints.log("forward-overflow", logging.WARNING,
+                                 "dns: %d forwarded queries in flight; answering SERVFAIL to more", self._forwarding)
+            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, True, query.edns_do)
+        self._forwarding += 1
+        return None
+
+    async def _forward_udp(self, udp: socket.socket, data: bytes, query: wire.Query, addr: tuple[Any, ...]) -> None:
+        reply = await self._forward(data, query, tcp=False)
         if udp.fileno() >= 0:
             try:
                 udp.sendto(reply, addr)
             except OSError:
                 pass
 
-    async def _forward(self, data: bytes, tcp: bool) -> bytes:
+    async def _forward(self, data: bytes, query: wire.Query, tcp: bool) -> bytes:
+        """The upstream's reply for a query that holds a forwarding slot (released here)."""
         assert self._forwarder is not None
-        query = wire.parse_query(data)
         qtype = wire.qtype_text(query.qtype)
-        reply = await self._forwarder.forward(data, query.question, tcp)
-        if reply is None:
+        edns = query.edns_payload is not None
+        try:
+            reply = await self._forwarder.forward(data, query.question, tcp)
+        finally:
+            self._forwarding -= 1
+        if reply is None or len(reply) < 12:
             self.stats.count((qtype, "SERVFAIL"))
-            edns = query.edns_payload is not None
             return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, True, query.edns_do)
         rcode = reply[3] & 0xF
         self.stats.count((qtype, wire.rcode_text(rcode)))
+        if not tcp and len(reply) > query.udp_limit():
+            # The upstream may answer in more than this client takes (or than we send
+            # anyone over UDP): its header with TC set, and the client asks over TCP.
+            return wire.error_reply(data, rcode, query.question, edns, True, query.edns_do, tc=True)
         return reply
 
     def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A forward's task is done: its error, if any, is one line at most every 10 s,
+        not asyncio's "exception was never retrieved" traceback."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._complaints.log("forward-task", logging.WARNING, "dns: forwarding failed: %r", task.exception())
 
     # -- TCP -----------------------------------------------------------------
 
@@ -240,31 +385,55 @@ class DnsServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        transport = writer.transport
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self.stats.tcp_evicted += self._connections.admit(transport, client)
         try:
             while True:
+                # The idle timeout covers a client that connects and never sends a byte.
                 length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT), "big")
+                if length > wire.MAX_QUERY:
+                    # Dropped unread: nothing this long is a query we answer (wire.MAX_QUERY).
+                    self.stats.malformed += 1
+                    break
                 data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
+                self._connections.active(transport)
                 reply = self._responder.answer(data, tcp=True)
                 if isinstance(reply, Forward):
-                    reply = await self._forward(data, tcp=True)
+                    refusal = self._may_forward(data, reply.query, client)
+                    reply = refusal if refusal is not None else await self._forward(data, reply.query, tcp=True)
                 if reply is None:
                     # Unanswerable bytes on a stream: the framing can no longer be trusted.
+                    break
+                if transport.is_closing():
+                    # The client reset the connection with queries still buffered: no one
+                    # to answer (uvloop raises on a write to a closed transport).
                     break
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 # A client that stops reading is as idle as one that stops asking.
                 await asyncio.wait_for(writer.drain(), TCP_IDLE_TIMEOUT)
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, asyncio.CancelledError):
-            pass
+        except (asyncio.IncompleteReadError, TimeoutError, OSError, asyncio.CancelledError):
+            pass  # ConnectionResetError and its kind are OSErrors: the client's doing
+        except Exception as error:
+            # Whatever else a client may provoke ends its connection with one line, at most every 10 s.
+            self._complaints.log("tcp", logging.WARNING, "dns: TCP connection from %s ended: %r", client, error)
         finally:
             self._tasks.discard(task)
-            if writer.transport.get_write_buffer_size():
+            self._connections.remove(transport)
+            if transport.get_write_buffer_size():
                 # Replies nobody reads would keep a graceful close waiting forever.
-                writer.transport.abort()
+                transport.abort()
             writer.close()
             try:
                 await writer.wait_closed()
             except (OSError, asyncio.CancelledError):
                 pass
+
+
+def _packed_host(family: int, host: str) -> bytes:
+    """A sender's address as the rate limiter keys it (the plain path's addresses are text)."""
+    return socket.inet_pton(family, host.partition("%")[0])
 
 
 def _format(host: str, port: int) -> str:

@@ -17,6 +17,10 @@ class DnsStats:
 
     def __init__(self) -> None:
         self.malformed = 0  # packets dropped or answered FORMERR
+        self.rate_limited = 0  # UDP answers dropped or sent as TC by dns.rate_limit
+        self.recursion_refused = 0  # names outside the zone from clients not allowed to recurse
+        self.forward_overflow = 0  # forwards refused (SERVFAIL) because too many were in flight
+        self.tcp_evicted = 0  # TCP connections closed to make room under a connection cap
         self.counts: list[int] = []
         self._slots: dict[tuple[str, str], int] = {}
 

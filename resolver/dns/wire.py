@@ -2,10 +2,16 @@
 
 A query is never fully decoded: the header and the question are read straight from
 the packet, and the only further record looked at is the EDNS0 OPT. Answers are
-packed once (with dnslib) against the lower-cased question; every owner name under
-the question is then a compression pointer to offset 12, so serving a query is
-`id + compiled head + the query's own question bytes + compiled tail`, which keeps
-the asker's 0x20 case for free.
+packed once (records.py packs each record) against the lower-cased question; every
+owner name under the question is then a compression pointer to offset 12, so serving
+a query is `id + compiled head + the query's own question bytes + compiled tail`,
+which keeps the asker's 0x20 case for free.
+
+A UDP reply is never larger than min(the client's EDNS size, 1232), or 512 without
+EDNS: we answer for names anyone can ask, so a larger reply would make us an
+amplifier (RFC 8906, DNS flag day 2020). Replies are compiled for a few size classes
+(`udp_size_class`), never for the raw size a client sent, so that varying it cannot
+make every query a new compile.
 
 This module knows bytes and record types only. It must never look at the catalog or
 a socket: deciding what to answer is `answers.py`, moving bytes is `server.py`.
@@ -15,11 +21,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Sequence
 
-from dnslib import DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNS0, QTYPE, RCODE, RR
+from dnslib import QTYPE, RCODE
 
-from resolver.dns.answers import Record
+from resolver.dns.records import NameTable, Record
 
 # What we advertise in our OPT: the DNS flag day 2020 size, safe from fragmentation.
 OUR_PAYLOAD = 1232
@@ -31,8 +36,9 @@ MAX_QUERY = 4096
 # question at most 259, OPT 11 plus options); a longer one is read cut short and
 # answered with TC set, so the client asks again over TCP, where MAX_QUERY applies.
 MAX_UDP_QUERY = 478
-# Sizes a UDP reply is compiled for; larger client buffers gain nothing over 4096.
-MAX_UDP_REPLY = 4096
+# No UDP reply is larger, whatever the client's buffer: the size we advertise.
+MAX_UDP_REPLY = OUR_PAYLOAD
+MIN_UDP_REPLY = 512  # RFC 1035; also the floor of RFC 6891's payload size
 TCP_REPLY_LIMIT = 65535
 
 OPCODE_QUERY = 0
@@ -86,10 +92,19 @@ class Query:
         return bool(self.flags & 0x0100)
 
     def udp_limit(self) -> int:
-        """The largest UDP reply this client accepts (RFC 6891: never below 512)."""
+        """The largest UDP reply we send this client: its size within 512..1232 (RFC 6891)."""
         if self.edns_payload is None:
-            return 512
-        return max(512, min(self.edns_payload, MAX_UDP_REPLY))
+            return MIN_UDP_REPLY
+        return max(MIN_UDP_REPLY, min(self.edns_payload, MAX_UDP_REPLY))
+
+    def udp_size_class(self) -> int:
+        """The size a UDP reply is compiled for: 1232 when the client takes it, else 512.
+
+        A client between the two gets the 512-byte reply, a few of them TC where a
+        larger one would have fit: the price of two compiled replies instead of one
+        per size a client may send.
+        """
+        return MAX_UDP_REPLY if self.udp_limit() == MAX_UDP_REPLY else MIN_UDP_REPLY
 
 
 def parse_query(data: bytes, whole: bool = True) -> Query:
@@ -232,46 +247,65 @@ class Sections:
     """What answers.py decided, as records, before it becomes bytes."""
 
     rcode: int
-    answer_rotations: tuple[tuple[Record, ...], ...]  # one answer section per rotation
+    answer: tuple[Record, ...] = ()
+    rotations: int = 1  # orders of the answer to compile, each starting at another record
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
 
 
 def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Compiled:
-    """Pack a reply once; drop the additional section, then set TC, when it exceeds `limit`."""
+    """Pack a reply once; drop the additional section, then set TC, when it exceeds `limit`.
+
+    Rotated answers are packed record by record, each compressed only against the
+    question, so a record's bytes do not depend on its place: every rotation is then
+    the same bytes in another order, the answer section has one length, and the
+    authority and additional sections after it are packed once for all rotations.
+    """
     edns = query.edns_payload is not None
-    qname = DNSLabel([label.encode("latin-1") for label in query.labels])
-    qlen = len(query.question)
+    opt = opt_record(do=query.edns_do) if edns else b""
+    # Everything compiled is answered from our zone: authoritative, unless it is the
+    # SERVFAIL of a reply that could not be built. Opcode, RD and CD are the query's
+    # (RFC 4035 3.1.6 for CD).
+    aa = 0x0400 if sections.rcode != RCODE_SERVFAIL else 0
+    flags = 0x8000 | (query.flags & 0x7910) | aa | (0x0080 if ra else 0) | (sections.rcode & 0xF)
+    names = NameTable(query.qname_key)
+    at = 12 + len(query.question)
+    remember = sections.rotations == 1
+    answer = []
+    for record in sections.answer:
+        packed = record.pack(names, at, remember)
+        answer.append(packed)
+        at += len(packed)
+    authority = []
+    for record in sections.authority:
+        packed = record.pack(names, at)
+        authority.append(packed)
+        at += len(packed)
     stat = (qtype_text(query.qtype), rcode_text(sections.rcode))
-
-    def pack(answer: Sequence[Record], authority: Sequence[Record], additional: Sequence[Record], tc: bool) -> bytes:
-        # Everything compiled is answered from our zone: authoritative.
-        header = DNSHeader(id=0, qr=1, aa=1, tc=int(tc), rd=int(query.rd), ra=int(ra), rcode=sections.rcode)
-        record = DNSRecord(header, q=DNSQuestion(qname, query.qtype, query.qclass))
-        record.rr = [_rr(r, qname) for r in answer]
-        record.auth = [_rr(r, qname) for r in authority]
-        record.ar = [_rr(r, qname) for r in additional]
-        if edns:
-            record.ar.append(EDNS0(udp_len=OUR_PAYLOAD, flags="do" if query.edns_do else ""))
-        packed: bytes = record.pack()
-        # CD is copied from the query (RFC 4035 3.1.6); dnslib has no field for it.
-        if query.flags & 0x0010:
-            packed = packed[:3] + bytes([packed[3] | 0x10]) + packed[4:]
-        return packed
-
-    for additional in (sections.additional, ()):
-        packed = [pack(answer, sections.authority, additional, False) for answer in sections.answer_rotations]
-        if max(len(p) for p in packed) <= limit:
+    extra = 1 if opt else 0
+    if at + len(opt) > limit:
+        # Not even without its additional section: empty, with TC (the client asks over TCP).
+        counts = _COUNTS.pack(1, 0, 0, extra)
+        return Compiled((flags | 0x0200).to_bytes(2, "big") + counts, (opt,), stat)
+    additional = []
+    for record in sections.additional:
+        packed = record.pack(names, at)
+        additional.append(packed)
+        at += len(packed)
+        if at + len(opt) > limit:
+            additional = []  # glue is optional: the reply goes without (RFC 2181 9)
             break
-    else:
-        packed = [pack((), (), (), True)]
-    head = packed[0][2:12]
-    return Compiled(head, tuple(p[12 + qlen :] for p in packed), stat)
-
-
-def _rr(record: Record, qname: DNSLabel) -> RR:
-    owner = qname if record.owner is None else DNSLabel(record.owner)
-    return RR(owner, record.rtype, rdata=record.rdata, ttl=record.ttl)
+    head = flags.to_bytes(2, "big") + _COUNTS.pack(1, len(answer), len(authority), len(additional) + extra)
+    rest = b"".join(authority) + b"".join(additional) + opt
+    joined = b"".join(answer)
+    if sections.rotations <= 1 or len(answer) < 2:
+        return Compiled(head, (joined + rest,), stat)
+    offsets = [0]
+    for packed in answer:
+        offsets.append(offsets[-1] + len(packed))
+    count = min(sections.rotations, len(answer))
+    cuts = [offsets[i * len(answer) // count] for i in range(count)]
+    return Compiled(head, tuple(joined[cut:] + joined[:cut] + rest for cut in cuts), stat)
 
 
 def qtype_text(qtype: int) -> str:
