@@ -119,8 +119,15 @@ Render = Callable[[Any], str]
 CLI_TIMEOUT = 10.0
 
 
+class UsageError(Exception):
+    """The command line (or its environment variables) cannot work: exit 2."""
+
+
 def client_of(args: argparse.Namespace) -> Discovery:
-    return Discovery(args.http, token=args.token, timeout=CLI_TIMEOUT)
+    try:
+        return Discovery(args.http, token=args.token, timeout=CLI_TIMEOUT)
+    except ValueError as exc:  # a malformed --http or PILOTFISH_HTTP, a token with spaces
+        raise UsageError(str(exc)) from None
 
 
 def show(args: argparse.Namespace, body: Any, render: Render) -> None:
@@ -275,6 +282,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------
 
 
+def wait_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds <= 600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 600 seconds")
+    return seconds
+
+
 def client_options() -> argparse.ArgumentParser:
     """Options every client verb takes, before or after the verb."""
     common = argparse.ArgumentParser(add_help=False)
@@ -357,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("name", nargs="?", metavar="NAME", help="default: every service")
     watch.add_argument("--tag", action="append", help="only instances with this tag (repeatable)")
     watch.add_argument("--status", default="any", help="passing, warning, critical, maintenance or any (default)")
-    watch.add_argument("--wait", type=float, default=30.0, metavar="SECONDS", help="longest blocking query (default 30)")
+    watch.add_argument("--wait", type=wait_seconds, default=30.0, metavar="SECONDS",
+                       help="longest blocking query (default 30, at most 600)")
     watch.set_defaults(func=cmd_watch)
     return parser
 
@@ -374,8 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DaemonUnavailable as exc:
         print(f"pilotfish: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except ValueError as exc:
-        # What the client library refuses before any request: a malformed --http URL, a bad --wait.
+    except UsageError as exc:
         print(f"pilotfish: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -94,14 +94,17 @@ def parse_dns_address(value: str | tuple[str, int]) -> tuple[str, int]:
         host, port = value
     else:
         text = value.strip()
+        raw_port = str(DNS_PORT)
         if text.startswith("["):
             host, _, rest = text[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else DNS_PORT
+            raw_port = rest[1:] if rest.startswith(":") else raw_port
         elif text.count(":") == 1:
             host, _, raw_port = text.partition(":")
-            port = int(raw_port)
         else:
-            host, port = text, DNS_PORT
+            host = text
+        if not raw_port.isdigit():
+            raise ValueError(f"DNS address {value!r}: the port {raw_port!r} is not a number")
+        port = int(raw_port)
     try:
         ipaddress.ip_address(host)
     except ValueError:
