@@ -326,3 +326,42 @@ def test_watch_lines_tell_what_changed() -> None:
     ]
     third = lines.lines(Instances("redis", (), Source.DAEMON, 0, 10), stamp)
     assert [line.split(" ", 1)[1] for line in third] == ["- redis r1@n1 redis://10.0.0.5:6379", "- redis r2@n1 redis://10.0.0.5:6379"]
+
+
+# -- the core's plans against replies that no daemon would give ---------------------------
+
+
+def test_json_nested_too_deep_is_no_answer_not_a_crash() -> None:
+    from resolver.client.answers import classify
+
+    body = b"[" * 100_000 + b"]" * 100_000
+    outcome = classify(HttpResponse(200, "OK", {"x-pilotfish-index": "3"}, body))
+    assert isinstance(outcome, Failure) and "not JSON" in outcome.reason
+
+
+def test_dns_fallback_stops_asking_once_the_server_stops_answering() -> None:
+    # SRV names three targets without addresses; the first A query times out. Each
+    # further query would cost another timeout: the fallback must give up instead.
+    from resolver.client import DaemonUnavailable
+    from resolver.client.steps import DnsCall
+
+    settings = build_settings("http://127.0.0.1:1", 5, dns="127.0.0.1:8600", domain=None, token=None, timeout=1,
+                              dns_timeout=1, cache_size=8, breaker_failures=3, breaker_cooldown=1,
+                              max_response=1 << 20, environ={}, root="/")
+    plan = Core(settings).instances(Query.build("redis"))
+    assert isinstance(next(plan), HttpCall)
+    srv = plan.send(Failure("refused"))
+    assert isinstance(srv, DnsCall)
+    reply = dns.message.make_response(srv.message)
+    reply.answer.append(dns.rrset.from_text(
+        "_redis._tcp.service.internal.", 5, "IN", "SRV", *(f"1 1 {6379 + n} n{n}.node.internal." for n in range(3))
+    ))
+    dns_calls = 1
+    step = plan.send(reply)
+    with pytest.raises(DaemonUnavailable) as caught:
+        while True:
+            assert isinstance(step, DnsCall)
+            dns_calls += 1
+            step = plan.send(Failure("no DNS answer within 1s"))
+    assert dns_calls == 2
+    assert "no SRV records with addresses" in caught.value.tried[1]

@@ -37,7 +37,7 @@ def classify(reply: Reply) -> Answer | Failure:
         return Failure(f"an HTTP call got {type(reply).__name__} back")
     try:
         body = json.loads(reply.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than any answer of ours
         return Failure(f"{NOT_PILOTFISH} (HTTP {reply.status}, not JSON)")
     raw_index = reply.header(INDEX_HEADER) or ""
     if not raw_index.isdigit():
@@ -69,7 +69,7 @@ def raw_answer(response: HttpResponse) -> Any:
     """
     try:
         body = json.loads(response.body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         if response.status >= 400:
             text = response.body.decode(errors="replace")[:200] or response.reason
             raise ApiError(response.status, "http", text, None) from None

@@ -325,13 +325,20 @@ class Core:
         for target in dns_fallback.unresolved(records, addresses):
             for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
                 answer = yield DnsCall(dns_fallback.query(target + ".", rdtype), host, port, timeout)
-                if not isinstance(answer, dns.message.Message) or dns_fallback.failure_of(answer) is not None:
-                    continue
+                if not isinstance(answer, dns.message.Message):
+                    # The server stopped answering: asking about the other targets would
+                    # cost a timeout each. Serve what resolved so far.
+                    return self._dns_result(query, records, addresses, owner)
                 found = dns_fallback.read_addresses(answer).get(target)
-                if found:
+                if found and dns_fallback.failure_of(answer) is None:
                     addresses[target] = found
                     break
-        items = dns_fallback.instances_from_srv(query.name, records, addresses, domain)
+        return self._dns_result(query, records, addresses, owner)
+
+    def _dns_result(
+        self, query: Query, records: list[dns_fallback.SrvRecord], addresses: dict[str, list[str]], owner: str
+    ) -> Instances | str:
+        items = dns_fallback.instances_from_srv(query.name, records, addresses, self.settings.domain)
         if not items:
             return f"no SRV records with addresses for {owner}"
         return Instances(query.name, items, Source.DNS)
