@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,36 @@ def registration(path: Path, text: str) -> None:
     staging = path.with_name("." + path.name + ".tmp")
     staging.write_text(text)
     staging.replace(path)
+
+
+@contextlib.contextmanager
+def tls_server(cert: Path, key: Path, body: bytes) -> Iterator[str]:
+    """An https server that answers every GET as pilotfish would: JSON `body` and the index header."""
+
+    class Pilotfishy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Pilotfish-Index", "7")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pilotfishy)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @contextlib.contextmanager

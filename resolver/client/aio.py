@@ -9,7 +9,6 @@ application that uses another HTTP stack should not have to carry one more.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from typing import Any, AsyncGenerator, Callable, Mapping, TypeVar, overload
 
 import dns.asyncquery
@@ -18,7 +17,7 @@ import dns.message
 
 from resolver.client.base import ClientBase, Statuses, Tags, json_bytes, params_of, query_of, strategy_of
 from resolver.client.core import Query
-from resolver.client.http_wire import HttpResponse, MalformedResponse, ResponseReader
+from resolver.client.http_wire import HttpResponse, MalformedResponse, ResponseReader, tls_context
 from resolver.client.results import Endpoints, Instances, Services, ServiceUrl
 from resolver.client.selection import Strategy
 from resolver.client.steps import DnsCall, Failure, HttpCall, Plan, Reply, Step
@@ -35,7 +34,7 @@ async def perform(step: Step) -> Reply:
 async def http_exchange(call: HttpCall) -> HttpResponse | Failure:
     reader = ResponseReader(call.max_body)
     base = call.base
-    context = ssl.create_default_context() if base.scheme == "https" else None
+    context = tls_context() if base.scheme == "https" else None
     try:
         async with asyncio.timeout(call.timeout):
             stream, writer = await asyncio.open_connection(base.host, base.port, ssl=context)

@@ -12,7 +12,9 @@ port cannot make the client buffer without limit.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 from typing import Mapping
@@ -76,6 +78,12 @@ class HttpResponse:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying context for every https exchange: building one reads the CA store."""
+    return ssl.create_default_context()
 
 
 def encode_request(base: BaseUrl, method: str, target: str, body: bytes | None, token: str | None) -> bytes:

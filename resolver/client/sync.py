@@ -10,7 +10,6 @@ lookups make none; in exchange there is no pool to go stale when the daemon rest
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 from typing import Any, Callable, Generator, Mapping, TypeVar, overload
 
@@ -20,7 +19,7 @@ import dns.query
 
 from resolver.client.base import ClientBase, Statuses, Tags, json_bytes, params_of, query_of, strategy_of
 from resolver.client.core import Query
-from resolver.client.http_wire import HttpResponse, MalformedResponse, ResponseReader
+from resolver.client.http_wire import HttpResponse, MalformedResponse, ResponseReader, tls_context
 from resolver.client.results import Endpoints, Instances, Services, ServiceUrl
 from resolver.client.selection import Strategy
 from resolver.client.steps import DnsCall, Failure, HttpCall, Plan, Reply, Step
@@ -40,7 +39,7 @@ def http_exchange(call: HttpCall) -> HttpResponse | Failure:
     base = call.base
     try:
         with socket.create_connection((base.host, base.port), timeout=call.timeout) as raw:
-            conn = ssl.create_default_context().wrap_socket(raw, server_hostname=base.host) if base.scheme == "https" else raw
+            conn = tls_context().wrap_socket(raw, server_hostname=base.host) if base.scheme == "https" else raw
             with conn:
                 _settimeout(conn, deadline)
                 conn.sendall(call.payload)
