@@ -4,22 +4,24 @@ stepped by hand where a real daemon cannot stage the case (a watch's pacing)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.message
-import dns.rcode
 import dns.rrset
 import pytest
 
 from resolver.client import Instance, Instances, Kind, Source, Strategy, detect, env_variable
 from resolver.client.breaker import Breaker
 from resolver.client.cache import AnswerCache
-from resolver.client.core import Core, Query, instance_from_url
+from resolver.client.core import Core
 from resolver.client.dns_fallback import instances_from_srv, read_srv, srv_name, unresolved
+from resolver.client.env_fallback import instance_from_url
 from resolver.client.environment import default_gateway
-from resolver.client.http_wire import BaseUrl, MalformedResponse, ResponseReader, encode_request
+from resolver.client.http_wire import BaseUrl, HttpResponse, MalformedResponse, ResponseReader, encode_request
+from resolver.client.query import Query
 from resolver.client.settings import build_settings, parse_dns_address
 from resolver.client.steps import Failure, HttpCall
 from resolver.client.watch import BACKOFF_MAX, UNMOVED_PAUSE, Watch
-from resolver.client.http_wire import HttpResponse
 from resolver.watchlines import WatchLines
 
 # -- HTTP framing ---------------------------------------------------------------
@@ -151,10 +153,8 @@ ROUTE = (
         ({".dockerenv": ""}, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, Kind.KUBERNETES, "http://127.0.0.1:8500"),
     ],
 )
-def test_environment_detection(tmp_path: object, files: dict[str, str], environ: dict[str, str], kind: Kind, url: str) -> None:
-    from pathlib import Path
-
-    root = Path(str(tmp_path))
+def test_environment_detection(tmp_path: Path, files: dict[str, str], environ: dict[str, str], kind: Kind, url: str) -> None:
+    root = tmp_path
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)

@@ -13,7 +13,8 @@ environment.py and settings.py decide where the daemon is.
 """
 
 from resolver.client.aio import AsyncDiscovery
-from resolver.client.core import env_variable, quote
+from resolver.client.env_fallback import env_variable
+from resolver.client.query import quote
 from resolver.client.environment import Environment, Kind, detect
 from resolver.client.errors import ApiError, ClientError, DaemonUnavailable, NoInstance
 from resolver.client.results import Endpoint, Endpoints, Instance, Instances, Services, ServiceUrl, Source

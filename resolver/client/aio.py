@@ -16,7 +16,7 @@ import dns.exception
 import dns.message
 
 from resolver.client.base import ClientBase, Statuses, Tags, json_bytes, params_of, query_of, strategy_of
-from resolver.client.core import Query
+from resolver.client.query import Query
 from resolver.client.http_wire import HttpResponse, MalformedResponse, ResponseReader, tls_context
 from resolver.client.results import Endpoints, Instances, Services, ServiceUrl
 from resolver.client.selection import Strategy

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from resolver.client.core import Core, Query
+from resolver.client.core import Core
+from resolver.client.query import Query
 from resolver.client.environment import Environment
 from resolver.client.selection import Strategy
 from resolver.client.settings import (

@@ -11,88 +11,34 @@ so one `Discovery` can serve many threads.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, TypeVar
+from typing import Any, Callable, Hashable, TypeVar
 
 import dns.message
 import dns.rdatatype
 
 from resolver.client import dns_fallback
-from resolver.client.answers import Answer, api_error, classify, raw_answer, NOT_JSON, NOT_PILOTFISH
+from resolver.client.env_fallback import env_variable, instance_from_url
+from resolver.client.answers import NOT_JSON, NOT_PILOTFISH, Answer, api_error, classify, raw_answer
 from resolver.client.breaker import Breaker
 from resolver.client.cache import AnswerCache
 from resolver.client.errors import ClientError, DaemonUnavailable, NoInstance
-from resolver.client.http_wire import DEFAULT_PORTS, HttpResponse, encode_request
+from resolver.client.http_wire import HttpResponse, encode_request
 from resolver.client.results import (
-    BadAnswer, Endpoints, Instance, Instances, Services, ServiceUrl, Source,
+    BadAnswer, Endpoints, Instances, Services, ServiceUrl, Source,
     endpoints_of, instance_list_from_json, service_url_from_json, services_from_json,
 )
 from resolver.client.selection import CHOSEN_HERE, Picker, Strategy
 from resolver.client.settings import Settings
 from resolver.client.stats import UNAVAILABLE, ClientStats, Counters
+from resolver.client.query import Params, Query, quote
 from resolver.client.steps import DnsCall, Failure, HttpCall, Plan
 
 T = TypeVar("T")
-Params = list[tuple[str, str]]
 BREAKER_OPEN = "the circuit breaker is open after repeated failures"
 SERVICES_KEY = ("services",)
-_ENV_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-# Well-known ports for an env URL that names none (`PILOTFISH_DB_URL=postgres://db/app`).
-_SCHEME_PORTS = {**DEFAULT_PORTS, "ws": 80, "wss": 443, "redis": 6379, "postgres": 5432, "postgresql": 5432,
-                 "mysql": 3306, "amqp": 5672, "grpc": 443}
-
-
-def quote(segment: str) -> str:
-    """One path segment, safe to put into a URL (ids may hold ':' or '@')."""
-    return urllib.parse.quote(segment, safe="")
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One lookup's name and filters, normalized so that equal lookups share a cache entry."""
-
-    name: str
-    tags: tuple[str, ...] = ()
-    status: str | None = None
-    version: str | None = None
-    node: str | None = None
-    # The cache and the round-robin cursors key on this plain tuple: hashing and
-    # comparing it runs in C, where the dataclass's own __eq__ builds tuples in Python.
-    key: tuple[Any, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", ("instances", self.name, self.tags, self.status, self.version, self.node))
-
-    @classmethod
-    def build(cls, name: str, tags: str | Iterable[str] = (), status: str | Iterable[str] | None = None,
-              version: str | None = None, node: str | None = None) -> Query:
-        if not isinstance(name, str) or not name or not name.isprintable() or len(name) > 255:
-            raise ValueError(f"service name {name!r}: printable text of 1 to 255 characters")
-        if not tags and status is None and version is None and node is None:
-            return cls(name)  # the common lookup, kept cheap: it runs on every cached url()
-        tag_list = (tags,) if isinstance(tags, str) else tuple(tags)
-        status_text = status if status is None or isinstance(status, str) else ",".join(status)
-        return cls(name, tuple(sorted(set(tag_list))), status_text or None, version, node)
-
-    def params(self) -> Params:
-        params = [("tag", tag) for tag in self.tags]
-        for key, value in (("status", self.status), ("version", self.version), ("node", self.node)):
-            if value is not None:
-                params.append((key, value))
-        return params
-
-    @property
-    def dns_tag(self) -> str | None:
-        return self.tags[0] if self.tags else None
-
-    @property
-    def dns_can_answer(self) -> bool:
-        """DNS serves passing instances, filtered by one tag at most, and nothing else."""
-        return len(self.tags) <= 1 and self.version is None and self.node is None and self.status in (None, "passing")
 
 
 def read_services(answer: Answer) -> Services:
@@ -105,25 +51,6 @@ def _names_a_service(body: Any) -> bool:
     """A 404 saying the service is unknown (an empty answer), not that the route is (a refusal)."""
     error = body.get("error") if isinstance(body, dict) else None
     return isinstance(error, dict) and error.get("code") == "not_found" and error.get("what") == "service"
-
-
-def env_variable(name: str) -> str | None:
-    """`PILOTFISH_<NAME>_URL`: upper-cased, '-' as '_' (None for a name no variable can hold)."""
-    return f"PILOTFISH_{name.upper().replace('-', '_')}_URL" if _ENV_NAME.match(name) else None
-
-
-def instance_from_url(name: str, value: str) -> Instance | None:
-    parts = urllib.parse.urlsplit(value.strip())
-    try:
-        port = parts.port or _SCHEME_PORTS.get(parts.scheme, 0)
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.hostname:
-        return None
-    return Instance(
-        id=f"env:{name}", name=name, node="", address=parts.hostname, port=port, protocol=parts.scheme,
-        url=value.strip(), endpoint_path=parts.path, registered_by="env",
-    )
 
 
 class Core:

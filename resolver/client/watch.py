@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Callable, Hashable
 
 from resolver.client.answers import Answer
-from resolver.client.core import SERVICES_KEY, Core, Query, quote, read_services
+from resolver.client.core import SERVICES_KEY, Core, read_services
+from resolver.client.query import Query, quote
 from resolver.client.results import Instances, Services
 from resolver.client.steps import Failure, Plan
 
