@@ -6,9 +6,10 @@ tests/test_client_imports.py holds it to that.
 
     from resolver.client import Discovery, AsyncDiscovery
 
-Layout: core.py is the one sans-I/O core (plans over steps.py's calls; cache.py,
-breaker.py, stats.py, selection.py, dns_fallback.py, answers.py and http_wire.py are
-its parts); sync.py and aio.py are the two thin flavours that carry the I/O out;
+Layout: core.py is the one sans-I/O core (plans over steps.py's calls; query.py,
+cache.py, breaker.py, stats.py, selection.py, answers.py, http_wire.py,
+dns_fallback.py and env_fallback.py are its parts); sync.py and aio.py are the two
+thin flavours that carry the I/O out (base.py holds what they share);
 environment.py and settings.py decide where the daemon is.
 """
 
