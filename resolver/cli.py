@@ -5,6 +5,8 @@ check a file before dropping it into services.d. Every other verb except `serve`
 a thin client of the HTTP API (`--http`, `--token`, or PILOTFISH_HTTP and
 PILOTFISH_TOKEN): tables for people, `--json` for scripts. Exit codes: 0 done,
 1 refused by the daemon (or a lookup matching nothing), 2 usage, 3 no daemon answering.
+They talk to the daemon through the client library (resolver.client), as any
+application would, but ask it directly: no cache, no fallback.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from registry.catalog import NodeDefaults
 from registry.errors import ValidationError
 from registry.schema import load_file
 from registry.yamldoc import FieldPath, compose
-from resolver.client import DEFAULT_URL, ApiClient, ApiError, Unreachable, quote
+from resolver.client import ApiError, ConnectionChange, DaemonUnavailable, Discovery, detect, quote
+from resolver.watchlines import WatchLines
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2  # as argparse exits on a bad command line
@@ -112,8 +115,19 @@ def config_text(value: dict[str, Any]) -> str:
 Render = Callable[[Any], str]
 
 
-def client_of(args: argparse.Namespace) -> ApiClient:
-    return ApiClient(args.http, args.token)
+# A verb waits longer than an application's lookup would: a person is watching.
+CLI_TIMEOUT = 10.0
+
+
+class UsageError(Exception):
+    """The command line (or its environment variables) cannot work: exit 2."""
+
+
+def client_of(args: argparse.Namespace) -> Discovery:
+    try:
+        return Discovery(args.http, token=args.token, timeout=CLI_TIMEOUT)
+    except ValueError as exc:  # a malformed --http or PILOTFISH_HTTP, a token with spaces
+        raise UsageError(str(exc)) from None
 
 
 def show(args: argparse.Namespace, body: Any, render: Render) -> None:
@@ -121,12 +135,12 @@ def show(args: argparse.Namespace, body: Any, render: Render) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    show(args, client_of(args).get("/v1/status"), status_text)
+    show(args, client_of(args).request("GET", "/v1/status"), status_text)
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    grouped = client_of(args).get("/v1/services", {"status": args.status, "tag": args.tag})
+    grouped = client_of(args).request("GET", "/v1/services", query={"status": args.status, "tag": args.tag})
     show(args, grouped, lambda body: instance_rows([i for name in sorted(body) for i in body[name]]))
     return 0
 
@@ -135,10 +149,10 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     client = client_of(args)
     query = {"status": args.status, "tag": args.tag}
     if args.url:
-        chosen = client.get(f"/v1/services/{quote(args.name)}/url", {**query, "strategy": args.strategy})
+        chosen = client.request("GET", f"/v1/services/{quote(args.name)}/url", query={**query, "strategy": args.strategy})
         show(args, chosen, lambda body: str(body["url"]))
         return 0
-    instances = client.get(f"/v1/services/{quote(args.name)}", query)
+    instances = client.request("GET", f"/v1/services/{quote(args.name)}", query=query)
     show(args, instances, instance_rows)
     return 0 if instances else EXIT_REFUSED
 
@@ -194,7 +208,7 @@ def cmd_deregister(args: argparse.Namespace) -> int:
 def cmd_conflicts(args: argparse.Namespace) -> int:
     client = client_of(args)
     if args.action == "list":
-        show(args, client.get("/v1/conflicts"), lambda body: rule_rows(body["rules"]))
+        show(args, client.request("GET", "/v1/conflicts"), lambda body: rule_rows(body["rules"]))
     elif args.action == "add":
         body = {"a": args.a, "b": args.b, "type": args.type, "reason": args.reason}
         show(args, client.request("POST", "/v1/conflicts", body), lambda rule: rule_rows([rule]))
@@ -214,8 +228,8 @@ def cmd_maint(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     client = client_of(args)
     if args.action == "get" and args.key is None:
-        node = args.node or str(client.get("/v1/status")["node"]["name"])
-        view = client.get(f"/v1/nodes/{quote(node)}/config")
+        node = args.node or str(client.request("GET", "/v1/status")["node"]["name"])
+        view = client.request("GET", f"/v1/nodes/{quote(node)}/config")
         show(args, view, lambda body: "\n".join(config_text(v) for _, v in sorted(body["config"].items())))
         return 0
     if args.action == "set" and (args.key is None or args.value is None):
@@ -223,20 +237,66 @@ def cmd_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     path = (f"/v1/nodes/{quote(args.node)}/config/" if args.node else "/v1/config/") + quote(args.key)
     if args.action == "get":
-        show(args, client.get(path), config_text)
+        show(args, client.request("GET", path), config_text)
         return 0
     show(args, client.request("PUT", path, {"value": args.value, "value_type": args.type}), config_text)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow the daemon's blocking queries until Ctrl-C; a daemon restart is waited out.
+
+    A daemon that does not answer the first request is exit 3, as for every verb (a
+    wrong --http should not look like a wait); once one has answered, its going away
+    is said on stderr and the watch reconnects with a growing pause.
+    """
+    client = client_of(args)
+    printer = WatchLines(args.name, args.json)
+    connected = False
+
+    def on_connection(change: ConnectionChange) -> None:
+        if not connected:
+            raise DaemonUnavailable(client.base_url, change.reason or "no answer")
+        if change.connected:
+            print(f"pilotfish: reconnected to {client.base_url}", file=sys.stderr, flush=True)
+        else:
+            print(f"pilotfish: no answer from {client.base_url} ({change.reason}); retrying in {change.retry_in:g}s",
+                  file=sys.stderr, flush=True)
+
+    try:
+        for state in client.watch(args.name, tags=args.tag or (), status=args.status, wait=args.wait,
+                                  on_connection=on_connection):
+            connected = True
+            for line in printer.lines(state):
+                print(line, flush=True)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # `pilotfish watch | head`: the reader left. Point stdout at nothing so that
+        # the interpreter's final flush does not complain about the pipe as well.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
 # -- parser ----------------------------------------------------------------------
 
 
+def wait_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds <= 600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 600 seconds")
+    return seconds
+
+
 def client_options() -> argparse.ArgumentParser:
     """Options every client verb takes, before or after the verb."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--http", default=argparse.SUPPRESS, metavar="URL",
-                        help=f"daemon API (env PILOTFISH_HTTP, default {DEFAULT_URL})")
+                        help=f"daemon API (env PILOTFISH_HTTP, default here {detect(environ=os.environ).http_url})")
     common.add_argument("--token", default=argparse.SUPPRESS, help="bearer token for writes (env PILOTFISH_TOKEN)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
     return common
@@ -248,9 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pilotfish", description="per-host service discovery: DNS and HTTP", parents=[client_options()]
     )
-    parser.set_defaults(
-        http=os.environ.get("PILOTFISH_HTTP", DEFAULT_URL), token=os.environ.get("PILOTFISH_TOKEN") or None, json=False
-    )
+    # http None: the client library picks PILOTFISH_HTTP, else what the environment implies.
+    parser.set_defaults(http=None, token=os.environ.get("PILOTFISH_TOKEN") or None, json=False)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     common = client_options()
 
@@ -310,6 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--type", default="string", choices=["string", "int", "bool", "json"], help="with set")
     config.add_argument("--node", help="per-node value (default: the global one)")
     config.set_defaults(func=cmd_config)
+
+    watch = verbs.add_parser("watch", parents=[common], help="print each change of one service (or all) as it happens")
+    watch.add_argument("name", nargs="?", metavar="NAME", help="default: every service")
+    watch.add_argument("--tag", action="append", help="only instances with this tag (repeatable)")
+    watch.add_argument("--status", default="any", help="passing, warning, critical, maintenance or any (default)")
+    watch.add_argument("--wait", type=wait_seconds, default=30.0, metavar="SECONDS",
+                       help="longest blocking query (default 30, at most 600)")
+    watch.set_defaults(func=cmd_watch)
     return parser
 
 
@@ -322,9 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(exc.body, indent=2, sort_keys=True))
         print(f"pilotfish: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except Unreachable as exc:
+    except DaemonUnavailable as exc:
         print(f"pilotfish: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except UsageError as exc:
+        print(f"pilotfish: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

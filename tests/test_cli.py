@@ -183,3 +183,9 @@ def test_a_server_that_is_not_pilotfish_is_exit_3(capsys: pytest.CaptureFixture[
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_a_malformed_daemon_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # Refused by the client library before any request (urllib used to raise a traceback here).
+    assert main(["status", "--http", "localhost:8500"]) == 2
+    assert "the scheme must be http or https" in capsys.readouterr().err
