@@ -49,10 +49,15 @@ NOT_CHECKED = "not checked yet"
 
 @dataclass(frozen=True)
 class NodeDefaults:
-    """What a registration without `node` or `address` falls back to."""
+    """What a registration without `node` or `address` falls back to, and the floor of its checks.
+
+    `min_check_interval` is the config's `limits.check_interval`: the shortest check
+    interval (and TTL) a registration may ask for.
+    """
 
     node: str
     address: str
+    min_check_interval: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)

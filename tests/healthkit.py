@@ -19,7 +19,9 @@ from registry.schema import parse_registration
 from registry.store import Store
 
 T = TypeVar("T")
-NODE = NodeDefaults("n1", "127.0.0.1")
+# The health tests run checks every 100-300 ms to stay fast: the floor a daemon
+# sets with limits.check_interval (1s by default) is lowered here as a config would.
+NODE = NodeDefaults("n1", "127.0.0.1", min_check_interval=0.05)
 SLACK = 0.1  # the "+ 100 ms" of every deadline: interval + timeout + SLACK
 
 

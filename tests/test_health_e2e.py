@@ -16,11 +16,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import REPO, Daemon, wait_for
+from conftest import REPO, Daemon, DaemonFactory, wait_for
 
-INTERVAL, TIMEOUT = 0.2, 0.3
+INTERVAL, TIMEOUT = 0.3, 0.3  # a timeout may not exceed the interval
 WITHIN = INTERVAL + TIMEOUT + 0.1
-CHECK_TIMING = {"interval": "200ms", "timeout": "300ms"}
+CHECK_TIMING = {"interval": "300ms", "timeout": "300ms"}
 
 
 class Listener:
@@ -97,6 +97,12 @@ def web() -> Iterator[Web]:
     server = Web()
     yield server
     server.close()
+
+
+@pytest.fixture
+def daemon(start_daemon: DaemonFactory) -> Daemon:
+    """A daemon that accepts the sub-second checks these tests run (the default floor is 1s)."""
+    return start_daemon(config={"limits": {"check_interval": "100ms"}})
 
 
 def statuses(daemon: Daemon, name: str) -> dict[str, str]:

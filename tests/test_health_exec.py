@@ -16,12 +16,12 @@ from registry.health.outcome import OUTPUT_LIMIT
 from registry.health.runner import HealthRunner
 from registry.model import Status
 
-INTERVAL, TIMEOUT = 0.15, 0.3
+INTERVAL, TIMEOUT = 0.3, 0.3  # a timeout may not exceed the interval
 WITHIN = INTERVAL + TIMEOUT + SLACK
 
 
 def exec_body(instance_id: str, port: int, argv: list[str], **check: object) -> dict[str, object]:
-    spec: dict[str, object] = {"exec": argv, "interval": "150ms", "timeout": "300ms"}
+    spec: dict[str, object] = {"exec": argv, "interval": "300ms", "timeout": "300ms"}
     spec.update(check)
     return {"id": instance_id, "name": "job", "port": port, "checks": [spec]}
 
@@ -121,7 +121,7 @@ def test_systemd_asks_systemctl_is_active(
         runner = HealthRunner(catalog)
         await runner.start()
         try:
-            body = {"id": "redis-1", "name": "redis", "port": 6379, "checks": [{"systemd": "redis.service", "interval": "150ms"}]}
+            body = {"id": "redis-1", "name": "redis", "port": 6379, "checks": [{"systemd": "redis.service", "interval": "150ms", "timeout": "150ms"}]}
             register(catalog, body)
             await eventually(lambda: answer in output_of(catalog, "redis-1"), TIMEOUT + SLACK, "systemctl answer")
             await wait_status(catalog, "redis-1", status, 0)

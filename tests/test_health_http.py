@@ -14,12 +14,12 @@ from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status
 
-INTERVAL, TIMEOUT = 0.15, 0.2
+INTERVAL, TIMEOUT = 0.2, 0.2  # a timeout may not exceed the interval
 WITHIN = INTERVAL + TIMEOUT + SLACK
 
 
 def http_body(instance_id: str, url: str, **check: object) -> dict[str, object]:
-    spec: dict[str, object] = {"http": url, "interval": "150ms", "timeout": "200ms"}
+    spec: dict[str, object] = {"http": url, "interval": "200ms", "timeout": "200ms"}
     spec.update(check)
     return {"id": instance_id, "name": "web", "port": 8080, "protocol": "http", "checks": [spec]}
 

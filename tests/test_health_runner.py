@@ -103,7 +103,7 @@ def test_stop_leaves_no_task_behind(tmp_path: Path) -> None:
         runner = HealthRunner(catalog)
         await runner.start()
         register(catalog, {"id": "a", "name": "a", "port": 1, "checks": [{"exec": ["sleep", "5"], "timeout": "10s"}]})
-        register(catalog, {"id": "b", "name": "b", "port": 2, "checks": [{"http": "http://127.0.0.1:1/", "interval": "100ms"}]})
+        register(catalog, {"id": "b", "name": "b", "port": 2, "checks": [{"http": "http://127.0.0.1:1/", "interval": "100ms", "timeout": "100ms"}]})
         register(catalog, {"id": "c", "name": "c", "port": 3, "checks": [{"ttl": "10s"}]})
         await eventually(lambda: runner.scheduled() == 3, 1)
         await asyncio.sleep(0.05)  # let the sleep command start

@@ -9,7 +9,7 @@ from healthkit import SLACK, TcpService, eventually, make_catalog, register, run
 from registry.health.runner import HealthRunner
 from registry.model import Status
 
-INTERVAL, TIMEOUT = 0.15, 0.2
+INTERVAL, TIMEOUT = 0.2, 0.2  # a timeout may not exceed the interval
 
 
 def tcp_body(instance_id: str, port: int, **check: object) -> dict[str, object]:
