@@ -85,9 +85,11 @@ class LocatedDoc:
 
 
 def dotted(at: FieldPath) -> str:
-    """`("services", 1, "port")` -> `services[1].port`."""
+    """`("services", 1, "port")` -> `services[1].port`; a key past 64 characters is cut short."""
     out = ""
     for part in at:
+        if isinstance(part, str) and len(part) > 64:
+            part = part[:61] + "..."
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 

@@ -209,11 +209,18 @@ documents = st.one_of(
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_any_document_loads_or_is_refused_with_problems(text: str) -> None:
+    tracemalloc.start()
     started = time.perf_counter()
     try:
         instances = load_text(text, "fuzz.yaml", DEFAULTS)
     except ValidationError as exc:
         assert exc.problems and all(p.path == "fuzz.yaml" for p in exc.problems)
+        assert all(len(str(p)) < 1000 for p in exc.problems), "messages stay short, whatever the input"
     else:
         assert all(instance.source == "file:fuzz.yaml" for instance in instances)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # Generous: a few kilobytes of input may cost a few megabytes, never the machine.
     assert time.perf_counter() - started < 5.0
+    assert peak < 20_000_000
