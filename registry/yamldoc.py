@@ -4,7 +4,7 @@ Registration files and the daemon's config file are both read through here: an
 operator gets the same `file:line: field: message` whichever file is wrong. Nothing
 here validates meaning; it only parses, refuses what no registry value may be
 (duplicate or non-string keys, unknown tags, control characters), and records lines
-and the raw text of scalars.
+and the raw text of scalars that YAML typed (`1.10` read as a number).
 
 Whoever may write a file decides what it holds, so reading is bounded: PyYAML's own
 composer recurses once per nesting level and expands aliases without limit (ten
@@ -46,6 +46,9 @@ MAX_DEPTH = 64
 # The 10-line "billion laughs" (9 levels x 9) would be 387 million.
 MIN_NODE_BUDGET = 50_000
 
+# Files up to this size get the pure-Python parser's error messages (see compose).
+PURE_PARSER_MAX = 64 * 1024
+
 _YAML = "tag:yaml.org,2002:"
 MAP_TAG, SEQ_TAG, STR_TAG, MERGE_TAG, VALUE_TAG = (_YAML + name for name in ("map", "seq", "str", "merge", "value"))
 # Scalars a registry value may be; the tags SafeLoader knows besides these are
@@ -76,7 +79,7 @@ def quoted(text: str, limit: int = 80) -> str:
 
 @dataclass
 class LocatedDoc:
-    """A parsed document: `value`, the line of every key and item, the raw text of scalars."""
+    """A parsed document: `value`, the line of every key and item, the raw text of typed scalars."""
 
     value: Any = None
     lines: dict[FieldPath, int] = field(default_factory=dict)
@@ -137,7 +140,10 @@ def _compose(text: str, path: str) -> LocatedDoc:
             node = _BoundedComposer(_PARSER(text), node_budget(text)).single_document()
         except (ReaderError, ScannerError, ParserError):
             # Re-read with the pure-Python parser: its messages are the same on
-            # every machine, whether or not PyYAML was built with libyaml.
+            # every machine, whether or not PyYAML was built with libyaml. It is
+            # four times slower, so a large file keeps libyaml's message.
+            if len(text) > PURE_PARSER_MAX:
+                raise
             node = _BoundedComposer(yaml.SafeLoader(text), node_budget(text)).single_document()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -157,15 +163,43 @@ def _compose(text: str, path: str) -> LocatedDoc:
     return doc
 
 
+class _Scalar:
+    """A composed scalar: only what conversion needs, so a large file's marks are not kept."""
+
+    __slots__ = ("tag", "value", "line")
+
+    def __init__(self, tag: str, value: str, line: int) -> None:
+        self.tag, self.value, self.line = tag, value, line
+
+
+class _Sequence:
+    __slots__ = ("tag", "value", "line")
+
+    def __init__(self, tag: str, line: int) -> None:
+        self.tag, self.line = tag, line
+        self.value: list[_Node] = []
+
+
+class _Mapping:
+    __slots__ = ("tag", "value", "line")
+
+    def __init__(self, tag: str, line: int) -> None:
+        self.tag, self.line = tag, line
+        self.value: list[tuple[_Node, _Node]] = []
+
+
+_Node = _Scalar | _Sequence | _Mapping
+
+
 @dataclass
 class _Open:
     """A collection being composed: its node, its anchor, and what it expands to so far."""
 
-    node: yaml.MappingNode | yaml.SequenceNode
+    node: _Sequence | _Mapping
     anchor: str | None
     size: int = 1
     height: int = 1
-    key: yaml.Node | None = None
+    key: _Node | None = None
 
 
 class _BoundedComposer:
@@ -181,22 +215,21 @@ class _BoundedComposer:
         self.parser = parser
         self.budget = budget
         self.spent = 0
-        self.anchors: dict[str, tuple[yaml.Node, int, int]] = {}
+        self.anchors: dict[str, tuple[_Node, int, int]] = {}
         self.open_anchors: set[str] = set()
 
-    def single_document(self) -> yaml.Node | None:
+    def single_document(self) -> _Node | None:
         try:
             self.parser.get_event()  # stream start
             if self.parser.check_event(yaml.StreamEndEvent):
                 return None
-            self.parser.get_event()  # document start
+            start = self.parser.get_event().start_mark  # document start
             root = self.root()
             self.parser.get_event()  # document end
             if not self.parser.check_event(yaml.StreamEndEvent):
                 event = self.parser.get_event()
                 raise ComposerError(
-                    "expected a single document in the stream", root.start_mark, "but found another document",
-                    event.start_mark,
+                    "expected a single document in the stream", start, "but found another document", event.start_mark
                 )
             return root
         finally:
@@ -220,11 +253,11 @@ class _BoundedComposer:
         if anchor is not None and (anchor in self.anchors or anchor in self.open_anchors):
             raise ComposerError(None, None, f"anchor &{anchor} is defined twice", event.start_mark)
 
-    def root(self) -> yaml.Node:
+    def root(self) -> _Node:
         stack: list[_Open] = []
         while True:
             event = self.parser.get_event()
-            node: yaml.Node
+            node: _Node
             if isinstance(event, yaml.AliasEvent):
                 anchor = event.anchor
                 if anchor in self.open_anchors:
@@ -240,7 +273,7 @@ class _BoundedComposer:
                 tag = event.tag
                 if tag is None or tag == "!":
                     tag = self.parser.resolve(yaml.ScalarNode, event.value, event.implicit)
-                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                node = _Scalar(tag, event.value, event.start_mark.line + 1)
                 size, height = 1, 0
                 if event.anchor is not None:
                     self.anchors[event.anchor] = (node, size, height)
@@ -249,19 +282,17 @@ class _BoundedComposer:
                 self.spend(1, event)
                 self.too_deep(len(stack) + 1, event)
                 sequence = isinstance(event, yaml.SequenceStartEvent)
-                kind = yaml.SequenceNode if sequence else yaml.MappingNode
                 tag = event.tag
                 if tag is None or tag == "!":
-                    tag = self.parser.resolve(kind, None, event.implicit)
-                opened = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
-                stack.append(_Open(opened, event.anchor))
+                    tag = self.parser.resolve(yaml.SequenceNode if sequence else yaml.MappingNode, None, event.implicit)
+                line = event.start_mark.line + 1
+                stack.append(_Open(_Sequence(tag, line) if sequence else _Mapping(tag, line), event.anchor))
                 if event.anchor is not None:
                     self.open_anchors.add(event.anchor)
                 continue
             else:  # the end of the innermost open collection
                 done = stack.pop()
                 node, size, height = done.node, done.size, done.height
-                node.end_mark = event.end_mark
                 if done.anchor is not None:
                     self.open_anchors.discard(done.anchor)
                     self.anchors[done.anchor] = (node, size, height)
@@ -270,7 +301,7 @@ class _BoundedComposer:
             parent = stack[-1]
             parent.size += size
             parent.height = max(parent.height, height + 1)
-            if isinstance(parent.node, yaml.SequenceNode):
+            if isinstance(parent.node, _Sequence):
                 parent.node.value.append(node)
             elif parent.key is None:
                 parent.key = node
@@ -291,19 +322,19 @@ class _Converter:
         self.doc = doc
         self.constructor = yaml.SafeLoader("")
 
-    def problem(self, node: yaml.Node, at: FieldPath, message: str) -> None:
-        self.doc.problems.append(Problem(self.path, node.start_mark.line + 1, dotted(at) or "(top)", message))
+    def problem(self, node: _Node, at: FieldPath, message: str) -> None:
+        self.doc.problems.append(Problem(self.path, node.line, dotted(at) or "(top)", message))
 
-    def convert(self, node: yaml.Node, at: FieldPath) -> Any:
-        self.doc.lines[at] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
+    def convert(self, node: _Node, at: FieldPath) -> Any:
+        self.doc.lines[at] = node.line
+        if isinstance(node, _Mapping):
             if node.tag != MAP_TAG:
                 self.problem(node, at, f"tag {_short_tag(node.tag)!r} is not supported (plain mappings only)")
                 return None
             out: dict[str, Any] = {}
-            merged: list[tuple[yaml.Node, yaml.Node]] = []
+            merged: list[tuple[_Node, _Node]] = []
             for key_node, value_node in node.value:
-                if key_node.tag == MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
+                if key_node.tag == MERGE_TAG and isinstance(key_node, _Scalar):
                     merged += self.merge(value_node, at)
                     continue
                 key = self.key(key_node, at)
@@ -313,43 +344,46 @@ class _Converter:
                     self.problem(key_node, at + (key,), "duplicate key")
                     continue
                 out[key] = self.convert(value_node, at + (key,))
-                self.doc.lines[at + (key,)] = key_node.start_mark.line + 1
+                self.doc.lines[at + (key,)] = key_node.line
             # `<<: *base` fills in what the mapping does not say itself; of several
             # merged mappings (`<<: [*a, *b]`) the first to hold a key gives it.
             for key_node, value_node in merged:
                 key = self.key(key_node, at)
                 if key is not None and key not in out:
                     out[key] = self.convert(value_node, at + (key,))
-                    self.doc.lines[at + (key,)] = key_node.start_mark.line + 1
+                    self.doc.lines[at + (key,)] = key_node.line
             return out
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, _Sequence):
             if node.tag != SEQ_TAG:
                 self.problem(node, at, f"tag {_short_tag(node.tag)!r} is not supported (plain lists only)")
                 return None
             return [self.convert(item, at + (i,)) for i, item in enumerate(node.value)]
-        self.doc.raw[at] = node.value
         ok, value = self.scalar(node, at)
-        return value if ok else None
+        if not ok:
+            return None
+        if not isinstance(value, str):  # a number or a bool the operator may have meant as text
+            self.doc.raw[at] = node.value
+        return value
 
-    def merge(self, value: yaml.Node, at: FieldPath) -> list[tuple[yaml.Node, yaml.Node]]:
+    def merge(self, value: _Node, at: FieldPath) -> list[tuple[_Node, _Node]]:
         """The pairs a `<<` value contributes, in order of precedence (YAML's merge key)."""
-        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
-        pairs: list[tuple[yaml.Node, yaml.Node]] = []
+        sources: list[_Node] = value.value if isinstance(value, _Sequence) else [value]
+        pairs: list[tuple[_Node, _Node]] = []
         for source in sources:
-            if not isinstance(source, yaml.MappingNode) or source.tag != MAP_TAG:
+            if not isinstance(source, _Mapping) or source.tag != MAP_TAG:
                 self.problem(source, at, "`<<` merges a mapping or a list of mappings, nothing else")
                 continue
-            nested: list[tuple[yaml.Node, yaml.Node]] = []
+            nested: list[tuple[_Node, _Node]] = []
             for key_node, value_node in source.value:
-                if key_node.tag == MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
+                if key_node.tag == MERGE_TAG and isinstance(key_node, _Scalar):
                     nested += self.merge(value_node, at)
                 else:
                     pairs.append((key_node, value_node))
             pairs += nested
         return pairs
 
-    def key(self, node: yaml.Node, at: FieldPath) -> str | None:
-        if not isinstance(node, yaml.ScalarNode):
+    def key(self, node: _Node, at: FieldPath) -> str | None:
+        if not isinstance(node, _Scalar):
             self.problem(node, at, "a key must be a string, not a collection")
             return None
         ok, key = self.scalar(node, at)
@@ -360,7 +394,7 @@ class _Converter:
             return None
         return key
 
-    def scalar(self, node: yaml.ScalarNode, at: FieldPath) -> tuple[bool, Any]:
+    def scalar(self, node: _Scalar, at: FieldPath) -> tuple[bool, Any]:
         """(True, value), or (False, None) after recording why the scalar cannot be read."""
         if node.tag == STR_TAG or node.tag == VALUE_TAG:  # VALUE_TAG: a plain `=`, which PyYAML cannot build
             value: Any = node.value
@@ -370,7 +404,7 @@ class _Converter:
             return False, None
         else:
             try:
-                value = self.constructor.construct_object(node)
+                value = self.constructor.construct_object(yaml.ScalarNode(node.tag, node.value))
             except Exception:  # !!int abc, !!timestamp x, !!bool maybe: each fails its own way
                 self.problem(node, at, f"{quoted(node.value)} is not a valid {_short_tag(node.tag)}")
                 return False, None

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from registry.catalog import NodeDefaults
 from registry.errors import ValidationError
 from registry.schema import load_text
-from registry.yamldoc import MAX_DEPTH, compose
+from registry.yamldoc import MAX_DEPTH, PURE_PARSER_MAX, compose
 
 DEFAULTS = NodeDefaults("host1", "10.0.0.5")
 
@@ -114,8 +114,12 @@ def test_tags_that_do_not_build_a_plain_value_are_the_files_problem(text: str, e
 )
 def test_deep_nesting_is_refused_at_the_line_it_goes_too_deep(text: str) -> None:
     message = refusal(text)
-    assert message.endswith(f"yaml: nested deeper than {MAX_DEPTH} levels; refused")
     assert message.startswith("x.yaml:")
+    # On a file past PURE_PARSER_MAX, libyaml's scanner, looking ahead through
+    # flow brackets, may meet its own limit (1,000) first: its message stays.
+    assert message.endswith(f"yaml: nested deeper than {MAX_DEPTH} levels; refused") or (
+        len(text) > PURE_PARSER_MAX and "exceeded maximum nesting depth" in message
+    )
 
 
 def test_the_depth_limit_counts_what_aliases_bring_in() -> None:
