@@ -33,6 +33,7 @@ from registry.catalog import Catalog
 from registry.errors import ConflictError, DuplicateIdError, Problem, ValidationError
 from registry.schema import is_registration_file, load_file
 from registry.textfile import DEFAULT_MAX_BYTES
+from registry.yamldoc import unclean
 
 log = logging.getLogger("pilotfish.watcher")
 
@@ -82,21 +83,38 @@ class RegistrationFilter:
     def __call__(self, change: Change, path: str) -> bool:
         if os.path.dirname(path) != self.directory:
             return False
-        return is_registration_file(path) or os.path.basename(path) == ATOMIC_SWAP_LINK
+        if os.path.basename(path) == ATOMIC_SWAP_LINK:
+            return True
+        return is_registration_file(path) and clean_name(path)
+
+
+def clean_name(path: str) -> bool:
+    """Whether a file's name can be a registration's source; a warning names any that cannot.
+
+    A name that is not UTF-8 (os.listdir hands it over with lone surrogates) or holds
+    a control character could be neither stored in the event log nor shown safely,
+    so such a file is never read; the warning names it escaped.
+    """
+    name = os.path.basename(path)
+    if unclean(name) is None:
+        return True
+    log.warning("ignoring a file whose name is not clean UTF-8 text; rename it", extra={"file": ascii(name)})
+    return False
 
 
 def registration_files(directory: str | Path) -> list[str]:
     """Every registration name in `directory`, sorted: the order decides incumbents at start.
 
     Whatever each name is (a FIFO, a directory, a dangling symlink) is listed: the
-    loader reports what it cannot read rather than have it vanish from view.
+    loader reports what it cannot read rather than have it vanish from view. A name
+    that is not clean text is left out, with a warning.
     """
     root = os.path.realpath(directory)
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
-    return [os.path.join(root, name) for name in names if is_registration_file(name)]
+    return [os.path.join(root, name) for name in names if is_registration_file(name) and clean_name(name)]
 
 
 def _failed(catalog: Catalog, path: str, step: str, exc: Exception) -> FileResult:

@@ -235,3 +235,19 @@ def test_mv_of_a_file_keeps_check_results_and_maintenance(catalog: Catalog, tmp_
             await watcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(
+    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # os.listdir hands such a name over with lone surrogates, which SQLite's event
+    # log cannot store: the whole batch (every other file of it) used to fail.
+    (Path(os.fsdecode(bytes(tmp_path) + b"/\xffweb.yaml"))).write_text("name: web\nport: 80\n")
+    (tmp_path / "tab\tname.yaml").write_text("name: tab\nport: 81\n")
+    (tmp_path / "good.yaml").write_text("name: good\nport: 82\n")
+    results = rescan(catalog, tmp_path)
+    assert [Path(r.path).name for r in results] == ["good.yaml"]
+    assert [e.instance.id for e in catalog.current.entries_by_key.values()] == ["good-82"]
+    assert RegistrationFilter(tmp_path)(Change.added, os.fsdecode(bytes(tmp_path) + b"/\xffweb.yaml")) is False
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ignoring a file whose name")]
+    assert len(warned) == 3
