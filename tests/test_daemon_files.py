@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import REPO, Daemon, DaemonFactory, wait_for
 
@@ -141,3 +142,17 @@ def test_mv_keeps_a_checked_instance_in_dns_and_one_in_maintenance_drained(daemo
     finally:
         web.sock.close()
         db.sock.close()
+
+
+def test_limits_apply_on_sighup_and_a_file_over_the_new_cap_keeps_its_instances(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon(files={"web.yaml": "name: web\nport: 8080\n# " + "x" * 200 + "\n"})
+    wait_for(lambda: daemon.srv_ports("_web._tcp.service.internal") == [8080], what="web")
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["limits"] = {"file_size": "128", "check_interval": "5s"}
+    daemon.config_path.write_text(yaml.safe_dump(config))
+    daemon.signal(signal.SIGHUP)
+    errors = wait_for(lambda: file_errors(daemon).get("web.yaml"), what="the file over the new cap")
+    assert errors[0]["message"].startswith("is ") and "over the 128 bytes limit (limits.file_size)" in errors[0]["message"]
+    assert daemon.srv_ports("_web._tcp.service.internal") == [8080], "what it registered stays"
+    reply = daemon.write("POST", "/v1/services", {"name": "api", "port": 9000, "checks": [{"tcp": "127.0.0.1:9000", "interval": "2s"}]})
+    assert reply.status == 400 and "shorter than the 5s minimum" in reply.body["error"]["message"]
