@@ -49,10 +49,15 @@ NOT_CHECKED = "not checked yet"
 
 @dataclass(frozen=True)
 class NodeDefaults:
-    """What a registration without `node` or `address` falls back to."""
+    """What a registration without `node` or `address` falls back to, and the floor of its checks.
+
+    `min_check_interval` is the config's `limits.check_interval`: the shortest check
+    interval (and TTL) a registration may ask for.
+    """
 
     node: str
     address: str
+    min_check_interval: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +151,8 @@ class Catalog:
         self._instances: dict[Key, Instance] = {}
         self._entries: dict[Key, Entry] = {}
         self._keys_by_name: dict[str, set[Key]] = {}
-        self._keys_by_file: dict[str, list[Key]] = {}
+        # Per file, its keys in file order (a dict as an ordered set: O(1) removal).
+        self._keys_by_file: dict[str, dict[Key, None]] = {}
         self._file_errors: dict[str, tuple[Problem, ...]] = {}
         self._check_states: dict[Key, dict[str, CheckState]] = {}
         self._check_owner: dict[str, Key] = {}
@@ -154,6 +160,11 @@ class Catalog:
         self._expires_at: dict[Key, float] = {}
         self._nodes: dict[str, Node] = {defaults.node: Node(defaults.node, defaults.address)}
         self._saved_health = self._load_saved_health()
+        # Instances dropped since the last snapshot, with their check states and
+        # maintenance: one that comes back under the same key before the snapshot is
+        # published (`mv a.yaml b.yaml`, an instance moved between files) takes them
+        # up again, so a move never looks like a new instance to DNS.
+        self._departed: dict[Key, tuple[Instance, dict[str, CheckState], str | None]] = {}
         self._dirty: set[str] = set()
         self._batch_depth = 0
         # A batch that changed nothing publishes nothing: a new index would wake
@@ -222,7 +233,7 @@ class Catalog:
         Raises DuplicateIdError when an id is held by another source, ConflictError
         when an incumbent is in the way; the file's previous instances stay.
         """
-        old_keys = self._keys_by_file.get(path, [])
+        old_keys = self._keys_by_file.get(path, {})
         seen: set[Key] = set()
         for instance in instances:
             if instance.key in seen:
@@ -231,24 +242,29 @@ class Catalog:
             holder = self._instances.get(instance.key)
             if holder is not None and holder.source != f"file:{path}":
                 self._reject_file(path, DuplicateIdError(instance.id, instance.node, holder.source))
-            self._reject_if_check_taken(path, instance, set(old_keys))
+            self._reject_if_check_taken(path, instance, old_keys)
+        # Only what the edit changed is swapped: a one-line edit of a 20,000-instance
+        # file costs one instance's work, plus one pass to compare.
+        successors = {instance.key: instance for instance in instances}
         old = [self._instances[key] for key in old_keys]
-        unchanged = len(old) == len(instances) and all(a == b for a, b in zip(old, instances))
-        if unchanged:
+        gone = [instance for instance in old if successors.get(instance.key) != instance]
+        kept = {instance.key for instance in old} - {instance.key for instance in gone}
+        arriving = [instance for instance in instances if instance.key not in kept]
+        if gone or arriving:
+            conflict = self._conflicts.replace(gone, arriving)
+            if conflict is not None:
+                self._reject_file(path, conflict)
+        self._keys_by_file[path] = dict.fromkeys(successors)
+        if not instances:
+            del self._keys_by_file[path]
+        if not gone and not arriving:
             if self._file_errors.pop(path, None) is not None:
                 self._publish_change(set())
             return
-        conflict = self._conflicts.replace(old, instances)
-        if conflict is not None:
-            self._reject_file(path, conflict)
-        successors = {instance.key: instance for instance in instances}
-        for instance in old:
+        for instance in gone:
             self._drop(instance, successors.get(instance.key))
-        for instance in instances:
+        for instance in arriving:
             self._put(instance)
-        self._keys_by_file[path] = [instance.key for instance in instances]
-        if not instances:
-            del self._keys_by_file[path]
         self._file_errors.pop(path, None)
         self._pending_events.append(
             ("registration", f"file:{path}", {"path": path, "instances": [i.id for i in instances]})
@@ -267,7 +283,7 @@ class Catalog:
         self.reject_file(path, [problem])
         raise error
 
-    def _reject_if_check_taken(self, path: str, instance: Instance, replacing: set[Key]) -> None:
+    def _reject_if_check_taken(self, path: str, instance: Instance, replacing: Mapping[Key, None]) -> None:
         for check in instance.checks:
             owner = self._check_owner.get(check.id)
             if owner is not None and owner != instance.key and owner not in replacing:
@@ -275,7 +291,7 @@ class Catalog:
                 self._reject_file(path, DuplicateIdError(check.id, instance.node, holder))
 
     def remove_file(self, path: str) -> None:
-        keys = self._keys_by_file.pop(path, [])
+        keys = self._keys_by_file.pop(path, {})
         had_error = self._file_errors.pop(path, None) is not None
         if not keys and not had_error:
             return
@@ -374,7 +390,7 @@ class Catalog:
         if existing.source == "api":
             return self.deregister(instance_id, node, reason)
         path = existing.source.removeprefix("file:")
-        self._keys_by_file[path] = [k for k in self._keys_by_file.get(path, []) if k != key]
+        self._keys_by_file.get(path, {}).pop(key, None)
         self._conflicts.replace([existing], [])
         self._drop(existing)
         self._pending_events.append(("deregistration", existing.source, {"id": instance_id, "reason": reason}))
@@ -507,7 +523,16 @@ class Catalog:
         self._instances[key] = instance
         self._keys_by_name.setdefault(instance.name, set()).add(key)
         wanted = {check.id for check in instance.checks}
-        states = self._check_states.get(key) or self._saved_health.pop(key, {})
+        states = self._check_states.get(key)
+        departed = self._departed.pop(key, None)
+        if not states and departed is not None:
+            before, kept, reason = departed
+            unchanged = {check.id for check in before.checks if check in instance.checks}
+            states = {cid: state for cid, state in kept.items() if cid in unchanged}
+            if reason is not None:
+                self._maintenance.setdefault(key, reason)
+        if not states:
+            states = self._saved_health.pop(key, {})
         self._check_states[key] = {cid: s for cid, s in states.items() if cid in wanted}
         for check in instance.checks:
             self._check_owner[check.id] = key
@@ -534,7 +559,7 @@ class Catalog:
                 del self._check_owner[check.id]
         states = self._check_states.pop(key, {})
         if successor is None:
-            self._maintenance.pop(key, None)
+            self._departed[key] = (instance, states, self._maintenance.pop(key, None))
         else:
             unchanged = {check.id for check in instance.checks if check in successor.checks}
             self._check_states[key] = {cid: state for cid, state in states.items() if cid in unchanged}
@@ -572,6 +597,7 @@ class Catalog:
         old = self.current
         new = self._build(old, old.index + 1, self._dirty)
         self._dirty = set()
+        self._departed.clear()
         self._changed_in_batch = False
         self.current = new
         self._changed.set()

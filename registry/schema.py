@@ -3,7 +3,10 @@
 One validator serves both, so a field means the same thing wherever it arrives.
 YAML is composed into nodes first so that every problem can name its line; a file
 is accepted or rejected whole, and every problem in it is reported at once (an
-operator fixing a file should not have to play whack-a-mole).
+operator fixing a file should not have to play whack-a-mole). Every string that gets
+in is clean (no control characters, no lone surrogates: DNS and JSON readers serve
+them as they are), every pattern matches the whole string, every duration is finite,
+and no check runs more often than the node's floor allows.
 
 Nothing here touches the catalog or the store: the output is `Instance` values or a
 `ValidationError` listing `Problem`s.
@@ -11,6 +14,7 @@ Nothing here touches the catalog or the store: the output is `Instance` values o
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import re
@@ -21,9 +25,10 @@ from urllib.parse import urlsplit
 
 from registry.catalog import NodeDefaults
 from registry.errors import Problem, ValidationError
-from registry.model import CheckKind, CheckSpec, Instance, Transport
+from registry.model import CheckKind, CheckSpec, Instance, Transport, format_duration
 from registry.wellknown import WELL_KNOWN
-from registry.yamldoc import FieldPath, LocatedDoc, compose, dotted, kind_of
+from registry.textfile import DEFAULT_MAX_BYTES, read_text
+from registry.yamldoc import FieldPath, LocatedDoc, collector_paused, compose, dotted, kind_of, quoted, unclean
 
 SERVICE_FIELDS = (
     "id", "name", "node", "address", "port", "protocol", "transport", "endpoint_path", "version",
@@ -34,26 +39,38 @@ CHECK_COMMON = ("id", "name", "interval", "timeout", "rise", "fall", "deregister
 HTTP_ONLY = ("method", "headers", "status", "tls_skip_verify", "body")
 CHECK_FIELDS = CHECK_KINDS + CHECK_COMMON + HTTP_ONLY
 
-DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-TAG = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,62})$")
-INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
-PROTOCOL = re.compile(r"^[a-z][a-z0-9+.-]{0,31}$")
-META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-SYSTEMD_UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]{1,256}$")
+# Patterns are applied with `fullmatch`: `$` would also match before a final newline,
+# and "evil\n" would pass for a name.
+DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+TAG = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})")
+INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+PROTOCOL = re.compile(r"[a-z][a-z0-9+.-]{0,31}")
+META_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+SYSTEMD_UNIT = re.compile(r"[A-Za-z0-9:_.@\\-]{1,256}")
+HTTP_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")
-DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+")
+DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Longer than any interval, TTL or wait means anything; 400 nines would otherwise
+# parse to infinity and break every reader that formats it.
+MAX_DURATION = 365 * 24 * 3600.0
+# Top-level keys that only hold anchors for `<<: *name` merges, as Docker Compose's
+# `x-` extension fields do; the registry ignores them.
+EXTENSION_PREFIX = "x-"
 API_PATH = "<request>"
+CHECK_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CheckSpec)}
 
 
 def parse_duration(text: str) -> float:
     """Seconds in `10s`, `500ms`, `5m`, `1h30m`; ValueError with a readable reason otherwise."""
-    if not DURATION.match(text):
-        raise ValueError(f"{text!r} is not a duration (use a unit: 500ms, 10s, 5m, 1h)")
+    if not DURATION.fullmatch(text):
+        raise ValueError(f"{quoted(text)} is not a duration (use a unit: 500ms, 10s, 5m, 1h)")
     seconds = sum(float(n) * UNIT_SECONDS[unit] for n, unit in DURATION_PART.findall(text))
+    if not seconds <= MAX_DURATION:  # also catches inf and nan
+        raise ValueError(f"{quoted(text)} is longer than the limit of one year ({format_duration(MAX_DURATION)})")
     if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
+        raise ValueError(f"{quoted(text)} must be longer than zero")
     return seconds
 
 
@@ -84,8 +101,8 @@ class _Validator:
         if not isinstance(value, str):
             self.problem(at, f"must be a string, not {kind_of(value)}")
             return None
-        if pattern is not None and not pattern.match(value):
-            self.problem(at, f"{value!r} {rule}")
+        if pattern is not None and not pattern.fullmatch(value):
+            self.problem(at, f"{quoted(value)} {rule}")
             return None
         return value
 
@@ -145,8 +162,8 @@ class _Validator:
             return None
         out = {}
         for key, item in value.items():
-            if not key_pattern.match(key):
-                self.problem(at + (key,), f"key {key!r} must match {key_pattern.pattern}")
+            if not key_pattern.fullmatch(key):
+                self.problem(at + (key,), f"key {quoted(key)} must match {key_pattern.pattern}")
                 continue
             text = self.text(item, at + (key,)) if not isinstance(item, bool) else self.located.raw.get(at + (key,))
             if text is None:
@@ -165,7 +182,7 @@ class _Validator:
             self.problem((), f"a file holds one service mapping or `services: [...]`, not {kind_of(doc)}")
             return []
         if "services" in doc:
-            extra = [key for key in doc if key != "services"]
+            extra = [key for key in doc if key != "services" and not key.startswith(EXTENSION_PREFIX)]
             if extra:
                 self.problem((extra[0],), "a file holds one service mapping or `services: [...]`, not both")
                 return []
@@ -175,7 +192,7 @@ class _Validator:
                 return []
             found = [self.service(item, ("services", i)) for i, item in enumerate(services)]
         else:
-            found = [self.service(doc, ())]
+            found = [self.service({key: value for key, value in doc.items() if not key.startswith(EXTENSION_PREFIX)}, ())]
         instances = [instance for instance in found if instance is not None]
         self.unique_ids(instances, "services" in doc)
         return instances
@@ -216,7 +233,7 @@ class _Validator:
                 try:
                     fields["address"] = str(ipaddress.ip_address(address))
                 except ValueError:
-                    self.problem(at + ("address",), f"{address!r} is not an IPv4 or IPv6 address")
+                    self.problem(at + ("address",), f"{quoted(address)} is not an IPv4 or IPv6 address")
         elif node != self.defaults.node:
             self.problem(at + ("address",), f"required for an instance on another node ({node})")
         if "port" in data:
@@ -235,13 +252,13 @@ class _Validator:
             transport = self.string(data["transport"], at + ("transport",))
             if transport is not None:
                 if transport not in ("tcp", "udp"):
-                    self.problem(at + ("transport",), f"{transport!r} must be tcp or udp")
+                    self.problem(at + ("transport",), f"{quoted(transport)} must be tcp or udp")
                 else:
                     fields["transport"] = Transport(transport)
         if "endpoint_path" in data:
             path = self.string(data["endpoint_path"], at + ("endpoint_path",))
             if path is not None and (path and not path.startswith("/") or any(c.isspace() for c in path)):
-                self.problem(at + ("endpoint_path",), f"{path!r} must be empty or start with '/' and hold no spaces")
+                self.problem(at + ("endpoint_path",), f"{quoted(path)} must be empty or start with '/' and hold no spaces")
             else:
                 fields["endpoint_path"] = path
         if "version" in data:
@@ -340,6 +357,7 @@ class _Validator:
         for key in ("interval", "timeout", "deregister_after"):
             if key in data:
                 spec[key] = self.duration(data[key], at + (key,))
+        self.check_timing(spec, at, "interval" in data)
         for key in ("rise", "fall"):
             if key in data:
                 spec[key] = self.integer(data[key], at + (key,), 1, 100)
@@ -359,6 +377,34 @@ class _Validator:
             return None
         return CheckSpec(id=check_id, **{k: v for k, v in spec.items() if v is not None})
 
+    def check_timing(self, spec: dict[str, Any], at: FieldPath, interval_given: bool) -> None:
+        """A check may not run more than once a floor interval, nor outlast its interval.
+
+        A TTL check never probes: its `ttl` is the period the service reports in, so
+        the floor applies to that. Its interval and timeout go unused, and are held to
+        the same rules only so that every check reads the same way.
+        """
+        floor = self.defaults.min_check_interval
+        hint = "limits.check_interval"
+        interval = spec.get("interval", CHECK_DEFAULTS["interval"])
+        timeout = spec.get("timeout", CHECK_DEFAULTS["timeout"])
+        if interval is not None and interval < floor:
+            self.problem(at + ("interval",), f"{format_duration(interval)} is shorter than the {format_duration(floor)} minimum ({hint})")
+            return
+        if spec.get("ttl") is not None and spec["ttl"] < floor:
+            self.problem(at + ("ttl",), f"{format_duration(spec['ttl'])} is shorter than the {format_duration(floor)} minimum ({hint})")
+        if interval is None or timeout is None or timeout <= interval:
+            return
+        if "timeout" not in spec:
+            # Only the default timeout is longer than a short interval: shorten the
+            # default rather than refuse what the operator wrote (`interval: 1s`).
+            spec["timeout"] = interval
+        elif interval_given:
+            self.problem(at + ("timeout",), f"{format_duration(timeout)} is longer than the interval ({format_duration(interval)})")
+        else:
+            self.problem(at + ("timeout",), f"{format_duration(timeout)} is longer than the default interval "
+                                            f"({format_duration(interval)}); set a longer interval")
+
     def tcp_target(self, value: Any, at: FieldPath) -> dict[str, Any] | None:
         text = self.string(value, at)
         if text is None:
@@ -366,7 +412,7 @@ class _Validator:
         host, _, port = text.rpartition(":")
         host = host.strip("[]")
         if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            self.problem(at, f"{text!r} must be host:port (port 1..65535; IPv6 as [::1]:80)")
+            self.problem(at, f"{quoted(text)} must be host:port (port 1..65535; IPv6 as [::1]:80)")
             return None
         return {"target": text}
 
@@ -376,12 +422,12 @@ class _Validator:
             return None
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.problem(at, f"{text!r} must be an http:// or https:// URL with a host")
+            self.problem(at, f"{quoted(text)} must be an http:// or https:// URL with a host")
             return None
         try:
             parts.port
         except ValueError:
-            self.problem(at, f"{text!r} has a bad port")
+            self.problem(at, f"{quoted(text)} has a bad port")
             return None
         return {"target": text}
 
@@ -406,11 +452,11 @@ class _Validator:
         if "method" in data:
             method = self.string(data["method"], at + ("method",))
             if method is not None and method.upper() not in HTTP_METHODS:
-                self.problem(at + ("method",), f"{method!r} must be one of {', '.join(HTTP_METHODS)}")
+                self.problem(at + ("method",), f"{quoted(method)} must be one of {', '.join(HTTP_METHODS)}")
             elif method is not None:
                 spec["method"] = method.upper()
         if "headers" in data:
-            spec["headers"] = self.string_map(data["headers"], at + ("headers",), re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+            spec["headers"] = self.string_map(data["headers"], at + ("headers",), HTTP_HEADER)
         if "status" in data:
             codes = data["status"] if isinstance(data["status"], list) else [data["status"]]
             parsed = [self.integer(code, at + ("status",), 100, 599) for code in codes]
@@ -430,33 +476,54 @@ def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
     if located.problems:
         raise ValidationError(located.problems)
     validator = _Validator(path, located, defaults, f"file:{path}")
-    instances = validator.document(located.value)
+    with collector_paused():
+        instances = validator.document(located.value)
     if validator.problems:
         raise ValidationError(validator.problems)
     return instances
 
 
-def load_file(path: str | Path, defaults: NodeDefaults) -> list[Instance]:
+def load_file(path: str | Path, defaults: NodeDefaults, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Instance]:
+    """Instances registered by the file at `path`: a regular file of at most `max_bytes`."""
     path = str(path)
-    try:
-        data = Path(path).read_bytes()
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValidationError([Problem(path, line, "(file)", f"not UTF-8 text: {exc.reason}")]) from None
-    except OSError as exc:
-        raise ValidationError([Problem(path, None, "(file)", exc.strerror or str(exc))]) from None
-    return load_text(text, path, defaults)
+    return load_text(read_text(path, max_bytes), path, defaults)
 
 
 def parse_registration(body: Any, defaults: NodeDefaults, source: str = "api") -> Instance:
     """One instance from a JSON request body (same fields as a YAML registration)."""
     located = LocatedDoc()
     validator = _Validator(API_PATH, located, defaults, source)
-    instance = validator.service(body, ())
+    # YAML's reader refuses control characters as it converts; JSON has no such
+    # step (json.loads turns "\ud800" into a lone surrogate), so every string of
+    # the body, keys included, is looked at here first.
+    for at, reason in unclean_strings(body):
+        validator.problem(at, reason)
+    instance = None if validator.problems else validator.service(body, ())
     if validator.problems or instance is None:
         raise ValidationError(validator.problems or [Problem(API_PATH, None, "(body)", "invalid registration")])
     return instance
+
+
+def unclean_strings(value: Any) -> list[tuple[FieldPath, str]]:
+    """Every string in a JSON value (keys too) that holds a control character or a lone surrogate."""
+    found: list[tuple[FieldPath, str]] = []
+    pending: list[tuple[FieldPath, Any]] = [((), value)]
+    while pending:
+        at, item = pending.pop()
+        if isinstance(item, str):
+            reason = unclean(item)
+            if reason is not None:
+                found.append((at, reason))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                reason = unclean(key) if isinstance(key, str) else None
+                if reason is not None:
+                    found.append((at, f"key {reason}"))
+                else:
+                    pending.append((at + (key,), child))
+        elif isinstance(item, list):
+            pending.extend((at + (i,), child) for i, child in enumerate(item))
+    return sorted(found, key=lambda pair: dotted(pair[0]))
 
 
 def is_registration_file(path: str | Path) -> bool:

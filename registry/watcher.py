@@ -6,6 +6,12 @@ catalog applies it as a whole or rejects it as a whole. A rejected file keeps wh
 registered before (the catalog guarantees that); its problems stay visible in the
 snapshot's `file_errors` until the file is fixed or removed.
 
+One file never hurts another: whatever goes wrong while reading, parsing, validating
+or applying one file (a FIFO or a device behind the name, a size past the limit, an
+alias bomb, or a bug of ours) is that file's rejection, logged with its path, and
+the rest of the batch is applied. A name that exists in any form is read or
+reported, never skipped in silence; only a name that is gone removes what it held.
+
 This module never decides what a file means (that is `registry.schema`) and never
 writes to SQLite itself; it only turns file-system events into catalog calls.
 """
@@ -26,6 +32,8 @@ from watchfiles import Change, awatch
 from registry.catalog import Catalog
 from registry.errors import ConflictError, DuplicateIdError, Problem, ValidationError
 from registry.schema import is_registration_file, load_file
+from registry.textfile import DEFAULT_MAX_BYTES
+from registry.yamldoc import unclean
 
 log = logging.getLogger("pilotfish.watcher")
 
@@ -75,38 +83,73 @@ class RegistrationFilter:
     def __call__(self, change: Change, path: str) -> bool:
         if os.path.dirname(path) != self.directory:
             return False
-        return is_registration_file(path) or os.path.basename(path) == ATOMIC_SWAP_LINK
+        if os.path.basename(path) == ATOMIC_SWAP_LINK:
+            return True
+        return is_registration_file(path) and clean_name(path)
+
+
+def clean_name(path: str) -> bool:
+    """Whether a file's name can be a registration's source; a warning names any that cannot.
+
+    A name that is not UTF-8 (os.listdir hands it over with lone surrogates) or holds
+    a control character could be neither stored in the event log nor shown safely,
+    so such a file is never read; the warning names it escaped.
+    """
+    name = os.path.basename(path)
+    if unclean(name) is None:
+        return True
+    log.warning("ignoring a file whose name is not clean UTF-8 text; rename it", extra={"file": ascii(name)})
+    return False
 
 
 def registration_files(directory: str | Path) -> list[str]:
-    """Every registration file of `directory`, sorted: the order decides incumbents at start."""
+    """Every registration name in `directory`, sorted: the order decides incumbents at start.
+
+    Whatever each name is (a FIFO, a directory, a dangling symlink) is listed: the
+    loader reports what it cannot read rather than have it vanish from view. A name
+    that is not clean text is left out, with a warning.
+    """
     root = os.path.realpath(directory)
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
-    return [os.path.join(root, name) for name in names if is_registration_file(name) and os.path.isfile(os.path.join(root, name))]
+    return [os.path.join(root, name) for name in names if is_registration_file(name) and clean_name(name)]
 
 
-def sync_file(catalog: Catalog, path: str) -> FileResult:
+def _failed(catalog: Catalog, path: str, step: str, exc: Exception) -> FileResult:
+    """An unexpected error on one file: logged with its path, and the file rejected."""
+    log.exception("%s a registration file failed", step, extra={"path": path})
+    problem = Problem(path, None, "(file)", f"{step} it failed: {type(exc).__name__}: {exc}")
+    catalog.reject_file(path, [problem])
+    return FileResult(path, FileOutcome.REJECTED, (problem,))
+
+
+def sync_file(catalog: Catalog, path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileResult:
     """Make the catalog reflect `path` as it is on disk now (present, broken or gone)."""
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         catalog.remove_file(path)
         return FileResult(path, FileOutcome.REMOVED)
     try:
-        instances = load_file(path, catalog.defaults)
+        instances = load_file(path, catalog.defaults, max_bytes)
     except ValidationError as exc:
         catalog.reject_file(path, exc.problems)
         return FileResult(path, FileOutcome.REJECTED, tuple(exc.problems))
+    except Exception as exc:  # a bug of ours on one file must not cost the others theirs
+        return _failed(catalog, path, "reading", exc)
     try:
         catalog.apply_file(path, instances)
     except (ConflictError, DuplicateIdError):
         # The catalog has already recorded the rejection (and kept the old state).
         return FileResult(path, FileOutcome.REJECTED, catalog.current.file_errors.get(path, ()), blocked=True)
+    except Exception as exc:
+        return _failed(catalog, path, "applying", exc)
     return FileResult(path, FileOutcome.APPLIED, instances=len(instances))
 
 
-def sync_files(catalog: Catalog, paths: list[str], blocked: set[str]) -> list[FileResult]:
+def sync_files(
+    catalog: Catalog, paths: list[str], blocked: set[str], max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[FileResult]:
     """Apply a batch of changed paths, removals first, then retry what they unblocked.
 
     Removals go first so that `mv a.yaml b.yaml` never finds b's instances still held
@@ -115,9 +158,9 @@ def sync_files(catalog: Catalog, paths: list[str], blocked: set[str]) -> list[Fi
     batch removed or replaced something: the operator fixed it by removing the other.
     """
     known = set(catalog.files())
-    gone = [path for path in paths if not os.path.isfile(path)]
-    results = [sync_file(catalog, path) for path in gone]
-    results += [sync_file(catalog, path) for path in paths if path not in gone]
+    gone = [path for path in paths if not os.path.lexists(path)]
+    results = [sync_file(catalog, path, max_bytes) for path in gone]
+    results += [sync_file(catalog, path, max_bytes) for path in paths if path not in gone]
     blocked.difference_update(paths)
     # Something was freed when a file went away or an existing file changed what it holds.
     freed = any(
@@ -126,16 +169,26 @@ def sync_files(catalog: Catalog, paths: list[str], blocked: set[str]) -> list[Fi
     )
     if freed:
         for path in sorted(blocked):
-            if os.path.isfile(path):
-                results.append(sync_file(catalog, path))
+            if os.path.lexists(path):
+                results.append(sync_file(catalog, path, max_bytes))
         blocked.clear()
     blocked.update(result.path for result in results if result.blocked)
     return results
 
 
-def rescan(catalog: Catalog, directory: str | Path, blocked: set[str] | None = None) -> list[FileResult]:
-    """Load every file of `directory` and forget every other file, as one snapshot."""
-    present = registration_files(directory)
+def rescan(
+    catalog: Catalog, directory: str | Path, blocked: set[str] | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[FileResult]:
+    """Load every file of `directory` and forget every other file, as one snapshot.
+
+    A directory that cannot be listed (permissions, not a directory) changes
+    nothing: forgetting every file because of it would empty the registry.
+    """
+    try:
+        present = registration_files(directory)
+    except OSError as exc:
+        log.error("cannot list services_dir; keeping what is registered", extra={"services_dir": str(directory), "error": str(exc)})
+        return []
     blocked = set() if blocked is None else blocked
     results = []
     with catalog.batch():
@@ -145,7 +198,7 @@ def rescan(catalog: Catalog, directory: str | Path, blocked: set[str] | None = N
             catalog.remove_file(path)
             blocked.discard(path)
             results.append(FileResult(path, FileOutcome.REMOVED))
-        return results + sync_files(catalog, present, blocked)
+        return results + sync_files(catalog, present, blocked, max_bytes)
 
 
 class DirectoryWatcher:
@@ -158,8 +211,10 @@ class DirectoryWatcher:
         on_results: Callable[[list[FileResult], float], None],
         step_ms: int = STEP_MS,
         debounce_ms: int = DEBOUNCE_MS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.catalog = catalog
+        self.max_bytes = max_bytes
         self.directory = os.path.realpath(directory)
         self.on_results = on_results
         self.step_ms = step_ms
@@ -209,10 +264,10 @@ class DirectoryWatcher:
         started = time.perf_counter()
         try:
             if any(os.path.basename(path) == ATOMIC_SWAP_LINK for path in paths):
-                results = rescan(self.catalog, self.directory, self.blocked)
+                results = rescan(self.catalog, self.directory, self.blocked, self.max_bytes)
             else:
                 with self.catalog.batch():
-                    results = sync_files(self.catalog, paths, self.blocked)
+                    results = sync_files(self.catalog, paths, self.blocked, self.max_bytes)
         except Exception:  # one bad batch must not end hot reload for the daemon's lifetime
             log.exception("applying file changes failed", extra={"paths": paths})
             return

@@ -2,28 +2,84 @@
 
 Registration files and the daemon's config file are both read through here: an
 operator gets the same `file:line: field: message` whichever file is wrong. Nothing
-here validates meaning; it only parses, refuses duplicate and non-string keys, and
-records lines and the raw text of scalars.
+here validates meaning; it only parses, refuses what no registry value may be
+(duplicate or non-string keys, unknown tags, control characters), and records lines
+and the raw text of scalars that YAML typed (`1.10` read as a number).
+
+Whoever may write a file decides what it holds, so reading is bounded: PyYAML's own
+composer recurses once per nesting level and expands aliases without limit (ten
+lines of "billion laughs" grow past gigabytes), so documents are composed here from
+the parser's events, without recursion, counting as they go. A document nested
+deeper than MAX_DEPTH, or one whose aliases would expand it past its node budget,
+is refused at the line where it crossed the limit, before anything is built from it.
+Every failure is a `Problem` of that document; nothing here raises anything else.
 """
 
 from __future__ import annotations
 
+import gc
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.parser import ParserError
+from yaml.reader import ReaderError
+from yaml.scanner import ScannerError
 
 from registry.errors import Problem
 
 FieldPath = tuple[str | int, ...]
 
-# libyaml's composer keeps line marks and is several times faster than the pure-Python one.
-_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's parser is several times faster than the pure-Python one.
+_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Registrations nest five levels (services[0].checks[0].headers.X) and the config
+# three: 64 leaves room for any hand-written file, and keeps conversion far from
+# Python's recursion limit.
+MAX_DEPTH = 64
+# Without aliases a document holds at most about one node per byte (`{a,b,c}`), so a
+# budget of one node per byte never refuses a plain file; aliases may add up to
+# MIN_NODE_BUDGET more in a small file (templates of checks repeated with `*std`).
+# The 10-line "billion laughs" (9 levels x 9) would be 387 million.
+MIN_NODE_BUDGET = 50_000
+
+# Files up to this size get the pure-Python parser's error messages (see compose).
+PURE_PARSER_MAX = 64 * 1024
+
+_YAML = "tag:yaml.org,2002:"
+MAP_TAG, SEQ_TAG, STR_TAG, MERGE_TAG, VALUE_TAG = (_YAML + name for name in ("map", "seq", "str", "merge", "value"))
+# Scalars a registry value may be; the tags SafeLoader knows besides these are
+# collections (!!set, !!omap, !!pairs) the registry has no use for.
+SCALAR_TAGS = frozenset(_YAML + name for name in ("null", "bool", "int", "float", "str", "timestamp", "binary"))
+
+# C0 and C1 controls (tab and newline included) and lone surrogates: never part of
+# a name, a value or a command. In a DNS answer they are bytes a client never asked
+# for; a lone surrogate cannot even be encoded to UTF-8.
+UNCLEAN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def unclean(text: str) -> str | None:
+    """Why `text` may not be a registry value (a control character or a lone surrogate), or None."""
+    found = UNCLEAN.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    what = "a lone surrogate (not valid Unicode)" if 0xD800 <= code <= 0xDFFF else "a control character"
+    return f"{quoted(text)} holds {what}, U+{code:04X}, at position {found.start()}"
+
+
+def quoted(text: str, limit: int = 80) -> str:
+    """`repr(text)`, shortened: messages end up in logs and /v1/status, whatever the value's size."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 @dataclass
 class LocatedDoc:
-    """A parsed document: `value`, the line of every key and item, the raw text of scalars."""
+    """A parsed document: `value`, the line of every key and item, the raw text of typed scalars."""
 
     value: Any = None
     lines: dict[FieldPath, int] = field(default_factory=dict)
@@ -32,9 +88,11 @@ class LocatedDoc:
 
 
 def dotted(at: FieldPath) -> str:
-    """`("services", 1, "port")` -> `services[1].port`."""
+    """`("services", 1, "port")` -> `services[1].port`; a key past 64 characters is cut short."""
     out = ""
     for part in at:
+        if isinstance(part, str) and len(part) > 64:
+            part = part[:61] + "..."
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
@@ -47,15 +105,46 @@ def kind_of(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector while a document is read.
+
+    Reading allocates a few objects per byte and creates no cycles, yet every few
+    hundred allocations trigger a collection that walks the young objects: on a
+    2 MiB file that was 60% of the time. The pause is bounded by the file size cap.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def node_budget(text: str) -> int:
+    """How many nodes `text` may expand to, aliases counted as often as they are used."""
+    return max(MIN_NODE_BUDGET, len(text))
+
+
 def compose(text: str, path: str) -> LocatedDoc:
+    with collector_paused():
+        return _compose(text, path)
+
+
+def _compose(text: str, path: str) -> LocatedDoc:
     doc = LocatedDoc()
     try:
         try:
-            node = yaml.compose(text, Loader=_COMPOSER)
-        except yaml.YAMLError:
+            node = _BoundedComposer(_PARSER(text), node_budget(text)).single_document()
+        except (ReaderError, ScannerError, ParserError):
             # Re-read with the pure-Python parser: its messages are the same on
-            # every machine, whether or not PyYAML was built with libyaml.
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            # every machine, whether or not PyYAML was built with libyaml. It is
+            # four times slower, so a large file keeps libyaml's message.
+            if len(text) > PURE_PARSER_MAX:
+                raise
+            node = _BoundedComposer(yaml.SafeLoader(text), node_budget(text)).single_document()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # A construct left open is reported at the end of the stream; name the
@@ -74,34 +163,252 @@ def compose(text: str, path: str) -> LocatedDoc:
     return doc
 
 
+class _Scalar:
+    """A composed scalar: only what conversion needs, so a large file's marks are not kept."""
+
+    __slots__ = ("tag", "value", "line")
+
+    def __init__(self, tag: str, value: str, line: int) -> None:
+        self.tag, self.value, self.line = tag, value, line
+
+
+class _Sequence:
+    __slots__ = ("tag", "value", "line")
+
+    def __init__(self, tag: str, line: int) -> None:
+        self.tag, self.line = tag, line
+        self.value: list[_Node] = []
+
+
+class _Mapping:
+    __slots__ = ("tag", "value", "line")
+
+    def __init__(self, tag: str, line: int) -> None:
+        self.tag, self.line = tag, line
+        self.value: list[tuple[_Node, _Node]] = []
+
+
+_Node = _Scalar | _Sequence | _Mapping
+
+
+@dataclass
+class _Open:
+    """A collection being composed: its node, its anchor, and what it expands to so far."""
+
+    node: _Sequence | _Mapping
+    anchor: str | None
+    size: int = 1
+    height: int = 1
+    key: _Node | None = None
+
+
+class _BoundedComposer:
+    """PyYAML's Composer as a loop over parser events, with a depth limit and a node budget.
+
+    Every node records its expanded size (itself plus everything below it, an alias
+    counting all it points to) and height, so an alias costs one lookup to account
+    for, however much it repeats. An anchor is known from its end on: an alias
+    inside the collection it names (a cycle) is refused instead of followed.
+    """
+
+    def __init__(self, parser: Any, budget: int) -> None:
+        self.parser = parser
+        self.budget = budget
+        self.spent = 0
+        self.anchors: dict[str, tuple[_Node, int, int]] = {}
+        self.open_anchors: set[str] = set()
+
+    def single_document(self) -> _Node | None:
+        try:
+            self.parser.get_event()  # stream start
+            if self.parser.check_event(yaml.StreamEndEvent):
+                return None
+            start = self.parser.get_event().start_mark  # document start
+            root = self.root()
+            self.parser.get_event()  # document end
+            if not self.parser.check_event(yaml.StreamEndEvent):
+                event = self.parser.get_event()
+                raise ComposerError(
+                    "expected a single document in the stream", start, "but found another document", event.start_mark
+                )
+            return root
+        finally:
+            self.parser.dispose()
+
+    def spend(self, nodes: int, event: yaml.Event) -> None:
+        self.spent += nodes
+        if self.spent > self.budget:
+            raise ComposerError(
+                None, None,
+                f"the document expands past {self.budget:,} nodes (every alias repeats all its anchor holds); refused",
+                event.start_mark,
+            )
+
+    def too_deep(self, depth: int, event: yaml.Event) -> None:
+        if depth > MAX_DEPTH:
+            raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels; refused", event.start_mark)
+
+    def new_anchor(self, event: yaml.NodeEvent) -> None:
+        anchor = event.anchor
+        if anchor is not None and (anchor in self.anchors or anchor in self.open_anchors):
+            raise ComposerError(None, None, f"anchor &{anchor} is defined twice", event.start_mark)
+
+    def root(self) -> _Node:
+        stack: list[_Open] = []
+        while True:
+            event = self.parser.get_event()
+            node: _Node
+            if isinstance(event, yaml.AliasEvent):
+                anchor = event.anchor
+                if anchor in self.open_anchors:
+                    raise ComposerError(None, None, f"alias *{anchor} is inside its own anchor (a cycle)", event.start_mark)
+                if anchor not in self.anchors:
+                    raise ComposerError(None, None, f"found undefined alias {anchor!r}", event.start_mark)
+                node, size, height = self.anchors[anchor]
+                self.spend(size, event)
+                self.too_deep(len(stack) + height, event)
+            elif isinstance(event, yaml.ScalarEvent):
+                self.new_anchor(event)
+                self.spend(1, event)
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = self.parser.resolve(yaml.ScalarNode, event.value, event.implicit)
+                node = _Scalar(tag, event.value, event.start_mark.line + 1)
+                size, height = 1, 0
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = (node, size, height)
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                self.new_anchor(event)
+                self.spend(1, event)
+                self.too_deep(len(stack) + 1, event)
+                sequence = isinstance(event, yaml.SequenceStartEvent)
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = self.parser.resolve(yaml.SequenceNode if sequence else yaml.MappingNode, None, event.implicit)
+                line = event.start_mark.line + 1
+                stack.append(_Open(_Sequence(tag, line) if sequence else _Mapping(tag, line), event.anchor))
+                if event.anchor is not None:
+                    self.open_anchors.add(event.anchor)
+                continue
+            else:  # the end of the innermost open collection
+                done = stack.pop()
+                node, size, height = done.node, done.size, done.height
+                if done.anchor is not None:
+                    self.open_anchors.discard(done.anchor)
+                    self.anchors[done.anchor] = (node, size, height)
+            if not stack:
+                return node
+            parent = stack[-1]
+            parent.size += size
+            parent.height = max(parent.height, height + 1)
+            if isinstance(parent.node, _Sequence):
+                parent.node.value.append(node)
+            elif parent.key is None:
+                parent.key = node
+            else:
+                parent.node.value.append((parent.key, node))
+                parent.key = None
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_YAML) if tag.startswith(_YAML) else tag
+
+
 class _Converter:
+    """Nodes to plain values, recording lines; recursion is bounded by MAX_DEPTH."""
+
     def __init__(self, path: str, doc: LocatedDoc) -> None:
         self.path = path
         self.doc = doc
         self.constructor = yaml.SafeLoader("")
 
-    def problem(self, node: yaml.Node, at: FieldPath, message: str) -> None:
-        self.doc.problems.append(Problem(self.path, node.start_mark.line + 1, dotted(at) or "(top)", message))
+    def problem(self, node: _Node, at: FieldPath, message: str) -> None:
+        self.doc.problems.append(Problem(self.path, node.line, dotted(at) or "(top)", message))
 
-    def convert(self, node: yaml.Node, at: FieldPath) -> Any:
-        self.doc.lines[at] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
+    def convert(self, node: _Node, at: FieldPath) -> Any:
+        self.doc.lines[at] = node.line
+        if isinstance(node, _Mapping):
+            if node.tag != MAP_TAG:
+                self.problem(node, at, f"tag {_short_tag(node.tag)!r} is not supported (plain mappings only)")
+                return None
             out: dict[str, Any] = {}
+            merged: list[tuple[_Node, _Node]] = []
             for key_node, value_node in node.value:
-                key = self.constructor.construct_object(key_node, deep=True)
-                if not isinstance(key, str):
-                    self.problem(key_node, at, f"key {key!r} must be a string")
-                elif key in out:
+                if key_node.tag == MERGE_TAG and isinstance(key_node, _Scalar):
+                    merged += self.merge(value_node, at)
+                    continue
+                key = self.key(key_node, at)
+                if key is None:
+                    continue
+                if key in out:
                     self.problem(key_node, at + (key,), "duplicate key")
-                else:
+                    continue
+                out[key] = self.convert(value_node, at + (key,))
+                self.doc.lines[at + (key,)] = key_node.line
+            # `<<: *base` fills in what the mapping does not say itself; of several
+            # merged mappings (`<<: [*a, *b]`) the first to hold a key gives it.
+            for key_node, value_node in merged:
+                key = self.key(key_node, at)
+                if key is not None and key not in out:
                     out[key] = self.convert(value_node, at + (key,))
-                    self.doc.lines[at + (key,)] = key_node.start_mark.line + 1
+                    self.doc.lines[at + (key,)] = key_node.line
             return out
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, _Sequence):
+            if node.tag != SEQ_TAG:
+                self.problem(node, at, f"tag {_short_tag(node.tag)!r} is not supported (plain lists only)")
+                return None
             return [self.convert(item, at + (i,)) for i, item in enumerate(node.value)]
-        self.doc.raw[at] = node.value
-        try:
-            return self.constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            self.problem(node, at, str(exc))
+        ok, value = self.scalar(node, at)
+        if not ok:
             return None
+        if not isinstance(value, str):  # a number or a bool the operator may have meant as text
+            self.doc.raw[at] = node.value
+        return value
+
+    def merge(self, value: _Node, at: FieldPath) -> list[tuple[_Node, _Node]]:
+        """The pairs a `<<` value contributes, in order of precedence (YAML's merge key)."""
+        sources: list[_Node] = value.value if isinstance(value, _Sequence) else [value]
+        pairs: list[tuple[_Node, _Node]] = []
+        for source in sources:
+            if not isinstance(source, _Mapping) or source.tag != MAP_TAG:
+                self.problem(source, at, "`<<` merges a mapping or a list of mappings, nothing else")
+                continue
+            nested: list[tuple[_Node, _Node]] = []
+            for key_node, value_node in source.value:
+                if key_node.tag == MERGE_TAG and isinstance(key_node, _Scalar):
+                    nested += self.merge(value_node, at)
+                else:
+                    pairs.append((key_node, value_node))
+            pairs += nested
+        return pairs
+
+    def key(self, node: _Node, at: FieldPath) -> str | None:
+        if not isinstance(node, _Scalar):
+            self.problem(node, at, "a key must be a string, not a collection")
+            return None
+        ok, key = self.scalar(node, at)
+        if not ok:
+            return None
+        if not isinstance(key, str):
+            self.problem(node, at, f"key {key!r} must be a string")
+            return None
+        return key
+
+    def scalar(self, node: _Scalar, at: FieldPath) -> tuple[bool, Any]:
+        """(True, value), or (False, None) after recording why the scalar cannot be read."""
+        if node.tag == STR_TAG or node.tag == VALUE_TAG:  # VALUE_TAG: a plain `=`, which PyYAML cannot build
+            value: Any = node.value
+        elif node.tag not in SCALAR_TAGS:
+            self.problem(node, at, f"tag {_short_tag(node.tag)!r} is not supported (plain strings, numbers, "
+                                   "booleans and null only)")
+            return False, None
+        else:
+            try:
+                value = self.constructor.construct_object(yaml.ScalarNode(node.tag, node.value))
+            except Exception:  # !!int abc, !!timestamp x, !!bool maybe: each fails its own way
+                self.problem(node, at, f"{quoted(node.value)} is not a valid {_short_tag(node.tag)}")
+                return False, None
+        if isinstance(value, str) and (reason := unclean(value)) is not None:
+            self.problem(node, at, reason)
+            return False, None
+        return True, value

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from registry.catalog import NodeDefaults
-from registry.errors import ValidationError
-from registry.schema import load_file
+from registry.errors import Problem, ValidationError
+from registry.schema import EXTENSION_PREFIX, load_file
+from registry.textfile import DEFAULT_MAX_BYTES
 from registry.yamldoc import FieldPath, compose
 from resolver.client import ApiError, ConnectionChange, DaemonUnavailable, Discovery, detect, quote
 from resolver.watchlines import WatchLines
@@ -33,16 +34,36 @@ EXIT_UNREACHABLE = 3
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Print `file:line: field: message` per problem; exit 1 if any file is invalid."""
+    """Print `file:line: field: message` per problem; exit 1 if any file is invalid.
+
+    With `--config`, files are judged by that daemon's node and limits, so a file
+    passes here exactly when that daemon would take it.
+    """
     defaults = NodeDefaults(socket.gethostname().split(".")[0].lower() or "localhost", "127.0.0.1")
+    max_bytes = DEFAULT_MAX_BYTES
+    if args.config is not None:
+        from resolver.config import ConfigError, load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stdout)
+            return EXIT_REFUSED
+        defaults = NodeDefaults(config.node, config.address, config.limits.check_interval)
+        max_bytes = config.limits.file_size
     failed = False
     for path in args.files:
         try:
-            instances = load_file(path, defaults)
+            instances = load_file(path, defaults, max_bytes)
         except ValidationError as exc:
             failed = True
             for problem in sorted(exc.problems, key=lambda p: (p.line or 0, p.field)):
                 print(problem, file=sys.stdout)
+            continue
+        except Exception as exc:  # one file's surprise is that file's problem, as in the daemon
+            failed = True
+            print(Problem(path, None, "(file)", f"reading it failed: {type(exc).__name__}: {exc}"), file=sys.stdout)
             continue
         if not args.quiet:
             print(f"{path}: ok ({len(instances)} instance{'s' if len(instances) != 1 else ''})", file=sys.stderr)
@@ -170,7 +191,8 @@ def registration_bodies(path: str) -> list[Any]:
     if located.problems:
         raise SystemExit("\n".join(f"pilotfish: cannot read {problem}" for problem in located.problems))
     doc = located.value
-    if isinstance(doc, dict) and isinstance(doc.get("services"), list) and len(doc) == 1:
+    extensions_only = isinstance(doc, dict) and all(key == "services" or key.startswith(EXTENSION_PREFIX) for key in doc)
+    if isinstance(doc, dict) and isinstance(doc.get("services"), list) and extensions_only:
         items: list[tuple[FieldPath, Any]] = [(("services", i), item) for i, item in enumerate(doc["services"])]
     else:
         items = [((), doc)]
@@ -320,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = verbs.add_parser("validate", help="check registration files without a daemon")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    validate.add_argument("--config", metavar="FILE", help="judge by this daemon config's node and limits")
     validate.set_defaults(func=cmd_validate)
 
     verbs.add_parser("status", parents=[common], help="the daemon's node, ports, counts and rejected files").set_defaults(

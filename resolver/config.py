@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 
 import psutil
 
-from registry.errors import Problem
+from registry.errors import Problem, ValidationError
 from registry.model import ConflictRule, ConflictType
 from registry.schema import parse_duration
+from registry.textfile import DEFAULT_MAX_BYTES, parse_size, read_text
 from registry.yamldoc import compose, kind_of
 
 
@@ -61,6 +62,14 @@ class NodeThresholds:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Bounds on what registrations may ask of the daemon (see registry.textfile, registry.schema)."""
+
+    file_size: int = DEFAULT_MAX_BYTES  # larger files in services_dir are refused unread
+    check_interval: float = 1.0  # the shortest check interval (and TTL) a registration may set
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     etcd: tuple[str, ...] = ()
     prefix: str = "/pilotfish/"
@@ -79,6 +88,7 @@ class Config:
     conflicts: tuple[ConflictRule, ...] = ()
     node_health: NodeThresholds = field(default_factory=NodeThresholds)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     source: str | None = None  # the file this was read from; None for the embedded default
 
 
@@ -96,7 +106,7 @@ Located = dict[tuple[str, ...], int]
 
 TOP_KEYS = (
     "node", "address", "domain", "services_dir", "state_dir", "dns", "http", "health", "conflicts", "node_health",
-    "cluster",
+    "cluster", "limits",
 )
 SECTION_KEYS = {
     "dns": ("listen", "ttl", "recursors", "answer_warning", "recursion_allow", "rate_limit", "tcp_connections"),
@@ -104,10 +114,15 @@ SECTION_KEYS = {
     "health": ("exec_from_api",),
     "node_health": ("cpu", "memory", "disk"),
     "cluster": ("etcd", "prefix"),
+    "limits": ("file_size", "check_interval"),
 }
+# Checks never run more often than once a second (the health runner holds to it too):
+# limits.check_interval can only raise the floor.
+MIN_CHECK_INTERVAL_FLOOR = 1.0
 RULE_KEYS = ("a", "b", "type", "reason")
-DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
-SERVICE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Applied with `fullmatch` (`$` would let a final newline through).
+DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
+SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def parse_listen(text: str, default_port: int | None = None) -> ListenAddress:
@@ -156,10 +171,11 @@ def load_config(path: str | None) -> Config:
     if path is None:
         return _build({}, {}, "<default>", Path.cwd(), None)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text: {exc.reason}"
-        raise ConfigError([Problem(path, None, "(file)", reason or str(exc))]) from None
+        # Read as registration files are (a regular file, size-capped, never blocking):
+        # SIGHUP re-reads it on the event loop.
+        text = read_text(path, DEFAULT_MAX_BYTES)
+    except ValidationError as exc:
+        raise ConfigError(exc.problems) from None
     doc, lines = _compose(text, path)
     if doc is None:
         doc = {}
@@ -210,7 +226,7 @@ class _Reader:
         if not isinstance(value, str) or not value:
             self.problem(at, f"must be a non-empty string, not {kind_of(value)}")
             return None
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             self.problem(at, f"{value!r} is not a valid DNS name (lower-case letters, digits, '-')")
             return None
         return value
@@ -286,6 +302,16 @@ class _Reader:
             self.problem(at, f"must be {kind} >= {minimum:g}, not {value!r}")
             return None
         return value
+
+    def size(self, data: dict[str, Any], at: tuple[str, ...]) -> int | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.problem(at, str(exc))
+            return None
 
     def boolean(self, data: dict[str, Any], at: tuple[str, ...]) -> bool | None:
         value = data.get(at[-1])
@@ -363,7 +389,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     domain = read.string(top, ("domain",))
     if domain is not None:
         domain = domain.strip(".").lower()
-        if not DNS_NAME.match(domain):
+        if not DNS_NAME.fullmatch(domain):
             read.problem(("domain",), f"{domain!r} is not a valid DNS name")
     services_dir = read.string(top, ("services_dir",))
     state_dir = read.string(top, ("state_dir",))
@@ -372,6 +398,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     checks = read.section(top, ("health",), SECTION_KEYS["health"])
     health = read.section(top, ("node_health",), SECTION_KEYS["node_health"])
     cluster = read.section(top, ("cluster",), SECTION_KEYS["cluster"])
+    limits = read.section(top, ("limits",), SECTION_KEYS["limits"])
     dns_listen = read.listen(dns, ("dns", "listen"))
     http_listen = None
     if http.get("listen") is not None and not isinstance(http["listen"], str):
@@ -406,6 +433,13 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         etcd=tuple(_pick(read.strings(cluster, ("cluster", "etcd")), [])),
         prefix=_pick(read.string(cluster, ("cluster", "prefix")), ClusterSettings.prefix),
     )
+    check_interval = read.duration(limits, ("limits", "check_interval"))
+    if check_interval is not None and check_interval < MIN_CHECK_INTERVAL_FLOOR:
+        read.problem(("limits", "check_interval"), f"must be at least {MIN_CHECK_INTERVAL_FLOOR:g}s")
+    settings_limits = LimitSettings(
+        file_size=_pick(read.size(limits, ("limits", "file_size")), LimitSettings.file_size),
+        check_interval=_pick(check_interval, LimitSettings.check_interval),
+    )
     rules = read.rules(top)
     if read.problems:
         raise ConfigError(sorted(read.problems, key=lambda p: p.line or 0))
@@ -425,6 +459,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         conflicts=tuple(rules),
         node_health=thresholds,
         cluster=settings_cluster,
+        limits=settings_limits,
         source=source,
     )
 

@@ -96,7 +96,7 @@ class Daemon:
             raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
         os.makedirs(config.state_dir, exist_ok=True)
         self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"))
-        defaults = NodeDefaults(config.node, config.address)
+        defaults = NodeDefaults(config.node, config.address, config.limits.check_interval)
         catalog = Catalog(store, defaults, config.domain, config.conflicts, config.dns.answer_warning)
         for failure in catalog.load_api_registrations(lambda body: parse_registration(body, defaults)):
             log.warning("stored registration no longer loads", extra={"detail": failure})
@@ -159,14 +159,16 @@ class Daemon:
             log.warning("services_dir does not exist; not watching it (SIGHUP rescans)", extra={"services_dir": directory})
             return
         assert self.state is not None
-        self._watcher = DirectoryWatcher(self.state.catalog, directory, self._on_file_results)
+        self._watcher = DirectoryWatcher(
+            self.state.catalog, directory, self._on_file_results, max_bytes=self.config.limits.file_size
+        )
         await self._watcher.start()
 
     def _rescan(self, reason: str) -> None:
         assert self.state is not None
         started = time.perf_counter()
         blocked = self._watcher.blocked if self._watcher is not None else None
-        results = rescan(self.state.catalog, self.config.services_dir, blocked)
+        results = rescan(self.state.catalog, self.config.services_dir, blocked, self.config.limits.file_size)
         self._on_file_results(results, time.perf_counter() - started)
         self.state.extra["last_reload"] = time.time()
         log.info(
@@ -217,6 +219,10 @@ class Daemon:
         self.config = self.state.config = live
         if live.conflicts != old.conflicts:
             self.state.catalog.set_config_rules(live.conflicts)
+        if live.limits != old.limits:
+            # Applies to what is read from now on; what is registered stays.
+            defaults = dataclasses.replace(self.state.defaults, min_check_interval=live.limits.check_interval)
+            self.state.catalog.defaults = self.state.defaults = defaults
         if live.node_health != old.node_health and self._node_monitor is not None:
             self._node_monitor.thresholds = thresholds_of(live)
         if self._health is not None:

@@ -285,7 +285,7 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("address_is_node not bool", WEB_KEY, spoil(lambda v: v.update(address_is_node="yes")), "true or false"),
     ("meta not strings", WEB_KEY, spoil(lambda v: v["meta"].update(team=["a"])), "meta.team"),
     ("bad check", WEB_KEY, spoil(lambda v: v["checks"][0].update(interval="fast")), "checks[0].interval"),
-    ("endless ttl", WEB_KEY, spoil(lambda v: v.update(ttl="1" + "0" * 400 + "s")), "too long"),
+    ("endless ttl", WEB_KEY, spoil(lambda v: v.update(ttl="1" + "0" * 400 + "s")), "longer than the limit of one year"),
     ("check_states not a list", WEB_KEY, spoil(lambda v: v.update(check_states={})), "must be a list"),
     ("check state not an object", WEB_KEY, spoil(lambda v: v["check_states"].append("x")), "must be an object"),
     ("check state of no check", WEB_KEY, spoil(check_state(0, id="other:tcp")), "not a check of this instance"),

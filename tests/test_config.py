@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,12 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/}
         ("- 1\n", ":1: (top): the config file must be a mapping of keys"),
         ("dns: {listen: [\n", ":1: yaml: expected the node content"),
         ("domain: a\ndomain: b\n", ":2: domain: duplicate key"),
+        ("limits: {file_size: 1MB}\n", ":1: limits.file_size: '1MB' is not a size (plain bytes, or with a unit: 512KiB, 1MiB)"),
+        ("limits: {file_size: 0}\n", ":1: limits.file_size: 0 must be between 1 byte and 64MiB"),
+        ("limits:\n  check_interval: 1ms\n", ":2: limits.check_interval: must be at least 1s"),
+        ("node: \"web\\n\"\n", ":1: node: 'web\\n' holds a control character, U+000A, at position 3"),
+        ("domain: !!timestamp x\n", ":1: domain: 'x' is not a valid !!timestamp"),
+        ("dns: {ttl: 8761h}\n", ":1: dns.ttl: '8761h' is longer than the limit of one year (8760h)"),
     ],
 )
 def test_refusals_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -160,3 +167,19 @@ def test_dns_hardening_keys_are_refused_when_wrong(tmp_path: Path, text: str, ex
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert f"{path}{expected}" in str(caught.value)
+
+@pytest.mark.parametrize("text,size", [("", 2**20), ("limits: {file_size: 512KiB}\n", 512 * 1024), ("limits: {file_size: 4096}\n", 4096)])
+def test_limits_file_size(tmp_path: Path, text: str, size: int) -> None:
+    assert load_config(write(tmp_path, text)).limits.file_size == size
+
+
+def test_limits_check_interval(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).limits.check_interval == 1.0
+    assert load_config(write(tmp_path, "limits: {check_interval: 5s}\n")).limits.check_interval == 5.0
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pilotfish.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is a FIFO"):
+        load_config(str(fifo))

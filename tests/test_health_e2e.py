@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import REPO, Daemon, wait_for
+from conftest import REPO, Daemon, DaemonFactory, wait_for
 
 INTERVAL, TIMEOUT = 1.0, 0.3
 WITHIN = INTERVAL + TIMEOUT + 0.1
@@ -97,6 +97,11 @@ def web() -> Iterator[Web]:
     server = Web()
     yield server
     server.close()
+
+
+@pytest.fixture
+def daemon(start_daemon: DaemonFactory) -> Daemon:
+    return start_daemon()
 
 
 def statuses(daemon: Daemon, name: str) -> dict[str, str]:

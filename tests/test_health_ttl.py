@@ -12,11 +12,11 @@ from registry.errors import NotFoundError
 from registry.health.runner import HealthRunner
 from registry.model import Status
 
-TTL = 0.3
+TTL = 1.0
 
 
 def ttl_body(instance_id: str, port: int) -> dict[str, object]:
-    return {"id": instance_id, "name": "worker", "port": port, "checks": [{"ttl": "300ms", "id": f"{instance_id}-ttl"}]}
+    return {"id": instance_id, "name": "worker", "port": port, "checks": [{"ttl": "1s", "id": f"{instance_id}-ttl"}]}
 
 
 def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
             took = await wait_status(catalog, "worker-1", Status.CRITICAL, TTL + SLACK)
             assert took >= TTL - 0.05
             entry = catalog.current.entry("worker-1")
-            assert entry is not None and entry.checks[0].output == "TTL of 0.3s expired"
+            assert entry is not None and entry.checks[0].output == "TTL of 1s expired"
             assert runner.ttl_update("worker-1-ttl", Status.WARNING, "slow").status is Status.WARNING
             assert runner.ttl_update("worker-1-ttl", Status.PASSING).status is Status.PASSING
             assert runner.ttl_update("worker-1-ttl", Status.CRITICAL, "broken").status is Status.CRITICAL
@@ -47,7 +47,7 @@ def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
         transitions = [(e.detail["to"], e.detail["output"]) for e in reversed(catalog.store.events(kind="health"))]
         assert transitions == [
             ("passing", "queue drained"),
-            ("critical", "TTL of 0.3s expired"),
+            ("critical", "TTL of 1s expired"),
             ("warning", "slow"),
             ("passing", "TTL check set to passing"),
             ("critical", "broken"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +14,19 @@ import pytest
 from registry.catalog import NodeDefaults
 from registry.errors import ValidationError
 from registry.model import CheckKind, Transport
-from registry.schema import load_file, load_text, parse_duration, parse_registration
+from registry.schema import (
+    DNS_LABEL,
+    HTTP_HEADER,
+    INSTANCE_ID,
+    META_KEY,
+    PROTOCOL,
+    SYSTEMD_UNIT,
+    TAG,
+    load_file,
+    load_text,
+    parse_duration,
+    parse_registration,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = ROOT / "tests" / "data" / "malformed"
@@ -54,7 +69,19 @@ EXPECTED = [
     ('32-services-not-list.yaml', '1: services: must be a list of services, not a mapping'),
     ('33-bad-tag.yaml', "3: tags[1]: 'has space' is not a tag (1-63 lowercase letters, digits, '_' and '-')"),
     ('34-protocol-bad.yaml', "3: protocol: 'HTTP/1.1' is not a URL scheme (lowercase, e.g. http, redis)"),
-    ('35-not-utf8.yaml', '3: (file): not UTF-8 text: invalid start byte'),]
+    ('35-not-utf8.yaml', '3: (file): not UTF-8 text: invalid start byte'),
+    ('36-timestamp-tag.yaml', "3: version: 'x' is not a valid !!timestamp"),
+    ('37-int-tag.yaml', "2: port: 'abc' is not a valid !!int"),
+    ('38-python-tag.yaml', "1: name: tag '!!python/object/apply:os.system' is not supported (plain lists only)"),
+    ('39-deep-nesting.yaml', '3: yaml: nested deeper than 64 levels; refused'),
+    ('40-alias-bomb.yaml', '5: yaml: the document expands past 50,000 nodes (every alias repeats all its anchor holds); refused'),
+    ('41-name-newline.yaml', "1: name: 'evil\\n' holds a control character, U+000A, at position 4"),
+    ('42-duration-400-nines.yaml', "3: ttl: '" + "9" * 75 + "...' is longer than the limit of one year (8760h)"),
+    ('43-interval-1ms.yaml', '5: checks[0].interval: 1ms is shorter than the 1s minimum (limits.check_interval)'),
+    ('44-timeout-over-interval.yaml', '6: checks[0].timeout: 10s is longer than the interval (5s)'),
+    ('45-alias-cycle.yaml', '1: yaml: alias *a is inside its own anchor (a cycle)'),
+    ('46-lone-surrogate.yaml', "3: meta.note: '\\ud800' holds a lone surrogate (not valid Unicode), U+D800, at position 0"),
+]
 
 
 def test_corpus_is_complete() -> None:
@@ -229,3 +256,129 @@ checks:
     [instance] = load_text(text, "web.yaml", DEFAULTS)
     again = parse_registration(instance.registration_dict(), DEFAULTS, source=instance.source)
     assert again == instance
+
+
+# -- hardening: names and values are clean, durations and checks bounded ---------
+
+WEB = {"name": "web", "port": 80}
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"name": "evil\n", "port": 80}, "name"),
+        ({**WEB, "id": "web-1\n"}, "id"),
+        ({**WEB, "node": "host1\n"}, "node"),
+        ({**WEB, "protocol": "http\n"}, "protocol"),
+        ({**WEB, "tags": ["blue\n"]}, "tags[0]"),
+        ({**WEB, "meta": {"team\n": "web"}}, "meta"),
+        ({**WEB, "meta": {"team": "web\n"}}, "meta.team"),
+        ({**WEB, "version": "1.0\n"}, "version"),
+        ({**WEB, "endpoint_path": "/x\r\n"}, "endpoint_path"),
+        ({**WEB, "checks": [{"systemd": "nginx.service\n"}]}, "checks[0].systemd"),
+        ({**WEB, "checks": [{"tcp": "127.0.0.1:80", "id": "c1\n"}]}, "checks[0].id"),
+        ({**WEB, "checks": [{"tcp": "127.0.0.1:80", "name": "probe\x1b[2J"}]}, "checks[0].name"),
+        ({**WEB, "checks": [{"exec": ["/bin/check", "--x\n"]}]}, "checks[0].exec[1]"),
+        ({**WEB, "checks": [{"http": "http://127.0.0.1/", "headers": {"X-A": "b\r\nX-Injected: 1"}}]}, "checks[0].headers.X-A"),
+        ({**WEB, "checks": [{"http": "http://127.0.0.1/", "body": "ok\x00"}]}, "checks[0].body"),
+    ],
+)
+def test_a_control_character_in_any_registered_string_is_refused(body: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_registration(body, DEFAULTS)
+    [problem] = info.value.problems
+    assert problem.field == field and "holds a control character" in problem.message
+
+
+def test_a_lone_surrogate_from_json_is_refused() -> None:
+    body = json.loads('{"name": "web", "port": 80, "meta": {"note": "\\ud800"}, "tags": ["\\udfff"]}')
+    with pytest.raises(ValidationError) as info:
+        parse_registration(body, DEFAULTS)
+    assert [(p.field, p.message) for p in info.value.problems] == [
+        ("meta.note", "'\\ud800' holds a lone surrogate (not valid Unicode), U+D800, at position 0"),
+        ("tags[0]", "'\\udfff' holds a lone surrogate (not valid Unicode), U+DFFF, at position 0"),
+    ]
+
+
+@pytest.mark.parametrize("pattern", [DNS_LABEL, TAG, INSTANCE_ID, PROTOCOL, META_KEY, SYSTEMD_UNIT, HTTP_HEADER])
+def test_patterns_match_whole_strings_only(pattern: re.Pattern[str]) -> None:
+    # Defence in depth behind the control-character check: `$` matches before a final newline.
+    assert pattern.fullmatch("a1") and not pattern.fullmatch("a1\n")
+    assert not pattern.pattern.endswith("$")
+
+
+@pytest.mark.parametrize("text", ["9" * 400 + "s", "8761h", "525601m", "1e3s", "١٠s", "10s\n"])
+def test_durations_are_finite_and_at_most_a_year(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+    assert parse_duration("8760h") == 365 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    "check,field,message",
+    [
+        ({"tcp": "127.0.0.1:80", "interval": "1ms"}, "interval", "1ms is shorter than the 1s minimum (limits.check_interval)"),
+        ({"tcp": "127.0.0.1:80", "interval": "999ms"}, "interval", "999ms is shorter than the 1s minimum (limits.check_interval)"),
+        ({"tcp": "127.0.0.1:80", "interval": "2s", "timeout": "3s"}, "timeout", "3s is longer than the interval (2s)"),
+        ({"http": "http://127.0.0.1/", "timeout": "11s"}, "timeout",
+         "11s is longer than the default interval (10s); set a longer interval"),
+        ({"ttl": "500ms"}, "ttl", "500ms is shorter than the 1s minimum (limits.check_interval)"),
+    ],
+)
+def test_checks_may_not_run_too_often_or_outlast_their_interval(check: dict[str, str], field: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_registration({**WEB, "checks": [check]}, DEFAULTS)
+    assert [(p.field, p.message) for p in info.value.problems] == [(f"checks[0].{field}", message)]
+
+
+def test_check_timing_defaults_and_the_configured_floor() -> None:
+    [tcp, ttl] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80"}, {"ttl": "1s"}]}, DEFAULTS).checks
+    assert (tcp.interval, tcp.timeout, ttl.ttl) == (10.0, 2.0, 1.0)
+    fast = NodeDefaults("host1", "10.0.0.5", min_check_interval=0.1)
+    [check] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80", "interval": "100ms", "timeout": "100ms"}]},
+                                 fast).checks
+    assert (check.interval, check.timeout) == (0.1, 0.1)
+
+
+def test_a_short_interval_shortens_the_default_timeout() -> None:
+    """`interval: 1s` alone is valid: the 2s default timeout shrinks to the interval."""
+    [check] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80", "interval": "1500ms"}]}, DEFAULTS).checks
+    assert (check.interval, check.timeout) == (1.5, 1.5)
+
+
+def test_extension_keys_hold_anchors_and_are_ignored() -> None:
+    text = "x-check: &check {tcp: '127.0.0.1:80', interval: 5s}\nservices:\n  - {name: web, port: 80, checks: [*check]}\n"
+    [web] = load_text(text, "x.yaml", DEFAULTS)
+    assert web.checks[0].interval == 5.0
+    [web] = load_text("x-base: &base {port: 80}\n<<: *base\nname: web\n", "x.yaml", DEFAULTS)
+    assert web.port == 80
+    with pytest.raises(ValidationError) as info:
+        load_text("services: []\nchecks: []\n", "x.yaml", DEFAULTS)
+    assert str(info.value) == "x.yaml:2: checks: a file holds one service mapping or `services: [...]`, not both"
+
+
+def test_validate_cli_judges_by_the_daemons_limits_and_never_blocks(tmp_path: Path) -> None:
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("name: web\nport: 80\nchecks:\n  - tcp: 127.0.0.1:80\n    interval: 2s\n    timeout: 1s\n")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    config = tmp_path / "pilotfish.yaml"
+    config.write_text("node: web1\nlimits: {file_size: 64}\n")
+
+    def validate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "resolver.cli", "validate", "--quiet", *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    refused = validate(str(fast), str(tmp_path / "fifo.yaml"))
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines() == [
+        f"{tmp_path / 'fifo.yaml'}:-: (file): is a FIFO (named pipe), not a regular file; not read",
+    ]
+    small = validate("--config", str(config), str(fast))
+    assert small.returncode == 1 and small.stdout.splitlines() == [
+        f"{fast}:-: (file): is {fast.stat().st_size} bytes, over the 64 bytes limit (limits.file_size); not read"
+    ]
+    config.write_text("limits: {check_interval: 5s}\n")
+    slow = validate("--config", str(config), str(fast))
+    assert slow.returncode == 1 and slow.stdout.splitlines() == [
+        f"{fast}:5: checks[0].interval: 2s is shorter than the 5s minimum (limits.check_interval)"
+    ]

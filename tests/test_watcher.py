@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -11,8 +12,9 @@ import pytest
 from watchfiles import Change
 
 from registry.catalog import Catalog, NodeDefaults
+from registry.model import CheckState, Status
 from registry.store import Store
-from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file
+from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file, sync_files
 
 DEFAULTS = NodeDefaults("node1", "10.0.0.1")
 
@@ -127,3 +129,125 @@ async def until(probe: object, timeout: float = 5.0) -> None:
     while not probe():
         assert time.monotonic() < deadline, "timed out waiting for the watcher"
         await asyncio.sleep(0.01)
+
+
+# -- one file never hurts another, nor the watcher ---------------------------------
+
+HOSTILE = {
+    "fifo.yaml": "is a FIFO (named pipe), not a regular file; not read",
+    "zero.yaml": "is a character device, not a regular file; not read",
+    "dir.yaml": "is a directory, not a regular file; not read",
+    "dangling.yaml": "dangling symlink: its target 'missing.yaml' does not exist; not read",
+    "loop.yaml": "symlink loop (too many levels of symbolic links); not read",
+    "huge.yaml": "is 1GiB, over the 1MiB limit (limits.file_size); not read",
+    "stamp.yaml": "'x' is not a valid !!timestamp",
+    "number.yaml": "'abc' is not a valid !!int",
+}
+
+
+def plant_hostile_files(directory: Path) -> None:
+    """Everything an operator or an attacker can put behind a `*.yaml` name."""
+    os.mkfifo(directory / "fifo.yaml")
+    (directory / "zero.yaml").symlink_to("/dev/zero")
+    (directory / "dir.yaml").mkdir()
+    (directory / "dangling.yaml").symlink_to("missing.yaml")
+    (directory / "loop.yaml").symlink_to("loop2.yml")
+    (directory / "loop2.yml").symlink_to("loop.yaml")
+    with (directory / "huge.yaml").open("wb") as handle:
+        handle.truncate(2**30)
+    (directory / "stamp.yaml").write_text("name: stamp\nport: 1\nversion: !!timestamp x\n")
+    (directory / "number.yaml").write_text("name: number\nport: !!int abc\n")
+
+
+def test_rescan_reports_every_file_it_cannot_read_and_applies_the_rest(catalog: Catalog, tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text("x-base: &base {port: 8080}\n<<: *base\nname: web\n")
+    plant_hostile_files(tmp_path)
+    results = {Path(r.path).name: r for r in rescan(catalog, tmp_path)}
+    assert results["good.yaml"].outcome is FileOutcome.APPLIED
+    assert [e.instance.port for e in catalog.current.query("web")] == [8080]
+    errors = {Path(path).name: problems for path, problems in catalog.current.file_errors.items()}
+    assert set(errors) == set(HOSTILE) | {"loop2.yml"}
+    for name, message in HOSTILE.items():
+        assert results[name].outcome is FileOutcome.REJECTED
+        assert errors[name][0].message == message, name
+
+
+def test_a_bad_file_in_a_batch_does_not_cost_the_good_ones(catalog: Catalog, tmp_path: Path) -> None:
+    bad, good = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    bad.write_text("name: bad\nport: 1\nversion: !!timestamp x\n")
+    good.write_text("name: good\nport: 2\n")
+    with catalog.batch():
+        results = sync_files(catalog, [str(bad), str(good)], set())
+    assert [r.outcome for r in results] == [FileOutcome.REJECTED, FileOutcome.APPLIED]
+    assert [e.instance.port for e in catalog.current.query("good")] == [2]
+    assert catalog.current.file_errors[str(bad)][0].line == 3
+
+
+def test_a_file_swapped_for_a_fifo_or_grown_past_the_cap_keeps_its_instances(catalog: Catalog, tmp_path: Path) -> None:
+    seen: list[FileResult] = []
+
+    async def scenario() -> None:
+        watcher = DirectoryWatcher(catalog, tmp_path, lambda results, seconds: seen.extend(results))
+        await watcher.start()
+        try:
+            path = tmp_path / "web.yaml"
+            path.write_text("name: web\nport: 8080\n")
+            await until(lambda: catalog.current.query("web"))
+            os.mkfifo(tmp_path / ".web.yaml.new")
+            (tmp_path / ".web.yaml.new").replace(path)  # the watcher would block forever in open()
+            await until(lambda: str(path) in catalog.current.file_errors)
+            assert "FIFO" in catalog.current.file_errors[str(path)][0].message
+            assert [e.instance.port for e in catalog.current.query("web")] == [8080], "what it held stays"
+            path.unlink()
+            path.write_text("name: web\nport: 8081\n")
+            await until(lambda: [e.instance.port for e in catalog.current.query("web")] == [8081])
+            with path.open("ab") as handle:
+                handle.truncate(2**30)
+            await until(lambda: "1MiB limit" in str(catalog.current.file_errors.get(str(path))))
+            assert [e.instance.port for e in catalog.current.query("web")] == [8081]
+            (tmp_path / "db.yaml").write_text("name: db\nport: 5432\n")
+            await until(lambda: catalog.current.query("db"))
+        finally:
+            await watcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_mv_of_a_file_keeps_check_results_and_maintenance(catalog: Catalog, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        watcher = DirectoryWatcher(catalog, tmp_path, lambda results, seconds: None)
+        await watcher.start()
+        try:
+            (tmp_path / "a.yaml").write_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n")
+            await until(lambda: catalog.instance("web-8080") is not None)
+            web = catalog.instance("web-8080")
+            assert web is not None
+            catalog.set_check_state(web, CheckState("web-8080:tcp", Status.PASSING, "connected", time.time()))
+            catalog.set_instance_maintenance("web-8080", "resharding")
+            (tmp_path / "a.yaml").replace(tmp_path / "b.yaml")
+            await until(lambda: catalog.files() == [str(tmp_path / "b.yaml")])
+            entry = catalog.current.entry("web-8080")
+            assert entry is not None and entry.instance.source == f"file:{tmp_path / 'b.yaml'}"
+            assert (entry.status, entry.maintenance_reason, entry.checks[0].output) == (
+                Status.MAINTENANCE, "resharding", "connected"
+            )
+        finally:
+            await watcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(
+    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # os.listdir hands such a name over with lone surrogates, which SQLite's event
+    # log cannot store: the whole batch (every other file of it) used to fail.
+    (Path(os.fsdecode(bytes(tmp_path) + b"/\xffweb.yaml"))).write_text("name: web\nport: 80\n")
+    (tmp_path / "tab\tname.yaml").write_text("name: tab\nport: 81\n")
+    (tmp_path / "good.yaml").write_text("name: good\nport: 82\n")
+    results = rescan(catalog, tmp_path)
+    assert [Path(r.path).name for r in results] == ["good.yaml"]
+    assert [e.instance.id for e in catalog.current.entries_by_key.values()] == ["good-82"]
+    assert RegistrationFilter(tmp_path)(Change.added, os.fsdecode(bytes(tmp_path) + b"/\xffweb.yaml")) is False
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ignoring a file whose name")]
+    assert len(warned) == 3

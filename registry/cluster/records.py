@@ -118,7 +118,7 @@ def check_prefix(prefix: str) -> str:
 
 
 def _part(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid {what}")
     return value
 

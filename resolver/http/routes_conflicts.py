@@ -34,7 +34,7 @@ async def add_rule(request: web.Request) -> web.Response:
             problems.append(Problem("<request>", None, key, "required, a non-empty string"))
     for key in ("a", "b"):
         name = body.get(key)
-        if isinstance(name, str) and name.strip() and not DNS_LABEL.match(name):
+        if isinstance(name, str) and name.strip() and not DNS_LABEL.fullmatch(name):
             # Service names are DNS labels; a rule on anything else could never match.
             problems.append(Problem("<request>", None, key, f"{name!r} is not a service name (a-z, 0-9, '-')"))
     types = [t.value for t in ConflictType]
