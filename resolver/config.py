@@ -39,6 +39,19 @@ class DnsSettings:
 class HttpSettings:
     listen: str = "127.0.0.1:8500"
     token: str | None = None
+    # Open connections at once; past it the longest-idle or slowest-to-send one is
+    # closed for the newcomer, or the newcomer is refused when every one is at work.
+    max_connections: int = 512
+    # A request's line and headers must arrive within this of its first byte (or of
+    # the connection opening), its body within body_timeout of the headers.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    # The SQLite database stops growing here (writes past it answer 507); None = the disk.
+    database_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class Config:
     state_dir: str = "./state"
     dns: DnsSettings = field(default_factory=DnsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     conflicts: tuple[ConflictRule, ...] = ()
     node_health: NodeThresholds = field(default_factory=NodeThresholds)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
@@ -84,17 +98,32 @@ ListenAddress = tuple[str, int]
 Located = dict[tuple[str, ...], int]
 
 TOP_KEYS = (
-    "node", "address", "domain", "services_dir", "state_dir", "dns", "http", "conflicts", "node_health", "cluster",
+    "node", "address", "domain", "services_dir", "state_dir", "dns", "http", "limits", "conflicts", "node_health",
+    "cluster",
 )
 SECTION_KEYS = {
     "dns": ("listen", "ttl", "recursors", "answer_warning"),
-    "http": ("listen", "token"),
+    "http": ("listen", "token", "max_connections", "header_timeout", "body_timeout"),
+    "limits": ("database_size",),
     "node_health": ("cpu", "memory", "disk"),
     "cluster": ("etcd", "prefix"),
 }
 RULE_KEYS = ("a", "b", "type", "reason")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
 SERVICE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|TiB)?", re.IGNORECASE)
+SIZE_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+# Timeouts an operator may set: long enough for any real client, short enough to matter.
+HTTP_TIMEOUT_RANGE = (0.1, 3600.0)
+MAX_CONNECTIONS_RANGE = (1, 1_000_000)
+
+
+def parse_size(text: str) -> int:
+    """`65536`, `64KiB`, `1MiB`, `2GiB` -> bytes; ValueError with the accepted forms."""
+    match = SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (bytes, or a number with B, KiB, MiB, GiB or TiB)")
+    return int(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()]
 
 
 def parse_listen(text: str, default_port: int | None = None) -> ListenAddress:
@@ -256,6 +285,39 @@ class _Reader:
             return None
         return float(value)
 
+    def size(self, data: dict[str, Any], at: tuple[str, ...], minimum: int) -> int | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            self.problem(at, f"must be a size such as 64MiB, not {kind_of(value)}")
+            return None
+        try:
+            size = value if isinstance(value, int) else parse_size(value)
+        except ValueError as exc:
+            self.problem(at, str(exc))
+            return None
+        if size < minimum:
+            self.problem(at, f"must be at least {minimum} bytes")
+            return None
+        return size
+
+    def integer(self, data: dict[str, Any], at: tuple[str, ...], low: int, high: int) -> int | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(at, f"must be an integer from {low} to {high}, not {value!r}")
+            return None
+        return value
+
+    def bounded_duration(self, data: dict[str, Any], at: tuple[str, ...], low: float, high: float) -> float | None:
+        seconds = self.duration(data, at)
+        if seconds is not None and not low <= seconds <= high:
+            self.problem(at, f"must be between {low:g}s and {high:g}s")
+            return None
+        return seconds
+
     def rules(self, doc: dict[str, Any]) -> list[ConflictRule]:
         value = doc.get("conflicts")
         if value is None:
@@ -322,6 +384,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     state_dir = read.string(top, ("state_dir",))
     dns = read.section(top, ("dns",), SECTION_KEYS["dns"])
     http = read.section(top, ("http",), SECTION_KEYS["http"])
+    limits = read.section(top, ("limits",), SECTION_KEYS["limits"])
     health = read.section(top, ("node_health",), SECTION_KEYS["node_health"])
     cluster = read.section(top, ("cluster",), SECTION_KEYS["cluster"])
     dns_listen = read.listen(dns, ("dns", "listen"))
@@ -340,7 +403,21 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         recursors=tuple(_pick(read.listen(dns, ("dns", "recursors"), default_port=53), [])),
         answer_warning=_pick(read.boolean(dns, ("dns", "answer_warning")), False),
     )
-    settings_http = HttpSettings(listen=(http_listen or [HttpSettings.listen])[0], token=token)
+    settings_http = HttpSettings(
+        listen=(http_listen or [HttpSettings.listen])[0],
+        token=token,
+        max_connections=_pick(
+            read.integer(http, ("http", "max_connections"), *MAX_CONNECTIONS_RANGE), HttpSettings.max_connections
+        ),
+        header_timeout=_pick(
+            read.bounded_duration(http, ("http", "header_timeout"), *HTTP_TIMEOUT_RANGE), HttpSettings.header_timeout
+        ),
+        body_timeout=_pick(
+            read.bounded_duration(http, ("http", "body_timeout"), *HTTP_TIMEOUT_RANGE), HttpSettings.body_timeout
+        ),
+    )
+    # A database needs a few pages for its schema before it holds anything.
+    settings_limits = LimitSettings(database_size=read.size(limits, ("limits", "database_size"), 64 * 1024))
     thresholds = NodeThresholds(
         cpu=_pick(read.percent(health, ("node_health", "cpu")), NodeThresholds.cpu),
         memory=_pick(read.percent(health, ("node_health", "memory")), NodeThresholds.memory),
@@ -365,6 +442,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         state_dir=str((base / (state_dir or "./state")).resolve()),
         dns=settings_dns,
         http=settings_http,
+        limits=settings_limits,
         conflicts=tuple(rules),
         node_health=thresholds,
         cluster=settings_cluster,

@@ -11,7 +11,7 @@ HEALTH_ROUTES = {("PUT", "/v1/checks/{check_id}/{result}"), ("GET", "/v1/node"),
 
 
 def _app(api: ApiServer) -> web.Application:
-    return api.runner.app
+    return api.app
 
 
 def test_every_route_is_in_the_document_and_every_operation_is_a_route(api: ApiServer) -> None:
