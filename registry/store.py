@@ -198,20 +198,21 @@ _FAULT_OF_CODE = {
 
 def fault_advice(fault: StorageFault, path: str, max_bytes: int | None) -> str:
     """What an operator can do about `fault`, in one sentence they can act on."""
+    directory = Path(path).parent
     if fault is StorageFault.FULL:
         limit = f", or the database reached limits.database_size ({max_bytes} bytes)" if max_bytes else ""
-        return (f"the disk holding {Path(path).parent} is full{limit}: free space or raise the limit; "
-                "this write was not kept, lookups go on")
+        return f"the disk holding {directory} is full{limit}: free space or raise the limit; nothing of this write was kept"
     if fault is StorageFault.READ_ONLY:
-        return (f"the database cannot be written (a read-only file or filesystem): make {path} and its "
-                "directory writable by the daemon's user and restart it; lookups go on, writes are refused")
+        return (f"the database cannot be written (a read-only file, directory or filesystem): make {path} and "
+                f"{directory} writable by the daemon's user, then restart it")
     if fault is StorageFault.CORRUPT:
         return (f"the database file is damaged: with the daemon stopped, move {path} aside (with its -wal and "
                 "-shm files) and start it again on a new, empty database. Lost with it: API registrations, "
                 "API conflict rules, config values, health state and the event log (services.d files are "
                 f"not affected); `sqlite3 {path} .recover` may salvage rows")
-    return (f"the database could not be read or written (an I/O error, or another program holds {path} "
-            "locked): check the disk and what else opens the file")
+    return (f"the database could not be opened, read or written: check that the daemon's user can write {directory} "
+            "(SQLite keeps -wal and -shm files beside the database), that the disk is healthy, and that no "
+            "other program holds the file locked")
 
 
 def _translated(method: Callable[Concatenate["Store", P], R]) -> Callable[Concatenate["Store", P], R]:

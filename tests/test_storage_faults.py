@@ -151,3 +151,18 @@ def test_a_read_only_database_serves_lookups_and_answers_503(
     assert again.request("GET", "/v1/services/api").status == 404
     warnings = [line for line in again.logs() if line.get("msg", "").startswith("database is read-only")]
     assert len(warnings) == 1 and warnings[0]["file"] == str(database)
+
+
+def test_a_state_directory_that_cannot_be_written_is_one_json_line_and_exit_1(
+    start_daemon: DaemonFactory, make_read_only: Callable[[Path], None]
+) -> None:
+    # SQLite must create pilotfish.db-wal and -shm beside the file: without them it
+    # cannot even read a WAL database, so this is refused at start, not served.
+    daemon = start_daemon()
+    assert daemon.stop() == 0
+    make_read_only(daemon.state_dir)
+    code, lines = start_refused(daemon)
+    assert code == 1
+    line = one_refusal(lines, daemon.state_dir / "pilotfish.db")
+    assert line["fault"] in ("storage_read_only", "storage_unavailable")
+    assert f"{daemon.state_dir} writable" in line["error"] or f"can write {daemon.state_dir}" in line["error"]
