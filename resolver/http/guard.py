@@ -82,18 +82,21 @@ TOO_MANY = _canned(
 class GuardedRequestHandler(web.RequestHandler):
     """aiohttp's connection protocol, with its phase for the guard and JSON 400s."""
 
-    __slots__ = ("guard", "phase", "since", "body")
+    __slots__ = ("guard", "clock", "phase", "since", "body")
 
-    def __init__(self, manager: web.Server, guard: "ConnectionGuard", **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
+    def __init__(
+        self, manager: web.Server, guard: "ConnectionGuard", loop: asyncio.AbstractEventLoop, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
         self.guard = guard
+        self.clock = loop.time
         self.phase = Phase.HEADERS
         self.since = 0.0
         self.body: streams.StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.since = self.guard.loop.time()
+        self.since = self.clock()
         self.guard.admit(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -103,21 +106,24 @@ class GuardedRequestHandler(web.RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self.phase is Phase.IDLE:
             self.phase = Phase.HEADERS
-            self.since = self.guard.loop.time()
+            self.since = self.clock()
         super().data_received(data)
 
+    # The two calls below are on the lookup hot path (the API middleware makes them):
+    # attribute writes and at most one clock read each.
+
     def request_started(self, request: web.BaseRequest) -> None:
-        """The headers are in and a handler starts (called by the API middleware)."""
-        self.since = self.guard.loop.time()
+        """The headers are in and a handler starts."""
         if request.body_exists and not request.content.is_eof():
             self.phase = Phase.BODY
             self.body = request.content
+            self.since = self.clock()
         else:
-            self.phase = Phase.BUSY
+            self.phase = Phase.BUSY  # no deadline, so no clock
 
     def request_finished(self) -> None:
         self.phase = Phase.IDLE
-        self.since = self.guard.loop.time()
+        self.since = self.clock()
         self.body = None
 
     def close_with(self, response: bytes) -> None:

@@ -42,34 +42,22 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     connection = cast(GuardedRequestHandler, request.protocol)
     connection.request_started(request)
     try:
-        response = await _answer(request, handler)
-    finally:
-        connection.request_finished()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    HTTP_REQUESTS[(route, request.method, response.status)] += 1
-    return response
-
-
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
         if request.method not in READ_METHODS:
             require_token(request)
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
         # aiohttp's own refusals (no such route, method not allowed) get our shape too.
         code = "not_found" if exc.status == 404 else exc.reason.lower().replace(" ", "_")
         response = _refused(request, error_response(exc.status, code, exc.reason, {}))
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "")
-        return response
     except ConnectionResetError:
         # The client went away mid-request, or the guard cut it off: no one to answer.
-        return web.Response(status=CLIENT_GONE)
+        response = web.Response(status=CLIENT_GONE)
     except web.RequestPayloadError as exc:
         # A body aiohttp could not decode (broken chunked encoding, bad compression).
         request.app[GUARD].malformed_log.note(client=request.remote, status=400, error=str(exc))
-        return _refused(request, error_response(400, "bad_request", f"malformed request body: {exc}", {}))
+        response = _refused(request, error_response(400, "bad_request", f"malformed request body: {exc}", {}))
     except Exception as exc:
         described = describe(exc)
         if described is None:
@@ -77,7 +65,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             described = (500, "internal", "internal error; see the daemon log", {})
         elif isinstance(exc, StorageError):
             _storage_log.note(method=request.method, path=request.path, fault=exc.fault.value, error=str(exc))
-        return _refused(request, error_response(*described))
+        response = _refused(request, error_response(*described))
+    finally:
+        connection.request_finished()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    HTTP_REQUESTS[(route, request.method, response.status)] += 1
+    return response
 
 
 def _refused(request: web.Request, response: web.Response) -> web.Response:

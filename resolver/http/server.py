@@ -45,7 +45,7 @@ class GuardedSite(web.BaseSite):
         factory = self.guard.protocol_factory(server)
         loop = asyncio.get_running_loop()
         # BaseSite.stop() closes self._server and AppRunner.addresses reads it.
-        self._server = await loop.create_server(factory, self.host, self.port, reuse_address=True, backlog=self._backlog)
+        self._server = await loop.create_server(factory, self.host, self.port, reuse_address=True, backlog=BACKLOG)
 
 
 class HttpServer:
