@@ -8,12 +8,15 @@ under test is what a misbehaving client does on the wire.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+import yaml
 
 from conftest import Daemon, DaemonFactory, wait_for
 
@@ -217,3 +220,16 @@ def test_a_client_that_leaves_mid_body_logs_nothing(start_daemon: DaemonFactory)
     wait_for(lambda: gone in daemon.text("/metrics"), 5, "the request to be counted as 499")
     assert not tracebacks(daemon)
 
+
+
+def test_the_limits_apply_on_sighup_without_a_restart(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon()
+    assert daemon.status()["http"]["max_connections"] == 512
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["http"].update(max_connections=16, header_timeout="1s")
+    daemon.config_path.write_text(yaml.safe_dump(config))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.status()["http"]["max_connections"] == 16, 10, "the reload")
+    with connect(daemon) as sock:
+        raw, _ = dribble(sock, b"GET /healthz HTTP/1.1\r\n", b"X: y\r\n", CUT_WITHIN)
+    assert error_of(raw)[0] == 408

@@ -158,7 +158,7 @@ class ConnectionGuard:
     def __init__(self, settings: Callable[[], HttpSettings]) -> None:
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Insertion-ordered: the oldest connection first.
+        # Every open connection; a dict for O(1) removal when one closes.
         self._connections: dict[GuardedRequestHandler, None] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.blocking = 0
