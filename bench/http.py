@@ -62,7 +62,7 @@ async def serve_ours(state_dir: str) -> None:
     catalog = Catalog(store, DEFAULTS)
     catalog.apply_file("/bench/web.yaml", load_text(SERVICES_YAML, "/bench/web.yaml", DEFAULTS))
     state = DaemonState(Config(node=DEFAULTS.node, address=DEFAULTS.address), catalog, store, DEFAULTS)
-    await run_forever(build_app(state))
+    await run_forever(build_app(state), guarded=True)
 
 
 async def serve_bare(body_file: str) -> None:
@@ -78,18 +78,28 @@ async def serve_bare(body_file: str) -> None:
     await run_forever(app)
 
 
-async def run_forever(app: "object") -> None:
+async def run_forever(app: "object", guarded: bool = False) -> None:
+    """Serve until SIGTERM: ours as the daemon serves it (the connection guard
+    included), the bare app on aiohttp's plain AppRunner and TCPSite."""
     from aiohttp import web
 
+    from resolver.http.server import HttpServer
+
     assert isinstance(app, web.Application)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(runner.addresses[0][1], flush=True)
+    if guarded:
+        server = HttpServer(app)
+        await server.start("127.0.0.1", 0)
+        port, stop_serving = server.addresses[0][1], server.stop
+    else:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port, stop_serving = runner.addresses[0][1], runner.cleanup
+    print(port, flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
-    await runner.cleanup()
+    await stop_serving()
 
 
 def ensure_wrk() -> str:

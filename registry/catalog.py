@@ -15,6 +15,7 @@ change cheap on a 30,000-instance catalog.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from registry.conflicts import ConflictIndex, RuleBook
+from registry.ratelog import RateLimitedLog
 from registry.errors import (
     ConflictError,
     DuplicateIdError,
     NotFoundError,
     Problem,
     ReadOnlyError,
+    StorageError,
 )
 from registry.model import (
     CheckState,
@@ -45,6 +48,15 @@ from registry.store import HealthRow, Store
 Key = tuple[str, str]
 Listener = Callable[["Snapshot", "Snapshot"], None]
 NOT_CHECKED = "not checked yet"
+
+log = logging.getLogger("pilotfish.catalog")
+
+# Events and health rows a refused write (a full or read-only disk) leaves waiting for
+# the next try; past this the oldest go, and the log says how many.
+UNSAVED_LIMIT = 10_000
+# A refused write is tried again with the first change this long after it, not with
+# every change: on a full disk each try costs a failed transaction.
+UNSAVED_RETRY = 1.0
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,10 @@ class Catalog:
         self._changed_in_batch = False
         self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
         self._pending_health: list[HealthRow] = []
+        self._save_retry_at = 0.0
+        self._unsaved_log = RateLimitedLog(
+            log, logging.ERROR, "events and health states not saved; the catalog goes on without them"
+        )
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
         self.current = self._build(None, index=1, dirty=set())
@@ -590,10 +606,8 @@ class Catalog:
             self._publish()
 
     def _publish(self) -> None:
-        if self._pending_events or self._pending_health:
-            events, self._pending_events = self._pending_events, []
-            health, self._pending_health = self._pending_health, []
-            self.store.write_batch(events, health)
+        if (self._pending_events or self._pending_health) and time.monotonic() >= self._save_retry_at:
+            self._save_pending()
         old = self.current
         new = self._build(old, old.index + 1, self._dirty)
         self._dirty = set()
@@ -604,6 +618,26 @@ class Catalog:
         self._changed = asyncio.Event()
         for listener in self._listeners:
             listener(old, new)
+
+    def _save_pending(self) -> None:
+        """Write the events and health rows of this change, or keep them for the next.
+
+        What they record has already happened (a file applied, a check failed), so a
+        refused write must not stop the snapshot that shows it: SQLite only keeps the
+        history and the health states restored at the next start. API registrations
+        never wait here: `register` commits them before it changes anything.
+        """
+        events, self._pending_events = self._pending_events, []
+        health, self._pending_health = self._pending_health, []
+        try:
+            self.store.write_batch(events, health)
+        except StorageError as exc:
+            self._pending_events = events[-UNSAVED_LIMIT:]
+            self._pending_health = health[-UNSAVED_LIMIT:]
+            dropped = len(events) + len(health) - len(self._pending_events) - len(self._pending_health)
+            self._save_retry_at = time.monotonic() + UNSAVED_RETRY
+            waiting = len(self._pending_events) + len(self._pending_health)
+            self._unsaved_log.note(error=str(exc), fault=exc.fault.value, waiting=waiting, dropped=dropped)
 
     def _build(self, previous: Snapshot | None, index: int, dirty: set[str]) -> Snapshot:
         # mappingproxy.copy() copies the dict underneath in C; dict(proxy) would walk

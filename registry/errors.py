@@ -6,6 +6,7 @@ CLI exit code, log line), so they carry fields rather than pre-formatted text.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from registry.model import ConflictRule, Instance
@@ -119,3 +120,27 @@ class InvalidTransition(RegistryError):
         self.requested = requested
         self.allowed = allowed
         super().__init__(f"cannot go from {current} to {requested}; allowed: {', '.join(allowed) or 'none'}")
+
+
+class StorageFault(enum.Enum):
+    """Why SQLite refused: each is answered differently (HTTP 507 for FULL, 503 otherwise)."""
+
+    FULL = "storage_full"
+    READ_ONLY = "storage_read_only"
+    CORRUPT = "storage_corrupt"
+    UNAVAILABLE = "storage_unavailable"  # I/O error, locked by another process, cannot open
+
+
+class StorageError(RegistryError):
+    """The database refused a read or a write; nothing of that write was kept.
+
+    `path` is the database file and `detail` SQLite's own words; the message says
+    what an operator can do about it.
+    """
+
+    def __init__(self, fault: StorageFault, path: str, detail: str, advice: str) -> None:
+        self.fault = fault
+        self.path = path
+        self.detail = detail
+        self.advice = advice
+        super().__init__(f"{path}: {detail}; {advice}")

@@ -4,22 +4,33 @@ API registrations, conflict rules, node and global config, health state and the
 append-only event log. Readers on the hot path never come here: the catalog copies
 what they need into its snapshot. Every method that writes returns only after its
 transaction has committed, so an acknowledged write survives a crash.
+
+When SQLite refuses (a full disk, a read-only file, a damaged page, an I/O error),
+every public method raises `StorageError` naming the fault, the file and what an
+operator can do; the transaction is rolled back, so a refused write left nothing
+behind. A damaged database is refused at start (`PRAGMA quick_check`) rather than
+found out by the first write; one that cannot be written at start is opened for
+reading (`read_only`), so the daemon still serves what it holds.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Concatenate, ParamSpec, Sequence, TypeVar
 
 from registry.conflicts import WELL_KNOWN_RULES
-from registry.errors import ConfigValueError, NotFoundError
+from registry.errors import ConfigValueError, NotFoundError, StorageError, StorageFault
 from registry.model import ConflictRule, ConflictType, Status
 
 SCHEMA_VERSION = 1
+# The largest max_page_count SQLite accepts: what "no cap" sets, leaving the disk as the limit.
+SQLITE_MAX_PAGES = 4294967294
 
 # Each migration takes the schema from version N-1 to N. They use IF NOT EXISTS /
 # OR IGNORE throughout so that running them again (a crash mid-migration, two
@@ -166,21 +177,124 @@ class HealthRow:
     updated: float
 
 
-class Store:
-    """One SQLite database in WAL mode, owned by one daemon's writer."""
+P = ParamSpec("P")
+R = TypeVar("R")
 
-    def __init__(self, path: str | Path) -> None:
+# SQLite primary result codes (the low byte of an extended code) that describe the
+# storage rather than our SQL. Anything else (a constraint, a syntax error) is a bug
+# and stays a plain sqlite3 error.
+_FAULT_OF_CODE = {
+    13: StorageFault.FULL,  # SQLITE_FULL: the disk, or max_page_count (limits.database_size)
+    8: StorageFault.READ_ONLY,  # SQLITE_READONLY and its extended codes
+    11: StorageFault.CORRUPT,  # SQLITE_CORRUPT: a damaged page
+    26: StorageFault.CORRUPT,  # SQLITE_NOTADB: a damaged header
+    10: StorageFault.UNAVAILABLE,  # SQLITE_IOERR
+    14: StorageFault.UNAVAILABLE,  # SQLITE_CANTOPEN
+    5: StorageFault.UNAVAILABLE,  # SQLITE_BUSY: another process held the lock past busy_timeout
+    6: StorageFault.UNAVAILABLE,  # SQLITE_LOCKED
+    3: StorageFault.UNAVAILABLE,  # SQLITE_PERM
+}
+
+
+def fault_advice(fault: StorageFault, path: str, max_bytes: int | None) -> str:
+    """What an operator can do about `fault`, in one sentence they can act on."""
+    directory = Path(path).parent
+    if fault is StorageFault.FULL:
+        limit = f", or the database reached limits.database_size ({max_bytes} bytes)" if max_bytes else ""
+        return f"the disk holding {directory} is full{limit}: free space or raise the limit; nothing of this write was kept"
+    if fault is StorageFault.READ_ONLY:
+        return (f"the database cannot be written (a read-only file, directory or filesystem): make {path} and "
+                f"{directory} writable by the daemon's user, then restart it")
+    if fault is StorageFault.CORRUPT:
+        return (f"the database file is damaged: with the daemon stopped, move {path} aside (with its -wal and "
+                "-shm files) and start it again on a new, empty database. Lost with it: API registrations, "
+                "API conflict rules, config values, health state and the event log (services.d files are "
+                f"not affected); `sqlite3 {path} .recover` may salvage rows")
+    return (f"the database could not be opened, read or written: check that the daemon's user can write {directory} "
+            "(SQLite keeps -wal and -shm files beside the database), that the disk is healthy, and that no "
+            "other program holds the file locked")
+
+
+def _translated(method: Callable[Concatenate["Store", P], R]) -> Callable[Concatenate["Store", P], R]:
+    """Raise SQLite's storage failures as `StorageError`; leave everything else alone."""
+
+    def wrapper(self: "Store", /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            error = self.storage_error(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
+class Store:
+    """One SQLite database in WAL mode, owned by one daemon's writer.
+
+    `max_bytes` caps the database file (SQLite's max_page_count): a write past it is
+    refused as a full disk would refuse it.
+    """
+
+    def __init__(self, path: str | Path, max_bytes: int | None = None) -> None:
         self.path = str(path)
+        self.max_bytes = max_bytes
+        # True when the file could only be opened for reading: reads work, writes raise.
+        self.read_only = False
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @_translated
+    def _open(self) -> None:
         self._db.row_factory = sqlite3.Row
+        self._check_integrity()
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before we acknowledge it, not only in the OS cache.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self.limit_size(self.max_bytes)
         self.migrate()
+
+    @_translated
+    def limit_size(self, max_bytes: int | None) -> None:
+        """Cap the file at `max_bytes` (None: SQLite's own maximum); applies to the next write.
+
+        A cap below the current size holds the file where it is: writes that need a
+        new page are refused, the rest go on.
+        """
+        self.max_bytes = max_bytes
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        pages = SQLITE_MAX_PAGES if max_bytes is None else max(1, math.ceil(max_bytes / page_size))
+        self._db.execute(f"PRAGMA max_page_count={pages}")
+
+    def _check_integrity(self) -> None:
+        """Refuse a damaged file at start, not at the first write that reaches the bad page.
+
+        quick_check reads every page (O(size), well under a second for the sizes the
+        event log reaches) but skips the index cross-checks of integrity_check.
+        """
+        problems = [str(row[0]) for row in self._db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            detail = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+            fault = StorageFault.CORRUPT
+            raise StorageError(fault, self.path, f"quick_check: {detail}", fault_advice(fault, self.path, None))
+
+    def storage_error(self, exc: sqlite3.Error) -> StorageError | None:
+        """`exc` as a StorageError when it is about the storage; None when it is a bug of ours."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        fault = _FAULT_OF_CODE.get(code & 0xFF) if isinstance(code, int) else None
+        if fault is None:
+            return None
+        return StorageError(fault, self.path, str(exc), fault_advice(fault, self.path, self.max_bytes))
 
     def close(self) -> None:
         self._db.close()
@@ -191,6 +305,7 @@ class Store:
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
+    @_translated
     def migrate(self) -> None:
         """Bring the schema to SCHEMA_VERSION; a no-op when it is already there."""
         for version in range(self.schema_version + 1, SCHEMA_VERSION + 1):
@@ -199,13 +314,22 @@ class Store:
             self._db.executescript(
                 f"BEGIN IMMEDIATE;{MIGRATIONS[version]}PRAGMA user_version={version};COMMIT;"
             )
-        with self._transaction():
-            for rule in WELL_KNOWN_RULES:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO conflict_rules (a, b, type, reason, source) VALUES (?, ?, ?, ?, ?)",
-                    (rule.a, rule.b, rule.type.value, rule.reason, rule.source),
-                )
+        try:
+            with self._transaction():
+                for rule in WELL_KNOWN_RULES:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO conflict_rules (a, b, type, reason, source) VALUES (?, ?, ?, ?, ?)",
+                        (rule.a, rule.b, rule.type.value, rule.reason, rule.source),
+                    )
+        except sqlite3.Error as exc:
+            # The first write of every start: a file that can only be read shows here.
+            # Its schema is current (no migration ran), so reads are served as usual.
+            error = self.storage_error(exc)
+            if error is None or error.fault is not StorageFault.READ_ONLY:
+                raise
+            self.read_only = True
 
+    @_translated
     def schema(self) -> list[tuple[str, str]]:
         """Every schema object as (name, sql): used to prove migrations are idempotent."""
         rows = self._db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
@@ -216,6 +340,7 @@ class Store:
 
     # -- registrations ----------------------------------------------------
 
+    @_translated
     def save_registration(self, node: str, instance_id: str, body: dict[str, Any], event: tuple[str, str, dict[str, Any]] | None = None) -> None:
         now = time.time()
         with self._transaction():
@@ -227,6 +352,7 @@ class Store:
             if event:
                 self._append(now, *event)
 
+    @_translated
     def delete_registration(self, node: str, instance_id: str, event: tuple[str, str, dict[str, Any]] | None = None) -> bool:
         now = time.time()
         with self._transaction():
@@ -236,12 +362,14 @@ class Store:
                 self._append(now, *event)
         return cursor.rowcount > 0
 
+    @_translated
     def registrations(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT body FROM registrations ORDER BY created, node, id")
         return [json.loads(row[0]) for row in rows]
 
     # -- conflict rules ---------------------------------------------------
 
+    @_translated
     def add_rule(self, a: str, b: str, type_: ConflictType, reason: str, source: str = "api") -> ConflictRule:
         """Store a rule; adding a pair that exists (in either order) returns the existing rule."""
         rule = ConflictRule(a, b, type_, reason, source=source)
@@ -254,6 +382,7 @@ class Store:
         row = self._db.execute("SELECT * FROM conflict_rules WHERE a = ? AND b = ?", (rule.a, rule.b)).fetchone()
         return self._rule(row)
 
+    @_translated
     def delete_rule(self, rule_id: int) -> ConflictRule:
         row = self._db.execute("SELECT * FROM conflict_rules WHERE id = ?", (rule_id,)).fetchone()
         if row is None:
@@ -263,6 +392,7 @@ class Store:
             self._append(time.time(), "conflict_rule_deleted", f"{row['a']}/{row['b']}", {"id": rule_id})
         return self._rule(row)
 
+    @_translated
     def rules(self) -> list[ConflictRule]:
         return [self._rule(row) for row in self._db.execute("SELECT * FROM conflict_rules ORDER BY id")]
 
@@ -272,6 +402,7 @@ class Store:
 
     # -- config -----------------------------------------------------------
 
+    @_translated
     def set_config(self, node: str | None, key: str, raw: object, value_type: str) -> ConfigValue:
         """Cast and store a value; a value that does not cast is refused and nothing changes."""
         value = cast_value(key, raw, value_type)
@@ -284,12 +415,14 @@ class Store:
             )
         return ConfigValue(key, value, value_type, "node" if node else "global", node)
 
+    @_translated
     def delete_config(self, node: str | None, key: str) -> None:
         with self._transaction():
             cursor = self._db.execute("DELETE FROM config WHERE node = ? AND key = ?", (node or GLOBAL, key))
         if cursor.rowcount == 0:
             raise NotFoundError("config key", key)
 
+    @_translated
     def get_config(self, node: str | None, key: str) -> ConfigValue:
         """A node's value, else the global default (design: GET falls back to global)."""
         scopes = [(node, "node"), (GLOBAL, "global")] if node else [(GLOBAL, "global")]
@@ -302,6 +435,7 @@ class Store:
                 return ConfigValue(key, value, row["value_type"], scope, node)
         raise NotFoundError("config key", key)
 
+    @_translated
     def config_view(self, node: str | None) -> dict[str, ConfigValue]:
         """Every key visible to a node: its own values over the global ones."""
         merged: dict[str, ConfigValue] = {}
@@ -327,6 +461,7 @@ class Store:
             (row.node, row.instance_id, row.check_id, row.status.value, row.output, row.updated),
         )
 
+    @_translated
     def health(self) -> list[HealthRow]:
         rows = self._db.execute("SELECT * FROM health ORDER BY node, instance_id, check_id")
         return [
@@ -336,10 +471,12 @@ class Store:
 
     # -- events -----------------------------------------------------------
 
+    @_translated
     def append_event(self, kind: str, subject: str, detail: dict[str, Any]) -> None:
         with self._transaction():
             self._append(time.time(), kind, subject, detail)
 
+    @_translated
     def write_batch(self, events: list[tuple[str, str, dict[str, Any]]], health: Sequence[HealthRow] = ()) -> None:
         """Events and health rows of one catalog change, in one transaction (one fsync)."""
         now = time.time()
@@ -355,6 +492,7 @@ class Store:
             (ts, kind, subject, json.dumps(detail, sort_keys=True, default=str)),
         )
 
+    @_translated
     def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[Event]:
         """Newest first; page with `before` = the smallest `seq` of the previous page."""
         clauses, params = [], []  # type: list[str], list[Any]
@@ -379,5 +517,18 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite rolls some failures back by itself (SQLITE_FULL, SQLITE_IOERR, ...):
+        # a ROLLBACK then would fail and hide the error that matters.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 

@@ -35,8 +35,12 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _READ_CHUNK = 256 * 1024
 
 
-def parse_size(value: object) -> int:
-    """Bytes in `512KiB`, `1MiB`, `65536` or `65536B`; ValueError with a readable reason otherwise."""
+def parse_size(value: object, minimum: int = 1, maximum: int | None = MAX_MAX_BYTES) -> int:
+    """Bytes in `512KiB`, `1MiB`, `65536` or `65536B`; ValueError with a readable reason otherwise.
+
+    The default bounds are those of `limits.file_size`; other sizes (the database's)
+    pass their own.
+    """
     if isinstance(value, bool):
         raise ValueError(f"must be a size such as 512KiB or 1MiB, not {value!r}")
     if isinstance(value, int):
@@ -45,8 +49,11 @@ def parse_size(value: object) -> int:
         size = int(match.group(1)) * SIZE_UNITS[match.group(2)]
     else:
         raise ValueError(f"{value!r} is not a size (plain bytes, or with a unit: 512KiB, 1MiB)")
-    if not 1 <= size <= MAX_MAX_BYTES:
-        raise ValueError(f"{value!r} must be between 1 byte and {format_size(MAX_MAX_BYTES)}")
+    if size < minimum or (maximum is not None and size > maximum):
+        low = "1 byte" if minimum == 1 else format_size(minimum)
+        if maximum is None:
+            raise ValueError(f"{value!r} must be at least {low}")
+        raise ValueError(f"{value!r} must be between {low} and {format_size(maximum)}")
     return size
 
 

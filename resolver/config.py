@@ -24,7 +24,7 @@ import psutil
 from registry.errors import Problem, ValidationError
 from registry.model import ConflictRule, ConflictType
 from registry.schema import parse_duration
-from registry.textfile import DEFAULT_MAX_BYTES, parse_size, read_text
+from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, parse_size, read_text
 from registry.yamldoc import compose, kind_of
 
 
@@ -43,6 +43,13 @@ class DnsSettings:
 class HttpSettings:
     listen: str = "127.0.0.1:8500"
     token: str | None = None
+    # Open connections at once; past it the longest-idle or slowest-to-send one is
+    # closed for the newcomer, or the newcomer is refused when every one is at work.
+    max_connections: int = 512
+    # A request's line and headers must arrive within this of its first byte (or of
+    # the connection opening), its body within body_timeout of the headers.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class LimitSettings:
 
     file_size: int = DEFAULT_MAX_BYTES  # larger files in services_dir are refused unread
     check_interval: float = 1.0  # the shortest check interval (and TTL) a registration may set
+    # The SQLite database stops growing here (writes past it answer 507); None = the disk.
+    database_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,11 +119,11 @@ TOP_KEYS = (
 )
 SECTION_KEYS = {
     "dns": ("listen", "ttl", "recursors", "answer_warning", "recursion_allow", "rate_limit", "tcp_connections"),
-    "http": ("listen", "token"),
+    "http": ("listen", "token", "max_connections", "header_timeout", "body_timeout"),
     "health": ("exec_from_api",),
     "node_health": ("cpu", "memory", "disk"),
     "cluster": ("etcd", "prefix"),
-    "limits": ("file_size", "check_interval"),
+    "limits": ("file_size", "check_interval", "database_size"),
 }
 # Checks never run more often than once a second (the health runner holds to it too):
 # limits.check_interval can only raise the floor.
@@ -123,6 +132,11 @@ RULE_KEYS = ("a", "b", "type", "reason")
 # Applied with `fullmatch` (`$` would let a final newline through).
 DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Timeouts an operator may set: long enough for any real client, short enough to matter.
+HTTP_TIMEOUT_RANGE = (0.1, 3600.0)
+MAX_CONNECTIONS_RANGE = (1, 1_000_000)
+# A database needs a few pages for its schema before it holds anything.
+MIN_DATABASE_SIZE = 64 * 1024
 
 
 def parse_listen(text: str, default_port: int | None = None) -> ListenAddress:
@@ -303,16 +317,6 @@ class _Reader:
             return None
         return value
 
-    def size(self, data: dict[str, Any], at: tuple[str, ...]) -> int | None:
-        value = data.get(at[-1])
-        if value is None:
-            return None
-        try:
-            return parse_size(value)
-        except ValueError as exc:
-            self.problem(at, str(exc))
-            return None
-
     def boolean(self, data: dict[str, Any], at: tuple[str, ...]) -> bool | None:
         value = data.get(at[-1])
         if value is not None and not isinstance(value, bool):
@@ -328,6 +332,32 @@ class _Reader:
             self.problem(at, f"must be a percentage between 0 and 100, not {value!r}")
             return None
         return float(value)
+
+    def size(self, data: dict[str, Any], at: tuple[str, ...], minimum: int = 1, maximum: int | None = None) -> int | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        try:
+            return parse_size(value, minimum, maximum)
+        except ValueError as exc:
+            self.problem(at, str(exc))
+            return None
+
+    def integer(self, data: dict[str, Any], at: tuple[str, ...], low: int, high: int) -> int | None:
+        value = data.get(at[-1])
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(at, f"must be an integer from {low} to {high}, not {value!r}")
+            return None
+        return value
+
+    def bounded_duration(self, data: dict[str, Any], at: tuple[str, ...], low: float, high: float) -> float | None:
+        seconds = self.duration(data, at)
+        if seconds is not None and not low <= seconds <= high:
+            self.problem(at, f"must be between {low:g}s and {high:g}s")
+            return None
+        return seconds
 
     def rules(self, doc: dict[str, Any]) -> list[ConflictRule]:
         value = doc.get("conflicts")
@@ -419,7 +449,19 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
         tcp_connections=int(_pick(read.number(dns, ("dns", "tcp_connections"), minimum=1, integer=True),
                                   DnsSettings.tcp_connections)),
     )
-    settings_http = HttpSettings(listen=(http_listen or [HttpSettings.listen])[0], token=token)
+    settings_http = HttpSettings(
+        listen=(http_listen or [HttpSettings.listen])[0],
+        token=token,
+        max_connections=_pick(
+            read.integer(http, ("http", "max_connections"), *MAX_CONNECTIONS_RANGE), HttpSettings.max_connections
+        ),
+        header_timeout=_pick(
+            read.bounded_duration(http, ("http", "header_timeout"), *HTTP_TIMEOUT_RANGE), HttpSettings.header_timeout
+        ),
+        body_timeout=_pick(
+            read.bounded_duration(http, ("http", "body_timeout"), *HTTP_TIMEOUT_RANGE), HttpSettings.body_timeout
+        ),
+    )
     settings_health = HealthSettings(exec_from_api=_pick(read.boolean(checks, ("health", "exec_from_api")), False))
     if settings_health.exec_from_api and token is None:
         read.problem(("health", "exec_from_api"),
@@ -437,8 +479,9 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     if check_interval is not None and check_interval < MIN_CHECK_INTERVAL_FLOOR:
         read.problem(("limits", "check_interval"), f"must be at least {MIN_CHECK_INTERVAL_FLOOR:g}s")
     settings_limits = LimitSettings(
-        file_size=_pick(read.size(limits, ("limits", "file_size")), LimitSettings.file_size),
+        file_size=_pick(read.size(limits, ("limits", "file_size"), maximum=MAX_MAX_BYTES), LimitSettings.file_size),
         check_interval=_pick(check_interval, LimitSettings.check_interval),
+        database_size=read.size(limits, ("limits", "database_size"), minimum=MIN_DATABASE_SIZE),
     )
     rules = read.rules(top)
     if read.problems:

@@ -21,18 +21,19 @@ import signal
 import time
 from typing import Awaitable, Callable
 
-from aiohttp import web
-
 from registry.catalog import Catalog, NodeDefaults
+from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
 from registry.health.runner import HealthRunner
 from registry.nodestate import HealthThresholds, NodeMonitor
+from registry.ratelog import RateLimitedLog
 from registry.schema import parse_registration
 from registry.store import Store
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, rescan
 from resolver.config import Config, ConfigError, is_loopback, load_config, parse_listen
 from resolver.dns.server import DnsServer, DnsStats
 from resolver.http.app import build_app
+from resolver.http.server import HttpServer
 from resolver.metrics import REGISTRATIONS, REJECTIONS, RELOAD_SECONDS
 from resolver.notify import notify
 from resolver.state import VERSION, DaemonState
@@ -43,9 +44,7 @@ HEALTH_CONCURRENCY = 64
 NODE_INTERVAL = 5.0
 # How often instances registered with a `ttl` are checked for expiry.
 EXPIRY_INTERVAL = 0.5
-# Long-poll (blocking query) handlers are cut off after this on shutdown, so SIGTERM
-# exits within a few seconds even with clients waiting on `?wait=10m`.
-HTTP_SHUTDOWN_SECONDS = 1.0
+_expiry_log = RateLimitedLog(log, logging.ERROR, "expiring instances refused by the database; retrying")
 
 
 class StartupError(Exception):
@@ -82,7 +81,7 @@ class Daemon:
         self.state: DaemonState | None = None
         self._store: Store | None = None
         self._dns: DnsServer | None = None
-        self._http: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._health: HealthRunner | None = None
         self._node_monitor: NodeMonitor | None = None
         self._watcher: DirectoryWatcher | None = None
@@ -95,7 +94,13 @@ class Daemon:
         if config.http.token is None and not is_loopback(config.http.listen):
             raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
         os.makedirs(config.state_dir, exist_ok=True)
-        self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"))
+        self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"), config.limits.database_size)
+        if store.read_only:
+            log.error(
+                "database is read-only: lookups are served, every write answers 503 until it is writable and the "
+                "daemon restarted",
+                extra={"file": store.path},
+            )
         defaults = NodeDefaults(config.node, config.address, config.limits.check_interval)
         catalog = Catalog(store, defaults, config.domain, config.conflicts, config.dns.answer_warning)
         for failure in catalog.load_api_registrations(lambda body: parse_registration(body, defaults)):
@@ -117,11 +122,9 @@ class Daemon:
         state.bound["dns_udp"] = list(self._dns.bound_udp)
         state.bound["dns_tcp"] = list(self._dns.bound_tcp)
 
-        self._http = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
-        await self._http.setup()
-        host, port = parse_listen(config.http.listen)
-        await web.TCPSite(self._http, host, port, reuse_address=True).start()
-        state.bound["http"] = [format_hostport(str(a[0]), int(a[1])) for a in self._http.addresses]
+        self._http = HttpServer(build_app(state))
+        await self._http.start(*parse_listen(config.http.listen))
+        state.bound["http"] = [format_hostport(host, port) for host, port in self._http.addresses]
 
         # A child subreaper: what an exec check detaches is re-parented here, not to
         # PID 1, so the runner can kill and reap it instead of letting it pile up.
@@ -147,7 +150,10 @@ class Daemon:
             await asyncio.sleep(EXPIRY_INTERVAL)
             try:
                 expired = catalog.expire_due()
-            except Exception:  # one failed write (disk full) must not end expiry for good
+            except StorageError as exc:  # a full disk must not end expiry for good, nor flood the log
+                _expiry_log.note(error=str(exc), fault=exc.fault.value)
+                continue
+            except Exception:  # nor must a bug
                 log.exception("expiring instances failed; retrying")
                 continue
             for instance in expired:
@@ -219,10 +225,12 @@ class Daemon:
         self.config = self.state.config = live
         if live.conflicts != old.conflicts:
             self.state.catalog.set_config_rules(live.conflicts)
-        if live.limits != old.limits:
+        if live.limits.check_interval != old.limits.check_interval:
             # Applies to what is read from now on; what is registered stays.
             defaults = dataclasses.replace(self.state.defaults, min_check_interval=live.limits.check_interval)
             self.state.catalog.defaults = self.state.defaults = defaults
+        if live.limits.database_size != old.limits.database_size:
+            self.state.store.limit_size(live.limits.database_size)
         if live.node_health != old.node_health and self._node_monitor is not None:
             self._node_monitor.thresholds = thresholds_of(live)
         if self._health is not None:
@@ -271,7 +279,7 @@ class Daemon:
             ("watcher", self._watcher.stop if self._watcher else None),
             ("node monitor", self._node_monitor.stop if self._node_monitor else None),
             ("health", self._health.stop if self._health else None),
-            ("http", self._http.cleanup if self._http else None),
+            ("http", self._http.stop if self._http else None),
             ("dns", self._dns.stop if self._dns else None),
         ]
         for name, step in steps:
@@ -282,9 +290,10 @@ class Daemon:
             except Exception:  # keep stopping the rest: the store must still be closed
                 log.exception("stopping failed", extra={"part": name})
         self._watcher = self._node_monitor = self._health = self._http = self._dns = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        if self._store is None:
+            return  # refused before the store opened: that refusal is the whole story
+        self._store.close()
+        self._store = None
         log.info("stopped")
 
 
@@ -304,6 +313,10 @@ async def run(config: Config, hangups: list[int]) -> int:
     try:
         try:
             await daemon.start()
+        except StorageError as exc:
+            # One line naming the file and what to do: a traceback would bury both.
+            log.error("cannot start", extra={"error": str(exc), "file": exc.path, "fault": exc.fault.value})
+            return 1
         except (StartupError, OSError) as exc:
             log.error("cannot start", extra={"error": str(exc)})
             return 1

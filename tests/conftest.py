@@ -226,3 +226,30 @@ def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
 def daemon(start_daemon: DaemonFactory) -> Daemon:
     """One daemon with an empty services.d, no token, every listener on an ephemeral port."""
     return start_daemon()
+
+
+@pytest.fixture
+def make_read_only() -> Iterator[Callable[[Path], None]]:
+    """Make a file (or a directory) impossible to write, for real, whoever runs the tests.
+
+    File modes do not stop root, so as root the file gets the immutable attribute
+    (`chattr +i`, which root obeys too) and loses it at teardown; otherwise its
+    mode becomes 0444 (0555 for a directory). The test is skipped only where neither works (root on a
+    filesystem without file attributes).
+    """
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+            return
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"running as root, and chattr +i failed ({done.stderr.strip()}): no way to make a file read-only")
+        made.append(path)
+
+    try:
+        yield make
+    finally:
+        for path in made:
+            subprocess.run(["chattr", "-i", str(path)], check=True)

@@ -10,7 +10,14 @@ from typing import Iterator
 import pytest
 
 from registry.catalog import NOT_CHECKED, Catalog, NodeDefaults
-from registry.errors import ConflictError, DuplicateIdError, NotFoundError, ReadOnlyError, ValidationError
+from registry.errors import (
+    ConflictError,
+    DuplicateIdError,
+    NotFoundError,
+    ReadOnlyError,
+    StorageError,
+    ValidationError,
+)
 from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Status
 from registry.schema import load_text, parse_registration
 from registry.store import Store
@@ -294,3 +301,38 @@ def test_a_check_changed_by_the_move_starts_afresh_and_a_later_return_is_new(cat
     catalog.apply_file(old, load_text("name: web\nport: 8080\n", old, DEFAULTS))
     back = catalog.current.entry("web-8080")
     assert back is not None and back.status is Status.PASSING and back.maintenance_reason is None
+
+
+def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = Store(tmp_path / "p.db", max_bytes=64 * 1024)
+    catalog = Catalog(store, DEFAULTS)
+    try:
+        with pytest.raises(StorageError):
+            for n in range(10_000):  # fill the database with API registrations
+                catalog.register(api({"name": "big", "id": f"big-{n}", "port": 1000 + n, "meta": {"pad": "x" * 2000}}))
+        registered = len(store.registrations())
+        assert len(catalog.current.query("big")) == registered  # the refused one is not served
+        with pytest.raises(StorageError):
+            for n in range(10_000):  # and the last free bytes of its pages
+                store.append_event("filler", str(n), {})
+        # A file change (and a health result) is what happened, whatever SQLite says:
+        # it is served, and its event waits for the next write that succeeds.
+        catalog.apply_file("/srv/web.yaml", load_text("name: web\nport: 80\n", "/srv/web.yaml", DEFAULTS))
+        assert [e.instance.id for e in catalog.current.query("web")] == ["web-80"]
+        assert "events and health states not saved" in caplog.text
+        store.limit_size(None)
+        n = 0
+
+        def saved() -> bool:
+            nonlocal n
+            n += 1  # each change tries again once UNSAVED_RETRY has passed
+            path = f"/srv/other-{n}.yaml"
+            catalog.apply_file(path, load_text(f"name: other\nid: other-{n}\nport: {2000 + n}\n", path, DEFAULTS))
+            return any(e.subject == "file:/srv/web.yaml" for e in store.events(kind="registration"))
+
+        deadline = time.monotonic() + 10
+        while not saved():
+            assert time.monotonic() < deadline, "the waiting event was never saved"
+            time.sleep(0.05)
+    finally:
+        store.close()

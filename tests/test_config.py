@@ -183,3 +183,34 @@ def test_a_config_that_is_not_a_regular_file_is_refused_without_blocking(tmp_pat
     os.mkfifo(fifo)
     with pytest.raises(ConfigError, match="is a FIFO"):
         load_config(str(fifo))
+
+
+def test_http_limits_and_database_size(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """\
+http: {max_connections: 64, header_timeout: 2s, body_timeout: 1m}
+limits: {database_size: 256MiB}
+"""))
+    assert (config.http.max_connections, config.http.header_timeout, config.http.body_timeout) == (64, 2.0, 60.0)
+    assert config.limits.database_size == 256 << 20
+    default = load_config(write(tmp_path, ""))
+    assert (default.http.max_connections, default.http.header_timeout, default.http.body_timeout) == (512, 10.0, 30.0)
+    assert default.limits.database_size is None
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("http: {max_connections: 0}", "http.max_connections", "integer from 1"),
+        ("http: {max_connections: many}", "http.max_connections", "integer from 1"),
+        ("http: {header_timeout: 10}", "http.header_timeout", "duration string"),
+        ("http: {body_timeout: 2h}", "http.body_timeout", "between 0.1s and 3600s"),
+        ("limits: {database_size: 1kB}", "limits.database_size", "is not a size"),
+        ("limits: {database_size: 4KiB}", "limits.database_size", "must be at least 64KiB"),
+        ("limits: {database_sise: 1GiB}", "limits.database_sise", "did you mean 'database_size'"),
+    ],
+)
+def test_http_limits_and_database_size_refusals(tmp_path: Path, text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text + "\n"))
+    [problem] = refused.value.problems
+    assert problem.field == key and message in problem.message and problem.line == 1

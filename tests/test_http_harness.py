@@ -1,7 +1,7 @@
 """A real HTTP API on 127.0.0.1 port 0 for the test_http_* modules (fixtures only, no tests).
 
-The app runs on its own event loop in a thread, exactly as the daemon runs it (AppRunner
-+ TCPSite), over a real Catalog and a real SQLite Store in tmp_path; tests talk to it
+The app runs on its own event loop in a thread, exactly as the daemon runs it
+(resolver.http.server.HttpServer), over a real Catalog and a real SQLite Store in tmp_path; tests talk to it
 with urllib. Catalog writes made by a test go through `ApiServer.call`, on the loop's
 thread, because the catalog is single-threaded by design.
 """
@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
-from aiohttp import web
 
 from registry.catalog import Catalog, NodeDefaults
 from registry.schema import load_text
 from registry.store import Store
 from resolver.config import Config, HttpSettings
 from resolver.http.app import build_app
+from resolver.http.server import HttpServer
 from resolver.state import DaemonState
 
 T = TypeVar("T")
@@ -63,17 +63,16 @@ class ApiServer:
         self.catalog: Catalog = self.call(lambda: Catalog(self.store, self.defaults))
         config = Config(node=NODE, address=ADDRESS, http=HttpSettings(token=self.token))
         self.state = DaemonState(config, self.catalog, self.store, self.defaults)
-        self.runner = web.AppRunner(build_app(self.state), access_log=None)
+        self.app = build_app(self.state)
+        self.server = HttpServer(self.app)
         self.port = self.run(self._start())
         self.base = f"http://127.0.0.1:{self.port}"
 
     async def _start(self) -> int:
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
+        await self.server.start("127.0.0.1", 0)
+        host, port = self.server.addresses[0]
         self.state.bound["http"] = [f"{host}:{port}"]
-        return int(port)
+        return port
 
     def run(self, coro: Any, timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -131,7 +130,7 @@ class ApiServer:
         return self.request("DELETE", path, **kwargs)
 
     def close(self) -> None:
-        self.run(self.runner.cleanup())
+        self.run(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()

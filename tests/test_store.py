@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from registry.conflicts import WELL_KNOWN_RULES
-from registry.errors import ConfigValueError, NotFoundError
+from registry.errors import ConfigValueError, NotFoundError, StorageError, StorageFault
 from registry.model import ConflictType, Status
 from registry.store import SCHEMA_VERSION, HealthRow, Store
 
@@ -136,3 +137,82 @@ def test_health_rows_survive_reopen(tmp_path: Path) -> None:
 def test_json_config_values_that_cannot_be_served_back_are_refused(store: Store, raw: str) -> None:
     with pytest.raises(ConfigValueError):
         store.set_config(None, "k", raw, "json")
+
+
+# -- storage faults: specific errors, nothing half-written -----------------------
+
+
+def fill(store: Store) -> int:
+    """Register until the database refuses; how many were kept."""
+    for n in range(10_000):
+        try:
+            store.save_registration("host1", f"big-{n}", {"id": f"big-{n}", "pad": "x" * 2000})
+        except StorageError as exc:
+            assert exc.fault is StorageFault.FULL
+            return n
+    raise AssertionError("the database never filled up")
+
+
+def test_a_full_database_refuses_the_write_whole_and_says_so(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db", max_bytes=64 * 1024)
+    kept = fill(store)
+    assert kept > 0
+    # The refused registration left nothing, and the store still reads and writes.
+    assert [body["id"] for body in store.registrations()] == [f"big-{n}" for n in range(kept)]
+    with pytest.raises(StorageError) as refused:
+        store.save_registration("host1", "one-more", {"id": "one-more", "pad": "x" * 2000})
+    assert "limits.database_size" in str(refused.value) and refused.value.path == str(tmp_path / "p.db")
+    store.limit_size(None)
+    store.save_registration("host1", "one-more", {"id": "one-more"})
+    assert len(store.registrations()) == kept + 1
+    store.close()
+
+
+def test_a_damaged_header_is_refused_at_open_with_how_to_recover(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    Store(path).close()
+    with path.open("r+b") as db:
+        db.write(b"this is not a database header")
+    with pytest.raises(StorageError) as refused:
+        Store(path)
+    assert refused.value.fault is StorageFault.CORRUPT
+    message = str(refused.value)
+    assert str(path) in message and "move" in message and "API registrations" in message
+
+
+def damage_events(path: Path) -> None:
+    """Overwrite the root page of the event log's B-tree, as a bad sector would."""
+    store = Store(path)
+    for n in range(2000):
+        store.append_event("health", f"web-{n}", {"output": "x" * 100})
+    store.close()
+    with closing(sqlite3.connect(path)) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    with path.open("r+b") as db:
+        db.seek((root - 1) * page_size)
+        db.write(b"\xff" * page_size)
+
+
+def test_a_damaged_event_log_page_is_found_at_open_not_at_the_first_write(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    damage_events(path)
+    with pytest.raises(StorageError) as refused:
+        Store(path)
+    assert refused.value.fault is StorageFault.CORRUPT
+
+
+def test_a_read_only_file_is_opened_for_reading(tmp_path: Path, make_read_only: Callable[[Path], None]) -> None:
+    path = tmp_path / "p.db"
+    store = Store(path)
+    store.save_registration("host1", "web-80", {"id": "web-80"})
+    store.close()
+    make_read_only(path)
+    store = Store(path)
+    assert store.read_only
+    assert [body["id"] for body in store.registrations()] == ["web-80"]
+    with pytest.raises(StorageError) as refused:
+        store.save_registration("host1", "web-81", {"id": "web-81"})
+    assert refused.value.fault is StorageFault.READ_ONLY
+    assert [body["id"] for body in store.registrations()] == ["web-80"]
+    store.close()

@@ -1,15 +1,17 @@
 """The aiohttp application: every route of the design, one middleware.
 
 `build_app` is the only thing the daemon needs: it attaches the running state and
-wires the route modules; the daemon runs the result with aiohttp's AppRunner. The app
-holds no catalog data of its own: each handler takes `catalog.current` per request.
+the connection guard and wires the route modules; the daemon serves the result with
+resolver/http/server.py. The app holds no catalog data of its own: each handler
+takes `catalog.current` per request.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from resolver.http.appkeys import STATE
+from resolver.http.appkeys import GUARD, STATE
+from resolver.http.guard import ConnectionGuard
 from resolver.http.middleware import api_middleware
 from resolver.http.routes_config import add_config_routes
 from resolver.http.routes_conflicts import add_conflict_routes
@@ -23,6 +25,7 @@ from resolver.state import DaemonState
 def build_app(state: DaemonState) -> web.Application:
     app = web.Application(middlewares=[api_middleware])
     app[STATE] = state
+    app[GUARD] = ConnectionGuard(lambda: state.config.http)
     app[SELECTOR] = Selector()
     add_service_routes(app)
     add_conflict_routes(app)

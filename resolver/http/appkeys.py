@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from resolver.http.guard import ConnectionGuard
 from resolver.state import DaemonState
 
 STATE = web.AppKey("state", DaemonState)
+GUARD = web.AppKey("guard", ConnectionGuard)

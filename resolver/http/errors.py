@@ -23,6 +23,8 @@ from registry.errors import (
     NotFoundError,
     Problem,
     ReadOnlyError,
+    StorageError,
+    StorageFault,
     ValidationError,
 )
 
@@ -74,6 +76,11 @@ def describe(exc: BaseException) -> ErrorBody | None:
     if isinstance(exc, InvalidTransition):
         transition: dict[str, Any] = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
         return 409, "invalid_transition", str(exc), transition
+    if isinstance(exc, StorageError):
+        # 507 Insufficient Storage is WebDAV's, and says exactly this; anything else
+        # the database refuses makes the write side unavailable until an operator acts.
+        status = 507 if exc.fault is StorageFault.FULL else 503
+        return status, exc.fault.value, str(exc), {"file": exc.path}
     return None
 
 

@@ -46,9 +46,12 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
+DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+$"
 BLOCKING = [
-    _query("index", "blocking query: return once the catalog index exceeds this", "integer"),
-    _query("wait", "longest wait of a blocking query (500ms, 30s, 5m; at most 10m; default 5m)"),
+    {**_query("index", "blocking query: return once the catalog index exceeds this", "integer"),
+     "schema": {"type": "integer", "minimum": 0}},
+    {**_query("wait", "longest wait of a blocking query (500ms, 30s, 5m; at most 10m; default 5m)"),
+     "schema": {"type": "string", "pattern": DURATION_PATTERN}},
 ]
 FILTERS = [
     _query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
@@ -56,15 +59,10 @@ FILTERS = [
     _query("node", "node name"),
     _query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
 ]
-META = {
-    "name": "meta",
-    "in": "query",
-    "required": False,
-    "description": "meta.<key>=<value>: instances whose meta has that value (repeat for several keys)",
-    "style": "form",
-    "explode": True,
-    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-}
+# `meta.<key>=<value>` filters have a name per key, which OpenAPI 3.0 cannot declare
+# (a form-exploded object would be sent as bare `<key>=<value>`): they are described
+# in words on each lookup.
+META_FILTER = "Filter on meta with `meta.<key>=<value>` (repeat for several keys; all must match)."
 NAME = _path_param("name", "service name")
 INSTANCE_ID = _path_param("name", "instance id (the path segment is shared with the service lookup)")
 KEY = _path_param("key", "config key")
@@ -72,6 +70,17 @@ NODE = _path_param("node", "node name")
 WRITE_ERRORS = {"401": _error("a token is configured and the request has no valid bearer token")}
 INVALID = {"400": _error("invalid JSON or a field at fault (`problems` names it)")}
 EXEC_REFUSED = {"403": _error("an exec check, and the config does not set health.exec_from_api: true with http.token (`exec_not_allowed`)")}
+# Writes that SQLite must commit before the answer (`file` names the database).
+STORAGE_ERRORS = {
+    "503": _error("the database cannot be written: storage_read_only, storage_corrupt or storage_unavailable"),
+    "507": _error("storage_full: the disk, or limits.database_size, is full; nothing was written"),
+}
+# Every operation with the blocking-query parameters may also answer these; they are
+# added by `document` so that no read can forget them.
+READ_ERRORS = {
+    "400": _error("a query parameter is invalid (`problems` names it)"),
+    "503": _error("too_many_waiting: too many blocking queries wait already; or the database cannot be read"),
+}
 CONFIG_BODY = {
     "required": True,
     "content": {
@@ -106,12 +115,15 @@ def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[t
                 "200": _json(_ref("ConfigValue"), "the stored value, cast"),
                 "400": _error("the value does not cast to value_type"),
                 **WRITE_ERRORS,
+                **STORAGE_ERRORS,
             },
         },
         ("DELETE", prefix): {
             "summary": f"Delete a {scope} config value",
             "parameters": params,
-            "responses": {"200": _json({"type": "object"}, "deleted"), "404": _error("no such key"), **WRITE_ERRORS},
+            "responses": {
+                "200": _json({"type": "object"}, "deleted"), "404": _error("no such key"), **WRITE_ERRORS, **STORAGE_ERRORS,
+            },
         },
     }
 
@@ -119,7 +131,8 @@ def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[t
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services"): {
         "summary": "Every discoverable instance, grouped by service name (all statuses unless `status` is given)",
-        "parameters": FILTERS + [META] + BLOCKING,
+        "description": META_FILTER,
+        "parameters": FILTERS + BLOCKING,
         "responses": {
             "200": _json({"type": "object", "additionalProperties": {"type": "array", "items": _ref("Instance")}}, "by name")
         },
@@ -134,11 +147,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             **EXEC_REFUSED,
             "409": _error("refused: a conflict rule or an instance in the way (`rule`, `reason`, `incumbent`), or the id is owned by a file"),
             **WRITE_ERRORS,
+            **STORAGE_ERRORS,
         },
     },
     ("GET", "/v1/services/{name}"): {
         "summary": "Instances of a service (passing only unless `status` is given)",
-        "parameters": [NAME] + FILTERS + [META] + BLOCKING,
+        "description": META_FILTER,
+        "parameters": [NAME] + FILTERS + BLOCKING,
         "responses": {
             "200": _json({"type": "array", "items": _ref("Instance")}, "matching instances"),
             "404": _error("no such service"),
@@ -155,6 +170,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "404": _error("no such instance"),
             "409": _error("owned by a file (`file`), or a conflict"),
             **WRITE_ERRORS,
+            **STORAGE_ERRORS,
         },
     },
     ("DELETE", "/v1/services/{name}"): {
@@ -165,6 +181,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "404": _error("no such instance"),
             "409": _error("owned by a file (`file` names it) or the cluster"),
             **WRITE_ERRORS,
+            **STORAGE_ERRORS,
         },
     },
     ("GET", "/v1/services/{name}/url"): {
@@ -172,7 +189,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "description": (
             "least_conn picks the instance with the fewest connections: each selection counts as one new "
             "connection, and clients may report the real count through POST /v1/services/{name}/feedback. "
-            "ip_hash hashes the client's address; local_first prefers this node (round robin within)."
+            "ip_hash hashes the client's address; local_first prefers this node (round robin within). "
+            + META_FILTER
         ),
         "parameters": [
             NAME,
@@ -188,7 +206,6 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             },
         ]
         + FILTERS
-        + [META]
         + BLOCKING,
         "responses": {
             "200": _json(
@@ -210,7 +227,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "schema": {
                         "type": "object",
                         "required": ["id", "active"],
-                        "properties": {"id": {"type": "string"}, "node": {"type": "string"}, "active": {"type": "integer", "minimum": 0}},
+                        "properties": {
+                            "id": {"type": "string"},
+                            "node": {"type": "string", "nullable": True},
+                            "active": {"type": "integer", "minimum": 0},
+                        },
                     }
                 }
             },
@@ -246,12 +267,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 }
             },
         },
-        "responses": {"201": _json(_ref("ConflictRule"), "the rule (the existing one when the pair exists)"), **INVALID, **WRITE_ERRORS},
+        "responses": {
+            "201": _json(_ref("ConflictRule"), "the rule (the existing one when the pair exists)"),
+            **INVALID,
+            **WRITE_ERRORS,
+            **STORAGE_ERRORS,
+        },
     },
     ("DELETE", "/v1/conflicts/{id}"): {
         "summary": "Delete a stored conflict rule",
         "parameters": [_path_param("id", "rule id")],
-        "responses": {"200": _json({"type": "object"}, "deleted"), "400": _error("not an id"), "404": _error("no such rule"), **WRITE_ERRORS},
+        "responses": {
+            "200": _json({"type": "object"}, "deleted"),
+            "400": _error("not an id"),
+            "404": _error("no such rule"),
+            **WRITE_ERRORS,
+            **STORAGE_ERRORS,
+        },
     },
     **_config_ops("/v1/config/{key}", "global", [KEY]),
     **_config_ops("/v1/nodes/{node}/config/{key}", "node", [NODE, KEY]),
@@ -379,7 +411,8 @@ COMPONENTS: dict[str, Any] = {
         "Maintenance": {
             "type": "object",
             "required": ["enable"],
-            "properties": {"enable": {"type": "boolean"}, "reason": {"type": "string"}},
+            # A null reason is no reason, as an absent one.
+            "properties": {"enable": {"type": "boolean"}, "reason": {"type": "string", "nullable": True}},
         },
         "Event": {
             "type": "object",
@@ -411,6 +444,8 @@ def document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path in sorted(routes(app)):
         operation = OPERATIONS.get((method, path), {"summary": "undocumented", "responses": {"200": {"description": "ok"}}})
+        if any(param["name"] == "index" for param in operation.get("parameters", [])):
+            operation = {**operation, "responses": {**READ_ERRORS, **operation["responses"]}}
         if method != "GET":
             operation = {**operation, "security": [{}, {"bearer": []}]}
         paths.setdefault(path, {})[method.lower()] = operation

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from registry.catalog import Snapshot
 from registry.schema import parse_duration
-from resolver.http.appkeys import STATE
+from resolver.http.appkeys import GUARD, STATE
 from resolver.http.errors import bad_request
 
 INDEX_HEADER = "X-Pilotfish-Index"
@@ -65,8 +65,11 @@ async def read_snapshot(request: web.Request) -> Snapshot:
     if blocking is None:
         return catalog.current
     index, wait = blocking
+    if catalog.current.index != index:
+        return catalog.current  # nothing to wait for (see Catalog.wait_past)
     wait -= wait * JITTER_FRACTION * random.random()
-    return await catalog.wait_past(index, wait)
+    with request.app[GUARD].blocking_query():
+        return await catalog.wait_past(index, wait)
 
 
 def json_body(value: Any) -> bytes:

@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from resolver.http.appkeys import STATE
+from resolver.http.appkeys import GUARD, STATE
 from resolver.http.errors import bad_request
 from resolver.http.openapi import document
 from resolver.http.reads import INDEX_HEADER, bytes_response, json_body, json_response, read_snapshot
@@ -51,6 +51,7 @@ async def events(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     snapshot = await read_snapshot(request)
     state = request.app[STATE]
+    guard = request.app[GUARD]
     node = snapshot.nodes[snapshot.local_node]
     body = {
         "version": VERSION,
@@ -68,6 +69,11 @@ async def status(request: web.Request) -> web.Response:
             {"path": path, "problems": [p.to_dict() for p in problems]}
             for path, problems in sorted(snapshot.file_errors.items())
         ],
+        "http": {
+            "connections": guard.open_connections,
+            "max_connections": state.config.http.max_connections,
+            "blocking_queries": guard.blocking,
+        },
     }
     # The daemon's own facts (config path, last reload, ...) never shadow the fields above.
     return json_response({**state.extra, **body}, snapshot)
