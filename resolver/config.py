@@ -64,6 +64,7 @@ class NodeThresholds:
 class ClusterSettings:
     etcd: tuple[str, ...] = ()
     prefix: str = "/pilotfish/"
+    datacenter: str = "dc1"  # named in Consul-shaped answers (and the fleet's view)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ SECTION_KEYS = {
     "http": ("listen", "token"),
     "health": ("exec_from_api",),
     "node_health": ("cpu", "memory", "disk"),
-    "cluster": ("etcd", "prefix"),
+    "cluster": ("etcd", "prefix", "datacenter"),
 }
 RULE_KEYS = ("a", "b", "type", "reason")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -405,6 +406,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     settings_cluster = ClusterSettings(
         etcd=tuple(_pick(read.strings(cluster, ("cluster", "etcd")), [])),
         prefix=_pick(read.string(cluster, ("cluster", "prefix")), ClusterSettings.prefix),
+        datacenter=_pick(read.string(cluster, ("cluster", "datacenter"), SERVICE_NAME), ClusterSettings.datacenter),
     )
     rules = read.rules(top)
     if read.problems:
