@@ -15,6 +15,7 @@ from aiohttp import web
 
 from resolver.http.appkeys import STATE
 from resolver.http.auth import READ_METHODS, require_token
+from resolver.http.consul_http import CONSUL_PREFIXES, answer_consul
 from resolver.http.errors import Handler, describe, error_response
 from resolver.http.reads import INDEX_HEADER
 from resolver.metrics import HTTP_REQUESTS
@@ -24,6 +25,9 @@ log = logging.getLogger("pilotfish.http")
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(CONSUL_PREFIXES):
+        # Consul's paths answer in Consul's conventions: its headers, plain-text errors.
+        return await answer_consul(request, handler)
     try:
         if request.method not in READ_METHODS:
             require_token(request)
