@@ -202,13 +202,9 @@ async def answer_read(
     query = parse_query(request, params, datacenter)
     # Consul's agent and status endpoints do not block on an index.
     snapshot = await query_snapshot(state.catalog, query) if blocking else state.catalog.current
-    key = memo_key(what, query)
+    key = ("http", "consul", *what, query.filters)
     body = memo_body(snapshot, key, lambda: build(snapshot, datacenter, query))
     return consul_response(body, snapshot, query.pretty)
-
-
-def memo_key(what: tuple[str, ...], query: ConsulQuery = NO_QUERY) -> tuple[object, ...]:
-    return ("http", "consul", *what, query.filters)
 
 
 def _headers(index: int) -> CIMultiDict[str]:

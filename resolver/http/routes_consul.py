@@ -15,12 +15,14 @@ from aiohttp import web
 
 from resolver.http import consul_shapes as shapes
 from resolver.http.appkeys import STATE
-from resolver.http.consul_http import answer_read, consul_response, memo_key
+from resolver.http.consul_http import NO_QUERY, answer_read, consul_response
 from resolver.state import VERSION
 
 TAGGED = frozenset({"tag"})
 HEALTH = frozenset({"tag", "passing"})
 NONE: frozenset[str] = frozenset()
+# The filters of a read without a query string, once: the hot path builds no tuple it can avoid.
+UNFILTERED = NO_QUERY.filters
 
 
 async def health_service(request: web.Request) -> web.Response:
@@ -28,7 +30,7 @@ async def health_service(request: web.Request) -> web.Response:
     if not request.query_string:
         # The hot path (a poller, a watcher's first read): one dict lookup once built.
         snapshot = request.app[STATE].catalog.current
-        body = snapshot.memo.get(memo_key(("health", name)))
+        body = snapshot.memo.get(("http", "consul", "health", name, UNFILTERED))
         if body is not None:
             return consul_response(body, snapshot)
     return await answer_read(
