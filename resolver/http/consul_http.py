@@ -17,7 +17,7 @@ Query parameters: Consul itself ignores names it does not know. pilotfish accept
 every name Consul's own clients send on these reads (the Go api client's
 QueryOptions, py-consul's), honours those it can (`index`, `wait`, `tag`, `passing`,
 `node-meta`, `dc`), ignores the harmless ones (`stale`, `consistent`, `cached`,
-`near`, `token`, ...), and refuses what it cannot honour (`filter`, another
+`near`, `token`, `pretty`: answers stay compact, ...), and refuses what it cannot honour (`filter`, another
 datacenter, a namespace, a peer) and any other name, so that a typo (`?pasing`) is
 an error instead of a silently unfiltered answer. `answer_consul` is the API
 middleware's one call for Consul paths; it never touches SQLite or files.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from registry.catalog import Catalog, Snapshot
 from resolver.http.appkeys import STATE
@@ -96,7 +96,6 @@ class ConsulQuery:
     tags: tuple[str, ...] = ()
     passing: bool = False
     node_meta: tuple[tuple[str, str], ...] = ()
-    pretty: bool = False
 
     @property
     def filters(self) -> Filters:
@@ -127,6 +126,28 @@ def parse_query(request: web.Request, extra: frozenset[str], datacenter: str) ->
     if not request.query_string:
         return NO_QUERY
     query = request.query
+    _refuse_what_is_not_served(query, extra)
+    if "stale" in query and "consistent" in query:
+        raise ConsulError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+    if "cached" in query and "consistent" in query:
+        raise ConsulError(400, "Cannot specify ?cached with ?consistent, conflicting semantics.")
+    max_stale = query.get("max_stale", "")
+    if max_stale and parse_go_duration(max_stale) is None:
+        raise ConsulError(400, f"Invalid max_stale value {json.dumps(max_stale[:ECHO_LIMIT])}")
+    wait, index = _wait(query.get("wait", "")), _index(query.get("index", ""))
+    dc = query.get("dc", "")
+    if dc and dc != datacenter:
+        # Consul's answer when no server knows the way to that datacenter.
+        raise ConsulError(500, "No path to datacenter")
+    tags = tuple(sorted({tag.lower() for tag in query.getall("tag", [])}))
+    pairs = set()
+    for raw in query.getall("node-meta", []):
+        key, _, value = raw.partition(":")
+        pairs.add((key, value))
+    return ConsulQuery(index, wait, tags, _passing(query), tuple(sorted(pairs)))
+
+
+def _refuse_what_is_not_served(query: MultiMapping[str], extra: frozenset[str]) -> None:
     for name in query:
         if name not in COMMON_PARAMS and name not in extra:
             raise _bad_parameter(name, "not a parameter of this endpoint (pilotfish serves Consul's read API; see /v1/openapi.json)")
@@ -138,43 +159,35 @@ def parse_query(request: web.Request, extra: frozenset[str], datacenter: str) ->
         raise _bad_parameter("peer", "cluster peering is not served by pilotfish")
     if query.get("filter"):
         raise _bad_parameter("filter", "filter expressions are not served by pilotfish; use tag, passing and node-meta")
-    if "stale" in query and "consistent" in query:
-        raise ConsulError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
-    if "cached" in query and "consistent" in query:
-        raise ConsulError(400, "Cannot specify ?cached with ?consistent, conflicting semantics.")
-    max_stale = query.get("max_stale", "")
-    if max_stale and parse_go_duration(max_stale) is None:
-        raise ConsulError(400, f"Invalid max_stale value {json.dumps(max_stale[:ECHO_LIMIT])}")
-    wait = DEFAULT_WAIT
-    raw_wait = query.get("wait", "")
-    if raw_wait:
-        seconds = parse_go_duration(raw_wait)
-        if seconds is None:
-            raise ConsulError(400, "Invalid wait time")
-        # Consul: no wait (or a negative one) is the default, longer than the longest is cut.
-        wait = DEFAULT_WAIT if seconds <= 0 else min(seconds, MAX_WAIT)
-    index = 0
-    raw_index = query.get("index", "")
-    if raw_index:
-        if not raw_index.isascii() or not raw_index.isdigit() or int(raw_index) >= 2**64:
-            raise ConsulError(400, "Invalid index")
-        index = int(raw_index)
-    dc = query.get("dc", "")
-    if dc and dc != datacenter:
-        # Consul's answer when no server knows the way to that datacenter.
-        raise ConsulError(500, "No path to datacenter")
-    passing = False
-    if "passing" in query:
-        raw = query["passing"]
-        if raw not in _TRUE and raw not in _FALSE and raw != "":
-            raise ConsulError(400, "Invalid value for ?passing")
-        passing = raw not in _FALSE
-    tags = tuple(sorted({tag.lower() for tag in query.getall("tag", [])}))
-    pairs = set()
-    for raw in query.getall("node-meta", []):
-        key, _, value = raw.partition(":")
-        pairs.add((key, value))
-    return ConsulQuery(index, wait, tags, passing, tuple(sorted(pairs)), "pretty" in query)
+
+
+def _wait(raw: str) -> float:
+    if not raw:
+        return DEFAULT_WAIT
+    seconds = parse_go_duration(raw)
+    if seconds is None:
+        raise ConsulError(400, "Invalid wait time")
+    # As Consul: a wait of zero or less is the default one, a longer one than the longest is cut.
+    return DEFAULT_WAIT if seconds <= 0 else min(seconds, MAX_WAIT)
+
+
+def _index(raw: str) -> int:
+    """Go's ParseUint: ASCII digits within uint64 (20 digits at most, checked before int())."""
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20 or int(raw) >= 2**64:
+        raise ConsulError(400, "Invalid index")
+    return int(raw)
+
+
+def _passing(query: MultiMapping[str]) -> bool:
+    """Present without a value, or a Go bool (1, t, true, ...), as Consul reads it."""
+    if "passing" not in query:
+        return False
+    raw = query["passing"]
+    if raw not in _TRUE and raw not in _FALSE and raw != "":
+        raise ConsulError(400, "Invalid value for ?passing")
+    return raw not in _FALSE
 
 
 async def query_snapshot(catalog: Catalog, query: ConsulQuery) -> Snapshot:
@@ -204,20 +217,18 @@ async def answer_read(
     snapshot = await query_snapshot(state.catalog, query) if blocking else state.catalog.current
     key = ("http", "consul", *what, query.filters)
     body = memo_body(snapshot, key, lambda: build(snapshot, datacenter, query))
-    return consul_response(body, snapshot, query.pretty)
+    return consul_response(body, snapshot)
 
 
 def _headers(index: int) -> CIMultiDict[str]:
     return CIMultiDict({"Content-Type": "application/json", INDEX: str(index), KNOWN_LEADER: "true", LAST_CONTACT: "0"})
 
 
-def consul_response(body: bytes, snapshot: Snapshot, pretty: bool = False) -> web.Response:
+def consul_response(body: bytes, snapshot: Snapshot) -> web.Response:
     """A JSON answer with Consul's headers, kept per snapshot so the hot path only copies them."""
     headers = snapshot.memo.get(_HEADERS_KEY)
     if headers is None:
         headers = snapshot.memo[_HEADERS_KEY] = _headers(snapshot.index)
-    if pretty:
-        body = json.dumps(json.loads(body), indent=4).encode() + b"\n"
     return web.Response(body=body, headers=headers)
 
 
