@@ -17,10 +17,11 @@ Query parameters: Consul itself ignores names it does not know. pilotfish accept
 every name Consul's own clients send on these reads (the Go api client's
 QueryOptions, py-consul's), honours those it can (`index`, `wait`, `tag`, `passing`,
 `node-meta`, `dc`), ignores the harmless ones (`stale`, `consistent`, `cached`,
-`near`, `token`, `pretty`: answers stay compact, ...), and refuses what it cannot honour (`filter`, another
-datacenter, a namespace, a peer) and any other name, so that a typo (`?pasing`) is
-an error instead of a silently unfiltered answer. `answer_consul` is the API
-middleware's one call for Consul paths; it never touches SQLite or files.
+`near`, `token`, `pretty`: answers stay compact), and refuses what it cannot honour
+(`filter`, another datacenter, a namespace, a peer) and any other name, so that a
+typo (`?pasing`) is an error instead of a silently unfiltered answer.
+`answer_consul` is the API middleware's one call for Consul paths; it never touches
+SQLite or files.
 """
 
 from __future__ import annotations
@@ -254,8 +255,12 @@ async def answer_consul(request: web.Request, handler: Handler) -> web.StreamRes
     except ConsulError as exc:
         response = plain_response(exc.status, exc.text, request.app[STATE].catalog.current.index)
     except web.HTTPException as exc:
-        # aiohttp's own refusals: no route here, or a method this route does not take.
-        response = _not_served(request, exc, request.app[STATE].catalog.current.index)
+        index = request.app[STATE].catalog.current.index
+        if exc.status in (404, 405):
+            # aiohttp's own refusals: no route here, or a method this route does not take.
+            response = _not_served(request, exc, index)
+        else:
+            response = plain_response(exc.status, exc.reason, index)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = plain_response(500, "internal error; see the pilotfish log", request.app[STATE].catalog.current.index)
