@@ -69,6 +69,14 @@ def test_design_routes_are_served(api: ApiServer) -> None:
         ("PUT", "/v1/checks/{check_id}/{result}"),
         ("GET", "/v1/node"),
         ("PUT", "/v1/node/maintenance"),
+        # Consul-compatible reads.
+        ("GET", "/v1/agent/self"),
+        ("GET", "/v1/agent/services"),
+        ("GET", "/v1/status/leader"),
+        ("GET", "/v1/catalog/services"),
+        ("GET", "/v1/catalog/service/{name}"),
+        ("GET", "/v1/health/service/{name}"),
+        ("GET", "/v1/health/state/{state}"),
     ]:
         assert route in served, route
 
