@@ -59,6 +59,7 @@ COMMON_PARAMS = frozenset({
     "dc", "stale", "consistent", "cached", "leader", "max_stale", "index", "wait", "hash", "near", "node-meta",
     "filter", "token", "pretty", "ns", "partition", "peer", "merge-central-config",
 })
+NOT_A_PARAMETER = "not a parameter of this endpoint (pilotfish serves Consul's read API; see /v1/openapi.json)"
 # An echoed parameter name is cut to this, so a huge one cannot make a huge answer.
 ECHO_LIMIT = 100
 NOT_SERVED = (
@@ -151,7 +152,7 @@ def parse_query(request: web.Request, extra: frozenset[str], datacenter: str) ->
 def _refuse_what_is_not_served(query: MultiMapping[str], extra: frozenset[str]) -> None:
     for name in query:
         if name not in COMMON_PARAMS and name not in extra:
-            raise _bad_parameter(name, "not a parameter of this endpoint (pilotfish serves Consul's read API; see /v1/openapi.json)")
+            raise _bad_parameter(name, NOT_A_PARAMETER)
     if query.get("ns", "") not in _DEFAULT_NAMES:
         raise _bad_parameter("ns", "Namespaces are a Consul Enterprise feature")
     if query.get("partition", "") not in _DEFAULT_NAMES:
@@ -263,7 +264,8 @@ async def answer_consul(request: web.Request, handler: Handler) -> web.StreamRes
             response = plain_response(exc.status, exc.reason, index)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        response = plain_response(500, "internal error; see the pilotfish log", request.app[STATE].catalog.current.index)
+        index = request.app[STATE].catalog.current.index
+        response = plain_response(500, "internal error; see the pilotfish log", index)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     HTTP_REQUESTS[(route, request.method, response.status)] += 1

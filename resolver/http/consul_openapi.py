@@ -40,7 +40,9 @@ def _path(name: str, description: str) -> dict[str, Any]:
 
 
 HEADERS = {
-    "X-Consul-Index": {"description": "the catalog index this answer was built from (never 0)", "schema": {"type": "integer"}},
+    "X-Consul-Index": {
+        "description": "the catalog index this answer was built from (never 0)", "schema": {"type": "integer"},
+    },
     "X-Consul-KnownLeader": {"description": "always true", "schema": {"type": "string"}},
     "X-Consul-LastContact": {"description": "always 0", "schema": {"type": "integer"}},
 }
@@ -48,7 +50,8 @@ COMMON = [
     _query("index", "blocking query: answer once the catalog index exceeds this (0: at once)", "integer"),
     _query("wait", "longest wait of a blocking query, a Go duration (120000ms, 10s, 5m; at most 10m; default 5m)"),
     _query("dc", "this daemon's datacenter (cluster.datacenter) only; another answers 500 No path to datacenter"),
-    _query("node-meta", "k:v, repeatable: nodes whose meta has that value (every node: consul-network-segment:)", repeat=True),
+    _query("node-meta", "k:v, repeatable: nodes whose meta has that value (every node: consul-network-segment:)",
+           repeat=True),
     _query("stale", "accepted with or without a value; every answer comes from the local snapshot"),
     _query("consistent", "accepted with or without a value (not with stale or cached)"),
     _query("cached", "accepted with or without a value"),
@@ -93,7 +96,8 @@ CONSUL_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/catalog/services"): _op(
         "Consul: every service name with its instances' tags",
         "All discoverable services, whatever their health (the catalog's view).",
-        _json({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}, "name -> tags"),
+        _json({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+              "name -> tags"),
         COMMON,
     ),
     ("GET", "/v1/catalog/service/{name}"): _op(
@@ -108,7 +112,8 @@ CONSUL_OPERATIONS: dict[tuple[str, str], Operation] = {
         "maintenance as _service_maintenance:<id> / _node_maintenance critical checks. An unknown service is an "
         "empty list.",
         _json({"type": "array", "items": _ref("ConsulServiceEntry")}, "rows"),
-        [NAME, TAGS, _query("passing", "only instances whose every check passes; empty or a Go bool (1, true, ...)")] + COMMON,
+        [NAME, TAGS, _query("passing", "only instances whose every check passes; empty or a Go bool (1, true, ...)")]
+        + COMMON,
     ),
     ("GET", "/v1/health/state/{state}"): _op(
         "Consul: node and service checks in a state",

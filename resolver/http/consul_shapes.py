@@ -40,7 +40,9 @@ NODE_META = {"consul-network-segment": ""}
 SERF_HEALTH = "serfHealth"
 NODE_MAINTENANCE = "_node_maintenance"
 SERVICE_MAINTENANCE = "_service_maintenance:"
-NODE_MAINTENANCE_DEFAULT = "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+NODE_MAINTENANCE_DEFAULT = (
+    "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+)
 SERVICE_MAINTENANCE_DEFAULT = (
     "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
 )
@@ -139,7 +141,9 @@ def node_checks(snapshot: Snapshot, name: str) -> list[JSON]:
     checks = [serf]
     if node is not None and node.state is NodeState.MAINTENANCE:
         notes = node.reason or NODE_MAINTENANCE_DEFAULT
-        checks.append(_check(name, NODE_MAINTENANCE, "Node Maintenance Mode", "critical", notes=notes, type_="maintenance"))
+        checks.append(
+            _check(name, NODE_MAINTENANCE, "Node Maintenance Mode", "critical", notes=notes, type_="maintenance")
+        )
     return checks
 
 
@@ -368,7 +372,9 @@ def health_service(
     return rows
 
 
-def catalog_service(snapshot: Snapshot, datacenter: str, name: str, tags: Iterable[str], node_meta: NodeMeta) -> list[JSON]:
+def catalog_service(
+    snapshot: Snapshot, datacenter: str, name: str, tags: Iterable[str], node_meta: NodeMeta
+) -> list[JSON]:
     """/v1/catalog/service/<name>: every instance, whatever its health (the catalog's view)."""
     if not node_meta_matches(node_meta):
         return []

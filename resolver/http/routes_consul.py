@@ -35,7 +35,9 @@ async def health_service(request: web.Request) -> web.Response:
             return consul_response(body, snapshot)
     return await answer_read(
         request, HEALTH, ("health", name),
-        lambda snapshot, dc, query: shapes.health_service(snapshot, dc, name, query.tags, query.passing, query.node_meta),
+        lambda snapshot, dc, query: shapes.health_service(
+            snapshot, dc, name, query.tags, query.passing, query.node_meta
+        ),
     )
 
 
@@ -56,7 +58,8 @@ async def catalog_services(request: web.Request) -> web.Response:
 async def health_state(request: web.Request) -> web.Response:
     state = request.match_info["state"]
     return await answer_read(
-        request, NONE, ("state", state), lambda snapshot, _, query: shapes.checks_in_state(snapshot, state, query.node_meta)
+        request, NONE, ("state", state),
+        lambda snapshot, _, query: shapes.checks_in_state(snapshot, state, query.node_meta),
     )
 
 
