@@ -82,6 +82,7 @@ class LimitSettings:
 class ClusterSettings:
     etcd: tuple[str, ...] = ()
     prefix: str = "/pilotfish/"
+    datacenter: str = "dc1"  # named in Consul-shaped answers (and the fleet's view)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ SECTION_KEYS = {
     "http": ("listen", "token", "max_connections", "header_timeout", "body_timeout"),
     "health": ("exec_from_api",),
     "node_health": ("cpu", "memory", "disk"),
-    "cluster": ("etcd", "prefix"),
+    "cluster": ("etcd", "prefix", "datacenter"),
     "limits": ("file_size", "check_interval", "database_size"),
 }
 # Checks never run more often than once a second (the health runner holds to it too):
@@ -474,6 +475,7 @@ def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: s
     settings_cluster = ClusterSettings(
         etcd=tuple(_pick(read.strings(cluster, ("cluster", "etcd")), [])),
         prefix=_pick(read.string(cluster, ("cluster", "prefix")), ClusterSettings.prefix),
+        datacenter=_pick(read.string(cluster, ("cluster", "datacenter"), SERVICE_NAME), ClusterSettings.datacenter),
     )
     check_interval = read.duration(limits, ("limits", "check_interval"))
     if check_interval is not None and check_interval < MIN_CHECK_INTERVAL_FLOOR:

@@ -45,6 +45,14 @@ REJECTIONS = Counter(
 # A plain dict rather than a labelled Counter: an increment costs one dict update
 # instead of a lock, and the lookup API's throughput is measured per request.
 HTTP_REQUESTS: collections.Counter[tuple[str, str, int]] = collections.Counter()
+# A client may send any token as its method; anything else is counted as "OTHER" so
+# that the label set stays bounded whatever clients send.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def count_request(route: str, method: str, status: int) -> None:
+    """One answered request under its route template (never the raw path)."""
+    HTTP_REQUESTS[(route, method if method in KNOWN_METHODS else "OTHER", status)] += 1
 
 
 class HttpRequestsCollector(Collector):

@@ -27,6 +27,7 @@ def test_embedded_default_matches_the_design(tmp_path: Path, monkeypatch: pytest
     assert config.state_dir == str(tmp_path / "state")
     assert config.dns.listen == ("127.0.0.1:8600",) and config.dns.ttl == 5.0
     assert config.http.listen == "127.0.0.1:8500" and config.http.token is None
+    assert config.cluster.datacenter == "dc1"
     assert config.node and config.node == config.node.lower()
     ipaddress.IPv4Address(config.address)
 
@@ -58,7 +59,7 @@ http: {listen: "0.0.0.0:8500", token: s3cret}
 conflicts:
   - {a: redis-server, b: keydb, type: port, reason: "both bind 6379"}
 node_health: {cpu: 80, memory: 85.5, disk: 95}
-cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/}
+cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, datacenter: eu-west}
 """))
     assert (config.node, config.address, config.domain) == ("web1", "10.1.2.3", "consul")
     assert config.services_dir == str(tmp_path / "drop-ins")
@@ -71,6 +72,7 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/}
     assert (rule.a, rule.b, rule.type, rule.source) == ("keydb", "redis-server", ConflictType.PORT, "config")
     assert (config.node_health.cpu, config.node_health.memory) == (80.0, 85.5)
     assert config.cluster.prefix == "/fleet/"
+    assert config.cluster.datacenter == "eu-west"
 
 
 @pytest.mark.parametrize(
@@ -86,6 +88,7 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/}
         ("dns:\n  ttl: 5 seconds\n", ":2: dns.ttl: '5 seconds' is not a duration"),
         ("dns: {answer_warning: 'yes'}\n", ":1: dns.answer_warning: must be true or false, not a string"),
         ("node: Web_1\n", ":1: node: 'Web_1' is not a valid DNS name"),
+        ("cluster: {datacenter: DC 1}\n", ":1: cluster.datacenter: 'DC 1' is not a valid DNS name"),
         ("address: 10.0.0\n", ":1: address: '10.0.0' is not an IP address"),
         ("node_health: {cpu: 120}\n", ":1: node_health.cpu: must be a percentage between 0 and 100, not 120"),
         ("conflicts:\n  - {a: x, b: y, type: kind}\n", ":2: conflicts[0].type: 'kind' is not one of port"),

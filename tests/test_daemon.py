@@ -184,6 +184,16 @@ def test_metrics_count_file_reloads(daemon: Daemon) -> None:
     assert "pilotfish_reload_seconds_count" in text
 
 
+def test_request_metrics_count_methods_the_api_does_not_serve_as_other(daemon: Daemon) -> None:
+    """The method label holds the API's methods only (aiohttp's pure-Python parser
+    would accept any token a client invents as a method)."""
+    for method in ("PROPFIND", "MKCOL", "LOCK"):
+        daemon.request(method, "/v1/services")
+    text = daemon.text("/metrics")
+    assert "PROPFIND" not in text and "MKCOL" not in text
+    assert 'method="OTHER",route="unmatched",status="405"' in text
+
+
 def test_missing_services_dir_is_picked_up_on_sighup(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     later = tmp_path / "later.d"
     daemon = start_daemon(config={"services_dir": str(later)})

@@ -151,6 +151,33 @@ def test_srv_answer_has_weights_ports_targets_and_glue(served: Served) -> None:
     assert glue == {"alpha.node.internal.": ["10.0.0.1"], "0a000002.addr.internal.": ["10.0.0.2"]}
 
 
+BOTH_REDIS = ["1 25 6379 alpha.node.internal.", "1 75 6380 0a000002.addr.internal."]
+BOTH_GLUE = {"alpha.node.internal.": ["10.0.0.1"], "0a000002.addr.internal.": ["10.0.0.2"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "srv", "glue"),
+    [
+        ("redis.service.internal", BOTH_REDIS, BOTH_GLUE),
+        ("REDIS.Service.Internal", BOTH_REDIS, BOTH_GLUE),
+        ("replica.redis.service.internal", ["1 100 6380 0a000002.addr.internal."], {"0a000002.addr.internal.": ["10.0.0.2"]}),
+        ("primary.redis.service.internal", ["1 100 6379 alpha.node.internal."], {"alpha.node.internal.": ["10.0.0.1"]}),
+        ("redis", BOTH_REDIS, BOTH_GLUE),
+    ],
+)
+def test_plain_service_names_answer_srv_as_consul_does(
+    served: Served, name: str, srv: list[str], glue: dict[str, list[str]]
+) -> None:
+    """`<service>.service` and `<tag>.<service>.service` SRV: targets and their addresses, as `_<service>._tcp`."""
+    reply = served.udp(name, "SRV")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert records(reply.answer, "SRV") == srv
+    # Names compare without case: the glue's suffix may point at the question's spelling.
+    assert {rrset.name.to_text().lower(): [r.to_text() for r in rrset] for rrset in reply.additional} == glue
+    # The owner name is the one asked, case and all (0x20).
+    assert [rrset.name.to_text() for rrset in reply.answer] == [name + "."]
+
+
 def test_every_srv_target_resolves(served: Served) -> None:
     for target, address in [("alpha.node.internal", "10.0.0.1"), ("0a000002.addr.internal", "10.0.0.2")]:
         assert records(served.udp(target, "A").answer, "A") == [address]
@@ -194,7 +221,8 @@ def test_name_forms(served: Served, name: str, rdtype: str, expected: list[str])
         ("zz.addr.internal", "A", dns.rcode.NXDOMAIN),
         ("what.internal", "A", dns.rcode.NXDOMAIN),
         ("redis.service.internal", "AAAA", dns.rcode.NOERROR),
-        ("redis.service.internal", "SRV", dns.rcode.NOERROR),
+        ("db.service.internal", "SRV", dns.rcode.NOERROR),
+        ("primary.db.service.internal", "SRV", dns.rcode.NXDOMAIN),
         ("_redis._tcp.service.internal", "A", dns.rcode.NOERROR),
         ("web.service.internal", "TXT", dns.rcode.NOERROR),
         ("internal", "A", dns.rcode.NOERROR),

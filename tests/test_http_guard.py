@@ -234,3 +234,22 @@ def test_the_limits_apply_on_sighup_without_a_restart(start_daemon: DaemonFactor
     with connect(daemon) as sock:
         raw, _ = dribble(sock, b"GET /healthz HTTP/1.1\r\n", b"X: y\r\n", CUT_WITHIN)
     assert error_of(raw)[0] == 408
+
+
+def test_keep_alive_connections_idle_after_consul_reads_make_room_for_newcomers(start_daemon: DaemonFactory) -> None:
+    """A Consul read ends like any other: its kept-alive connection counts as idle, so the
+    cap closes it for a newcomer instead of refusing the newcomer as if it were at work."""
+    daemon = start_daemon(config={"http": {"max_connections": 4}})
+    held = [connect(daemon) for _ in range(4)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET /v1/catalog/services HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        assert daemon.get("/healthz")["status"] == "ok"
+        wait_for(lambda: any(closed_by_server(s) for s in held), CUT_WITHIN, "an idle Consul connection to be closed")
+    finally:
+        for sock in held:
+            sock.close()

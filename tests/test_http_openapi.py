@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from resolver.http.consul_http import CONSUL_PREFIXES
 from resolver.http.openapi import OPERATIONS, routes
 from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
@@ -68,6 +69,14 @@ def test_design_routes_are_served(api: ApiServer) -> None:
         ("PUT", "/v1/checks/{check_id}/{result}"),
         ("GET", "/v1/node"),
         ("PUT", "/v1/node/maintenance"),
+        # Consul-compatible reads.
+        ("GET", "/v1/agent/self"),
+        ("GET", "/v1/agent/services"),
+        ("GET", "/v1/status/leader"),
+        ("GET", "/v1/catalog/services"),
+        ("GET", "/v1/catalog/service/{name}"),
+        ("GET", "/v1/health/service/{name}"),
+        ("GET", "/v1/health/state/{state}"),
     ]:
         assert route in served, route
 
@@ -75,14 +84,16 @@ def test_design_routes_are_served(api: ApiServer) -> None:
 def test_every_read_carries_the_index_header(api: ApiServer) -> None:
     api.apply_yaml("/srv/web.yaml", "name: web\nport: 8080\n")
     api.put("/v1/config/k", {"value": "v"})
-    values = {"name": "web", "node": "node1", "key": "k", "check_id": "none", "result": "pass", "id": "1"}
+    values = {"name": "web", "node": "node1", "key": "k", "check_id": "none", "result": "pass", "id": "1", "state": "any"}
     for method, path in sorted(routes(_app(api))):
         # /v1/node needs the node monitor, which this harness does not run (the health tests do).
         if method != "GET" or path == "/v1/node":
             continue
         reply = api.get(path.format(**values))
         assert reply.status == 200, (path, reply.text)
-        assert reply.index == api.catalog.current.index, path
+        # Consul's reads carry Consul's header, for Consul's clients.
+        header = "X-Consul-Index" if path.startswith(CONSUL_PREFIXES) else "X-Pilotfish-Index"
+        assert int(reply.headers[header]) == api.catalog.current.index, path
 
 
 def test_no_query_parameter_is_an_object_clients_would_send_as_bare_keys(api: ApiServer) -> None:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import consul
+import pytest
+import yaml
+
+from conftest import DaemonFactory
+from consulkit import PrometheusConsulSD
 from registry.catalog import NodeDefaults
 from registry.schema import load_text
 
@@ -41,3 +47,54 @@ def test_merge_key_example_in_readme_registers_two_instances() -> None:
     web, canary = load_text(text, "README.md", NodeDefaults("host1", "10.0.0.5"))
     assert (web.id, canary.id, canary.tags) == ("web-8080", "web-canary", ("canary",))
     assert web.checks[0].interval == canary.checks[0].interval == 5.0
+
+
+def consul_section() -> str:
+    return README.split("## Consul compatibility", 1)[1].split("\n## ", 1)[0]
+
+
+def fenced(section: str, language: str) -> str:
+    match = re.search(rf"^```{language}\n(.*?)^```", section, re.S | re.M)
+    assert match is not None, f"no {language} block"
+    return match.group(1)
+
+
+README_WEB = """\
+services:
+  - {name: web, id: web-1, port: 8080}
+  - {name: web, id: web-2, port: 8081, address: 10.0.0.7}
+  - {name: web, id: web-down, port: 8082, checks: [{tcp: "127.0.0.1:1", interval: 1s, timeout: 1s}]}
+"""
+
+
+def test_consul_prometheus_example_discovers_the_passing_instances(start_daemon: DaemonFactory) -> None:
+    """The README's consul_sd_configs block, run as Prometheus would: its requests, its labels, its relabelling."""
+    daemon = start_daemon(files={"web.yaml": README_WEB})
+    [job] = yaml.safe_load(fenced(consul_section(), "yaml"))["scrape_configs"]
+    [sd_config] = job["consul_sd_configs"]
+    assert sd_config["server"] == "127.0.0.1:8500"  # the default listen address
+    sd = PrometheusConsulSD(daemon.bound["http"][0], services=tuple(sd_config.get("services", ())),
+                            tags=tuple(sd_config.get("tags", ())))
+    assert sd.datacenter() == "dc1"
+    targets = []
+    for name in sd.watched(sd.catalog_services().body):
+        targets.extend(sd.targets(sd.health_service(name)))
+    for rule in job["relabel_configs"]:
+        assert rule["action"] == "keep"
+        [label] = rule["source_labels"]
+        targets = [t for t in targets if re.fullmatch(rule["regex"], t[label])]
+    assert sorted(t["__address__"] for t in targets) == ["10.0.0.7:8081", "127.0.0.1:8080"]
+
+
+def test_consul_py_consul_example_runs(start_daemon: DaemonFactory, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    daemon = start_daemon(files={"web.yaml": README_WEB})
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", daemon.bound["http"][0])
+    namespace: dict[str, object] = {}
+    try:
+        exec(compile(fenced(consul_section(), "python"), "README.md", "exec"), namespace)
+    finally:
+        client = namespace.get("c")
+        if isinstance(client, consul.Consul):
+            client.http.session.close()  # py-consul's close() leaves its requests session open
+    assert sorted(capsys.readouterr().out.splitlines()) == ["web-1 127.0.0.1:8080", "web-2 10.0.0.7:8081"]

@@ -156,7 +156,8 @@ def _service_answer(snapshot: Snapshot, zone: "_Zone", service: _Service, qtype:
     name = service.name
     answerable = snapshot.answerable(name)
     entries = [e for e in answerable if _tagged(e, service.tag)]
-    if service.srv:
+    if service.srv or qtype == TYPE_SRV:
+        # `<service>.service` and `<tag>.<service>.service` answer SRV too, as Consul's do.
         if qtype not in (TYPE_SRV, TYPE_ANY) or not entries:
             return NoData(zone.soa(snapshot, ttl))
         outcome: Outcome = _srv(zone, entries, ttl)

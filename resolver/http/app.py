@@ -15,6 +15,7 @@ from resolver.http.guard import ConnectionGuard
 from resolver.http.middleware import api_middleware
 from resolver.http.routes_config import add_config_routes
 from resolver.http.routes_conflicts import add_conflict_routes
+from resolver.http.routes_consul import add_consul_routes
 from resolver.http.routes_health import add_health_routes
 from resolver.http.routes_services import add_service_routes
 from resolver.http.routes_status import add_status_routes
@@ -32,4 +33,5 @@ def build_app(state: DaemonState) -> web.Application:
     add_config_routes(app)
     add_status_routes(app)
     add_health_routes(app)
+    add_consul_routes(app)
     return app

@@ -24,10 +24,11 @@ from registry.errors import StorageError
 from registry.ratelog import RateLimitedLog
 from resolver.http.appkeys import GUARD, STATE
 from resolver.http.auth import READ_METHODS, require_token
+from resolver.http.consul_http import CONSUL_PREFIXES, answer_consul
 from resolver.http.errors import Handler, describe, error_response
 from resolver.http.guard import GuardedRequestHandler
 from resolver.http.reads import INDEX_HEADER
-from resolver.metrics import HTTP_REQUESTS
+from resolver.metrics import count_request
 
 log = logging.getLogger("pilotfish.http")
 _storage_log = RateLimitedLog(log, logging.ERROR, "API write refused by the database")
@@ -41,6 +42,12 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     # The app is only ever served by resolver.http.server, whose connections are these.
     connection = cast(GuardedRequestHandler, request.protocol)
     connection.request_started(request)
+    if request.path.startswith(CONSUL_PREFIXES):
+        # Consul's paths answer in Consul's conventions: its headers, plain-text errors.
+        try:
+            return await answer_consul(request, handler)
+        finally:
+            connection.request_finished()
     try:
         if request.method not in READ_METHODS:
             require_token(request)
@@ -70,7 +77,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         connection.request_finished()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    HTTP_REQUESTS[(route, request.method, response.status)] += 1
+    count_request(route, request.method, response.status)
     return response
 
 

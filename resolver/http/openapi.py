@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from resolver.http.consul_openapi import CONSUL_OPERATIONS, CONSUL_SCHEMAS
 from resolver.state import VERSION
 
 Operation = dict[str, Any]
@@ -335,6 +336,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
         "responses": {"200": _json(_ref("Instance"), "the instance"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
     },
+    # Consul-compatible reads (resolver.http.routes_consul, issue 11).
+    **CONSUL_OPERATIONS,
 }
 
 COMPONENTS: dict[str, Any] = {
@@ -424,6 +427,7 @@ COMPONENTS: dict[str, Any] = {
                 "detail": {"type": "object"},
             },
         },
+        **CONSUL_SCHEMAS,
     }
 }
 
