@@ -38,8 +38,9 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;vertical-align:top;padding:.3rem .5rem;border-bottom:1px solid var(--line)}
 thead th{font-size:.8rem;color:var(--muted);font-weight:600}
 tbody.svc th{background:var(--head);font-size:.95rem;font-weight:600}
-code{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywhere}
-td{overflow-wrap:anywhere}
+code{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
+td{overflow-wrap:break-word}
+.wrap{overflow-wrap:anywhere}
 ul{margin:0;padding-left:1.1rem}
 ul.plain{list-style:none;padding:0}
 dl{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;margin:0}

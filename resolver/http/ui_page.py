@@ -241,13 +241,13 @@ def _instance(snapshot: Snapshot, entry: Entry) -> Html:
     whereabouts = tag("div", clip(", ".join(where), VALUE), title=clip(source, VALUE), class_="muted")
     return tag(
         "tr",
-        tag("td", tag("code", clip(instance.id, NAME)), whereabouts),
+        tag("td", tag("code", clip(instance.id, NAME), class_="nowrap"), whereabouts),
         tag("td", status),
-        tag("td", _url(instance.url, instance.protocol)),
+        tag("td", _url(instance.url, instance.protocol), class_="nowrap"),
         tag("td", _limited([tag("span", clip(t, NAME), class_="tag") for t in instance.tags], TAGS_SHOWN, "tags")),
         tag("td", clip(instance.version, VALUE)),
-        tag("td", _checks(entry)),
-        tag("td", _meta(instance.meta)),
+        tag("td", _checks(entry), class_="wrap"),
+        tag("td", _meta(instance.meta), class_="wrap"),
         data_status=entry.status.value,
     )
 
@@ -297,7 +297,8 @@ def _files(file_errors: Mapping[str, tuple[Problem, ...]]) -> Html:
         lines = [tag("li", _problem(problem)) for problem in problems[:PROBLEMS_SHOWN]]
         if len(problems) > PROBLEMS_SHOWN:
             lines.append(tag("li", f"+{len(problems) - PROBLEMS_SHOWN} more problems", class_="note"))
-        items.append(tag("li", tag("code", clip(path, VALUE)), tag("ul", lines), data_file=clip(path, VALUE)))
+        shown = clip(path, VALUE)
+        items.append(tag("li", tag("code", shown, class_="wrap"), tag("ul", lines), data_file=shown))
     if len(file_errors) > FILES_SHOWN:
         items.append(tag("li", f"+{len(file_errors) - FILES_SHOWN} more files: see /v1/status", class_="note"))
     parts.append(tag("ul", items))
@@ -339,13 +340,17 @@ def _events(events: Sequence[Event]) -> Html:
             "tr",
             tag("td", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.ts)), class_="muted nowrap"),
             tag("td", clip(event.kind, NAME), class_="nowrap"),
-            tag("td", tag("code", clip(event.subject, VALUE))),
-            tag("td", tag("code", clip(json.dumps(event.detail, ensure_ascii=False, default=str), PROSE))),
+            tag("td", tag("code", clip(event.subject, VALUE)), class_="wrap"),
+            tag("td", tag("code", clip(_compact(event.detail), PROSE)), class_="wrap"),
         )
         for event in events
     ]
     parts += [tag("table", head, tag("tbody", rows)), tag("p", "Older events: /v1/events", class_="note")]
     return tag("section", parts, id="events")
+
+
+def _compact(detail: Mapping[str, Any]) -> str:
+    return json.dumps(detail, ensure_ascii=False, default=str)
 
 
 # -- per request: the node, the page around the parts ---------------------------------
