@@ -114,10 +114,11 @@ def catalog_part(snapshot: Snapshot, view: View, events: Callable[[], Sequence[E
     kept: tuple[bytes, View] | None = snapshot.memo.get(key)
     if kept is not None:
         return kept
-    served = View(view.filter, min(view.page, _page_count(len(matching(snapshot, view.filter)))))
+    services = matching(snapshot, view.filter)
+    served = View(view.filter, min(view.page, _page_count(len(services))))
     body = join([
         _summary(snapshot),
-        _services(snapshot, served),
+        _services(snapshot, served, services),
         _files(snapshot.file_errors),
         _rules(snapshot.rules),
         _events(_memo(snapshot, ("ui", "events"), lambda: tuple(events()[:EVENTS_SHOWN]))),
@@ -188,8 +189,7 @@ def _badge(state: str, words: str) -> Html:
     return tag("span", words, class_=f"badge s-{state}")
 
 
-def _services(snapshot: Snapshot, view: View) -> Html:
-    names = matching(snapshot, view.filter)
+def _services(snapshot: Snapshot, view: View, names: list[Searchable]) -> Html:
     first = (view.page - 1) * PAGE_SERVICES
     shown = names[first:first + PAGE_SERVICES]
     title = tag("h2", "Services", [" matching ", tag("q", clip(view.filter, VALUE))] if view.filter else None)
