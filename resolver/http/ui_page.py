@@ -76,9 +76,8 @@ class View:
 
 @dataclass(frozen=True)
 class Shell:
-    """The per-request facts around the catalog: title, version, uptime, listeners."""
+    """The daemon's facts shown beside the node's, as `GET /v1/status` has them."""
 
-    node: str
     version: str
     uptime: float
     bound: Mapping[str, Sequence[str]]
@@ -87,7 +86,7 @@ class Shell:
 def render_fragment(state: DaemonState, snapshot: Snapshot, view: View) -> tuple[bytes, View]:
     """The live part of the page, and the view as served (the page clamped to the last one)."""
     catalog, served = catalog_part(snapshot, view, lambda: state.store.events(EVENTS_SHOWN))
-    shell = Shell(snapshot.local_node, VERSION, time.time() - state.started, state.bound)
+    shell = Shell(VERSION, time.time() - state.started, state.bound)
     return node_part(_node_body(state, snapshot), shell) + catalog, served
 
 
