@@ -97,6 +97,18 @@ CONFIG_BODY = {
         }
     },
 }
+UI_VIEW = [
+    {**_query("filter", "services whose name or one of whose tags contains this (case-insensitive)"),
+     "schema": {"type": "string", "maxLength": 100}},
+    {**_query("page", "page of services, 50 a page", "integer"), "schema": {"type": "integer", "minimum": 1}},
+]
+UI_ERRORS = {"400": _error("a query parameter is invalid (`problems` names it)")}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 REGISTRATION_BODY = {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}}
 
 
@@ -338,6 +350,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     },
     # Consul-compatible reads (resolver.http.routes_consul, issue 11).
     **CONSUL_OPERATIONS,
+    # The status page (resolver.http.routes_ui, issue 13): HTML for people, not for programs.
+    ("GET", "/ui"): {
+        "summary": "Redirects to the status page, /ui/ (308), with the same query string",
+        "responses": {"308": {"description": "to /ui/", "headers": {"Location": {"schema": {"type": "string"}}}}},
+    },
+    ("GET", "/ui/"): {
+        "summary": "The status page: services, this node, rejected files, conflict rules, the last events",
+        "parameters": UI_VIEW,
+        "responses": {"200": _html("the page; complete without JavaScript"), **UI_ERRORS},
+    },
+    ("GET", "/ui/fragment"): {
+        "summary": "The live part of the status page, which its script refreshes with blocking queries",
+        "parameters": UI_VIEW + BLOCKING,
+        "responses": {"200": _html("the node and catalog sections of the page")},
+    },
 }
 
 COMPONENTS: dict[str, Any] = {
