@@ -31,8 +31,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import dns.message  # noqa: E402
 
-from registry.catalog import Catalog, NodeDefaults  # noqa: E402
-from registry.model import Instance  # noqa: E402
+from registry.catalog import Catalog  # noqa: E402
+from registry.model import Instance, NodeIdentity  # noqa: E402
 from registry.store import Store  # noqa: E402
 from resolver.dns.responder import Responder  # noqa: E402
 from resolver.dns.stats import DnsStats  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     timings: dict[str, list[float]] = {kind: [] for kind in queries}
     sizes: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as state:
-        catalog = Catalog(Store(Path(state) / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+        catalog = Catalog(Store(Path(state) / "p.db"), NodeIdentity("n1", "10.0.0.1"))
         responder = Responder(lambda: catalog.current, 5, False, DnsStats())
         for round_number in range(args.rounds):
             catalog.apply_file("big.yaml", instances(args.instances, round_number))

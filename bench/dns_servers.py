@@ -25,15 +25,15 @@ import dns_zone  # noqa: E402
 
 
 def serve_pilotfish(port: int) -> None:
-    from registry.catalog import Catalog, NodeDefaults
-    from registry.model import Instance
+    from registry.catalog import Catalog
+    from registry.model import Instance, NodeIdentity
     from registry.store import Store
     from resolver.dns.server import DnsServer
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as state:
             store = Store(Path(state) / "pilotfish.db")
-            catalog = Catalog(store, NodeDefaults(dns_zone.NS_NODE, dns_zone.NS_ADDRESS), dns_zone.DOMAIN)
+            catalog = Catalog(store, NodeIdentity(dns_zone.NS_NODE, dns_zone.NS_ADDRESS), dns_zone.DOMAIN)
             registered = [
                 Instance(id=f"{i.service}-{i.port}", name=i.service, node=dns_zone.NS_NODE, address=i.address,
                          port=i.port, source="file:bench.yaml")

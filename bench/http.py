@@ -38,13 +38,14 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
+from registry.model import NodeIdentity
 from registry.schema import load_text
 from registry.store import Store
 
 SERVICE = "web"
 PATH = f"/v1/services/{SERVICE}"
-DEFAULTS = NodeDefaults("bench-node", "10.0.0.1")
+DEFAULTS = NodeIdentity("bench-node", "10.0.0.1")
 # Three instances with tags and meta: the shape of a typical lookup answer.
 SERVICES_YAML = "services:\n" + "".join(
     f"  - {{name: {SERVICE}, id: web-{i}, port: {8000 + i}, protocol: http, tags: [blue, v{i}], "

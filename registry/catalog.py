@@ -39,6 +39,7 @@ from registry.model import (
     Entry,
     Instance,
     Node,
+    NodeIdentity,
     NodeState,
     Status,
     worst,
@@ -57,19 +58,6 @@ UNSAVED_LIMIT = 10_000
 # A refused write is tried again with the first change this long after it, not with
 # every change: on a full disk each try costs a failed transaction.
 UNSAVED_RETRY = 1.0
-
-
-@dataclass(frozen=True)
-class NodeDefaults:
-    """What a registration without `node` or `address` falls back to, and the floor of its checks.
-
-    `min_check_interval` is the config's `limits.check_interval`: the shortest check
-    interval (and TTL) a registration may ask for.
-    """
-
-    node: str
-    address: str
-    min_check_interval: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,13 +135,13 @@ class Catalog:
     def __init__(
         self,
         store: Store,
-        defaults: NodeDefaults,
+        identity: NodeIdentity,
         domain: str = "internal",
         config_rules: Iterable[ConflictRule] = (),
         answer_warning: bool = False,
     ) -> None:
         self.store = store
-        self.defaults = defaults
+        self.identity = identity
         self.domain = domain.strip(".").lower()
         self.answer_statuses = frozenset({Status.PASSING, Status.WARNING} if answer_warning else {Status.PASSING})
         self._config_rules = tuple(config_rules)
@@ -170,7 +158,7 @@ class Catalog:
         self._check_owner: dict[str, Key] = {}
         self._maintenance: dict[Key, str] = {}
         self._expires_at: dict[Key, float] = {}
-        self._nodes: dict[str, Node] = {defaults.node: Node(defaults.node, defaults.address)}
+        self._nodes: dict[str, Node] = {identity.node: Node(identity.node, identity.address)}
         self._saved_health = self._load_saved_health()
         # Instances dropped since the last snapshot, with their check states and
         # maintenance: one that comes back under the same key before the snapshot is
@@ -218,11 +206,11 @@ class Catalog:
         return self.current
 
     def instance(self, instance_id: str, node: str | None = None) -> Instance | None:
-        return self._instances.get((node or self.defaults.node, instance_id))
+        return self._instances.get((node or self.identity.node, instance_id))
 
     def entry(self, instance_id: str, node: str | None = None) -> Entry | None:
         """The writer's latest entry, including check output not yet in a snapshot."""
-        return self._entries.get((node or self.defaults.node, instance_id))
+        return self._entries.get((node or self.identity.node, instance_id))
 
     def check_owner(self, check_id: str) -> Instance | None:
         key = self._check_owner.get(check_id)
@@ -382,7 +370,7 @@ class Catalog:
         return entry
 
     def deregister(self, instance_id: str, node: str | None = None, reason: str = "api") -> Instance:
-        key = (node or self.defaults.node, instance_id)
+        key = (node or self.identity.node, instance_id)
         existing = self._instances.get(key)
         if existing is None:
             raise NotFoundError("instance", instance_id)
@@ -399,7 +387,7 @@ class Catalog:
 
         A file instance stays removed until its file changes again.
         """
-        key = (node or self.defaults.node, instance_id)
+        key = (node or self.identity.node, instance_id)
         existing = self._instances.get(key)
         if existing is None:
             return None
@@ -496,7 +484,7 @@ class Catalog:
         return entry.status is not before
 
     def set_instance_maintenance(self, instance_id: str, reason: str | None, node: str | None = None) -> Entry:
-        key = (node or self.defaults.node, instance_id)
+        key = (node or self.identity.node, instance_id)
         instance = self._instances.get(key)
         if instance is None:
             raise NotFoundError("instance", instance_id)
@@ -511,18 +499,18 @@ class Catalog:
 
     def set_node_state(self, state: NodeState, reason: str = "") -> Node:
         """Record the local node's state; every local instance's entry follows it."""
-        node = self._nodes[self.defaults.node]
+        node = self._nodes[self.identity.node]
         if node.state is state and node.reason == reason:
             return node
-        self._nodes[self.defaults.node] = Node(node.name, node.address, state, reason)
+        self._nodes[self.identity.node] = Node(node.name, node.address, state, reason)
         self._pending_events.append(("node", node.name, {"from": node.state.value, "to": state.value, "reason": reason}))
         touched = set()
         for key, instance in self._instances.items():
-            if key[0] == self.defaults.node:
+            if key[0] == self.identity.node:
                 self._entries[key] = self._make_entry(instance)
                 touched.add(instance.name)
         self._publish_change(touched)
-        return self._nodes[self.defaults.node]
+        return self._nodes[self.identity.node]
 
     # -- internals -----------------------------------------------------------
 
@@ -658,7 +646,7 @@ class Catalog:
         return Snapshot(
             index=index,
             domain=self.domain,
-            local_node=self.defaults.node,
+            local_node=self.identity.node,
             entries_by_key=MappingProxyType(dict(self._entries)),
             entries_by_name=MappingProxyType(by_name),
             answerable_by_name=MappingProxyType(answerable),

@@ -223,6 +223,21 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """This node as registrations read on it see it.
+
+    An instance without `node` or `address` takes these; `min_check_interval` (the
+    config's `limits.check_interval`) is the shortest check interval, and TTL, that a
+    registration read here may ask for. Fleet mode reads a remote node's instances
+    with that node's identity.
+    """
+
+    node: str
+    address: str
+    min_check_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     name: str
     address: str

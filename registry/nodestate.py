@@ -10,7 +10,7 @@ lasts the figures are still sampled, so leaving it lands on online or degraded a
 the machine is. Maintenance survives a restart: it is read back from the last
 `node` event in the store.
 
-Never imports from `resolver`; the daemon converts its config into HealthThresholds.
+Never imports from `resolver`: the config holds its `node_health` as NodeThresholds.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def check_transition(current: NodeState, requested: NodeState) -> None:
 
 
 @dataclass(frozen=True)
-class HealthThresholds:
+class NodeThresholds:
     """Percentages (0..100) above which the node is degraded."""
 
     cpu: float = 90.0
@@ -62,7 +62,7 @@ class NodeMonitor:
     def __init__(
         self,
         catalog: Catalog,
-        thresholds: HealthThresholds,
+        thresholds: NodeThresholds,
         interval: float = 5.0,
         *,
         degrade_after: int = 3,
@@ -107,7 +107,7 @@ class NodeMonitor:
 
     @property
     def node(self) -> Node:
-        return self.catalog.current.nodes[self.catalog.defaults.node]
+        return self.catalog.current.nodes[self.catalog.identity.node]
 
     def set_maintenance(self, on: bool, reason: str = "") -> Node:
         """Drain (on) or restore (off) every instance of this node; raises InvalidTransition."""

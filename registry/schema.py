@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from registry.catalog import NodeDefaults
 from registry.errors import Problem, ValidationError
-from registry.model import CheckKind, CheckSpec, Instance, Transport, format_duration
+from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity, Transport, format_duration
 from registry.wellknown import WELL_KNOWN
 from registry.textfile import DEFAULT_MAX_BYTES, read_text
 from registry.yamldoc import FieldPath, LocatedDoc, collector_paused, compose, dotted, kind_of, quoted, unclean
@@ -77,10 +76,10 @@ def parse_duration(text: str) -> float:
 class _Validator:
     """Walks one document, collecting every problem rather than stopping at the first."""
 
-    def __init__(self, path: str, located: LocatedDoc, defaults: NodeDefaults, source: str) -> None:
+    def __init__(self, path: str, located: LocatedDoc, identity: NodeIdentity, source: str) -> None:
         self.path = path
         self.located = located
-        self.defaults = defaults
+        self.identity = identity
         self.source = source
 
     @property
@@ -224,7 +223,7 @@ class _Validator:
         else:
             name = self.dns_name(data["name"], at + ("name",))
         default = WELL_KNOWN.get(name or "")
-        node = self.defaults.node
+        node = self.identity.node
         if "node" in data:
             node = self.dns_name(data["node"], at + ("node",)) or node
         if "address" in data:
@@ -234,7 +233,7 @@ class _Validator:
                     fields["address"] = str(ipaddress.ip_address(address))
                 except ValueError:
                     self.problem(at + ("address",), f"{quoted(address)} is not an IPv4 or IPv6 address")
-        elif node != self.defaults.node:
+        elif node != self.identity.node:
             self.problem(at + ("address",), f"required for an instance on another node ({node})")
         if "port" in data:
             fields["port"] = self.integer(data["port"], at + ("port",), 1, 65535)
@@ -291,7 +290,7 @@ class _Validator:
             id=instance_id,
             name=name,
             node=node,
-            address=fields.pop("address", self.defaults.address),
+            address=fields.pop("address", self.identity.address),
             checks=checks,
             source=self.source,
             address_is_node=address_is_node,
@@ -384,7 +383,7 @@ class _Validator:
         the floor applies to that. Its interval and timeout go unused, and are held to
         the same rules only so that every check reads the same way.
         """
-        floor = self.defaults.min_check_interval
+        floor = self.identity.min_check_interval
         hint = "limits.check_interval"
         interval = spec.get("interval", CHECK_DEFAULTS["interval"])
         timeout = spec.get("timeout", CHECK_DEFAULTS["timeout"])
@@ -470,12 +469,12 @@ class _Validator:
             spec["body_contains"] = self.string(data["body"], at + ("body",))
 
 
-def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
+def load_text(text: str, path: str, identity: NodeIdentity) -> list[Instance]:
     """Instances registered by one YAML document, or ValidationError naming every problem."""
     located = compose(text, path)
     if located.problems:
         raise ValidationError(located.problems)
-    validator = _Validator(path, located, defaults, f"file:{path}")
+    validator = _Validator(path, located, identity, f"file:{path}")
     with collector_paused():
         instances = validator.document(located.value)
     if validator.problems:
@@ -483,16 +482,16 @@ def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
     return instances
 
 
-def load_file(path: str | Path, defaults: NodeDefaults, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Instance]:
+def load_file(path: str | Path, identity: NodeIdentity, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Instance]:
     """Instances registered by the file at `path`: a regular file of at most `max_bytes`."""
     path = str(path)
-    return load_text(read_text(path, max_bytes), path, defaults)
+    return load_text(read_text(path, max_bytes), path, identity)
 
 
-def parse_registration(body: Any, defaults: NodeDefaults, source: str = "api") -> Instance:
+def parse_registration(body: Any, identity: NodeIdentity, source: str = "api") -> Instance:
     """One instance from a JSON request body (same fields as a YAML registration)."""
     located = LocatedDoc()
-    validator = _Validator(API_PATH, located, defaults, source)
+    validator = _Validator(API_PATH, located, identity, source)
     # YAML's reader refuses control characters as it converts; JSON has no such
     # step (json.loads turns "\ud800" into a lone surrogate), so every string of
     # the body, keys included, is looked at here first.

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from registry.catalog import NodeDefaults
+from registry.model import NodeIdentity
 from registry.errors import Problem, ValidationError
 from registry.schema import EXTENSION_PREFIX, load_file
 from registry.textfile import DEFAULT_MAX_BYTES
@@ -39,7 +39,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     With `--config`, files are judged by that daemon's node and limits, so a file
     passes here exactly when that daemon would take it.
     """
-    defaults = NodeDefaults(socket.gethostname().split(".")[0].lower() or "localhost", "127.0.0.1")
+    identity = NodeIdentity(socket.gethostname().split(".")[0].lower() or "localhost", "127.0.0.1")
     max_bytes = DEFAULT_MAX_BYTES
     if args.config is not None:
         from resolver.config import ConfigError, load_config
@@ -50,12 +50,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stdout)
             return EXIT_REFUSED
-        defaults = NodeDefaults(config.node, config.address, config.limits.check_interval)
+        identity = config.identity
         max_bytes = config.limits.file_size
     failed = False
     for path in args.files:
         try:
-            instances = load_file(path, defaults, max_bytes)
+            instances = load_file(path, identity, max_bytes)
         except ValidationError as exc:
             failed = True
             for problem in sorted(exc.problems, key=lambda p: (p.line or 0, p.field)):

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import psutil
 
 from registry.errors import Problem, ValidationError
-from registry.model import ConflictRule, ConflictType
+from registry.model import ConflictRule, ConflictType, NodeIdentity
+from registry.nodestate import NodeThresholds
 from registry.schema import parse_duration
 from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, parse_size, read_text
 from registry.yamldoc import compose, kind_of
@@ -60,15 +61,6 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
-class NodeThresholds:
-    """Percentages above which the node is degraded."""
-
-    cpu: float = 90.0
-    memory: float = 90.0
-    disk: float = 90.0
-
-
-@dataclass(frozen=True)
 class LimitSettings:
     """Bounds on what registrations may ask of the daemon (see registry.textfile, registry.schema)."""
 
@@ -99,6 +91,11 @@ class Config:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     source: str | None = None  # the file this was read from; None for the embedded default
+
+    @property
+    def identity(self) -> NodeIdentity:
+        """This node as registrations read here see it."""
+        return NodeIdentity(self.node, self.address, self.limits.check_interval)
 
 
 class ConfigError(Exception):

@@ -21,11 +21,11 @@ import signal
 import time
 from typing import Awaitable, Callable
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
 from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
 from registry.health.runner import HealthRunner
-from registry.nodestate import HealthThresholds, NodeMonitor
+from registry.nodestate import NodeMonitor
 from registry.ratelog import RateLimitedLog
 from registry.schema import parse_registration
 from registry.store import Store
@@ -69,10 +69,6 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
     return [key for key, (before, after) in keys.items() if before != after]
 
 
-def thresholds_of(config: Config) -> HealthThresholds:
-    return HealthThresholds(config.node_health.cpu, config.node_health.memory, config.node_health.disk)
-
-
 class Daemon:
     """One running pilotfish: `start()`, then `reload()` any number of times, then `stop()`."""
 
@@ -101,11 +97,11 @@ class Daemon:
                 "daemon restarted",
                 extra={"file": store.path},
             )
-        defaults = NodeDefaults(config.node, config.address, config.limits.check_interval)
-        catalog = Catalog(store, defaults, config.domain, config.conflicts, config.dns.answer_warning)
-        for failure in catalog.load_api_registrations(lambda body: parse_registration(body, defaults)):
+        identity = config.identity
+        catalog = Catalog(store, identity, config.domain, config.conflicts, config.dns.answer_warning)
+        for failure in catalog.load_api_registrations(lambda body: parse_registration(body, identity)):
             log.warning("stored registration no longer loads", extra={"detail": failure})
-        state = DaemonState(config=config, catalog=catalog, store=store, defaults=defaults)
+        state = DaemonState(config=config, catalog=catalog, store=store, identity=identity)
         state.extra.update(version=VERSION, config_path=config.source, services_dir=config.services_dir)
         self.state = state
         # Watch first, then scan: a file written in between is seen by one or the other.
@@ -135,7 +131,7 @@ class Daemon:
             catalog, concurrency=HEALTH_CONCURRENCY, exec_from_api=config.health.exec_from_api, reap_orphans=subreaper
         )
         await self._health.start()
-        self._node_monitor = state.node_monitor = NodeMonitor(catalog, thresholds_of(config), interval=NODE_INTERVAL)
+        self._node_monitor = state.node_monitor = NodeMonitor(catalog, config.node_health, interval=NODE_INTERVAL)
         await self._node_monitor.start()
         self._expiry = asyncio.create_task(self._expire_instances(catalog), name="pilotfish-expiry")
         log.info(
@@ -227,12 +223,12 @@ class Daemon:
             self.state.catalog.set_config_rules(live.conflicts)
         if live.limits.check_interval != old.limits.check_interval:
             # Applies to what is read from now on; what is registered stays.
-            defaults = dataclasses.replace(self.state.defaults, min_check_interval=live.limits.check_interval)
-            self.state.catalog.defaults = self.state.defaults = defaults
+            identity = dataclasses.replace(self.state.identity, min_check_interval=live.limits.check_interval)
+            self.state.catalog.identity = self.state.identity = identity
         if live.limits.database_size != old.limits.database_size:
             self.state.store.limit_size(live.limits.database_size)
         if live.node_health != old.node_health and self._node_monitor is not None:
-            self._node_monitor.thresholds = thresholds_of(live)
+            self._node_monitor.thresholds = live.node_health
         if self._health is not None:
             # Turned off: the API's exec checks already registered stop running at their next run.
             self._health.exec_from_api = live.health.exec_from_api

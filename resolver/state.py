@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
+from registry.model import NodeIdentity
 from registry.store import Store
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class DaemonState:
     config: "Config"
     catalog: Catalog
     store: Store
-    defaults: NodeDefaults
+    identity: NodeIdentity
     started: float = field(default_factory=time.time)
     # Actual addresses bound, "host:port", by listener: "dns_udp", "dns_tcp", "http".
     bound: dict[str, list[str]] = field(default_factory=dict)

@@ -13,13 +13,13 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
-from registry.catalog import Catalog, NodeDefaults
-from registry.model import Entry, Instance, Status
+from registry.catalog import Catalog
+from registry.model import Entry, Instance, NodeIdentity, Status
 from registry.schema import parse_registration
 from registry.store import Store
 
 T = TypeVar("T")
-NODE = NodeDefaults("n1", "127.0.0.1")
+NODE = NodeIdentity("n1", "127.0.0.1")
 SLACK = 0.1  # the "+ 100 ms" of every deadline: interval + timeout + SLACK
 
 

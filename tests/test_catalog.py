@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from registry.catalog import NOT_CHECKED, Catalog, NodeDefaults
+from registry.catalog import NOT_CHECKED, Catalog
 from registry.errors import (
     ConflictError,
     DuplicateIdError,
@@ -18,11 +18,11 @@ from registry.errors import (
     StorageError,
     ValidationError,
 )
-from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Status
+from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeIdentity, NodeState, Status
 from registry.schema import load_text, parse_registration
 from registry.store import Store
 
-DEFAULTS = NodeDefaults("host1", "10.0.0.5")
+DEFAULTS = NodeIdentity("host1", "10.0.0.5")
 
 
 @pytest.fixture
@@ -171,8 +171,8 @@ def test_api_registrations_and_health_survive_restart(tmp_path: Path) -> None:
     first.set_check_state(entry.instance, CheckState("web-80:ttl", Status.WARNING, "slow", 1.0))
     store.close()
     store = Store(tmp_path / "p.db")
-    again = Catalog(store, NodeDefaults("host1", "10.0.0.9"))
-    assert again.load_api_registrations(lambda body: parse_registration(body, again.defaults)) == []
+    again = Catalog(store, NodeIdentity("host1", "10.0.0.9"))
+    assert again.load_api_registrations(lambda body: parse_registration(body, again.identity)) == []
     restored = again.current.entry("web-80")
     assert restored is not None and restored.status is Status.WARNING
     assert restored.instance.address == "10.0.0.9"  # a defaulted address follows the node

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.catalog import NodeDefaults
 from registry.cluster import etcd, records
 from registry.cluster.records import (
     BadRecord,
@@ -33,11 +32,11 @@ from registry.cluster.records import (
     node_key,
     parse_key,
 )
-from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeState, Status
+from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
 from registry.schema import load_text
 
 P = "/pilotfish/"
-NODE = NodeDefaults("web1", "192.0.2.10")
+NODE = NodeIdentity("web1", "192.0.2.10")
 
 RICH = """
 services:

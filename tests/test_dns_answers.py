@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import Catalog, NodeDefaults, Snapshot
-from registry.model import CheckKind, CheckSpec, Instance
+from registry.catalog import Catalog, Snapshot
+from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity
 from registry.store import Store
 from resolver.dns import answers
 from resolver.dns.answers import NameError, NoData, OutOfZone, Success
@@ -16,7 +16,7 @@ from resolver.dns.answers import NameError, NoData, OutOfZone, Success
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     path: Path = tmp_path_factory.mktemp("answers")
-    catalog = Catalog(Store(path / "p.db"), NodeDefaults("Alpha", "10.0.0.1"), "dc1.internal")
+    catalog = Catalog(Store(path / "p.db"), NodeIdentity("Alpha", "10.0.0.1"), "dc1.internal")
     critical = (CheckSpec("db-check", CheckKind.TCP, "10.0.0.3:5432"),)
     catalog.apply_file("f.yaml", [
         Instance("a1", "api", "Alpha", "10.0.0.1", 80, weight=1, priority=1, address_is_node=True, tags=("v2",)),

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.catalog import Catalog, NodeDefaults
-from registry.model import Instance
+from registry.catalog import Catalog
+from registry.model import Instance, NodeIdentity
 from registry.store import Store
 from resolver.dns import responder as responder_module
 from resolver.dns import wire
@@ -45,7 +45,7 @@ def addresses(reply: dns.message.Message) -> list[str]:
 
 
 def test_untouched_services_keep_their_compiled_reply_across_swaps(tmp_path: Path) -> None:
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.2", 6379, source=FILE["redis"])])
     catalog.apply_file("b.yaml", [Instance("web-1", "web", "n1", "10.0.0.3", 80, source=FILE["web"])])
     responder = Responder(lambda: catalog.current, 5, False, DnsStats())
@@ -62,7 +62,7 @@ def test_untouched_services_keep_their_compiled_reply_across_swaps(tmp_path: Pat
 
 
 def test_negative_answers_follow_the_new_serial(tmp_path: Path) -> None:
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     responder = Responder(lambda: catalog.current, 5, False, DnsStats())
     first = ask(responder, "nosuch.service.internal")
     catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.2", 6379, source=FILE["redis"])])
@@ -73,7 +73,7 @@ def test_negative_answers_follow_the_new_serial(tmp_path: Path) -> None:
 
 def big_service_responder(tmp_path: Path, count: int = 60) -> Responder:
     """A responder over one service `big` of `count` instances: 60 is past any UDP reply, 25 fits 1232 bytes."""
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     catalog.apply_file("a.yaml", [
         Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(count)
     ])
@@ -160,7 +160,7 @@ def test_odd_catalog_content_never_raises_per_query(tmp_path: Path, caplog: pyte
     (here a node name longer than a DNS label) is one SERVFAIL, logged once, then
     served from the caches like any reply.
     """
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     long_node = "n" * 70
     catalog.apply_file("a.yaml", [
         Instance("odd-1", "odd", "n1", "10.0.0.2", 80, meta={"note": "bad \ud800 text"}, source="file:a.yaml"),
@@ -199,7 +199,7 @@ REAL_QUERIES = [
 def hostile_responders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Responder, Responder]]:
     """One responder that refuses names outside the zone, one that would forward them."""
     path = tmp_path_factory.mktemp("hostile")
-    catalog = Catalog(Store(path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog = Catalog(Store(path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     catalog.apply_file("a.yaml", [
         Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, meta={"k": "v" * 300}, source="file:a.yaml")
         for i in range(25)

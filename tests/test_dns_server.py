@@ -32,8 +32,8 @@ import dns.rrset
 import psutil
 import pytest
 
-from registry.catalog import Catalog, NodeDefaults
-from registry.model import CheckKind, CheckSpec, Instance
+from registry.catalog import Catalog
+from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity
 from registry.store import Store
 from resolver.config import default_address
 from resolver.dns import batchio
@@ -41,7 +41,7 @@ from resolver.dns import server as server_module
 from resolver.dns.server import DnsServer, DnsStats
 
 T = TypeVar("T")
-NODE = NodeDefaults("alpha", "10.0.0.1")
+NODE = NodeIdentity("alpha", "10.0.0.1")
 TIMEOUT = 2.0
 
 
@@ -578,7 +578,7 @@ def test_readme_dig_example_is_what_the_server_answers(tmp_path: Path, loop_thre
     section = readme.split("\n## DNS\n", 1)[1].split("\n## ", 1)[0]
     shown = section.split("$ dig", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     expected = sorted(" ".join(line.split()) for line in shown)
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("web1", "10.0.0.5"))
+    catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("web1", "10.0.0.5"))
     catalog.apply_file("redis.yaml", [
         Instance("redis-primary", "redis", "web1", "10.0.0.5", 6379, address_is_node=True, source="file:redis.yaml"),
         Instance("redis-replica", "redis", "web1", "10.0.0.6", 6380, source="file:redis.yaml"),

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
+from registry.model import NodeIdentity
 from registry.schema import load_text
 from registry.store import Store
 from resolver.config import Config, HttpSettings
@@ -59,10 +60,10 @@ class ApiServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.store = Store(self.tmp_path / "state" / "pilotfish.db")
-        self.defaults = NodeDefaults(NODE, ADDRESS)
-        self.catalog: Catalog = self.call(lambda: Catalog(self.store, self.defaults))
+        self.identity = NodeIdentity(NODE, ADDRESS)
+        self.catalog: Catalog = self.call(lambda: Catalog(self.store, self.identity))
         config = Config(node=NODE, address=ADDRESS, http=HttpSettings(token=self.token))
-        self.state = DaemonState(config, self.catalog, self.store, self.defaults)
+        self.state = DaemonState(config, self.catalog, self.store, self.identity)
         self.app = build_app(self.state)
         self.server = HttpServer(self.app)
         self.port = self.run(self._start())
@@ -86,7 +87,7 @@ class ApiServer:
         return self.run(wrapper())  # type: ignore[no-any-return]
 
     def apply_yaml(self, path: str, text: str) -> None:
-        instances = load_text(text, path, self.defaults)
+        instances = load_text(text, path, self.identity)
         self.call(lambda: self.catalog.apply_file(path, instances))
 
     def request(

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 
 from conftest import DaemonFactory
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
+from registry.model import NodeIdentity
 from registry.store import Store
 from resolver.config import Config
 from resolver.http.app import build_app
@@ -52,7 +53,7 @@ SERVICES = {
 def openapi_document() -> dict[str, Any]:
     store = Store(":memory:")
     try:
-        defaults = NodeDefaults("testnode", "127.0.0.1")
+        defaults = NodeIdentity("testnode", "127.0.0.1")
         state = DaemonState(Config(node="testnode", address="127.0.0.1"), Catalog(store, defaults), store, defaults)
         return json.loads(json.dumps(document(build_app(state))))  # as served: JSON through and through
     finally:

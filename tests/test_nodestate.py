@@ -11,10 +11,10 @@ from healthkit import eventually, make_catalog, register, run, status_of
 from registry.catalog import Catalog
 from registry.errors import InvalidTransition
 from registry.model import NodeState, Status
-from registry.nodestate import TRANSITIONS, HealthThresholds, NodeMonitor, check_transition
+from registry.nodestate import TRANSITIONS, NodeThresholds, NodeMonitor, check_transition
 
-LOW = HealthThresholds(cpu=1000, memory=0, disk=1000)  # memory use is always above 0%
-HIGH = HealthThresholds(cpu=1000, memory=1000, disk=1000)
+LOW = NodeThresholds(cpu=1000, memory=0, disk=1000)  # memory use is always above 0%
+HIGH = NodeThresholds(cpu=1000, memory=1000, disk=1000)
 
 
 def states(catalog: Catalog) -> list[tuple[str, str]]:
@@ -55,7 +55,7 @@ def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(t
     assert "memory" in monitor.node.reason
     assert monitor.figures()["memory"] > 0
     # Under the thresholds but within the margin is not enough to recover.
-    monitor.thresholds = HealthThresholds(cpu=100, memory=100, disk=100)
+    monitor.thresholds = NodeThresholds(cpu=100, memory=100, disk=100)
     monitor.margin = 200
     for _ in range(3):
         monitor.sample()
@@ -137,4 +137,4 @@ def test_maintenance_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_thresholds_are_a_plain_dataclass() -> None:
-    assert dataclasses.asdict(HealthThresholds()) == {"cpu": 90.0, "memory": 90.0, "disk": 90.0}
+    assert dataclasses.asdict(NodeThresholds()) == {"cpu": 90.0, "memory": 90.0, "disk": 90.0}

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import NodeDefaults
 from registry.errors import ValidationError
-from registry.model import CheckKind, Transport
+from registry.model import CheckKind, NodeIdentity, Transport
 from registry.schema import (
     DNS_LABEL,
     HTTP_HEADER,
@@ -31,7 +30,7 @@ from registry.schema import (
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = ROOT / "tests" / "data" / "malformed"
 EXAMPLES = ROOT / "examples" / "services.d"
-DEFAULTS = NodeDefaults("host1", "10.0.0.5")
+DEFAULTS = NodeIdentity("host1", "10.0.0.5")
 
 # (file, "line: field: message") — exactly what `pilotfish validate` prints after "path:".
 EXPECTED = [
@@ -334,7 +333,7 @@ def test_checks_may_not_run_too_often_or_outlast_their_interval(check: dict[str,
 def test_check_timing_defaults_and_the_configured_floor() -> None:
     [tcp, ttl] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80"}, {"ttl": "1s"}]}, DEFAULTS).checks
     assert (tcp.interval, tcp.timeout, ttl.ttl) == (10.0, 2.0, 1.0)
-    fast = NodeDefaults("host1", "10.0.0.5", min_check_interval=0.1)
+    fast = NodeIdentity("host1", "10.0.0.5", min_check_interval=0.1)
     [check] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80", "interval": "100ms", "timeout": "100ms"}]},
                                  fast).checks
     assert (check.interval, check.timeout) == (0.1, 0.1)

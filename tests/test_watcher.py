@@ -11,12 +11,12 @@ from typing import Iterator
 import pytest
 from watchfiles import Change
 
-from registry.catalog import Catalog, NodeDefaults
-from registry.model import CheckState, Status
+from registry.catalog import Catalog
+from registry.model import CheckState, NodeIdentity, Status
 from registry.store import Store
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file, sync_files
 
-DEFAULTS = NodeDefaults("node1", "10.0.0.1")
+DEFAULTS = NodeIdentity("node1", "10.0.0.1")
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ from typing import Iterator
 
 import pytest
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
+from registry.model import NodeIdentity
 from registry.store import Store
 from registry.watcher import FileOutcome, rescan, sync_files
 
-DEFAULTS = NodeDefaults("node1", "10.0.0.1")
+DEFAULTS = NodeIdentity("node1", "10.0.0.1")
 
 
 @pytest.fixture

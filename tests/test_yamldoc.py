@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.catalog import NodeDefaults
+from registry.model import NodeIdentity
 from registry.errors import ValidationError
 from registry.schema import load_text
 from registry.yamldoc import MAX_DEPTH, PURE_PARSER_MAX, compose
 
-DEFAULTS = NodeDefaults("host1", "10.0.0.5")
+DEFAULTS = NodeIdentity("host1", "10.0.0.5")
 
 # Nine levels of nine aliases: 387 million strings from ten lines.
 BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(

@@ -30,10 +30,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, cast
 
-from registry.catalog import NodeDefaults
 from registry.errors import ConfigValueError, RegistryError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
-from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeState, Status
+from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
 from registry.schema import DNS_LABEL, INSTANCE_ID, SERVICE_FIELDS, parse_registration
 from registry.store import VALUE_TYPES, cast_value
 
@@ -394,7 +393,7 @@ def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
         # The address came from the node: register without one so the instance says so.
         del registration["address"]
     try:
-        instance = parse_registration(registration, NodeDefaults(where.node, address), source=CLUSTER_SOURCE)
+        instance = parse_registration(registration, NodeIdentity(where.node, address), source=CLUSTER_SOURCE)
     except ValidationError as exc:
         raise _Refused("; ".join(f"{p.field}: {p.message}" for p in exc.problems)) from None
     # The validator reads "1000...0s" (400 digits) as infinity, which no reader can print.

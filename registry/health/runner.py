@@ -166,7 +166,7 @@ class HealthRunner:
                 self._follow(entry.instance)
 
     def _follow(self, instance: Instance) -> None:
-        if instance.node != self.catalog.defaults.node:
+        if instance.node != self.catalog.identity.node:
             return  # another node's instance (cluster): that node checks it
         known = self._instances.get(instance.key)
         if known is instance:

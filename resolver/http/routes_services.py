@@ -157,7 +157,7 @@ async def register(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await read_object(request)
     try:
-        instance = parse_registration(body, state.defaults)
+        instance = parse_registration(body, state.identity)
         require_exec_allowed(instance, state.config)
         entry, created = state.catalog.register(instance)
     except (ValidationError, ConflictError, DuplicateIdError, ApiError):
@@ -174,7 +174,7 @@ async def replace(request: web.Request) -> web.Response:
     if body.get("id", instance_id) != instance_id:
         raise bad_request("id", f"does not match the id in the path ({instance_id!r})")
     try:
-        instance = parse_registration({**body, "id": instance_id}, state.defaults)
+        instance = parse_registration({**body, "id": instance_id}, state.identity)
         require_exec_allowed(instance, state.config)
         entry = state.catalog.update(instance)
     except (ValidationError, ConflictError, DuplicateIdError, ApiError):
