@@ -9,7 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from registry.catalog import NOT_CHECKED, Catalog
+from registry.catalog import Catalog
+from registry.instances import NOT_CHECKED
 from registry.errors import (
     ConflictError,
     DuplicateIdError,

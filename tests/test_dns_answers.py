@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import Catalog, Snapshot
+from registry.catalog import Catalog
+from registry.snapshot import Snapshot
 from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity
 from registry.store import Store
 from resolver.dns import answers

@@ -25,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from registry.catalog import NOT_CHECKED, Catalog, Snapshot
+from registry.catalog import Catalog
+from registry.instances import NOT_CHECKED
+from registry.snapshot import Snapshot
 from registry.errors import NotFoundError
 from registry.health import ttl
 from registry.health.exec import probe_exec

@@ -34,7 +34,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from registry.catalog import Snapshot
+from registry.snapshot import Snapshot
 from registry.model import Entry
 from resolver.dns import answers, wire
 from resolver.dns.stats import DnsStats

@@ -29,7 +29,7 @@ import socket
 import time
 from typing import Any, Callable, Coroutine, Sequence
 
-from registry.catalog import Snapshot
+from registry.snapshot import Snapshot
 from resolver.dns import batchio, ratelimit, wire
 from resolver.dns.connections import DEFAULT_TOTAL, TcpConnections
 from resolver.dns.forward import Forwarder, RecursionPolicy, parse_hostport

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.catalog import Snapshot
+from registry.snapshot import Snapshot
 from registry.health.runner import HealthRunner
 from registry.health.ttl import status_for_verb
 from registry.model import Status

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.catalog import Snapshot
+from registry.snapshot import Snapshot
 from registry.errors import ConflictError, DuplicateIdError, NotFoundError, ValidationError
 from registry.model import CheckKind, Entry, Instance, Status
 from registry.schema import parse_registration
