@@ -26,7 +26,7 @@ import dns_zone  # noqa: E402
 
 def serve_pilotfish(port: int) -> None:
     from registry.catalog import Catalog
-    from registry.model import Instance, NodeIdentity
+    from registry.model import Instance, NodeIdentity, Source
     from registry.store import Store
     from resolver.dns.server import DnsServer
 
@@ -36,7 +36,7 @@ def serve_pilotfish(port: int) -> None:
             catalog = Catalog(store, NodeIdentity(dns_zone.NS_NODE, dns_zone.NS_ADDRESS), dns_zone.DOMAIN)
             registered = [
                 Instance(id=f"{i.service}-{i.port}", name=i.service, node=dns_zone.NS_NODE, address=i.address,
-                         port=i.port, source="file:bench.yaml")
+                         port=i.port, source=Source.file("bench.yaml"))
                 for i in dns_zone.instances()
             ]
             catalog.apply_file("bench.yaml", registered)

@@ -25,7 +25,19 @@ from registry.errors import (
     StorageError,
 )
 from registry.instances import InstanceTable
-from registry.model import CheckState, ConflictRule, ConflictType, Entry, Instance, Node, NodeIdentity, NodeState, Status
+from registry.model import (
+    CheckState,
+    ConflictRule,
+    ConflictType,
+    Entry,
+    Instance,
+    Node,
+    NodeIdentity,
+    NodeState,
+    Source,
+    SourceKind,
+    Status,
+)
 from registry.ratelog import RateLimitedLog
 from registry.snapshot import Change, Key, Snapshot, SnapshotHolder
 from registry.store import HealthRow, Store
@@ -110,13 +122,14 @@ class Catalog(SnapshotHolder):
         when an incumbent is in the way; the file's previous instances stay.
         """
         old_keys = self._keys_by_file.get(path, {})
+        source = Source.file(path)
         seen: set[Key] = set()
         for instance in instances:
             if instance.key in seen:
-                self._reject_file(path, DuplicateIdError(instance.id, instance.node, f"file:{path}"))
+                self._reject_file(path, DuplicateIdError(instance.id, instance.node, source))
             seen.add(instance.key)
             holder = self._table.instances.get(instance.key)
-            if holder is not None and holder.source != f"file:{path}":
+            if holder is not None and holder.source != source:
                 self._reject_file(path, DuplicateIdError(instance.id, instance.node, holder.source))
             self._reject_if_check_taken(path, instance, old_keys)
         # Only what the edit changed is swapped: a one-line edit of a 20,000-instance
@@ -143,14 +156,14 @@ class Catalog(SnapshotHolder):
             self._table.put(instance)
         self._file_errors.pop(path, None)
         self._pending_events.append(
-            ("registration", f"file:{path}", {"path": path, "instances": [i.id for i in instances]})
+            ("registration", str(Source.file(path)), {"path": path, "instances": [i.id for i in instances]})
         )
         self._publish_change()
 
     def reject_file(self, path: str, problems: list[Problem]) -> None:
         """Record a file that failed to parse; what it registered before stays."""
         self._file_errors[path] = tuple(problems)
-        self._pending_events.append(("rejection", f"file:{path}", {"problems": [p.to_dict() for p in problems]}))
+        self._pending_events.append(("rejection", str(Source.file(path)), {"problems": [p.to_dict() for p in problems]}))
         self._publish_change()
 
     def _reject_file(self, path: str, error: ConflictError | DuplicateIdError) -> None:
@@ -176,7 +189,7 @@ class Catalog(SnapshotHolder):
         for instance in old:
             self._table.drop(instance)
         if keys:
-            self._pending_events.append(("deregistration", f"file:{path}", {"path": path, "instances": [k[1] for k in keys]}))
+            self._pending_events.append(("deregistration", str(Source.file(path)), {"path": path, "instances": [k[1] for k in keys]}))
         self._publish_change()
 
     def files(self) -> list[str]:
@@ -207,7 +220,7 @@ class Catalog(SnapshotHolder):
         write is durable and visible to every reader at once.
         """
         existing = self._table.instances.get(instance.key)
-        if existing is not None and existing.source != "api":
+        if existing is not None and existing.source.kind is not SourceKind.API:
             raise DuplicateIdError(instance.id, instance.node, existing.source)
         for check in instance.checks:
             owner = self._table.check_owner(check.id)
@@ -237,7 +250,7 @@ class Catalog(SnapshotHolder):
         existing = self._table.instances.get(instance.key)
         if existing is None:
             raise NotFoundError("instance", instance.id)
-        if existing.source != "api":
+        if existing.source.kind is not SourceKind.API:
             raise ReadOnlyError(instance.id, existing.source)
         entry, _ = self.register(instance)
         return entry
@@ -247,7 +260,7 @@ class Catalog(SnapshotHolder):
         existing = self._table.instances.get(key)
         if existing is None:
             raise NotFoundError("instance", instance_id)
-        if existing.source != "api":
+        if existing.source.kind is not SourceKind.API:
             raise ReadOnlyError(instance_id, existing.source)
         self.store.delete_registration(key[0], key[1], ("deregistration", f"api:{instance_id}", {"reason": reason}))
         self._conflicts.replace([existing], [])
@@ -264,13 +277,12 @@ class Catalog(SnapshotHolder):
         existing = self._table.instances.get(key)
         if existing is None:
             return None
-        if existing.source == "api":
+        if existing.source.kind is SourceKind.API:
             return self.deregister(instance_id, node, reason)
-        path = existing.source.removeprefix("file:")
-        self._keys_by_file.get(path, {}).pop(key, None)
+        self._keys_by_file.get(existing.source.path, {}).pop(key, None)
         self._conflicts.replace([existing], [])
         self._table.drop(existing)
-        self._pending_events.append(("deregistration", existing.source, {"id": instance_id, "reason": reason}))
+        self._pending_events.append(("deregistration", str(existing.source), {"id": instance_id, "reason": reason}))
         self._publish_change()
         return existing
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from registry.errors import Problem, ValidationError
-from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity, Transport, format_duration
+from registry.model import API, CheckKind, CheckSpec, Instance, NodeIdentity, Source, Transport, format_duration
 from registry.wellknown import WELL_KNOWN
 from registry.textfile import DEFAULT_MAX_BYTES, read_text
 from registry.yamldoc import FieldPath, LocatedDoc, collector_paused, compose, dotted, kind_of, quoted, unclean
@@ -76,7 +76,7 @@ def parse_duration(text: str) -> float:
 class _Validator:
     """Walks one document, collecting every problem rather than stopping at the first."""
 
-    def __init__(self, path: str, located: LocatedDoc, identity: NodeIdentity, source: str) -> None:
+    def __init__(self, path: str, located: LocatedDoc, identity: NodeIdentity, source: Source) -> None:
         self.path = path
         self.located = located
         self.identity = identity
@@ -474,7 +474,7 @@ def load_text(text: str, path: str, identity: NodeIdentity) -> list[Instance]:
     located = compose(text, path)
     if located.problems:
         raise ValidationError(located.problems)
-    validator = _Validator(path, located, identity, f"file:{path}")
+    validator = _Validator(path, located, identity, Source.file(path))
     with collector_paused():
         instances = validator.document(located.value)
     if validator.problems:
@@ -488,7 +488,7 @@ def load_file(path: str | Path, identity: NodeIdentity, max_bytes: int = DEFAULT
     return load_text(read_text(path, max_bytes), path, identity)
 
 
-def parse_registration(body: Any, identity: NodeIdentity, source: str = "api") -> Instance:
+def parse_registration(body: Any, identity: NodeIdentity, source: Source = API) -> Instance:
     """One instance from a JSON request body (same fields as a YAML registration)."""
     located = LocatedDoc()
     validator = _Validator(API_PATH, located, identity, source)

@@ -19,7 +19,7 @@ from registry.errors import (
     StorageError,
     ValidationError,
 )
-from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeIdentity, NodeState, Status
+from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeIdentity, NodeState, Source, Status
 from registry.schema import load_text, parse_registration
 from registry.store import Store
 
@@ -239,7 +239,7 @@ def file_instances(count: int, path: str, first_port: int = 10_000) -> list[Inst
     return [
         Instance(
             id=f"i{n}", name=f"svc{n % 100}", node="host1", address="10.0.0.5", port=first_port if n == 0 else 20_000 + n,
-            checks=(CheckSpec(f"i{n}:tcp", CheckKind.TCP, f"127.0.0.1:{20_000 + n}"),), source=f"file:{path}",
+            checks=(CheckSpec(f"i{n}:tcp", CheckKind.TCP, f"127.0.0.1:{20_000 + n}"),), source=Source.file(path),
         )
         for n in range(count)
     ]
@@ -279,7 +279,7 @@ def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintena
         catalog.apply_file("/srv/services.d/db2.yaml", load_text(text.replace("web", "db").replace("8080", "5432"),
                                                                   "/srv/services.d/db2.yaml", DEFAULTS))
     moved = catalog.current.entry("web-8080")
-    assert moved is not None and moved.instance.source == f"file:{new}"
+    assert moved is not None and moved.instance.source == Source.file(new)
     assert (moved.status, moved.checks[0].output) == (Status.PASSING, "connected")
     assert [e.instance.id for e in catalog.current.answerable("web")] == ["web-8080"]
     drained = catalog.current.entry("db-5432")

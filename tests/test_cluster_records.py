@@ -32,7 +32,7 @@ from registry.cluster.records import (
     node_key,
     parse_key,
 )
-from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
+from registry.model import CLUSTER, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
 from registry.schema import load_text
 
 P = "/pilotfish/"
@@ -178,7 +178,7 @@ def test_an_instance_comes_back_as_its_owner_held_it_but_from_the_cluster() -> N
     for entry in rich_entries():
         decoded = decode_record(P, instance_key(P, "web1", entry.instance.id), encode_instance(entry))
         assert isinstance(decoded, Entry)
-        assert decoded.instance == dataclasses.replace(entry.instance, source="cluster")
+        assert decoded.instance == dataclasses.replace(entry.instance, source=CLUSTER)
         assert (decoded.status, decoded.checks, decoded.maintenance_reason) == (
             entry.status, entry.checks, entry.maintenance_reason,
         )

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry.catalog import Catalog
-from registry.model import Instance, NodeIdentity
+from registry.model import Instance, NodeIdentity, Source
 from registry.store import Store
 from resolver.dns import responder as responder_module
 from resolver.dns import wire
@@ -25,7 +25,7 @@ from resolver.dns.responder import Responder
 from resolver.dns.stats import DnsStats
 
 
-FILE = {"redis": "file:a.yaml", "web": "file:b.yaml"}
+FILE = {"redis": Source.file("a.yaml"), "web": Source.file("b.yaml")}
 
 
 def ask(responder: Responder, name: str, rdtype: str = "A") -> dns.message.Message:
@@ -75,7 +75,7 @@ def big_service_responder(tmp_path: Path, count: int = 60) -> Responder:
     """A responder over one service `big` of `count` instances: 60 is past any UDP reply, 25 fits 1232 bytes."""
     catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     catalog.apply_file("a.yaml", [
-        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(count)
+        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source=Source.file("a.yaml")) for i in range(count)
     ])
     return Responder(lambda: catalog.current, 5, False, DnsStats())
 
@@ -163,8 +163,8 @@ def test_odd_catalog_content_never_raises_per_query(tmp_path: Path, caplog: pyte
     catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     long_node = "n" * 70
     catalog.apply_file("a.yaml", [
-        Instance("odd-1", "odd", "n1", "10.0.0.2", 80, meta={"note": "bad \ud800 text"}, source="file:a.yaml"),
-        Instance("far-1", "far", long_node, "10.0.0.3", 80, address_is_node=True, source="file:a.yaml"),
+        Instance("odd-1", "odd", "n1", "10.0.0.2", 80, meta={"note": "bad \ud800 text"}, source=Source.file("a.yaml")),
+        Instance("far-1", "far", long_node, "10.0.0.3", 80, address_is_node=True, source=Source.file("a.yaml")),
     ])
     responder = Responder(lambda: catalog.current, 5, False, DnsStats())
     for i in range(50):
@@ -201,7 +201,7 @@ def hostile_responders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     path = tmp_path_factory.mktemp("hostile")
     catalog = Catalog(Store(path / "p.db"), NodeIdentity("n1", "10.0.0.1"))
     catalog.apply_file("a.yaml", [
-        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, meta={"k": "v" * 300}, source="file:a.yaml")
+        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, meta={"k": "v" * 300}, source=Source.file("a.yaml"))
         for i in range(25)
     ])
     yield (Responder(lambda: catalog.current, 5, False, DnsStats()),

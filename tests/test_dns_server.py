@@ -33,7 +33,7 @@ import psutil
 import pytest
 
 from registry.catalog import Catalog
-from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity
+from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity, Source
 from registry.store import Store
 from resolver.config import default_address
 from resolver.dns import batchio
@@ -117,7 +117,7 @@ def serve(loop_thread: LoopThread, catalog: Catalog, listen: Sequence[str] = ("1
 def new_catalog(path: Path, domain: str = "internal", instances: Sequence[Instance] = BASE) -> Catalog:
     catalog = Catalog(Store(path / "pilotfish.db"), NODE, domain)
     file = str(path / "services.yaml")
-    catalog.apply_file(file, [replace(i, source=f"file:{file}") for i in instances])
+    catalog.apply_file(file, [replace(i, source=Source.file(file)) for i in instances])
     return catalog
 
 
@@ -580,8 +580,8 @@ def test_readme_dig_example_is_what_the_server_answers(tmp_path: Path, loop_thre
     expected = sorted(" ".join(line.split()) for line in shown)
     catalog = Catalog(Store(tmp_path / "p.db"), NodeIdentity("web1", "10.0.0.5"))
     catalog.apply_file("redis.yaml", [
-        Instance("redis-primary", "redis", "web1", "10.0.0.5", 6379, address_is_node=True, source="file:redis.yaml"),
-        Instance("redis-replica", "redis", "web1", "10.0.0.6", 6380, source="file:redis.yaml"),
+        Instance("redis-primary", "redis", "web1", "10.0.0.5", 6379, address_is_node=True, source=Source.file("redis.yaml")),
+        Instance("redis-replica", "redis", "web1", "10.0.0.6", 6380, source=Source.file("redis.yaml")),
     ])
     served = serve(loop_thread, catalog)
     try:

@@ -159,7 +159,7 @@ checks:
     assert instance.node == "host1" and instance.address == "10.0.0.5" and instance.address_is_node
     assert instance.url == "redis://10.0.0.5:6379"
     assert instance.transport is Transport.TCP
-    assert instance.source == "file:/etc/pilotfish/services.d/redis.yaml"
+    assert str(instance.source) == "file:/etc/pilotfish/services.d/redis.yaml"
     # Scalars keep the text the operator wrote: version 1.10 is not the float 1.1.
     assert instance.version == "1.10"
     assert dict(instance.meta) == {"team": "platform", "replicas": "2", "enabled": "yes"}

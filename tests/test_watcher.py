@@ -227,7 +227,7 @@ def test_mv_of_a_file_keeps_check_results_and_maintenance(catalog: Catalog, tmp_
             (tmp_path / "a.yaml").replace(tmp_path / "b.yaml")
             await until(lambda: catalog.files() == [str(tmp_path / "b.yaml")])
             entry = catalog.current.entry("web-8080")
-            assert entry is not None and entry.instance.source == f"file:{tmp_path / 'b.yaml'}"
+            assert entry is not None and str(entry.instance.source) == f"file:{tmp_path / 'b.yaml'}"
             assert (entry.status, entry.maintenance_reason, entry.checks[0].output) == (
                 Status.MAINTENANCE, "resharding", "connected"
             )

@@ -32,7 +32,7 @@ from typing import Any, Callable, cast
 
 from registry.errors import ConfigValueError, RegistryError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
-from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
+from registry.model import CLUSTER, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
 from registry.schema import DNS_LABEL, INSTANCE_ID, SERVICE_FIELDS, parse_registration
 from registry.store import VALUE_TYPES, cast_value
 
@@ -61,7 +61,8 @@ CONTROL_IN_JSON = re.compile(
 # ASCII-only encoder); only when the text has one is the value walked for a lone one.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-CLUSTER_SOURCE = "cluster"
+# A conflict rule read from etcd says so in its `source` (rule sources are labels).
+CLUSTER_RULE_SOURCE = "cluster"
 
 NODES = "nodes/"
 INSTANCES = "instances/"
@@ -393,7 +394,7 @@ def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
         # The address came from the node: register without one so the instance says so.
         del registration["address"]
     try:
-        instance = parse_registration(registration, NodeIdentity(where.node, address), source=CLUSTER_SOURCE)
+        instance = parse_registration(registration, NodeIdentity(where.node, address), source=CLUSTER)
     except ValidationError as exc:
         raise _Refused("; ".join(f"{p.field}: {p.message}" for p in exc.problems)) from None
     # The validator reads "1000...0s" (400 digits) as infinity, which no reader can print.
@@ -444,7 +445,7 @@ def _conflict(where: ConflictKey, body: dict[str, Any]) -> ConflictRule:
     reason = _text(body, "reason")
     if not reason.strip():
         raise _Refused("reason: missing")
-    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, source=CLUSTER_SOURCE)
+    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, source=CLUSTER_RULE_SOURCE)
 
 
 def _config(where: ConfigKey, body: dict[str, Any]) -> ConfigRecord:

@@ -37,7 +37,7 @@ from registry.health.outcome import Outcome, truncate
 from registry.health.risefall import RiseFall
 from registry.health.systemd import probe_systemd
 from registry.health.tcp import probe_tcp
-from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, Status
+from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, SourceKind, Status
 
 log = logging.getLogger(__name__)
 
@@ -301,9 +301,9 @@ class HealthRunner:
         Checked at every run rather than at registration, so that registrations
         restored from SQLite and a reload that withdraws the permission are covered.
         """
-        if instance.source.startswith("file:"):
+        if instance.source.kind is SourceKind.FILE:
             return True
-        return instance.source == "api" and self.exec_from_api
+        return instance.source.kind is SourceKind.API and self.exec_from_api
 
     def _probe_failed(self, check: _Check, exc: Exception) -> Outcome:
         spec = check.spec

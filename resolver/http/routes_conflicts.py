@@ -76,7 +76,7 @@ async def service_conflicts(request: web.Request) -> web.Response:
             {
                 "id": e.instance.id,
                 "node": e.instance.node,
-                "source": e.instance.source,
+                "source": str(e.instance.source),
                 "address": e.instance.address,
                 "port": e.instance.port,
             }
