@@ -10,21 +10,15 @@ never this module. The bookkeeping of one instance's change lives in
 
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from registry import events
 from registry.conflicts import ConflictIndex, RuleBook
-from registry.errors import (
-    ConflictError,
-    DuplicateIdError,
-    NotFoundError,
-    Problem,
-    ReadOnlyError,
-    StorageError,
-)
+from registry.errors import ConflictError, DuplicateIdError, NotFoundError, Problem, ReadOnlyError
 from registry.instances import InstanceTable
+from registry.journal import Journal
 from registry.model import (
     CheckState,
     ConflictRule,
@@ -38,18 +32,8 @@ from registry.model import (
     SourceKind,
     Status,
 )
-from registry.ratelog import RateLimitedLog
 from registry.snapshot import Change, Key, Snapshot, SnapshotHolder
 from registry.store import HealthRow, Store
-
-log = logging.getLogger("pilotfish.catalog")
-
-# Events and health rows a refused write (a full or read-only disk) leaves waiting for
-# the next try; past this the oldest go, and the log says how many.
-UNSAVED_LIMIT = 10_000
-# A refused write is tried again with the first change this long after it, not with
-# every change: on a full disk each try costs a failed transaction.
-UNSAVED_RETRY = 1.0
 
 
 class Catalog(SnapshotHolder):
@@ -79,12 +63,7 @@ class Catalog(SnapshotHolder):
         # A batch that changed nothing publishes nothing: a new index would wake
         # every blocking query and empty every reader cache for no reason.
         self._changed_in_batch = False
-        self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
-        self._pending_health: list[HealthRow] = []
-        self._save_retry_at = 0.0
-        self._unsaved_log = RateLimitedLog(
-            log, logging.ERROR, "events and health states not saved; the catalog goes on without them"
-        )
+        self._journal = Journal(store)
         super().__init__(Snapshot.first(self.domain, identity.node, self.answer_statuses, self._change()))
 
     # -- the writer's view -------------------------------------------------
@@ -155,15 +134,13 @@ class Catalog(SnapshotHolder):
         for instance in arriving:
             self._table.put(instance)
         self._file_errors.pop(path, None)
-        self._pending_events.append(
-            ("registration", str(Source.file(path)), {"path": path, "instances": [i.id for i in instances]})
-        )
+        self._journal.record(events.file_applied(path, [i.id for i in instances]))
         self._publish_change()
 
     def reject_file(self, path: str, problems: list[Problem]) -> None:
         """Record a file that failed to parse; what it registered before stays."""
         self._file_errors[path] = tuple(problems)
-        self._pending_events.append(("rejection", str(Source.file(path)), {"problems": [p.to_dict() for p in problems]}))
+        self._journal.record(events.file_rejected(path, problems))
         self._publish_change()
 
     def _reject_file(self, path: str, error: ConflictError | DuplicateIdError) -> None:
@@ -189,7 +166,7 @@ class Catalog(SnapshotHolder):
         for instance in old:
             self._table.drop(instance)
         if keys:
-            self._pending_events.append(("deregistration", str(Source.file(path)), {"path": path, "instances": [k[1] for k in keys]}))
+            self._journal.record(events.file_removed(path, [key[1] for key in keys]))
         self._publish_change()
 
     def files(self) -> list[str]:
@@ -229,12 +206,12 @@ class Catalog(SnapshotHolder):
         old = [existing] if existing is not None else []
         conflict = self._conflicts.replace(old, [instance])
         if conflict is not None:
-            self.store.append_event("rejection", f"api:{instance.id}", {"error": conflict.to_dict()})
+            self.store.append_event(events.api_refused(instance.id, conflict))
             raise conflict
-        kind = "registration" if existing is None else "update"
+        body = stored_body(instance)
         try:
             self.store.save_registration(
-                instance.node, instance.id, stored_body(instance), (kind, f"api:{instance.id}", stored_body(instance))
+                instance.node, instance.id, body, events.api_registered(instance.id, body, replaced=existing is not None)
             )
         except Exception:
             self._conflicts.replace([instance], old)
@@ -262,7 +239,7 @@ class Catalog(SnapshotHolder):
             raise NotFoundError("instance", instance_id)
         if existing.source.kind is not SourceKind.API:
             raise ReadOnlyError(instance_id, existing.source)
-        self.store.delete_registration(key[0], key[1], ("deregistration", f"api:{instance_id}", {"reason": reason}))
+        self.store.delete_registration(key[0], key[1], events.api_deregistered(instance_id, reason))
         self._conflicts.replace([existing], [])
         self._table.drop(existing)
         self._publish_change()
@@ -282,7 +259,7 @@ class Catalog(SnapshotHolder):
         self._keys_by_file.get(existing.source.path, {}).pop(key, None)
         self._conflicts.replace([existing], [])
         self._table.drop(existing)
-        self._pending_events.append(("deregistration", str(existing.source), {"id": instance_id, "reason": reason}))
+        self._journal.record(events.expired(existing, reason))
         self._publish_change()
         return existing
 
@@ -347,15 +324,8 @@ class Catalog(SnapshotHolder):
         entry = self._table.refresh(key)
         check_changed = previous is None or previous.status is not state.status
         if check_changed:
-            detail = {"check": state.check_id, "from": previous.status.value if previous else None, "to": state.status.value, "output": state.output}
-            if event:
-                detail.update(event)
-            # Written with the snapshot that shows it (one transaction per publish),
-            # so a burst of check results at start-up costs one fsync, not thousands.
-            self._pending_health.append(
-                HealthRow(key[0], key[1], state.check_id, state.status, state.output, state.updated)
-            )
-            self._pending_events.append(("health", key[1], detail))
+            self._journal.record_health(HealthRow(key[0], key[1], state.check_id, state.status, state.output, state.updated))
+            self._journal.record(events.check_changed(key[1], state, previous, event))
         elif entry.status is before:
             # Same status, new output: the writer's entry is current now and the next
             # snapshot carries it; it is not worth a new index on its own.
@@ -368,7 +338,7 @@ class Catalog(SnapshotHolder):
         if key not in self._table.instances:
             raise NotFoundError("instance", instance_id)
         entry = self._table.set_maintenance(key, reason)
-        self._pending_events.append(("maintenance", instance_id, {"on": reason is not None, "reason": reason}))
+        self._journal.record(events.maintenance(instance_id, reason))
         self._publish_change()
         return entry
 
@@ -379,7 +349,7 @@ class Catalog(SnapshotHolder):
         if node.state is state and node.reason == reason:
             return node
         self._table.set_node_state(name, state, reason)
-        self._pending_events.append(("node", name, {"from": node.state.value, "to": state.value, "reason": reason}))
+        self._journal.record(events.node_changed(name, node.state, state, reason))
         self._publish_change()
         return self._table.nodes[name]
 
@@ -391,34 +361,13 @@ class Catalog(SnapshotHolder):
             self._publish()
 
     def _publish(self) -> None:
-        if (self._pending_events or self._pending_health) and time.monotonic() >= self._save_retry_at:
-            self._save_pending()
+        self._journal.flush()
         self._changed_in_batch = False
         self.swap(self.current.successor(self._change()))
 
     def _change(self) -> Change:
         table = self._table
         return Change(table.take_changes(), table.nodes, tuple(self._rules), self._file_errors)
-
-    def _save_pending(self) -> None:
-        """Write the events and health rows of this change, or keep them for the next.
-
-        What they record has already happened (a file applied, a check failed), so a
-        refused write must not stop the snapshot that shows it: SQLite only keeps the
-        history and the health states restored at the next start. API registrations
-        never wait here: `register` commits them before it changes anything.
-        """
-        events, self._pending_events = self._pending_events, []
-        health, self._pending_health = self._pending_health, []
-        try:
-            self.store.write_batch(events, health)
-        except StorageError as exc:
-            self._pending_events = events[-UNSAVED_LIMIT:]
-            self._pending_health = health[-UNSAVED_LIMIT:]
-            dropped = len(events) + len(health) - len(self._pending_events) - len(self._pending_health)
-            self._save_retry_at = time.monotonic() + UNSAVED_RETRY
-            waiting = len(self._pending_events) + len(self._pending_health)
-            self._unsaved_log.note(error=str(exc), fault=exc.fault.value, waiting=waiting, dropped=dropped)
 
 
 def stored_body(instance: Instance) -> dict[str, Any]:

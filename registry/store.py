@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Concatenate, ParamSpec, Sequence, TypeVar
 
+from registry import events
 from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import ConfigValueError, NotFoundError, StorageError, StorageFault
+from registry.events import Event, LoggedEvent
 from registry.model import ConflictRule, ConflictType, Status
 
 SCHEMA_VERSION = 1
@@ -153,18 +155,6 @@ class ConfigValue:
 
     def to_dict(self) -> dict[str, object]:
         return {"key": self.key, "value": self.value, "value_type": self.value_type, "scope": self.scope}
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    ts: float
-    kind: str
-    subject: str
-    detail: dict[str, Any]
-
-    def to_dict(self) -> dict[str, object]:
-        return {"seq": self.seq, "ts": self.ts, "kind": self.kind, "subject": self.subject, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -341,7 +331,7 @@ class Store:
     # -- registrations ----------------------------------------------------
 
     @_translated
-    def save_registration(self, node: str, instance_id: str, body: dict[str, Any], event: tuple[str, str, dict[str, Any]] | None = None) -> None:
+    def save_registration(self, node: str, instance_id: str, body: dict[str, Any], event: Event | None = None) -> None:
         now = time.time()
         with self._transaction():
             self._db.execute(
@@ -350,16 +340,16 @@ class Store:
                 (node, instance_id, json.dumps(body, sort_keys=True), now, now),
             )
             if event:
-                self._append(now, *event)
+                self._append(now, event)
 
     @_translated
-    def delete_registration(self, node: str, instance_id: str, event: tuple[str, str, dict[str, Any]] | None = None) -> bool:
+    def delete_registration(self, node: str, instance_id: str, event: Event | None = None) -> bool:
         now = time.time()
         with self._transaction():
             cursor = self._db.execute("DELETE FROM registrations WHERE node = ? AND id = ?", (node, instance_id))
             self._db.execute("DELETE FROM health WHERE node = ? AND instance_id = ?", (node, instance_id))
             if cursor.rowcount and event:
-                self._append(now, *event)
+                self._append(now, event)
         return cursor.rowcount > 0
 
     @_translated
@@ -378,7 +368,7 @@ class Store:
                 "INSERT OR IGNORE INTO conflict_rules (a, b, type, reason, source) VALUES (?, ?, ?, ?, ?)",
                 (rule.a, rule.b, rule.type.value, rule.reason, source),
             )
-            self._append(time.time(), "conflict_rule", f"{rule.a}/{rule.b}", rule.to_dict())
+            self._append(time.time(), events.rule_added(rule))
         row = self._db.execute("SELECT * FROM conflict_rules WHERE a = ? AND b = ?", (rule.a, rule.b)).fetchone()
         return self._rule(row)
 
@@ -389,7 +379,7 @@ class Store:
             raise NotFoundError("conflict rule", str(rule_id))
         with self._transaction():
             self._db.execute("DELETE FROM conflict_rules WHERE id = ?", (rule_id,))
-            self._append(time.time(), "conflict_rule_deleted", f"{row['a']}/{row['b']}", {"id": rule_id})
+            self._append(time.time(), events.rule_deleted(row["a"], row["b"], rule_id))
         return self._rule(row)
 
     @_translated
@@ -472,28 +462,28 @@ class Store:
     # -- events -----------------------------------------------------------
 
     @_translated
-    def append_event(self, kind: str, subject: str, detail: dict[str, Any]) -> None:
+    def append_event(self, event: Event) -> None:
         with self._transaction():
-            self._append(time.time(), kind, subject, detail)
+            self._append(time.time(), event)
 
     @_translated
-    def write_batch(self, events: list[tuple[str, str, dict[str, Any]]], health: Sequence[HealthRow] = ()) -> None:
+    def write_batch(self, logged: Sequence[Event], health: Sequence[HealthRow] = ()) -> None:
         """Events and health rows of one catalog change, in one transaction (one fsync)."""
         now = time.time()
         with self._transaction():
             for row in health:
                 self._save_health(row)
-            for kind, subject, detail in events:
-                self._append(now, kind, subject, detail)
+            for event in logged:
+                self._append(now, event)
 
-    def _append(self, ts: float, kind: str, subject: str, detail: dict[str, Any]) -> None:
+    def _append(self, ts: float, event: Event) -> None:
         self._db.execute(
             "INSERT INTO events (ts, kind, subject, detail) VALUES (?, ?, ?, ?)",
-            (ts, kind, subject, json.dumps(detail, sort_keys=True, default=str)),
+            (ts, event.kind.value, event.subject, json.dumps(event.detail, sort_keys=True, default=str)),
         )
 
     @_translated
-    def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[Event]:
+    def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[LoggedEvent]:
         """Newest first; page with `before` = the smallest `seq` of the previous page."""
         clauses, params = [], []  # type: list[str], list[Any]
         if before is not None:
@@ -504,7 +494,7 @@ class Store:
             params.append(kind)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(f"SELECT * FROM events {where} ORDER BY seq DESC LIMIT ?", (*params, limit))
-        return [Event(r["seq"], r["ts"], r["kind"], r["subject"], json.loads(r["detail"])) for r in rows]
+        return [LoggedEvent(r["seq"], r["ts"], r["kind"], r["subject"], json.loads(r["detail"])) for r in rows]
 
 
 class _Transaction:

@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 
 from registry.catalog import Catalog
+from registry.events import Event, EventKind
 from registry.instances import NOT_CHECKED
 from registry.errors import (
     ConflictError,
@@ -315,7 +316,7 @@ def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path,
         assert len(catalog.current.query("big")) == registered  # the refused one is not served
         with pytest.raises(StorageError):
             for n in range(10_000):  # and the last free bytes of its pages
-                store.append_event("filler", str(n), {})
+                store.append_event(Event(EventKind.HEALTH, str(n), {}))
         # A file change (and a health result) is what happened, whatever SQLite says:
         # it is served, and its event waits for the next write that succeeds.
         catalog.apply_file("/srv/web.yaml", load_text("name: web\nport: 80\n", "/srv/web.yaml", DEFAULTS))
