@@ -7,6 +7,7 @@ reference back into the mutable writer state.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
@@ -217,6 +218,14 @@ class Instance:
             "checks": [check.to_dict() for check in self.checks],
             **({"ttl": format_duration(self.ttl)} if self.ttl is not None else {}),
         }
+
+
+# The fields a registration sets, in Instance's order: the one list the validator
+# accepts, registration_dict writes, and the OpenAPI `Registration` and the README's
+# schema describe (tests/test_registration_fields.py ties those to it).
+REGISTRATION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Instance) if f.name not in ("source", "address_is_node", "key")
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ Nothing here touches the catalog or the store: the output is `Instance` values o
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import re
 import shlex
@@ -24,15 +23,22 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from registry.errors import Problem, ValidationError
-from registry.model import API, CheckKind, CheckSpec, Instance, NodeIdentity, Source, Transport, format_duration
-from registry.wellknown import WELL_KNOWN
+from registry.fields import FieldReader, alternatives
+from registry.model import (
+    API,
+    REGISTRATION_FIELDS,
+    CheckKind,
+    CheckSpec,
+    Instance,
+    NodeIdentity,
+    Source,
+    Transport,
+    format_duration,
+)
 from registry.textfile import DEFAULT_MAX_BYTES, read_text
+from registry.wellknown import WELL_KNOWN
 from registry.yamldoc import FieldPath, LocatedDoc, collector_paused, compose, dotted, kind_of, quoted, unclean
 
-SERVICE_FIELDS = (
-    "id", "name", "node", "address", "port", "protocol", "transport", "endpoint_path", "version",
-    "tags", "meta", "weight", "priority", "discoverable", "checks", "ttl",
-)
 CHECK_KINDS = tuple(kind.value for kind in CheckKind)
 CHECK_COMMON = ("id", "name", "interval", "timeout", "rise", "fall", "deregister_after")
 HTTP_ONLY = ("method", "headers", "status", "tls_skip_verify", "body")
@@ -48,12 +54,7 @@ META_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 SYSTEMD_UNIT = re.compile(r"[A-Za-z0-9:_.@\\-]{1,256}")
 HTTP_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")
-DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+")
-DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-# Longer than any interval, TTL or wait means anything; 400 nines would otherwise
-# parse to infinity and break every reader that formats it.
-MAX_DURATION = 365 * 24 * 3600.0
+TRANSPORTS = tuple(transport.value for transport in Transport)
 # Top-level keys that only hold anchors for `<<: *name` merges, as Docker Compose's
 # `x-` extension fields do; the registry ignores them.
 EXTENSION_PREFIX = "x-"
@@ -61,116 +62,13 @@ API_PATH = "<request>"
 CHECK_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CheckSpec)}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in `10s`, `500ms`, `5m`, `1h30m`; ValueError with a readable reason otherwise."""
-    if not DURATION.fullmatch(text):
-        raise ValueError(f"{quoted(text)} is not a duration (use a unit: 500ms, 10s, 5m, 1h)")
-    seconds = sum(float(n) * UNIT_SECONDS[unit] for n, unit in DURATION_PART.findall(text))
-    if not seconds <= MAX_DURATION:  # also catches inf and nan
-        raise ValueError(f"{quoted(text)} is longer than the limit of one year ({format_duration(MAX_DURATION)})")
-    if seconds <= 0:
-        raise ValueError(f"{quoted(text)} must be longer than zero")
-    return seconds
-
-
-class _Validator:
+class _Validator(FieldReader):
     """Walks one document, collecting every problem rather than stopping at the first."""
 
     def __init__(self, path: str, located: LocatedDoc, identity: NodeIdentity, source: Source) -> None:
-        self.path = path
-        self.located = located
+        super().__init__(path, located)
         self.identity = identity
         self.source = source
-
-    @property
-    def problems(self) -> list[Problem]:
-        return self.located.problems
-
-    def problem(self, at: FieldPath, message: str) -> None:
-        line = None
-        for depth in range(len(at), -1, -1):
-            line = self.located.lines.get(at[:depth])
-            if line is not None:
-                break
-        self.problems.append(Problem(self.path, line, dotted(at) or "(top)", message))
-
-    # -- scalar helpers: each returns None after recording a problem --------
-
-    def string(self, value: Any, at: FieldPath, pattern: re.Pattern[str] | None = None, rule: str = "") -> str | None:
-        if not isinstance(value, str):
-            self.problem(at, f"must be a string, not {kind_of(value)}")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.problem(at, f"{quoted(value)} {rule}")
-            return None
-        return value
-
-    def text(self, value: Any, at: FieldPath) -> str | None:
-        """A free-form string that YAML may have typed as a number (`version: 1.10`)."""
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            raw = self.located.raw.get(at)
-            if raw is not None:
-                return raw
-            if isinstance(value, int):
-                return str(value)
-        self.problem(at, f"must be a string, not {kind_of(value)}")
-        return None
-
-    def integer(self, value: Any, at: FieldPath, low: int, high: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(at, f"must be an integer, not {kind_of(value)}")
-            return None
-        if not low <= value <= high:
-            self.problem(at, f"{value} is outside {low}..{high}")
-            return None
-        return value
-
-    def boolean(self, value: Any, at: FieldPath) -> bool | None:
-        if not isinstance(value, bool):
-            self.problem(at, f"must be true or false, not {kind_of(value)}")
-            return None
-        return value
-
-    def duration(self, value: Any, at: FieldPath) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, str):
-            hint = " (add a unit: 10s, 500ms, 5m)" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            self.problem(at, f"must be a duration string, not {kind_of(value)}{hint}")
-            return None
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.problem(at, str(exc))
-            return None
-
-    def mapping(self, value: Any, at: FieldPath, allowed: tuple[str, ...]) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping, not {kind_of(value)}")
-            return None
-        for key in value:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.problem(at + (key,), f"unknown key{hint}")
-        return value
-
-    def string_map(self, value: Any, at: FieldPath, key_pattern: re.Pattern[str]) -> dict[str, str] | None:
-        if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping of strings, not {kind_of(value)}")
-            return None
-        out = {}
-        for key, item in value.items():
-            if not key_pattern.fullmatch(key):
-                self.problem(at + (key,), f"key {quoted(key)} must match {key_pattern.pattern}")
-                continue
-            text = self.text(item, at + (key,)) if not isinstance(item, bool) else self.located.raw.get(at + (key,))
-            if text is None:
-                if isinstance(item, bool):
-                    self.problem(at + (key,), f"must be a string, not {kind_of(item)}")
-                continue
-            out[key] = text
-        return out
 
     # -- documents ----------------------------------------------------------
 
@@ -211,7 +109,7 @@ class _Validator:
 
     def service(self, value: Any, at: FieldPath) -> Instance | None:
         before = len(self.problems)
-        data = self.mapping(value, at, SERVICE_FIELDS)
+        data = self.mapping(value, at, REGISTRATION_FIELDS)
         if data is None:
             return None
         # An explicit null (`ttl:` in YAML, "ttl": null in JSON) means "not set".
@@ -248,12 +146,9 @@ class _Validator:
         elif default is not None:
             fields["protocol"] = default.protocol
         if "transport" in data:
-            transport = self.string(data["transport"], at + ("transport",))
+            transport = self.choice(data["transport"], at + ("transport",), TRANSPORTS)
             if transport is not None:
-                if transport not in ("tcp", "udp"):
-                    self.problem(at + ("transport",), f"{quoted(transport)} must be tcp or udp")
-                else:
-                    fields["transport"] = Transport(transport)
+                fields["transport"] = Transport(transport)
         if "endpoint_path" in data:
             path = self.string(data["endpoint_path"], at + ("endpoint_path",))
             if path is not None and (path and not path.startswith("/") or any(c.isspace() for c in path)):
@@ -451,7 +346,7 @@ class _Validator:
         if "method" in data:
             method = self.string(data["method"], at + ("method",))
             if method is not None and method.upper() not in HTTP_METHODS:
-                self.problem(at + ("method",), f"{quoted(method)} must be one of {', '.join(HTTP_METHODS)}")
+                self.problem(at + ("method",), f"{quoted(method)} must be {alternatives(HTTP_METHODS)}")
             elif method is not None:
                 spec["method"] = method.upper()
         if "headers" in data:

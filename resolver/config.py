@@ -11,22 +11,21 @@ directory it was started from. Nothing here opens sockets or the store.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import psutil
 
 from registry.errors import Problem, ValidationError
+from registry.fields import FieldReader
 from registry.model import ConflictRule, ConflictType, NodeIdentity
 from registry.nodestate import NodeThresholds
-from registry.schema import parse_duration
 from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, parse_size, read_text
-from registry.yamldoc import compose, kind_of
+from registry.yamldoc import FieldPath, LocatedDoc, compose, kind_of
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,6 @@ class ConfigError(Exception):
 
 T = TypeVar("T")
 ListenAddress = tuple[str, int]
-Located = dict[tuple[str, ...], int]
 
 TOP_KEYS = (
     "node", "address", "domain", "services_dir", "state_dir", "dns", "http", "health", "conflicts", "node_health",
@@ -126,6 +124,7 @@ SECTION_KEYS = {
 # limits.check_interval can only raise the floor.
 MIN_CHECK_INTERVAL_FLOOR = 1.0
 RULE_KEYS = ("a", "b", "type", "reason")
+CONFLICT_TYPES = tuple(kind.value for kind in ConflictType)
 # Applied with `fullmatch` (`$` would let a final newline through).
 DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -180,81 +179,74 @@ def load_config(path: str | None) -> Config:
     Every problem in the file is reported at once, each as `file:line: key: message`.
     """
     if path is None:
-        return _build({}, {}, "<default>", Path.cwd(), None)
+        return _build(LocatedDoc(value={}), "<default>", Path.cwd(), None)
     try:
         # Read as registration files are (a regular file, size-capped, never blocking):
         # SIGHUP re-reads it on the event loop.
         text = read_text(path, DEFAULT_MAX_BYTES)
     except ValidationError as exc:
         raise ConfigError(exc.problems) from None
-    doc, lines = _compose(text, path)
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
+    located = compose(text, path)
+    if located.problems:
+        raise ConfigError(located.problems)
+    if located.value is None:
+        located.value = {}
+    if not isinstance(located.value, dict):
         raise ConfigError([Problem(path, 1, "(top)", "the config file must be a mapping of keys")])
-    return _build(doc, lines, path, Path(path).resolve().parent, str(Path(path).resolve()))
+    return _build(located, path, Path(path).resolve().parent, str(Path(path).resolve()))
 
 
-def _compose(text: str, path: str) -> tuple[Any, Located]:
-    """Plain Python values plus the line of every key, so errors can point at it."""
-    doc = compose(text, path)
-    if doc.problems:
-        raise ConfigError(doc.problems)
-    # The reader addresses list items by their index as text ("conflicts", "0", "a").
-    return doc.value, {tuple(str(part) for part in at): line for at, line in doc.lines.items()}
+class _Section:
+    """One mapping of the config file, read key by key; a key absent or null reads as None (its default)."""
+
+    def __init__(self, read: _ConfigReader, value: Any, at: FieldPath, allowed: tuple[str, ...]) -> None:
+        self.at = at
+        self.data: dict[str, Any] = {}
+        if value is not None:
+            self.data = read.mapping(value, at, allowed) or {}
+
+    def where(self, key: str) -> FieldPath:
+        return self.at + (key,)
+
+    def get(self, key: str, how: Callable[..., T | None], *args: Any) -> T | None:
+        """`how(value, path, *args)` for the value of `key`, or None when it is absent or null."""
+        value = self.data.get(key)
+        return None if value is None else how(value, self.where(key), *args)
 
 
-class _Reader:
-    """Typed reads of one config document, collecting problems instead of stopping."""
+class _ConfigReader(FieldReader):
+    """The shared field reader, plus the config's own kinds of value."""
 
-    def __init__(self, path: str, lines: Located) -> None:
-        self.path = path
-        self.lines = lines
-        self.problems: list[Problem] = []
+    def name(self, value: Any, at: FieldPath) -> str | None:
+        return self.string(value, at, SERVICE_NAME, "is not a valid DNS name (lower-case letters, digits, '-')", True)
 
-    def problem(self, at: tuple[str, ...], message: str) -> None:
-        line = self.lines.get(at) or self.lines.get(at[:-1])
-        dotted = ".".join(part if not part.isdigit() else f"[{part}]" for part in at).replace(".[", "[")
-        self.problems.append(Problem(self.path, line, dotted or "(top)", message))
-
-    def section(self, doc: dict[str, Any], at: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
-        value = _get(doc, at)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping, not {kind_of(value)}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                self.problem(at + (key,), "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-        return value
-
-    def string(self, data: dict[str, Any], at: tuple[str, ...], pattern: re.Pattern[str] | None = None) -> str | None:
-        value = data.get(at[-1])
-        if value is None:
+    def address(self, value: Any, at: FieldPath) -> str | None:
+        text = self.string(value, at, non_empty=True)
+        if text is None:
             return None
-        if not isinstance(value, str) or not value:
-            self.problem(at, f"must be a non-empty string, not {kind_of(value)}")
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            self.problem(at, f"{text!r} is not an IP address")
             return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.problem(at, f"{value!r} is not a valid DNS name (lower-case letters, digits, '-')")
-            return None
-        return value
+        return text
 
-    def strings(self, data: dict[str, Any], at: tuple[str, ...]) -> list[str] | None:
-        value = data.get(at[-1])
-        if value is None:
+    def domain(self, value: Any, at: FieldPath) -> str | None:
+        text = self.string(value, at, non_empty=True)
+        if text is None:
             return None
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(at, f"must be a list of strings, not {kind_of(value)}")
+        text = text.strip(".").lower()
+        if not DNS_NAME.fullmatch(text):
+            self.problem(at, f"{text!r} is not a valid DNS name")
             return None
-        return value
+        return text
 
-    def listen(self, data: dict[str, Any], at: tuple[str, ...], default_port: int | None = None) -> list[str] | None:
-        values = self.strings(data, at)
+    def string_list(self, value: Any, at: FieldPath) -> list[str] | None:
+        """A list of strings; one string alone is a list of one (`listen: 127.0.0.1:8600`)."""
+        return self.strings([value] if isinstance(value, str) else value, at)
+
+    def listen(self, value: Any, at: FieldPath, default_port: int | None = None) -> list[str] | None:
+        values = self.string_list(value, at)
         if values is None:
             return None
         good = []
@@ -262,32 +254,25 @@ class _Reader:
             try:
                 host, port = parse_listen(text, default_port)
             except ValueError as exc:
-                self.problem(at + (str(i),) if len(values) > 1 else at, str(exc))
+                self.problem(at + (i,) if len(values) > 1 else at, str(exc))
                 continue
             good.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         return good
 
-    def duration(self, data: dict[str, Any], at: tuple[str, ...]) -> float | None:
-        value = data.get(at[-1])
-        if value is None:
-            return None
+    def one_listen(self, value: Any, at: FieldPath) -> str | None:
         if not isinstance(value, str):
-            self.problem(at, f"must be a duration string such as 5s or 500ms, not {kind_of(value)}")
+            self.problem(at, f"must be one host:port string, not {kind_of(value)}")
             return None
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.problem(at, str(exc))
-            return None
+        listen = self.listen(value, at)
+        return listen[0] if listen else None
 
-    def networks(self, data: dict[str, Any], at: tuple[str, ...]) -> list[str] | None:
+    def networks(self, value: Any, at: FieldPath) -> list[str] | None:
         """CIDR networks (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or /128)."""
-        values = self.strings(data, at)
+        values = self.string_list(value, at)
         if values is None:
             return None
         good = []
         for i, text in enumerate(values):
-            where = at + (str(i),) if len(values) > 1 else at
             try:
                 good.append(str(ipaddress.ip_network(text)))
                 continue
@@ -297,195 +282,115 @@ class _Reader:
                 hint = f"has host bits set (did you mean {str(ipaddress.ip_network(text, strict=False))!r}?)"
             except ValueError:
                 hint = "is not a network such as 10.0.0.0/8 or fd00::/8"
-            self.problem(where, f"{text!r} {hint}")
+            self.problem(at + (i,) if len(values) > 1 else at, f"{text!r} {hint}")
         return good
 
-    def number(self, data: dict[str, Any], at: tuple[str, ...], minimum: float, integer: bool = False) -> float | None:
-        """A number >= `minimum` (an integer when `integer`), or None when absent or null."""
-        value = data.get(at[-1])
-        if value is None:
-            return None
-        kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.problem(at, f"must be {kind} >= {minimum:g}, not {kind_of(value)}")
-            return None
-        if (integer and not isinstance(value, int)) or not minimum <= value < float("inf"):
-            self.problem(at, f"must be {kind} >= {minimum:g}, not {value!r}")
+    def token(self, value: Any, at: FieldPath) -> str | None:
+        if not isinstance(value, str) or not value:
+            self.problem(at, f"must be a non-empty string or null, not {kind_of(value)}")
             return None
         return value
 
-    def boolean(self, data: dict[str, Any], at: tuple[str, ...]) -> bool | None:
-        value = data.get(at[-1])
-        if value is not None and not isinstance(value, bool):
-            self.problem(at, f"must be true or false, not {kind_of(value)}")
-            return None
-        return value
-
-    def percent(self, data: dict[str, Any], at: tuple[str, ...]) -> float | None:
-        value = data.get(at[-1])
-        if value is None:
-            return None
+    def percent(self, value: Any, at: FieldPath) -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
             self.problem(at, f"must be a percentage between 0 and 100, not {value!r}")
             return None
         return float(value)
 
-    def size(self, data: dict[str, Any], at: tuple[str, ...], minimum: int = 1, maximum: int | None = None) -> int | None:
-        value = data.get(at[-1])
-        if value is None:
-            return None
+    def size(self, value: Any, at: FieldPath, minimum: int = 1, maximum: int | None = None) -> int | None:
         try:
             return parse_size(value, minimum, maximum)
         except ValueError as exc:
             self.problem(at, str(exc))
             return None
 
-    def integer(self, data: dict[str, Any], at: tuple[str, ...], low: int, high: int) -> int | None:
-        value = data.get(at[-1])
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.problem(at, f"must be an integer from {low} to {high}, not {value!r}")
-            return None
-        return value
-
-    def bounded_duration(self, data: dict[str, Any], at: tuple[str, ...], low: float, high: float) -> float | None:
-        seconds = self.duration(data, at)
-        if seconds is not None and not low <= seconds <= high:
-            self.problem(at, f"must be between {low:g}s and {high:g}s")
+    def check_interval(self, value: Any, at: FieldPath) -> float | None:
+        seconds = self.duration(value, at)
+        if seconds is not None and seconds < MIN_CHECK_INTERVAL_FLOOR:
+            self.problem(at, f"must be at least {MIN_CHECK_INTERVAL_FLOOR:g}s")
             return None
         return seconds
 
-    def rules(self, doc: dict[str, Any]) -> list[ConflictRule]:
-        value = doc.get("conflicts")
-        if value is None:
-            return []
+    def rules(self, value: Any, at: FieldPath) -> list[ConflictRule]:
         if not isinstance(value, list):
-            self.problem(("conflicts",), f"must be a list of {{a, b, type, reason}}, not {kind_of(value)}")
+            self.problem(at, f"must be a list of {{a, b, type, reason}}, not {kind_of(value)}")
             return []
         rules = []
-        kinds = [t.value for t in ConflictType]
         for i, item in enumerate(value):
-            at = ("conflicts", str(i))
-            data = self.section(doc, at, RULE_KEYS)
+            rule = _Section(self, item, at + (i,), RULE_KEYS)
             if not isinstance(item, dict):
                 continue
-            a = self.string(data, at + ("a",), SERVICE_NAME)
-            b = self.string(data, at + ("b",), SERVICE_NAME)
-            kind = self.string(data, at + ("type",))
-            reason = data.get("reason", "")
+            a, b = rule.get("a", self.name), rule.get("b", self.name)
+            kind = rule.get("type", self.choice, CONFLICT_TYPES)
             for key in ("a", "b", "type"):
-                if key not in data:
-                    self.problem(at, f"missing key {key!r}")
-            if kind is not None and kind not in kinds:
-                self.problem(at + ("type",), f"{kind!r} is not one of {', '.join(kinds)}")
-                kind = None
+                if key not in rule.data:
+                    self.problem(rule.at, f"missing key {key!r}")
+            reason = rule.data.get("reason", "")
             if not isinstance(reason, str):
-                self.problem(at + ("reason",), f"must be a string, not {kind_of(reason)}")
+                self.problem(rule.where("reason"), f"must be a string, not {kind_of(reason)}")
                 continue
             if a and b and kind:
                 if a == b:
-                    self.problem(at, "a and b must be different services")
+                    self.problem(rule.at, "a and b must be different services")
                     continue
                 rules.append(ConflictRule(a, b, ConflictType(kind), reason, source="config"))
         return rules
 
 
-def _get(doc: dict[str, Any], at: tuple[str, ...]) -> Any:
-    value: Any = doc
-    for part in at:
-        if isinstance(value, list):
-            value = value[int(part)] if int(part) < len(value) else None
-        elif isinstance(value, dict):
-            value = value.get(part)
-        else:
-            return None
-    return value
-
-
-def _build(doc: dict[str, Any], lines: Located, path: str, base: Path, source: str | None) -> Config:
-    read = _Reader(path, lines)
-    top = read.section(doc, (), TOP_KEYS)
-    node = read.string(top, ("node",), SERVICE_NAME)
-    address = read.string(top, ("address",))
-    if address is not None:
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            read.problem(("address",), f"{address!r} is not an IP address")
-    domain = read.string(top, ("domain",))
-    if domain is not None:
-        domain = domain.strip(".").lower()
-        if not DNS_NAME.fullmatch(domain):
-            read.problem(("domain",), f"{domain!r} is not a valid DNS name")
-    services_dir = read.string(top, ("services_dir",))
-    state_dir = read.string(top, ("state_dir",))
-    dns = read.section(top, ("dns",), SECTION_KEYS["dns"])
-    http = read.section(top, ("http",), SECTION_KEYS["http"])
-    checks = read.section(top, ("health",), SECTION_KEYS["health"])
-    health = read.section(top, ("node_health",), SECTION_KEYS["node_health"])
-    cluster = read.section(top, ("cluster",), SECTION_KEYS["cluster"])
-    limits = read.section(top, ("limits",), SECTION_KEYS["limits"])
-    dns_listen = read.listen(dns, ("dns", "listen"))
-    http_listen = None
-    if http.get("listen") is not None and not isinstance(http["listen"], str):
-        read.problem(("http", "listen"), f"must be one host:port string, not {kind_of(http['listen'])}")
-    else:
-        http_listen = read.listen(http, ("http", "listen"))
-    token = http.get("token")
-    if token is not None and (not isinstance(token, str) or not token):
-        read.problem(("http", "token"), f"must be a non-empty string or null, not {kind_of(token)}")
-        token = None
+def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Config:
+    read = _ConfigReader(path, located)
+    top = _Section(read, located.value, (), TOP_KEYS)
+    dns = _Section(read, top.data.get("dns"), ("dns",), SECTION_KEYS["dns"])
+    http = _Section(read, top.data.get("http"), ("http",), SECTION_KEYS["http"])
+    checks = _Section(read, top.data.get("health"), ("health",), SECTION_KEYS["health"])
+    health = _Section(read, top.data.get("node_health"), ("node_health",), SECTION_KEYS["node_health"])
+    cluster = _Section(read, top.data.get("cluster"), ("cluster",), SECTION_KEYS["cluster"])
+    limits = _Section(read, top.data.get("limits"), ("limits",), SECTION_KEYS["limits"])
     settings_dns = DnsSettings(
-        listen=tuple(dns_listen) if dns_listen is not None else DnsSettings.listen,
-        ttl=_pick(read.duration(dns, ("dns", "ttl")), DnsSettings.ttl),
-        recursors=tuple(_pick(read.listen(dns, ("dns", "recursors"), default_port=53), [])),
-        answer_warning=_pick(read.boolean(dns, ("dns", "answer_warning")), False),
-        recursion_allow=tuple(_pick(read.networks(dns, ("dns", "recursion_allow")), [])),
-        rate_limit=_float_or_none(read.number(dns, ("dns", "rate_limit"), minimum=0.001)),
-        tcp_connections=int(_pick(read.number(dns, ("dns", "tcp_connections"), minimum=1, integer=True),
-                                  DnsSettings.tcp_connections)),
+        listen=tuple(_pick(dns.get("listen", read.listen), DnsSettings.listen)),
+        ttl=_pick(dns.get("ttl", read.duration), DnsSettings.ttl),
+        recursors=tuple(_pick(dns.get("recursors", read.listen, 53), [])),
+        answer_warning=_pick(dns.get("answer_warning", read.boolean), False),
+        recursion_allow=tuple(_pick(dns.get("recursion_allow", read.networks), [])),
+        rate_limit=_float_or_none(dns.get("rate_limit", read.number, 0.001)),
+        tcp_connections=int(_pick(dns.get("tcp_connections", read.number, 1, True), DnsSettings.tcp_connections)),
     )
     settings_http = HttpSettings(
-        listen=(http_listen or [HttpSettings.listen])[0],
-        token=token,
-        max_connections=_pick(
-            read.integer(http, ("http", "max_connections"), *MAX_CONNECTIONS_RANGE), HttpSettings.max_connections
-        ),
-        header_timeout=_pick(
-            read.bounded_duration(http, ("http", "header_timeout"), *HTTP_TIMEOUT_RANGE), HttpSettings.header_timeout
-        ),
-        body_timeout=_pick(
-            read.bounded_duration(http, ("http", "body_timeout"), *HTTP_TIMEOUT_RANGE), HttpSettings.body_timeout
-        ),
+        listen=_pick(http.get("listen", read.one_listen), HttpSettings.listen),
+        token=http.get("token", read.token),
+        max_connections=_pick(http.get("max_connections", read.integer, *MAX_CONNECTIONS_RANGE), HttpSettings.max_connections),
+        header_timeout=_pick(http.get("header_timeout", read.duration, HTTP_TIMEOUT_RANGE), HttpSettings.header_timeout),
+        body_timeout=_pick(http.get("body_timeout", read.duration, HTTP_TIMEOUT_RANGE), HttpSettings.body_timeout),
     )
-    settings_health = HealthSettings(exec_from_api=_pick(read.boolean(checks, ("health", "exec_from_api")), False))
-    if settings_health.exec_from_api and token is None:
+    settings_health = HealthSettings(exec_from_api=_pick(checks.get("exec_from_api", read.boolean), False))
+    if settings_health.exec_from_api and settings_http.token is None:
         read.problem(("health", "exec_from_api"),
                      "true needs http.token: without a token any local user could run commands as the daemon")
     thresholds = NodeThresholds(
-        cpu=_pick(read.percent(health, ("node_health", "cpu")), NodeThresholds.cpu),
-        memory=_pick(read.percent(health, ("node_health", "memory")), NodeThresholds.memory),
-        disk=_pick(read.percent(health, ("node_health", "disk")), NodeThresholds.disk),
+        cpu=_pick(health.get("cpu", read.percent), NodeThresholds.cpu),
+        memory=_pick(health.get("memory", read.percent), NodeThresholds.memory),
+        disk=_pick(health.get("disk", read.percent), NodeThresholds.disk),
     )
     settings_cluster = ClusterSettings(
-        etcd=tuple(_pick(read.strings(cluster, ("cluster", "etcd")), [])),
-        prefix=_pick(read.string(cluster, ("cluster", "prefix")), ClusterSettings.prefix),
+        etcd=tuple(_pick(cluster.get("etcd", read.string_list), [])),
+        prefix=_pick(cluster.get("prefix", read.string, None, "", True), ClusterSettings.prefix),
     )
-    check_interval = read.duration(limits, ("limits", "check_interval"))
-    if check_interval is not None and check_interval < MIN_CHECK_INTERVAL_FLOOR:
-        read.problem(("limits", "check_interval"), f"must be at least {MIN_CHECK_INTERVAL_FLOOR:g}s")
     settings_limits = LimitSettings(
-        file_size=_pick(read.size(limits, ("limits", "file_size"), maximum=MAX_MAX_BYTES), LimitSettings.file_size),
-        check_interval=_pick(check_interval, LimitSettings.check_interval),
-        database_size=read.size(limits, ("limits", "database_size"), minimum=MIN_DATABASE_SIZE),
+        file_size=_pick(limits.get("file_size", read.size, 1, MAX_MAX_BYTES), LimitSettings.file_size),
+        check_interval=_pick(limits.get("check_interval", read.check_interval), LimitSettings.check_interval),
+        database_size=limits.get("database_size", read.size, MIN_DATABASE_SIZE),
     )
-    rules = read.rules(top)
+    node = top.get("node", read.name)
+    address = top.get("address", read.address)
+    domain = top.get("domain", read.domain)
+    services_dir = top.get("services_dir", read.string, None, "", True)
+    state_dir = top.get("state_dir", read.string, None, "", True)
+    rules = top.get("conflicts", read.rules) or []
     if read.problems:
         raise ConfigError(sorted(read.problems, key=lambda p: p.line or 0))
     if settings_http.token is None and not is_loopback(settings_http.listen):
         # Checked here as well as at start so that `validate`-style reloads say it early.
-        raise ConfigError([Problem(path, lines.get(("http", "listen")), "http.listen",
+        raise ConfigError([Problem(path, located.lines.get(("http", "listen")), "http.listen",
                                    "a non-loopback HTTP listen address needs http.token (writes would be open)")])
     return Config(
         node=node or default_node(),

@@ -13,6 +13,7 @@ import pytest
 
 from registry.errors import ValidationError
 from registry.model import CheckKind, NodeIdentity, Transport
+from registry.fields import parse_duration
 from registry.schema import (
     DNS_LABEL,
     HTTP_HEADER,
@@ -23,7 +24,6 @@ from registry.schema import (
     TAG,
     load_file,
     load_text,
-    parse_duration,
     parse_registration,
 )
 

@@ -32,8 +32,8 @@ from typing import Any, Callable, cast
 
 from registry.errors import ConfigValueError, RegistryError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
-from registry.model import CLUSTER, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
-from registry.schema import DNS_LABEL, INSTANCE_ID, SERVICE_FIELDS, parse_registration
+from registry.model import CLUSTER, REGISTRATION_FIELDS, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
+from registry.schema import DNS_LABEL, INSTANCE_ID, parse_registration
 from registry.store import VALUE_TYPES, cast_value
 
 # Nodes refuse to read a value larger than this; a record is about 1 KiB.
@@ -389,7 +389,7 @@ def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
             raise _Refused(f"{name}: {value[:64]!r} disagrees with the key's {name} {expected!r}")
     address = _field(body, "address", str)
     address_is_node = _field(body, "address_is_node", bool, False)
-    registration = {name: body[name] for name in SERVICE_FIELDS if name in body}
+    registration = {name: body[name] for name in REGISTRATION_FIELDS if name in body}
     if address_is_node:
         # The address came from the node: register without one so the instance says so.
         del registration["address"]

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from registry.snapshot import Snapshot
-from registry.schema import parse_duration
+from registry.fields import parse_duration
 from resolver.http.appkeys import GUARD, STATE
 from resolver.http.errors import bad_request
 
