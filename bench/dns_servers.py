@@ -26,6 +26,7 @@ import dns_zone  # noqa: E402
 
 def serve_pilotfish(port: int) -> None:
     from registry.catalog import Catalog
+    from registry.endpoints import Endpoint
     from registry.model import Instance, NodeIdentity, Source
     from registry.store import Store
     from resolver.dns.server import DnsServer
@@ -40,7 +41,7 @@ def serve_pilotfish(port: int) -> None:
                 for i in dns_zone.instances()
             ]
             catalog.apply_file("bench.yaml", registered)
-            server = DnsServer(lambda: catalog.current, [f"127.0.0.1:{port}"], ttl=dns_zone.TTL)
+            server = DnsServer(lambda: catalog.current, [Endpoint("127.0.0.1", port)], ttl=dns_zone.TTL)
             await server.start()
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -22,6 +22,7 @@ import time
 from typing import Awaitable, Callable
 
 from registry.catalog import Catalog
+from registry.endpoints import Endpoint
 from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
 from registry.health.runner import HealthRunner
@@ -30,7 +31,7 @@ from registry.ratelog import RateLimitedLog
 from registry.schema import parse_registration
 from registry.store import Store
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, rescan
-from resolver.config import Config, ConfigError, is_loopback, load_config, parse_listen
+from resolver.config import ClusterSettings, Config, ConfigError, load_config, restart_only_changes, with_running_values
 from resolver.dns.server import DnsServer, DnsStats
 from resolver.http.app import build_app
 from resolver.http.server import HttpServer
@@ -51,24 +52,6 @@ class StartupError(Exception):
     """The daemon cannot run with this config (refused before anything listens)."""
 
 
-def format_hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def restart_only_changes(old: Config, new: Config) -> list[str]:
-    """Keys whose new value only takes effect after a restart (listeners, identity, storage)."""
-    keys = {
-        "node": (old.node, new.node),
-        "address": (old.address, new.address),
-        "domain": (old.domain, new.domain),
-        "state_dir": (old.state_dir, new.state_dir),
-        "dns": (old.dns, new.dns),
-        "http.listen": (old.http.listen, new.http.listen),
-        "cluster": (old.cluster, new.cluster),
-    }
-    return [key for key, (before, after) in keys.items() if before != after]
-
-
 class Daemon:
     """One running pilotfish: `start()`, then `reload()` any number of times, then `stop()`."""
 
@@ -87,8 +70,12 @@ class Daemon:
 
     async def start(self) -> DaemonState:
         config = self.config
-        if config.http.token is None and not is_loopback(config.http.listen):
+        if config.http.writes_open:
             raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
+        if config.cluster != ClusterSettings():
+            # Fleet mode (issue 12) removes this: until then the section is read, checked and unused.
+            log.warning("cluster is set, but fleet mode is not in effect yet: this daemon serves its own host only",
+                        extra={"etcd": [str(e) for e in config.cluster.etcd], "prefix": config.cluster.prefix})
         os.makedirs(config.state_dir, exist_ok=True)
         self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"), config.limits.database_size)
         if store.read_only:
@@ -110,17 +97,17 @@ class Daemon:
 
         state.dns_stats = DnsStats()
         self._dns = DnsServer(
-            lambda: catalog.current, list(config.dns.listen), config.dns.ttl, list(config.dns.recursors), state.dns_stats,
+            lambda: catalog.current, config.dns.listen, config.dns.ttl, config.dns.recursors, state.dns_stats,
             recursion_allow=config.dns.recursion_allow, rate_limit=config.dns.rate_limit,
             tcp_connections=config.dns.tcp_connections,
         )
         await self._dns.start()
-        state.bound["dns_udp"] = list(self._dns.bound_udp)
-        state.bound["dns_tcp"] = list(self._dns.bound_tcp)
+        state.bound["dns_udp"] = [str(endpoint) for endpoint in self._dns.bound_udp]
+        state.bound["dns_tcp"] = [str(endpoint) for endpoint in self._dns.bound_tcp]
 
         self._http = HttpServer(build_app(state))
-        await self._http.start(*parse_listen(config.http.listen))
-        state.bound["http"] = [format_hostport(host, port) for host, port in self._http.addresses]
+        await self._http.start(config.http.listen.host, config.http.listen.port)
+        state.bound["http"] = [str(Endpoint(host, port)) for host, port in self._http.addresses]
 
         # A child subreaper: what an exec check detaches is re-parented here, not to
         # PID 1, so the runner can kill and reap it instead of letting it pile up.
@@ -210,11 +197,8 @@ class Daemon:
         pending = restart_only_changes(old, new)
         if pending:
             log.warning("config keys changed that need a restart; keeping their running values", extra={"keys": pending})
-        live = dataclasses.replace(
-            new, node=old.node, address=old.address, domain=old.domain, state_dir=old.state_dir, dns=old.dns,
-            http=dataclasses.replace(new.http, listen=old.http.listen), cluster=old.cluster,
-        )
-        if live.http.token is None and not is_loopback(live.http.listen):
+        live = with_running_values(old, new)
+        if live.http.writes_open:
             # The listener stays where it is until a restart: it must keep its token.
             log.error("config reload refused: http.token removed while HTTP listens beyond loopback")
             live = dataclasses.replace(live, http=old.http)

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from registry.endpoints import Endpoint, parse_address
 from registry.model import ConflictType
-from resolver.config import ConfigError, default_address, is_loopback, load_config, parse_listen
+from resolver.config import (
+    ConfigError,
+    HttpSettings,
+    default_address,
+    load_config,
+    restart_only_changes,
+    with_running_values,
+)
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -25,8 +33,8 @@ def test_embedded_default_matches_the_design(tmp_path: Path, monkeypatch: pytest
     assert config.domain == "internal"
     assert config.services_dir == str(tmp_path / "services.d")
     assert config.state_dir == str(tmp_path / "state")
-    assert config.dns.listen == ("127.0.0.1:8600",) and config.dns.ttl == 5.0
-    assert config.http.listen == "127.0.0.1:8500" and config.http.token is None
+    assert config.dns.listen == (Endpoint("127.0.0.1", 8600),) and config.dns.ttl == 5.0
+    assert config.http.listen == Endpoint("127.0.0.1", 8500) and config.http.token is None
     assert config.node and config.node == config.node.lower()
     ipaddress.IPv4Address(config.address)
 
@@ -63,14 +71,14 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/}
     assert (config.node, config.address, config.domain) == ("web1", "10.1.2.3", "consul")
     assert config.services_dir == str(tmp_path / "drop-ins")
     assert config.state_dir == "/var/lib/pilotfish"
-    assert config.dns.listen == ("127.0.0.1:0", "[::1]:5353")
+    assert [str(e) for e in config.dns.listen] == ["127.0.0.1:0", "[::1]:5353"]
     assert config.dns.ttl == 0.5 and config.dns.answer_warning is True
-    assert config.dns.recursors == ("1.1.1.1:53", "9.9.9.9:5353")
+    assert [str(e) for e in config.dns.recursors] == ["1.1.1.1:53", "9.9.9.9:5353"]
     assert config.http.token == "s3cret"
     (rule,) = config.conflicts
     assert (rule.a, rule.b, rule.type, rule.source) == ("keydb", "redis-server", ConflictType.PORT, "config")
     assert (config.node_health.cpu, config.node_health.memory) == (80.0, 85.5)
-    assert config.cluster.prefix == "/fleet/"
+    assert config.cluster.prefix == "/fleet/" and config.cluster.etcd == (Endpoint("10.0.0.1", 2379),)
 
 
 @pytest.mark.parametrize(
@@ -119,15 +127,6 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="No such file"):
         load_config(str(tmp_path / "absent.yaml"))
-
-
-@pytest.mark.parametrize(
-    ("text", "parsed", "loopback"),
-    [("127.0.0.1:8600", ("127.0.0.1", 8600), True), ("[::1]:0", ("::1", 0), True), ("0.0.0.0:53", ("0.0.0.0", 53), False)],
-)
-def test_parse_listen(text: str, parsed: tuple[str, int], loopback: bool) -> None:
-    assert parse_listen(text) == parsed
-    assert is_loopback(text) is loopback
 
 
 def test_dns_hardening_keys(tmp_path: Path) -> None:
@@ -214,3 +213,22 @@ def test_http_limits_and_database_size_refusals(tmp_path: Path, text: str, key: 
         load_config(write(tmp_path, text + "\n"))
     [problem] = refused.value.problems
     assert problem.field == key and message in problem.message and problem.line == 1
+
+
+def test_a_reload_keeps_the_running_value_of_every_restart_only_key(tmp_path: Path) -> None:
+    old = load_config(write(tmp_path, "node: a\ndns: {ttl: 5s}\nhttp: {listen: '127.0.0.1:8500', token: one}\n"))
+    new = load_config(write(tmp_path, "node: b\ndns: {ttl: 1s}\nhttp: {listen: '127.0.0.1:9500', token: two}\n"
+                                      "cluster: {etcd: ['10.0.0.1:2379']}\n"))
+    assert restart_only_changes(old, new) == ["node", "dns", "http.listen", "cluster"]
+    live = with_running_values(old, new)
+    assert restart_only_changes(old, live) == []
+    assert (live.node, live.dns, live.http.listen, live.cluster) == (old.node, old.dns, old.http.listen, old.cluster)
+    assert live.http.token == "two"  # everything else takes the new value
+
+
+@pytest.mark.parametrize(
+    ("listen", "token", "open_to_writes"),
+    [("127.0.0.1:8500", None, False), ("[::1]:8500", None, False), ("10.0.0.1:8500", "t", False), ("10.0.0.1:8500", None, True)],
+)
+def test_writes_are_open_only_beyond_loopback_without_a_token(listen: str, token: str | None, open_to_writes: bool) -> None:
+    assert HttpSettings(parse_address(listen), token).writes_open is open_to_writes

@@ -87,6 +87,24 @@ def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path
     assert daemon.proc.poll() is None
 
 
+def test_cluster_is_not_in_effect_yet_and_restart_only_keys_wait(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon(config={"cluster": {"etcd": ["127.0.0.1:2379"], "prefix": "/fleet/"}})
+    [warning] = [line for line in daemon.logs() if line["msg"].startswith("cluster is set")]
+    assert warning["level"] == "warning" and warning["etcd"] == ["127.0.0.1:2379"] and "not in effect" in warning["msg"]
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["dns"]["ttl"] = "30s"
+    daemon.config_path.write_text(yaml.safe_dump(config))
+    daemon.signal(signal.SIGHUP)
+    waiting = wait_for(lambda: [line for line in daemon.logs() if line["msg"].startswith("config keys changed")],
+                       what="the restart-only warning")
+    assert waiting[0]["keys"] == ["dns"]
+    assert daemon.query("redis.service.internal", "A").rcode() == dns.rcode.NXDOMAIN  # still serving
+
+
+def test_no_cluster_warning_without_a_cluster(daemon: Daemon) -> None:
+    assert not [line for line in daemon.logs() if line["msg"].startswith("cluster is set")]
+
+
 def park_blocking_query(daemon: Daemon) -> tuple[threading.Thread, list[object]]:
     """A client in a blocking query at the current index, in a thread.
 

@@ -33,6 +33,7 @@ import psutil
 import pytest
 
 from registry.catalog import Catalog
+from registry.endpoints import parse_address
 from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity, Source
 from registry.store import Store
 from resolver.config import default_address
@@ -107,11 +108,12 @@ def loop_thread(request: pytest.FixtureRequest) -> Iterator[LoopThread]:
 def serve(loop_thread: LoopThread, catalog: Catalog, listen: Sequence[str] = ("127.0.0.1:0",),
           recursors: Sequence[str] = (), **options: Any) -> Served:
     """A started DnsServer; `options` are DnsServer's (recursion_allow, rate_limit, tcp_connections)."""
-    server = DnsServer(lambda: catalog.current, listen, ttl=5, recursors=recursors, stats=DnsStats(),
+    server = DnsServer(lambda: catalog.current, [parse_address(text) for text in listen], ttl=5,
+                       recursors=[parse_address(text, 53) for text in recursors], stats=DnsStats(),
                        batched_udp=loop_thread.batched_udp, **options)
     loop_thread.run(server.start())
-    host, _, port = server.bound_udp[0].rpartition(":")
-    return Served(catalog, server, host.strip("[]"), int(port))
+    bound = server.bound_udp[0]
+    return Served(catalog, server, bound.host, bound.port)
 
 
 def new_catalog(path: Path, domain: str = "internal", instances: Sequence[Instance] = BASE) -> Catalog:
@@ -516,7 +518,7 @@ def test_ipv6_listener(tmp_path: Path, loop_thread: LoopThread) -> None:
     catalog = new_catalog(tmp_path)
     served = serve(loop_thread, catalog, listen=("[::1]:0", "127.0.0.1:0"), recursors=(f"127.0.0.1:{upstream.port}",))
     try:
-        assert served.server.bound_udp[0].startswith("[::1]:")
+        assert served.server.bound_udp[0].host == "::1"
         assert served.server.bound_tcp[0] == served.server.bound_udp[0]
         assert records(served.udp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
         assert records(served.tcp("redis.service.internal", "A").answer, "A") == ["10.0.0.1", "10.0.0.2"]
@@ -625,10 +627,6 @@ def outside_address() -> str:
     return address
 
 
-def port_of(bound: str) -> int:
-    return int(bound.rpartition(":")[2])
-
-
 def collect(sock: socket.socket, quiet: float = 0.5) -> list[bytes]:
     """Every datagram arriving on `sock` until none came for `quiet` seconds."""
     replies = []
@@ -676,7 +674,7 @@ def test_rate_limit_answers_a_budget_then_slips_and_drops(tmp_path: Path, loop_t
     catalog = new_catalog(tmp_path)
     served = serve(loop_thread, catalog, listen=(f"{here}:0", "127.0.0.1:0"), rate_limit=5)
     try:
-        outside_port, loopback_port = (port_of(b) for b in served.server.bound_udp)
+        outside_port, loopback_port = (b.port for b in served.server.bound_udp)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind((here, 0))
             started = time.monotonic()
@@ -716,7 +714,7 @@ def test_only_loopback_and_allowed_networks_may_recurse(tmp_path: Path, loop_thr
     allowing = serve(loop_thread, catalog, listen=(f"{here}:0",), recursors=recursors,
                      recursion_allow=[f"{here}/32"])
     try:
-        outside, loopback = (port_of(b) for b in closed.server.bound_udp)
+        outside, loopback = (b.port for b in closed.server.bound_udp)
         for send in (dns.query.udp, dns.query.tcp):
             def ask(name: str, port: int, source: str) -> dns.message.Message:
                 return send(dns.message.make_query(name, "A"), source, port=port, timeout=TIMEOUT, source=source)
@@ -725,7 +723,7 @@ def test_only_loopback_and_allowed_networks_may_recurse(tmp_path: Path, loop_thr
             assert refused.rcode() == dns.rcode.REFUSED and refused.answer == []
             assert records(ask("redis.service.internal", outside, here).answer, "A") == ["10.0.0.1", "10.0.0.2"]
             assert records(ask("api.service.upstream", loopback, "127.0.0.1").answer, "A") == ["192.0.2.7"]
-            allowed = port_of(allowing.server.bound_udp[0])
+            allowed = allowing.server.bound_udp[0].port
             assert records(ask("api.service.upstream", allowed, here).answer, "A") == ["192.0.2.7"]
         assert closed.server.stats.recursion_refused == 2
     finally:

@@ -21,7 +21,6 @@ Rules every caller may rely on:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn, Sequence, TypeVar
@@ -30,6 +29,7 @@ import aetcd
 import grpc
 from aetcd import rpc
 
+from registry.endpoints import Endpoint, parse_etcd
 from registry.errors import RegistryError
 
 T = TypeVar("T")
@@ -137,35 +137,12 @@ class WatchOverflow(ResyncNeeded):
         super().__init__(f"a watch response {told}is over the {limit}-byte limit")
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
 def parse_endpoint(text: str) -> Endpoint:
-    """`host:port`, `http://host:port` or `[v6]:port`; TLS endpoints are refused (not supported)."""
-    rest = text.strip()
-    if rest.startswith("https://"):
-        raise BadEndpoint(text, "https is not supported; use http:// or host:port")
-    rest = rest.removeprefix("http://").rstrip("/")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise BadEndpoint(text, "must be host:port with a port 1..65535")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise BadEndpoint(text, "an IPv6 address is written [addr]:port")
-        host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise BadEndpoint(text, f"{host!r} is not an IPv6 address") from None
-    elif ":" in host or "/" in host or any(c.isspace() for c in host):
-        raise BadEndpoint(text, f"{host!r} is not a host name or address")
-    return Endpoint(host, int(port))
+    """An etcd endpoint from the config's text; BadEndpoint saying why not."""
+    try:
+        return parse_etcd(text)
+    except ValueError as exc:
+        raise BadEndpoint(text, str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +288,7 @@ class EtcdClient:
 
     def __init__(
         self,
-        endpoints: Sequence[str],
+        endpoints: Sequence[str | Endpoint],
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_value_bytes: int = MAX_VALUE_BYTES,
@@ -322,7 +299,7 @@ class EtcdClient:
     ) -> None:
         if not endpoints:
             raise BadEndpoint("", "at least one endpoint is needed")
-        self.endpoints = tuple(parse_endpoint(text) for text in endpoints)
+        self.endpoints = tuple(e if isinstance(e, Endpoint) else parse_endpoint(e) for e in endpoints)
         self.timeout = timeout
         self.max_value_bytes = max_value_bytes
         self.max_txn_ops = max_txn_ops

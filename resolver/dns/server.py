@@ -29,10 +29,11 @@ import socket
 import time
 from typing import Any, Callable, Coroutine, Sequence
 
+from registry.endpoints import Endpoint
 from registry.snapshot import Snapshot
 from resolver.dns import batchio, ratelimit, wire
 from resolver.dns.connections import DEFAULT_TOTAL, TcpConnections
-from resolver.dns.forward import Forwarder, RecursionPolicy, parse_hostport
+from resolver.dns.forward import Forwarder, RecursionPolicy
 from resolver.dns.ratelimit import RateLimiter
 from resolver.dns.responder import Forward, PacketEntry, Responder
 from resolver.dns.stats import DnsStats
@@ -63,9 +64,9 @@ class DnsServer:
     def __init__(
         self,
         get_snapshot: Callable[[], Snapshot],
-        listen: Sequence[str],
+        listen: Sequence[Endpoint],
         ttl: float = 5.0,
-        recursors: Sequence[str] = (),
+        recursors: Sequence[Endpoint] = (),
         stats: DnsStats | None = None,
         batched_udp: bool | None = None,
         recursion_allow: Sequence[str] = (),
@@ -92,13 +93,13 @@ class DnsServer:
         self._tcp_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn = 0  # advances per UDP batch, mixed into the choice of rotation
-        self.bound_udp: list[str] = []
-        self.bound_tcp: list[str] = []
+        self.bound_udp: list[Endpoint] = []
+        self.bound_tcp: list[Endpoint] = []
 
     async def start(self) -> None:
         try:
-            for address in self._listen:
-                host, port = parse_hostport(address, 53)
+            for endpoint in self._listen:
+                host, port = endpoint.host, endpoint.port
                 for attempt in range(BIND_ATTEMPTS):
                     try:
                         await self._bind(host, port)
@@ -110,7 +111,7 @@ class DnsServer:
         except BaseException:
             await self.stop()
             raise
-        log.info("dns: listening on udp %s, tcp %s", ", ".join(self.bound_udp), ", ".join(self.bound_tcp))
+        log.info("dns: listening on udp %s, tcp %s", ", ".join(map(str, self.bound_udp)), ", ".join(map(str, self.bound_tcp)))
 
     async def _bind(self, host: str, port: int) -> None:
         """UDP and TCP on one host:port; port 0 takes UDP's ephemeral port for TCP too."""
@@ -139,8 +140,8 @@ class DnsServer:
             loop.add_reader(udp.fileno(), self._read_udp, udp)
         self._udp_sockets.append(udp)
         self._tcp_servers.append(server)
-        self.bound_udp.append(_format(host, port))
-        self.bound_tcp.append(_format(host, server.sockets[0].getsockname()[1]))
+        self.bound_udp.append(Endpoint(host, port))
+        self.bound_tcp.append(Endpoint(host, server.sockets[0].getsockname()[1]))
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -435,6 +436,3 @@ def _packed_host(family: int, host: str) -> bytes:
     """A sender's address as the rate limiter keys it (the plain path's addresses are text)."""
     return socket.inet_pton(family, host.partition("%")[0])
 
-
-def _format(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
