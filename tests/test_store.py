@@ -13,7 +13,8 @@ from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import ConfigValueError, NotFoundError, StorageError, StorageFault
 from registry.events import Event, EventKind
 from registry.model import ConflictType, Status
-from registry.store import SCHEMA_VERSION, HealthRow, Store
+from registry.store import HealthRow, Store
+from registry.migrations import SCHEMA_VERSION
 
 
 @pytest.fixture

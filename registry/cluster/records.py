@@ -34,7 +34,7 @@ from registry.errors import ConfigValueError, RegistryError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
 from registry.model import CLUSTER, REGISTRATION_FIELDS, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
 from registry.schema import DNS_LABEL, INSTANCE_ID, parse_registration
-from registry.store import VALUE_TYPES, cast_value
+from registry.configvalues import VALUE_TYPES, cast_value
 
 # Nodes refuse to read a value larger than this; a record is about 1 KiB.
 MAX_RECORD_BYTES = 64 * 1024

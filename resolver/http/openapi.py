@@ -9,10 +9,15 @@ Building it must not change the app; it reads the router only.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from aiohttp import web
 
+from registry.events import EventKind
+from registry.model import REGISTRATION_FIELDS, ConflictType, Status, Transport
+from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
+from resolver.http.selection import Strategy
 from resolver.state import VERSION
 
 Operation = dict[str, Any]
@@ -44,6 +49,12 @@ def _query(name: str, description: str, type_: str = "string", repeat: bool = Fa
 
 def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
+
+
+def _enum(values: type[enum.Enum] | tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    """A string schema whose values are a Python enum's (or a declared tuple's), never retyped here."""
+    names = [member.value for member in values] if isinstance(values, type) else list(values)
+    return {"type": "string", "enum": names, **extra}
 
 
 DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+$"
@@ -90,7 +101,7 @@ CONFIG_BODY = {
                 "required": ["value"],
                 "properties": {
                     "value": {"description": "the value, or its text form"},
-                    "value_type": {"type": "string", "enum": ["string", "int", "bool", "json"], "default": "string"},
+                    "value_type": _enum(VALUE_TYPES, default="string"),
                 },
             }
         }
@@ -198,11 +209,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "name": "strategy",
                 "in": "query",
                 "required": False,
-                "schema": {
-                    "type": "string",
-                    "enum": ["round_robin", "random", "weighted", "least_conn", "ip_hash", "local_first"],
-                    "default": "round_robin",
-                },
+                "schema": _enum(Strategy, default=Strategy.ROUND_ROBIN.value),
             },
         ]
         + FILTERS
@@ -260,7 +267,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                         "properties": {
                             "a": {"type": "string"},
                             "b": {"type": "string"},
-                            "type": {"type": "string", "enum": ["port", "dependency", "resource"]},
+                            "type": _enum(ConflictType),
                             "reason": {"type": "string"},
                         },
                     }
@@ -295,7 +302,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/events"): {
         "summary": "The event log, newest first",
         "parameters": [
-            _query("kind", "registration, update, deregistration, rejection, health, node, maintenance, conflict_rule, ..."),
+            _query("kind", ", ".join(kind.value for kind in EventKind)),
             _query("before", "page: events older than this seq (the previous page's next_before)", "integer"),
             _query("limit", "page size, 1..1000 (default 100)", "integer"),
         ]
@@ -337,6 +344,26 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     },
 }
 
+# The JSON schema of each registration field (the field list itself is the model's).
+REGISTRATION_SCHEMAS: dict[str, dict[str, Any]] = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "node": {"type": "string"},
+    "address": {"type": "string"},
+    "port": {"type": "integer"},
+    "protocol": {"type": "string"},
+    "transport": _enum(Transport),
+    "endpoint_path": {"type": "string"},
+    "version": {"type": "string"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+    "weight": {"type": "integer"},
+    "priority": {"type": "integer"},
+    "discoverable": {"type": "boolean"},
+    "checks": {"type": "array", "items": {"type": "object"}},
+    "ttl": {"type": "string", "description": "duration: 30s, 5m"},
+}
+
 COMPONENTS: dict[str, Any] = {
     "schemas": {
         "Error": {
@@ -354,24 +381,8 @@ COMPONENTS: dict[str, Any] = {
         "Registration": {
             "type": "object",
             "required": ["name"],
-            "properties": {
-                "id": {"type": "string"},
-                "name": {"type": "string"},
-                "node": {"type": "string"},
-                "address": {"type": "string"},
-                "port": {"type": "integer"},
-                "protocol": {"type": "string"},
-                "transport": {"type": "string", "enum": ["tcp", "udp"]},
-                "endpoint_path": {"type": "string"},
-                "version": {"type": "string"},
-                "tags": {"type": "array", "items": {"type": "string"}},
-                "meta": {"type": "object", "additionalProperties": {"type": "string"}},
-                "weight": {"type": "integer"},
-                "priority": {"type": "integer"},
-                "discoverable": {"type": "boolean"},
-                "checks": {"type": "array", "items": {"type": "object"}},
-                "ttl": {"type": "string", "description": "duration: 30s, 5m"},
-            },
+            # In registry.model.REGISTRATION_FIELDS order; a field without a schema here fails at import.
+            "properties": {name: REGISTRATION_SCHEMAS[name] for name in REGISTRATION_FIELDS},
         },
         "Instance": {
             "type": "object",
@@ -382,7 +393,7 @@ COMPONENTS: dict[str, Any] = {
                 "node": {"type": "string"},
                 "address": {"type": "string"},
                 "port": {"type": "integer"},
-                "status": {"type": "string", "enum": ["passing", "warning", "critical", "maintenance"]},
+                "status": _enum(Status),
                 "url": {"type": "string"},
                 "source": {"type": "string"},
             },
@@ -405,7 +416,7 @@ COMPONENTS: dict[str, Any] = {
                 "key": {"type": "string"},
                 "value": {},
                 "value_type": {"type": "string"},
-                "scope": {"type": "string", "enum": ["node", "global"]},
+                "scope": _enum(CONFIG_SCOPES),
             },
         },
         "Maintenance": {
