@@ -7,6 +7,7 @@ servers' figures without globals; the daemon builds it once at start and fills
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
     from resolver.config import Config
     from resolver.dns.stats import DnsStats
 
-VERSION = "0.1.0"
+
+def _version() -> str:
+    """pyproject.toml's version, as installed; a tree run without installing says so."""
+    try:
+        return importlib.metadata.version("pilotfish")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+not-installed"
+
+
+VERSION = _version()
 
 
 @dataclass
