@@ -9,12 +9,12 @@ config text again.
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Any, Callable, TypeVar
 
 from registry.endpoints import Endpoint, parse_address, parse_etcd
 from registry.fields import FieldReader
 from registry.model import ConflictRule, ConflictType
+from registry.names import DNS_LABEL, DNS_NAME
 from registry.textfile import parse_size
 from registry.yamldoc import FieldPath, kind_of
 
@@ -25,9 +25,6 @@ T = TypeVar("T")
 MIN_CHECK_INTERVAL_FLOOR = 1.0
 RULE_KEYS = ("a", "b", "type", "reason")
 CONFLICT_TYPES = tuple(kind.value for kind in ConflictType)
-# Applied with `fullmatch` (`$` would let a final newline through).
-DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
-SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class Section:
@@ -52,7 +49,7 @@ class ConfigReader(FieldReader):
     """The shared field reader, plus the config's own kinds of value."""
 
     def name(self, value: Any, at: FieldPath) -> str | None:
-        return self.string(value, at, SERVICE_NAME, "is not a valid DNS name (lower-case letters, digits, '-')", True)
+        return self.string(value, at, DNS_LABEL, "is not a valid DNS name (lower-case letters, digits, '-')", True)
 
     def address(self, value: Any, at: FieldPath) -> str | None:
         text = self.string(value, at, non_empty=True)

@@ -14,18 +14,8 @@ import pytest
 from registry.errors import ValidationError
 from registry.model import CheckKind, NodeIdentity, Transport
 from registry.fields import parse_duration
-from registry.schema import (
-    DNS_LABEL,
-    HTTP_HEADER,
-    INSTANCE_ID,
-    META_KEY,
-    PROTOCOL,
-    SYSTEMD_UNIT,
-    TAG,
-    load_file,
-    load_text,
-    parse_registration,
-)
+from registry.names import DNS_LABEL, HTTP_HEADER, INSTANCE_ID, META_KEY, PROTOCOL, SYSTEMD_UNIT, TAG
+from registry.schema import load_file, load_text, parse_registration
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = ROOT / "tests" / "data" / "malformed"

@@ -33,7 +33,8 @@ from typing import Any, Callable, cast
 from registry.errors import ConfigValueError, RegistryError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
 from registry.model import CLUSTER, REGISTRATION_FIELDS, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
-from registry.schema import DNS_LABEL, INSTANCE_ID, parse_registration
+from registry.schema import parse_registration
+from registry.names import DNS_LABEL, INSTANCE_ID
 from registry.configvalues import VALUE_TYPES, cast_value
 
 # Nodes refuse to read a value larger than this; a record is about 1 KiB.
