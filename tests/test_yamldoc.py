@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from registry.model import NodeIdentity
 from registry.errors import ValidationError
 from registry.schema import load_text
-from registry.yamldoc import MAX_DEPTH, PURE_PARSER_MAX, compose
+from registry.yamlbounded import MAX_DEPTH
+from registry.yamldoc import PURE_PARSER_MAX, compose
 
 DEFAULTS = NodeIdentity("host1", "10.0.0.5")
 
