@@ -16,27 +16,19 @@ import pytest
 from etcdkit import EtcdFactory, EtcdServer
 from healthkit import run
 
-from registry.cluster.etcd import (
-    MAX_TXN_OPS,
-    RANGE_PAGE,
+from registry.cluster.errors import (
     BadEndpoint,
     Compacted,
-    Delete,
-    EtcdClient,
-    Endpoint,
     LeaseNotFound,
-    Put,
     RangeTooLarge,
-    Skipped,
     Unavailable,
     ValueTooLarge,
-    Watch,
-    WatchBatch,
     WatchOverflow,
-    WatchEvent,
-    Write,
-    parse_endpoint,
 )
+from registry.cluster.etcd import MAX_TXN_OPS, RANGE_PAGE, EtcdClient, parse_endpoint
+from registry.cluster.kv import Delete, Put, Skipped, WatchBatch, WatchEvent, Write
+from registry.cluster.watch import Watch
+from registry.endpoints import Endpoint
 
 # Deadlines are generous: two shared cores, other suites running at the same time.
 SLACK = 3.0

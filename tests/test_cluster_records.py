@@ -11,26 +11,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.cluster import etcd, records
-from registry.cluster.records import (
+from registry.cluster.keys import (
     BadRecord,
     ConfigKey,
-    ConfigRecord,
     ConflictKey,
     InstanceKey,
     NodeKey,
-    NodeRecord,
     check_prefix,
     config_key,
     conflict_key,
+    instance_key,
+    instances_prefix,
+    node_key,
+    parse_key,
+)
+from registry.cluster.records import (
+    ConfigRecord,
+    NodeRecord,
     decode_record,
     encode_config,
     encode_conflict,
     encode_instance,
     encode_node,
-    instance_key,
-    instances_prefix,
-    node_key,
-    parse_key,
 )
 from registry.model import CLUSTER, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
 from registry.schema import load_text
