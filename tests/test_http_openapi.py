@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from resolver.http.openapi import OPERATIONS, routes
+from resolver.http.openapi import routes
+from resolver.http.openapi_spec import OPERATIONS
 from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
 HEALTH_ROUTES = {("PUT", "/v1/checks/{check_id}/{result}"), ("GET", "/v1/node"), ("PUT", "/v1/node/maintenance")}

@@ -29,7 +29,8 @@ from registry.model import NodeIdentity
 from registry.store import Store
 from resolver.config import Config
 from resolver.http.app import build_app
-from resolver.http.openapi import DURATION_PATTERN, document
+from resolver.http.openapi import document
+from resolver.http.openapi_spec import DURATION_PATTERN
 from resolver.state import DaemonState
 
 # Requests per operation; about 30 operations make a run of ~15 s.

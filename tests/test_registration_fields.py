@@ -19,7 +19,7 @@ from registry.cluster.records import encode_instance
 from registry.errors import ValidationError
 from registry.model import REGISTRATION_FIELDS, ConflictType, Entry, NodeIdentity, Status, Transport
 from registry.schema import parse_registration
-from resolver.http.openapi import COMPONENTS, OPERATIONS
+from resolver.http.openapi_spec import COMPONENTS, OPERATIONS
 from resolver.http.selection import Strategy
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
