@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 import yaml
 
-from conftest import Daemon, DaemonFactory
+from daemonkit import Daemon, DaemonFactory
 
 
 def restart_on_same_ports(factory: DaemonFactory, daemon: Daemon) -> Daemon:

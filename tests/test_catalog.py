@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from conftest import NODE
 from registry.catalog import Catalog
 from registry.events import Event, EventKind
 from registry.instances import NOT_CHECKED
@@ -20,22 +21,12 @@ from registry.errors import (
     StorageError,
     ValidationError,
 )
-from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeIdentity, NodeState, Source, Status
+from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Source, Status
 from registry.schema import load_text, parse_registration
 from registry.store import Store
 
-DEFAULTS = NodeIdentity("host1", "10.0.0.5")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    store = Store(tmp_path / "p.db")
-    yield Catalog(store, DEFAULTS)
-    store.close()
-
-
 def api(body: dict[str, object]) -> object:
-    return parse_registration(body, DEFAULTS)
+    return parse_registration(body, NODE)
 
 
 def test_api_registration_is_stored_and_visible_in_one_snapshot(catalog: Catalog) -> None:
@@ -68,12 +59,12 @@ def test_refused_registration_leaves_store_and_snapshot_unchanged(catalog: Catal
 
 def test_file_lifecycle_and_rejection_keeps_previous_state(catalog: Catalog, tmp_path: Path) -> None:
     path = str(tmp_path / "redis.yaml")
-    catalog.apply_file(path, load_text("name: redis\nport: 6379\n", path, DEFAULTS))
+    catalog.apply_file(path, load_text("name: redis\nport: 6379\n", path, NODE))
     assert [e.instance.port for e in catalog.current.query("redis")] == [6379]
     catalog.reject_file(path, [])
     assert path in catalog.current.file_errors
     assert [e.instance.port for e in catalog.current.query("redis")] == [6379]
-    catalog.apply_file(path, load_text("name: redis\nport: 6380\n", path, DEFAULTS))
+    catalog.apply_file(path, load_text("name: redis\nport: 6380\n", path, NODE))
     assert path not in catalog.current.file_errors
     assert [e.instance.port for e in catalog.current.query("redis")] == [6380]
     catalog.remove_file(path)
@@ -87,7 +78,7 @@ def test_conflicting_file_is_rejected_whole(catalog: Catalog, tmp_path: Path) ->
     text = "services:\n  - name: api\n    port: 9000\n  - name: apache2\n    port: 8081\n"
     snapshot_before = catalog.current.index
     with pytest.raises(ConflictError):
-        catalog.apply_file(path, load_text(text, path, DEFAULTS))
+        catalog.apply_file(path, load_text(text, path, NODE))
     assert catalog.current.query("api") == []
     problems = catalog.current.file_errors[path]
     assert "conflicts with nginx" in problems[0].message
@@ -98,9 +89,9 @@ def test_file_cannot_take_an_api_id_and_api_cannot_delete_file_instances(catalog
     catalog.register(api({"name": "web", "port": 8080}))
     path = str(tmp_path / "web.yaml")
     with pytest.raises(DuplicateIdError):
-        catalog.apply_file(path, load_text("name: web\nport: 8080\n", path, DEFAULTS))
+        catalog.apply_file(path, load_text("name: web\nport: 8080\n", path, NODE))
     other = str(tmp_path / "db.yaml")
-    catalog.apply_file(other, load_text("name: postgresql\n", other, DEFAULTS))
+    catalog.apply_file(other, load_text("name: postgresql\n", other, NODE))
     with pytest.raises(ReadOnlyError) as info:
         catalog.deregister("postgresql-5432")
     assert other in str(info.value)
@@ -168,12 +159,12 @@ def test_node_and_instance_maintenance_drain_answers(catalog: Catalog) -> None:
 
 def test_api_registrations_and_health_survive_restart(tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
-    first = Catalog(store, DEFAULTS)
+    first = Catalog(store, NODE)
     entry, _ = first.register(api({"name": "web", "port": 80, "checks": [{"ttl": "30s"}]}))
     first.set_check_state(entry.instance, CheckState("web-80:ttl", Status.WARNING, "slow", 1.0))
     store.close()
     store = Store(tmp_path / "p.db")
-    again = Catalog(store, NodeIdentity("host1", "10.0.0.9"))
+    again = Catalog(store, dataclasses.replace(NODE, address="10.0.0.9"))
     assert again.load_api_registrations(lambda body: parse_registration(body, again.identity)) == []
     restored = again.current.entry("web-80")
     assert restored is not None and restored.status is Status.WARNING
@@ -239,7 +230,7 @@ def file_instances(count: int, path: str, first_port: int = 10_000) -> list[Inst
     """`count` checked instances of 100 services, as one services.d file would register them."""
     return [
         Instance(
-            id=f"i{n}", name=f"svc{n % 100}", node="host1", address="10.0.0.5", port=first_port if n == 0 else 20_000 + n,
+            id=f"i{n}", name=f"svc{n % 100}", node=NODE.node, address=NODE.address, port=first_port if n == 0 else 20_000 + n,
             checks=(CheckSpec(f"i{n}:tcp", CheckKind.TCP, f"127.0.0.1:{20_000 + n}"),), source=Source.file(path),
         )
         for n in range(count)
@@ -265,9 +256,9 @@ def test_a_one_line_edit_of_a_big_file_touches_only_what_changed(catalog: Catalo
 def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintenance(catalog: Catalog) -> None:
     text = "name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n"
     old, new = "/srv/services.d/a.yaml", "/srv/services.d/b.yaml"
-    catalog.apply_file(old, load_text(text, old, DEFAULTS))
+    catalog.apply_file(old, load_text(text, old, NODE))
     catalog.apply_file("/srv/services.d/db.yaml", load_text(text.replace("web", "db").replace("8080", "5432"),
-                                                             "/srv/services.d/db.yaml", DEFAULTS))
+                                                             "/srv/services.d/db.yaml", NODE))
     web, db = catalog.instance("web-8080"), catalog.instance("db-5432")
     assert web is not None and db is not None
     for instance in (web, db):
@@ -275,10 +266,10 @@ def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintena
     catalog.set_instance_maintenance("db-5432", "resharding")
     with catalog.batch():  # `mv a.yaml b.yaml` as the watcher applies it: removal first
         catalog.remove_file(old)
-        catalog.apply_file(new, load_text(text, new, DEFAULTS))
+        catalog.apply_file(new, load_text(text, new, NODE))
         catalog.remove_file("/srv/services.d/db.yaml")
         catalog.apply_file("/srv/services.d/db2.yaml", load_text(text.replace("web", "db").replace("8080", "5432"),
-                                                                  "/srv/services.d/db2.yaml", DEFAULTS))
+                                                                  "/srv/services.d/db2.yaml", NODE))
     moved = catalog.current.entry("web-8080")
     assert moved is not None and moved.instance.source == Source.file(new)
     assert (moved.status, moved.checks[0].output) == (Status.PASSING, "connected")
@@ -289,25 +280,25 @@ def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintena
 
 def test_a_check_changed_by_the_move_starts_afresh_and_a_later_return_is_new(catalog: Catalog) -> None:
     old, new = "/srv/a.yaml", "/srv/b.yaml"
-    catalog.apply_file(old, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n", old, DEFAULTS))
+    catalog.apply_file(old, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n", old, NODE))
     web = catalog.instance("web-8080")
     assert web is not None
     catalog.set_check_state(web, CheckState(web.checks[0].id, Status.PASSING, "connected", time.time()))
     catalog.set_instance_maintenance("web-8080", "resharding")
     with catalog.batch():
         catalog.remove_file(old)
-        catalog.apply_file(new, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:9999\n", new, DEFAULTS))
+        catalog.apply_file(new, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:9999\n", new, NODE))
     moved = catalog.current.entry("web-8080")
     assert moved is not None and moved.checks[0].output == NOT_CHECKED and moved.status is Status.MAINTENANCE
     catalog.remove_file(new)  # published: what it held is forgotten
-    catalog.apply_file(old, load_text("name: web\nport: 8080\n", old, DEFAULTS))
+    catalog.apply_file(old, load_text("name: web\nport: 8080\n", old, NODE))
     back = catalog.current.entry("web-8080")
     assert back is not None and back.status is Status.PASSING and back.maintenance_reason is None
 
 
 def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = Store(tmp_path / "p.db", max_bytes=64 * 1024)
-    catalog = Catalog(store, DEFAULTS)
+    catalog = Catalog(store, NODE)
     try:
         with pytest.raises(StorageError):
             for n in range(10_000):  # fill the database with API registrations
@@ -319,7 +310,7 @@ def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path,
                 store.append_event(Event(EventKind.HEALTH, str(n), {}))
         # A file change (and a health result) is what happened, whatever SQLite says:
         # it is served, and its event waits for the next write that succeeds.
-        catalog.apply_file("/srv/web.yaml", load_text("name: web\nport: 80\n", "/srv/web.yaml", DEFAULTS))
+        catalog.apply_file("/srv/web.yaml", load_text("name: web\nport: 80\n", "/srv/web.yaml", NODE))
         assert [e.instance.id for e in catalog.current.query("web")] == ["web-80"]
         assert "events and health states not saved" in caplog.text
         store.limit_size(None)
@@ -329,7 +320,7 @@ def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path,
             nonlocal n
             n += 1  # each change tries again once UNSAVED_RETRY has passed
             path = f"/srv/other-{n}.yaml"
-            catalog.apply_file(path, load_text(f"name: other\nid: other-{n}\nport: {2000 + n}\n", path, DEFAULTS))
+            catalog.apply_file(path, load_text(f"name: other\nid: other-{n}\nport: {2000 + n}\n", path, NODE))
             return any(e.subject == "file:/srv/web.yaml" for e in store.events(kind="registration"))
 
         deadline = time.monotonic() + 10

@@ -19,7 +19,8 @@ from typing import Any
 import dns.rcode
 import yaml
 
-from conftest import REPO, START_TIMEOUT, Daemon, DaemonFactory, launch, ready_line, wait_for, write_config
+from conftest import REPO, wait_for
+from daemonkit import START_TIMEOUT, Daemon, DaemonFactory, launch, ready_line, write_config
 
 
 def file_errors(daemon: Daemon) -> dict[str, list[dict[str, Any]]]:

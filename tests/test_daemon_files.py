@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, Daemon, DaemonFactory, wait_for
+from conftest import REPO, wait_for
+from daemonkit import Daemon, DaemonFactory
 
 BOMB = 'x-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"x-{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)

@@ -11,7 +11,8 @@ import dns.query
 import dns.rcode
 import psutil
 
-from conftest import Daemon, DaemonFactory, wait_for
+from conftest import wait_for
+from daemonkit import Daemon, DaemonFactory
 
 BIG = "services:\n" + "".join(
     f"  - {{name: big, id: big-{i}, port: {9000 + i}, address: 10.1.0.{i + 1}}}\n" for i in range(60)

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from healthkit import SLACK, eventually, make_catalog, register, run, wait_status
+from conftest import eventually, run
+from healthkit import SLACK, register, wait_status
 from registry.catalog import Catalog
 from registry.health.outcome import OUTPUT_LIMIT
 from registry.health.runner import HealthRunner
@@ -32,13 +33,12 @@ def output_of(catalog: Catalog, instance_id: str) -> str:
     return entry.checks[0].output
 
 
-def test_exit_codes_map_to_passing_warning_critical(tmp_path: Path) -> None:
+def test_exit_codes_map_to_passing_warning_critical(tmp_path: Path, catalog: Catalog) -> None:
     code_file = tmp_path / "code"
     code_file.write_text("0")
     script = f"import sys; code = int(open({str(code_file)!r}).read()); print('exit', code); sys.exit(code)"
 
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:
@@ -55,13 +55,12 @@ def test_exit_codes_map_to_passing_warning_critical(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+def test_timeout_kills_the_whole_process_group(tmp_path: Path, catalog: Catalog) -> None:
     pid_file = tmp_path / "child.pid"
     # The check forks a long sleep and waits on it: both must die at the timeout.
     argv = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"]
 
     async def scenario() -> int:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:
@@ -85,9 +84,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_output_is_truncated_and_missing_program_is_critical(tmp_path: Path) -> None:
+def test_output_is_truncated_and_missing_program_is_critical(tmp_path: Path, catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:
@@ -106,7 +104,7 @@ def test_output_is_truncated_and_missing_program_is_critical(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("answer", "code", "status"), [("active", 0, Status.PASSING), ("inactive", 3, Status.CRITICAL)])
 def test_systemd_asks_systemctl_is_active(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: str, code: int, status: Status
+    tmp_path: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch, answer: str, code: int, status: Status
 ) -> None:
     # A stand-in systemctl first on PATH: the host running the tests has no systemd as PID 1.
     bin_dir = tmp_path / "bin"
@@ -117,7 +115,6 @@ def test_systemd_asks_systemctl_is_active(
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:
@@ -132,12 +129,11 @@ def test_systemd_asks_systemctl_is_active(
     run(scenario())
 
 
-def test_command_that_exits_is_judged_at_once_and_its_leftovers_killed(tmp_path: Path) -> None:
+def test_command_that_exits_is_judged_at_once_and_its_leftovers_killed(tmp_path: Path, catalog: Catalog) -> None:
     pid_file = tmp_path / "left.pid"
     argv = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; echo started; exit 1"]
 
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         try:

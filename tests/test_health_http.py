@@ -9,7 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthkit import SLACK, HttpService, eventually, make_catalog, register, run, serve_handler, status_of, wait_status
+from conftest import eventually, run
+from healthkit import SLACK, HttpService, register, serve_handler, status_of, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status
@@ -30,13 +31,12 @@ def output_of(catalog: Catalog, instance_id: str) -> str:
     return entry.checks[0].output
 
 
-def test_http_500_hang_redirect_and_down_each_show_within_deadline(tmp_path: Path) -> None:
+def test_http_500_hang_redirect_and_down_each_show_within_deadline(catalog: Catalog) -> None:
     failures = {"500": "500 Internal Server Error", "hang": "timed out after 0.2s", "redirect": "302 Found"}
 
     async def scenario() -> None:
         # One service per failure, all failing at once: each shows within one deadline.
         services = {mode: await HttpService().up() for mode in failures}
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
 
@@ -69,10 +69,9 @@ def test_http_500_hang_redirect_and_down_each_show_within_deadline(tmp_path: Pat
     run(scenario())
 
 
-def test_expected_status_list_headers_method_body_and_429(tmp_path: Path) -> None:
+def test_expected_status_list_headers_method_body_and_429(tmp_path: Path, catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await HttpService().up()
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:
@@ -119,10 +118,9 @@ def _self_signed(tmp_path: Path) -> ssl.SSLContext:
     return context
 
 
-def test_tls_skip_verify(tmp_path: Path) -> None:
+def test_tls_skip_verify(tmp_path: Path, catalog: Catalog) -> None:
     async def scenario() -> None:
         web_runner, url = await serve_handler("/health", _ok, _self_signed(tmp_path))
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:
@@ -138,7 +136,7 @@ def test_tls_skip_verify(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_body_marker_found_past_the_first_chunk(tmp_path: Path) -> None:
+def test_body_marker_found_past_the_first_chunk(catalog: Catalog) -> None:
     # A status page streamed in parts: the marker is in the body, just not in its first read.
     async def streamed(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -151,7 +149,6 @@ def test_body_marker_found_past_the_first_chunk(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         web_runner, url = await serve_handler("/health", streamed)
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:

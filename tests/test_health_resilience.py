@@ -15,14 +15,15 @@ import json
 import resource
 import socket
 import sys
-from pathlib import Path
 from typing import Any, Iterator
 
 import dns.rcode
 import pytest
 
-from conftest import DaemonFactory, wait_for
-from healthkit import NODE, SLACK, eventually, make_catalog, run, status_of
+from conftest import NODE, eventually, run, wait_for
+from daemonkit import DaemonFactory
+from healthkit import SLACK, status_of
+from registry.catalog import Catalog
 from registry.health.runner import MIN_INTERVAL, HealthRunner
 from registry.model import Instance, Status
 from registry.schema import parse_registration
@@ -39,11 +40,10 @@ def with_check(body: dict[str, Any], **changes: Any) -> Instance:
     return dataclasses.replace(instance, checks=(check,))
 
 
-def test_a_probe_that_raises_is_critical_with_the_error_and_keeps_running(tmp_path: Path) -> None:
+def test_a_probe_that_raises_is_critical_with_the_error_and_keeps_running(catalog: Catalog) -> None:
     runs: list[float] = []
 
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(started))
         await runner.start()
         try:
@@ -60,11 +60,10 @@ def test_a_probe_that_raises_is_critical_with_the_error_and_keeps_running(tmp_pa
     run(scenario())
 
 
-def test_the_runner_never_runs_a_check_more_often_than_once_a_second(tmp_path: Path) -> None:
+def test_the_runner_never_runs_a_check_more_often_than_once_a_second(catalog: Catalog) -> None:
     runs: list[float] = []
 
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(started))
         await runner.start()
         try:

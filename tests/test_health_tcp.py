@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-from healthkit import SLACK, TcpService, eventually, make_catalog, register, run, status_of, wait_status
+from conftest import eventually, run
+from healthkit import SLACK, TcpService, register, status_of, wait_status
+from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status
 
@@ -18,10 +19,9 @@ def tcp_body(instance_id: str, port: int, **check: object) -> dict[str, object]:
     return {"id": instance_id, "name": "redis", "port": port, "checks": [spec]}
 
 
-def test_tcp_down_and_up_within_interval_plus_timeout(tmp_path: Path) -> None:
+def test_tcp_down_and_up_within_interval_plus_timeout(catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await TcpService().up()
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:
@@ -46,12 +46,11 @@ def test_tcp_down_and_up_within_interval_plus_timeout(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_unreachable_port_starts_critical(tmp_path: Path) -> None:
+def test_unreachable_port_starts_critical(catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await TcpService().up()
         port = service.port
         await service.down()
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:
@@ -64,12 +63,11 @@ def test_unreachable_port_starts_critical(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_rise_and_fall_are_counted_exactly(tmp_path: Path) -> None:
+def test_rise_and_fall_are_counted_exactly(catalog: Catalog) -> None:
     """fall=3: critical on exactly the 3rd failed run; rise=2: passing on exactly the 2nd good run."""
 
     async def scenario() -> None:
         service = await TcpService().up()
-        catalog = make_catalog(tmp_path)
         runs: list[tuple[Status, str]] = []
 
         def observe(check_id: str, started: float, took: float) -> None:
@@ -102,10 +100,9 @@ def test_rise_and_fall_are_counted_exactly(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_removed_instance_stops_being_checked(tmp_path: Path) -> None:
+def test_removed_instance_stops_being_checked(catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await TcpService().up()
-        catalog = make_catalog(tmp_path)
         runs: list[str] = []
         runner = HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(check_id))
         await runner.start()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from healthkit import SLACK, make_catalog, register, run, status_of, wait_status
+from conftest import run
+from healthkit import SLACK, register, status_of, wait_status
+from registry.catalog import Catalog
 from registry.errors import NotFoundError
 from registry.health.runner import HealthRunner
 from registry.model import Status
@@ -19,9 +20,8 @@ def ttl_body(instance_id: str, port: int) -> dict[str, object]:
     return {"id": instance_id, "name": "worker", "port": port, "checks": [{"ttl": "1s", "id": f"{instance_id}-ttl"}]}
 
 
-def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
+def test_ttl_expires_to_critical_and_recovers_on_pass(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:
@@ -56,9 +56,8 @@ def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_ttl_update_of_unknown_or_non_ttl_check_is_not_found(tmp_path: Path) -> None:
+def test_ttl_update_of_unknown_or_non_ttl_check_is_not_found(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:
@@ -72,9 +71,8 @@ def test_ttl_update_of_unknown_or_non_ttl_check_is_not_found(tmp_path: Path) -> 
     run(scenario())
 
 
-def test_ttl_check_never_reported_is_deregistered_after(tmp_path: Path) -> None:
+def test_ttl_check_never_reported_is_deregistered_after(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         try:

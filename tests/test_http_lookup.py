@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.model import CheckState, Status
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 WEB = """
 services:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from resolver.http.openapi import routes
 from resolver.http.openapi_spec import OPERATIONS
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 HEALTH_ROUTES = {("PUT", "/v1/checks/{check_id}/{result}"), ("GET", "/v1/node"), ("PUT", "/v1/node/maintenance")}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from registry.store import Store
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 API_DB = {"name": "api-db", "port": 5544, "protocol": "postgres", "tags": ["primary"]}
 

@@ -23,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 
-from conftest import DaemonFactory
+from daemonkit import DaemonFactory
 from registry.catalog import Catalog
 from registry.model import NodeIdentity
 from registry.store import Store

@@ -10,7 +10,7 @@ import pytest
 
 from registry.errors import Problem
 from resolver.dns.stats import DnsStats
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 # The one place the version is written; the daemon reads it from the installed package.
 PROJECT_VERSION = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["version"]

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from healthkit import eventually, make_catalog, register, run, status_of
+from conftest import NODE, eventually, run
+from healthkit import register, status_of
 from registry.catalog import Catalog
 from registry.errors import InvalidTransition
 from registry.model import NodeState, Status
-from registry.nodestate import TRANSITIONS, NodeThresholds, NodeMonitor, check_transition
+from registry.nodestate import TRANSITIONS, NodeMonitor, NodeThresholds, check_transition
+from registry.store import Store
 
 LOW = NodeThresholds(cpu=1000, memory=0, disk=1000)  # memory use is always above 0%
 HIGH = NodeThresholds(cpu=1000, memory=1000, disk=1000)
@@ -44,8 +46,7 @@ def test_transition_table(current: NodeState, requested: NodeState, allowed: boo
         assert refused.value.current == current.value and refused.value.requested == requested.value
 
 
-def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(tmp_path: Path) -> None:
-    catalog = make_catalog(tmp_path)
+def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(catalog: Catalog) -> None:
     monitor = NodeMonitor(catalog, LOW, degrade_after=3, recover_after=2)
     for _ in range(2):
         monitor.sample()
@@ -68,9 +69,8 @@ def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(t
     assert states(catalog) == [("online", "degraded"), ("degraded", "online")]
 
 
-def test_sampling_loop_drives_the_state(tmp_path: Path) -> None:
+def test_sampling_loop_drives_the_state(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         monitor = NodeMonitor(catalog, LOW, interval=0.02)
         await monitor.start()
         try:
@@ -84,8 +84,7 @@ def test_sampling_loop_drives_the_state(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_maintenance_drains_and_restores_and_refuses_invalid(tmp_path: Path) -> None:
-    catalog = make_catalog(tmp_path)
+def test_maintenance_drains_and_restores_and_refuses_invalid(catalog: Catalog) -> None:
     register(catalog, {"id": "redis-1", "name": "redis", "port": 6379})
     monitor = NodeMonitor(catalog, HIGH)
     assert catalog.current.answerable("redis")
@@ -104,8 +103,7 @@ def test_maintenance_drains_and_restores_and_refuses_invalid(tmp_path: Path) -> 
     assert states(catalog) == [("online", "maintenance"), ("maintenance", "online")]
 
 
-def test_leaving_maintenance_lands_on_what_the_figures_say(tmp_path: Path) -> None:
-    catalog = make_catalog(tmp_path)
+def test_leaving_maintenance_lands_on_what_the_figures_say(catalog: Catalog) -> None:
     monitor = NodeMonitor(catalog, LOW, degrade_after=1)
     monitor.set_maintenance(True, "disk swap")
     monitor.sample()
@@ -114,12 +112,14 @@ def test_leaving_maintenance_lands_on_what_the_figures_say(tmp_path: Path) -> No
 
 
 def test_maintenance_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "pilotfish.db"
+
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
+        catalog = Catalog(Store(path), NODE)
         monitor = NodeMonitor(catalog, HIGH, interval=10)
         monitor.set_maintenance(True, "rack move")
         catalog.store.close()
-        restarted = make_catalog(tmp_path)
+        restarted = Catalog(Store(path), NODE)
         monitor = NodeMonitor(restarted, HIGH, interval=10)
         await monitor.start()
         try:
@@ -128,9 +128,10 @@ def test_maintenance_survives_a_restart(tmp_path: Path) -> None:
         finally:
             await monitor.stop()
         restarted.store.close()
-        again = NodeMonitor(make_catalog(tmp_path), HIGH, interval=10)
+        again = NodeMonitor(Catalog(Store(path), NODE), HIGH, interval=10)
         await again.start()
         await again.stop()
+        again.catalog.store.close()
         assert again.node.state is NodeState.ONLINE
 
     run(scenario())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from registry.model import CheckState, Status
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 
 def test_reregistering_keeps_check_results_and_maintenance(api: ApiServer) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from conftest import Daemon, DaemonFactory, launch
+from daemonkit import Daemon, DaemonFactory, launch
 from test_store import damage_events
 
 

@@ -6,25 +6,13 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from watchfiles import Change
 
 from registry.catalog import Catalog
-from registry.model import CheckState, NodeIdentity, Status
-from registry.store import Store
+from registry.model import CheckState, Status
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file, sync_files
-
-DEFAULTS = NodeIdentity("node1", "10.0.0.1")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    store = Store(tmp_path / "pilotfish.db")
-    yield Catalog(store, DEFAULTS)
-    store.close()
-
 
 @pytest.mark.parametrize(
     ("name", "watched"),

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 
 from registry.catalog import Catalog
-from registry.model import NodeIdentity
-from registry.store import Store
 from registry.watcher import FileOutcome, rescan, sync_files
-
-DEFAULTS = NodeIdentity("node1", "10.0.0.1")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    store = Store(tmp_path / "pilotfish.db")
-    yield Catalog(store, DEFAULTS)
-    store.close()
-
 
 def ports(catalog: Catalog, name: str) -> list[int]:
     return [e.instance.port for e in catalog.current.query(name, statuses=None)]
