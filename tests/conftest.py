@@ -19,12 +19,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Iterator, TypeVar, cast
+from typing import Any, Awaitable, Callable, Coroutine, Iterator, TypeVar, overload
 
 import pytest
 
 from registry.catalog import Catalog
-from registry.model import NodeIdentity
+from registry.model import Entry, NodeIdentity, Status
 from registry.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +50,15 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "c
         time.sleep(0.02)
 
 
-async def eventually(probe: Callable[[], T | None | Awaitable[T | None]], within: float, what: str = "condition") -> T:
+@overload
+async def eventually(probe: Callable[[], Coroutine[Any, Any, T | None]], within: float, what: str = ...) -> T: ...
+
+
+@overload
+async def eventually(probe: Callable[[], T | None], within: float, what: str = ...) -> T: ...
+
+
+async def eventually(probe: Callable[[], Any], within: float, what: str = "condition") -> Any:
     """`wait_for` on an event loop: poll `probe` (a function or a coroutine function) until truthy.
 
     Returns what it returned; fails past `within` seconds.
@@ -61,7 +69,7 @@ async def eventually(probe: Callable[[], T | None | Awaitable[T | None]], within
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return cast(T, value)
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {within:.3f}s")
         await asyncio.sleep(0.005)
@@ -103,6 +111,18 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+# -- the catalog as a test reads it ------------------------------------------------------
+
+
+def entry_of(catalog: Catalog, instance_id: str) -> Entry | None:
+    return catalog.current.entry(instance_id)
+
+
+def status_of(catalog: Catalog, instance_id: str) -> Status | None:
+    entry = entry_of(catalog, instance_id)
+    return entry.status if entry is not None else None
 
 
 # -- HTTP -------------------------------------------------------------------------

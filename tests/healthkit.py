@@ -12,9 +12,9 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from conftest import NODE, eventually
+from conftest import NODE, entry_of, eventually, status_of
 from registry.catalog import Catalog
-from registry.model import Entry, Instance, Status
+from registry.model import Instance, Status
 from registry.schema import parse_registration
 
 SLACK = 0.1  # the "+ 100 ms" of every deadline: interval + timeout + SLACK
@@ -25,13 +25,10 @@ def register(catalog: Catalog, body: dict[str, Any]) -> Instance:
     return entry.instance
 
 
-def entry_of(catalog: Catalog, instance_id: str) -> Entry | None:
-    return catalog.current.entry(instance_id)
-
-
-def status_of(catalog: Catalog, instance_id: str) -> Status | None:
+def output_of(catalog: Catalog, instance_id: str) -> str:
+    """The first check's output, or "" while the instance is unknown."""
     entry = entry_of(catalog, instance_id)
-    return entry.status if entry is not None else None
+    return entry.checks[0].output if entry is not None and entry.checks else ""
 
 
 async def wait_status(catalog: Catalog, instance_id: str, status: Status | None, within: float) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NODE
+from conftest import NODE, status_of
 from registry.catalog import Catalog
 from registry.events import Event, EventKind
 from registry.instances import NOT_CHECKED
@@ -25,7 +25,7 @@ from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState
 from registry.schema import load_text, parse_registration
 from registry.store import Store
 
-def api(body: dict[str, object]) -> object:
+def api(body: dict[str, object]) -> Instance:
     return parse_registration(body, NODE)
 
 
@@ -134,9 +134,9 @@ def test_health_changes_publish_only_on_status_change(catalog: Catalog) -> None:
     assert catalog.current.entries_by_name["web"]  # known, so DNS says NODATA, not NXDOMAIN
     index = catalog.current.index
     catalog.set_check_state(instance, CheckState("web-80:tcp", Status.PASSING, "ok", 1.0))
-    assert catalog.current.entry("web-80").status is Status.CRITICAL  # the ttl check is still critical
+    assert status_of(catalog, "web-80") is Status.CRITICAL  # the ttl check is still critical
     assert catalog.set_check_state(instance, CheckState("web-80:ttl", Status.PASSING, "ok", 2.0))
-    assert catalog.current.entry("web-80").status is Status.PASSING
+    assert status_of(catalog, "web-80") is Status.PASSING
     index = catalog.current.index
     assert not catalog.set_check_state(instance, CheckState("web-80:ttl", Status.PASSING, "still ok", 3.0))
     assert catalog.current.index == index
@@ -150,7 +150,7 @@ def test_node_and_instance_maintenance_drain_answers(catalog: Catalog) -> None:
     assert [e.instance.port for e in catalog.current.answerable("web")] == [81]
     catalog.set_node_state(NodeState.MAINTENANCE, "kernel upgrade")
     assert catalog.current.answerable("web") == ()
-    assert catalog.current.entry("web-81").status is Status.MAINTENANCE
+    assert status_of(catalog, "web-81") is Status.MAINTENANCE
     catalog.set_node_state(NodeState.ONLINE)
     catalog.set_instance_maintenance("web-80", None)
     assert len(catalog.current.answerable("web")) == 2
@@ -199,7 +199,7 @@ def test_wait_past_returns_on_change_or_timeout(catalog: Catalog) -> None:
 
 def test_invalid_body_never_reaches_the_catalog(catalog: Catalog) -> None:
     with pytest.raises(ValidationError):
-        catalog.register(api({"name": "web"}))  # type: ignore[arg-type]
+        catalog.register(api({"name": "web"}))
     assert catalog.current.index == 1
 
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
-import dns.edns
 import dns.flags
 import dns.message
-import dns.opcode
 import dns.query
 import dns.rcode
-import dns.rdatatype
 import dns.rrset
 
 from dnskit import TIMEOUT, DnsLoop, instance, new_catalog, outside_address, records, serve
@@ -137,7 +135,8 @@ def test_forwarded_udp_replies_are_clamped_to_the_clients_size(tmp_path: Path, l
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(TIMEOUT)
-            for kwargs, limit in (({}, 512), ({"use_edns": 0, "payload": 4096}, 1232)):
+            cases: list[tuple[dict[str, Any], int]] = [({}, 512), ({"use_edns": 0, "payload": 4096}, 1232)]
+            for kwargs, limit in cases:
                 sock.sendto(dns.message.make_query("example.com", "TXT", **kwargs).to_wire(), (served.host, served.port))
                 data = sock.recv(65535)
                 assert len(data) <= limit

@@ -15,11 +15,7 @@ from pathlib import Path
 import dns.edns
 import dns.flags
 import dns.message
-import dns.opcode
-import dns.query
 import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
 from dnskit import BASE, TIMEOUT, DnsLoop, Served, many_instances, new_catalog, records, recv_exactly, serve, server_side_connections
@@ -92,7 +88,7 @@ def test_truncated_over_udp_full_over_tcp(tmp_path: Path, loop_thread: DnsLoop) 
 
 def test_a_long_udp_query_is_sent_to_tcp(served: Served) -> None:
     # 600 bytes of EDNS option: longer than any UDP query is read (wire.MAX_UDP_QUERY).
-    padding = [dns.edns.GenericOption(65001, b"x" * 600)]
+    padding = [dns.edns.GenericOption(dns.edns.OptionType.make(65001), b"x" * 600)]
     reply = served.udp("redis.service.inTERnal", "A", use_edns=0, options=padding)
     assert reply.flags & dns.flags.TC
     assert reply.rcode() == dns.rcode.NOERROR and reply.answer == []
@@ -101,7 +97,7 @@ def test_a_long_udp_query_is_sent_to_tcp(served: Served) -> None:
     assert not full.flags & dns.flags.TC
     assert records(full.answer, "A") == ["10.0.0.1", "10.0.0.2"]
     # Just under the limit is read whole and answered over UDP.
-    fits = [dns.edns.GenericOption(65001, b"x" * 400)]
+    fits = [dns.edns.GenericOption(dns.edns.OptionType.make(65001), b"x" * 400)]
     assert records(served.udp("redis.service.internal", "A", use_edns=0, options=fits).answer, "A") == ["10.0.0.1", "10.0.0.2"]
 
 

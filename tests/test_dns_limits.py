@@ -11,14 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import dns.edns
 import dns.flags
 import dns.message
-import dns.opcode
-import dns.query
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 
 from dnskit import BASE, TIMEOUT, DnsLoop, Served, instance, many_instances, new_catalog, outside_address, records, recv_exactly, serve, server_side_connections
 

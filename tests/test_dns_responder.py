@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import tracemalloc
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import dns.edns
 import dns.flags
@@ -138,7 +138,9 @@ def test_random_edns_sizes_compile_a_handful_of_replies_that_share_their_bytes(c
     assert len(responder._compiled) <= 2  # the 512 and the 1232 reply
     # 400 sizes x 8 rotations x ~1.1 KB would be 3.5 MB; shared, the entries take their keys and tuples.
     assert held < 1 << 19
-    over_tcp = dns.message.from_wire(responder.answer(dns.message.make_query(name, "SRV", id=3).to_wire(), tcp=True))
+    whole = responder.answer(dns.message.make_query(name, "SRV", id=3).to_wire(), tcp=True)
+    assert isinstance(whole, bytes)
+    over_tcp = dns.message.from_wire(whole)
     assert len(over_tcp.answer[0]) == count and len(over_tcp.additional) == count  # SRV records and their glue
 
 
@@ -180,14 +182,14 @@ def test_odd_catalog_content_never_raises_per_query(catalog: Catalog, caplog: py
 
 REAL_QUERIES = [
     dns.message.make_query(name, rdtype, id=4660, **kwargs).to_wire()
-    for name, rdtype, kwargs in [
+    for name, rdtype, kwargs in cast(list[tuple[str, str, dict[str, Any]]], [
         ("_big._tcp.service.internal", "SRV", {}),
         ("Big.Service.Internal", "A", {"use_edns": 0, "payload": 1232}),
         ("big.service.internal", "TXT", {"use_edns": 0, "want_dnssec": True}),
-        ("n1.node.internal", "AAAA", {"use_edns": 0, "options": [dns.edns.GenericOption(10, b"c" * 8)]}),
+        ("node1.node.internal", "AAAA", {"use_edns": 0, "options": [dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"c" * 8)]}),
         ("internal", "SOA", {}),
         ("example.com", "A", {"use_edns": 0}),
-    ]
+    ])
 ]
 
 

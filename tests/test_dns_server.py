@@ -12,14 +12,12 @@ import socket
 import subprocess
 from pathlib import Path
 
-import dns.edns
 import dns.flags
 import dns.message
 import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdatatype
-import dns.rrset
 import pytest
 
 from dnskit import TIMEOUT, DnsLoop, Served, instance, new_catalog, records, serve

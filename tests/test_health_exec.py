@@ -79,7 +79,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path, catalog: Catalog)
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 

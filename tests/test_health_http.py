@@ -9,8 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from conftest import eventually, run
-from healthkit import SLACK, HttpService, register, serve_handler, status_of, wait_status
+from conftest import eventually, run, status_of
+from healthkit import SLACK, HttpService, register, serve_handler, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status

@@ -20,9 +20,9 @@ from typing import Any, Iterator
 import dns.rcode
 import pytest
 
-from conftest import NODE, eventually, run, wait_for
+from conftest import NODE, eventually, run, status_of, wait_for
 from daemonkit import DaemonFactory
-from healthkit import SLACK, status_of
+from healthkit import SLACK
 from registry.catalog import Catalog
 from registry.health.runner import MIN_INTERVAL, HealthRunner
 from registry.model import Instance, Status

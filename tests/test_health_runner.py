@@ -7,8 +7,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from conftest import NODE, eventually, run
-from healthkit import SLACK, TcpService, register, serve_handler, status_of, wait_status
+from conftest import NODE, eventually, run, status_of
+from healthkit import SLACK, TcpService, register, serve_handler, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status

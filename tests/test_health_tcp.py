@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import eventually, run
-from healthkit import SLACK, TcpService, register, status_of, wait_status
+from conftest import eventually, run, status_of
+from healthkit import SLACK, TcpService, output_of, register, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status
@@ -14,7 +14,7 @@ INTERVAL, TIMEOUT = 1.0, 0.2
 
 
 def tcp_body(instance_id: str, port: int, **check: object) -> dict[str, object]:
-    spec = {"tcp": f"127.0.0.1:{port}", "interval": f"{int(INTERVAL * 1000)}ms", "timeout": f"{int(TIMEOUT * 1000)}ms"}
+    spec: dict[str, object] = {"tcp": f"127.0.0.1:{port}", "interval": f"{int(INTERVAL * 1000)}ms", "timeout": f"{int(TIMEOUT * 1000)}ms"}
     spec.update(check)
     return {"id": instance_id, "name": "redis", "port": port, "checks": [spec]}
 
@@ -55,7 +55,7 @@ def test_unreachable_port_starts_critical(catalog: Catalog) -> None:
         await runner.start()
         try:
             register(catalog, tcp_body("gone", port))
-            await eventually(lambda: "refused" in catalog.current.entry("gone").checks[0].output.lower(), TIMEOUT + SLACK)
+            await eventually(lambda: "refused" in output_of(catalog, "gone").lower(), TIMEOUT + SLACK)
             assert status_of(catalog, "gone") is Status.CRITICAL
         finally:
             await runner.stop()

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from conftest import run
-from healthkit import SLACK, register, status_of, wait_status
+from conftest import run, status_of
+from healthkit import SLACK, register, wait_status
 from registry.catalog import Catalog
 from registry.errors import NotFoundError
 from registry.health.runner import HealthRunner
@@ -37,8 +37,8 @@ def test_ttl_expires_to_critical_and_recovers_on_pass(catalog: Catalog) -> None:
                 assert status_of(catalog, "worker-1") is Status.PASSING
             took = await wait_status(catalog, "worker-1", Status.CRITICAL, TTL + SLACK)
             assert took >= TTL - 0.05
-            entry = catalog.current.entry("worker-1")
-            assert entry is not None and entry.checks[0].output == "TTL of 1s expired"
+            expired = catalog.current.entry("worker-1")
+            assert expired is not None and expired.checks[0].output == "TTL of 1s expired"
             assert runner.ttl_update("worker-1-ttl", Status.WARNING, "slow").status is Status.WARNING
             assert runner.ttl_update("worker-1-ttl", Status.PASSING).status is Status.PASSING
             assert runner.ttl_update("worker-1-ttl", Status.CRITICAL, "broken").status is Status.CRITICAL

@@ -17,11 +17,11 @@ def quick_start_commands() -> list[str]:
     return [line.strip() for line in section.splitlines() if line.startswith("    ")]
 
 
-def test_ci_runs_exactly_the_readme_test_command() -> None:
+def test_ci_runs_exactly_the_readme_test_command_then_the_type_checker() -> None:
     run, test = quick_start_commands()
     assert run.endswith("pilotfish serve --config examples/pilotfish.yaml")
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
-    assert ci_lines == [test]
+    assert ci_lines == [test, "python3 -m mypy --strict registry resolver tests"]
 
 
 def test_schema_example_in_readme_is_a_valid_registration() -> None:

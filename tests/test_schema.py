@@ -110,7 +110,7 @@ def test_validate_cli_accepts_the_examples() -> None:
 def test_every_example_file_loads() -> None:
     files = sorted(EXAMPLES.iterdir())
     assert files
-    names = set()
+    names: set[str] = set()
     for path in files:
         names.update(instance.name for instance in load_file(path, DEFAULTS))
     assert {"redis", "api", "postgresql"} <= names
