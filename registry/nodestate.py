@@ -24,6 +24,7 @@ from typing import Mapping
 
 import psutil
 
+from registry.background import cancel_and_wait
 from registry.catalog import Catalog
 from registry.errors import InvalidTransition
 from registry.model import Node, NodeState
@@ -93,10 +94,8 @@ class NodeMonitor:
         self._task = asyncio.create_task(self._loop(), name="node monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def figures(self) -> dict[str, float]:
         """Last sampled cpu/memory/disk use, percent."""

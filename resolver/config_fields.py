@@ -76,7 +76,8 @@ class ConfigReader(FieldReader):
         """A list of strings; one string alone is a list of one (`listen: 127.0.0.1:8600`)."""
         return self.strings([value] if isinstance(value, str) else value, at)
 
-    def endpoints(self, value: Any, at: FieldPath, parse: Callable[[str], Endpoint]) -> list[Endpoint] | None:
+    def each(self, value: Any, at: FieldPath, parse: Callable[[str], T]) -> list[T] | None:
+        """A list of strings, each read by `parse`; its ValueError is that item's problem."""
         values = self.string_list(value, at)
         if values is None:
             return None
@@ -89,13 +90,17 @@ class ConfigReader(FieldReader):
         return good
 
     def listen(self, value: Any, at: FieldPath) -> list[Endpoint] | None:
-        return self.endpoints(value, at, parse_address)
+        return self.each(value, at, parse_address)
 
     def recursors(self, value: Any, at: FieldPath) -> list[Endpoint] | None:
-        return self.endpoints(value, at, lambda text: parse_address(text, 53))
+        return self.each(value, at, lambda text: parse_address(text, 53))
 
     def etcd(self, value: Any, at: FieldPath) -> list[Endpoint] | None:
-        return self.endpoints(value, at, _etcd_endpoint)
+        return self.each(value, at, _etcd_endpoint)
+
+    def networks(self, value: Any, at: FieldPath) -> list[str] | None:
+        """CIDR networks (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or /128)."""
+        return self.each(value, at, _network)
 
     def one_listen(self, value: Any, at: FieldPath) -> Endpoint | None:
         if not isinstance(value, str):
@@ -103,25 +108,6 @@ class ConfigReader(FieldReader):
             return None
         listen = self.listen(value, at)
         return listen[0] if listen else None
-
-    def networks(self, value: Any, at: FieldPath) -> list[str] | None:
-        """CIDR networks (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or /128)."""
-        values = self.string_list(value, at)
-        if values is None:
-            return None
-        good = []
-        for i, text in enumerate(values):
-            try:
-                good.append(str(ipaddress.ip_network(text)))
-                continue
-            except ValueError:
-                pass
-            try:
-                hint = f"has host bits set (did you mean {str(ipaddress.ip_network(text, strict=False))!r}?)"
-            except ValueError:
-                hint = "is not a network such as 10.0.0.0/8 or fd00::/8"
-            self.problem(at + (i,) if len(values) > 1 else at, f"{text!r} {hint}")
-        return good
 
     def token(self, value: Any, at: FieldPath) -> str | None:
         if not isinstance(value, str) or not value:
@@ -173,6 +159,18 @@ class ConfigReader(FieldReader):
                     continue
                 rules.append(ConflictRule(a, b, ConflictType(kind), reason, source="config"))
         return rules
+
+
+def _network(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text))
+    except ValueError:
+        pass
+    try:
+        hint = f"has host bits set (did you mean {str(ipaddress.ip_network(text, strict=False))!r}?)"
+    except ValueError:
+        hint = "is not a network such as 10.0.0.0/8 or fd00::/8"
+    raise ValueError(f"{text!r} {hint}")
 
 
 def _etcd_endpoint(text: str) -> Endpoint:

@@ -21,6 +21,7 @@ import signal
 import time
 from typing import Awaitable, Callable
 
+from registry.background import cancel_and_wait
 from registry.catalog import Catalog
 from registry.endpoints import Endpoint
 from registry.errors import StorageError
@@ -251,10 +252,8 @@ class Daemon:
         """Stop in reverse order; safe on a partly started daemon."""
         if self._reloading is not None:
             await asyncio.gather(self._reloading, return_exceptions=True)
-        if self._expiry is not None:
-            self._expiry.cancel()
-            await asyncio.gather(self._expiry, return_exceptions=True)
-            self._expiry = None
+        await cancel_and_wait(self._expiry)
+        self._expiry = None
         steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
             ("watcher", self._watcher.stop if self._watcher else None),
             ("node monitor", self._node_monitor.stop if self._node_monitor else None),

@@ -20,7 +20,7 @@ from registry.errors import ValidationError
 from registry.model import REGISTRATION_FIELDS, ConflictType, Entry, NodeIdentity, Status, Transport
 from registry.schema import parse_registration
 from resolver.http.openapi_spec import COMPONENTS, OPERATIONS
-from resolver.http.selection import Strategy
+from resolver.client.selection import Strategy
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 EVERY_FIELD = {

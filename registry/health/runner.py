@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from registry.background import cancel_and_wait
 from registry.catalog import Catalog
 from registry.errors import NotFoundError
 from registry.health import ttl
@@ -131,9 +132,7 @@ class HealthRunner:
         tasks = [check.task for checks in self._checks.values() for check in checks.values() if check.task]
         self._checks.clear()
         self._instances.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         await self._prober.close()
 
     def scheduled(self) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from registry.events import EventKind
 from registry.model import REGISTRATION_FIELDS, ConflictType, Status, Transport
 from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
-from resolver.http.selection import Strategy
+from resolver.client.selection import Strategy
 
 Operation = dict[str, Any]
 

@@ -22,7 +22,8 @@ from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_string, read_object, required_string
 from resolver.http.errors import ApiError, bad_request
 from resolver.http.reads import bytes_response, json_response, memo_body, read_snapshot
-from resolver.http.selection import SELECTOR, Strategy
+from resolver.client.selection import Strategy
+from resolver.http.selection import SELECTOR
 from resolver.metrics import REGISTRATIONS, REJECTIONS
 
 ANY_STATUS = "any"
