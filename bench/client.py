@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import socket
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 # Before this script's directory leaves the import path (below).
-from benchkit import REPO, start_daemon
+from benchkit import REPO, start_daemon, stop_process
 
 # bench/dns.py would shadow dnspython's `dns` package: drop this script's directory
 # from the import path before importing anything that needs it.
@@ -135,8 +134,7 @@ def main() -> int:
         try:
             f = measure(daemon.http_url, daemon.bound["dns_udp"][0], args.seconds)
         finally:
-            daemon.proc.send_signal(signal.SIGTERM)
-            daemon.proc.wait(10)
+            stop_process(daemon.proc)
     print(f"url(), blocking: cached {f['cached_url_per_s']:,.0f}/s, uncached {f['uncached_url_per_s']:,.0f}/s, "
           f"ratio {f['ratio']:.0f}x (target >= 20x)")
     print(f"url(), asyncio:  cached {f['async_cached_url_per_s']:,.0f}/s, uncached {f['async_uncached_url_per_s']:,.0f}/s, "

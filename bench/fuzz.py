@@ -25,10 +25,8 @@ import argparse
 import collections
 import json
 import random
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 # Before this script's directory leaves the import path (below).
-from benchkit import start_daemon
+from benchkit import start_daemon, stop_process
 
 # bench/dns.py and bench/http.py would shadow dnspython's `dns` and the standard
 # library's `http`: drop this script's directory first.
@@ -265,12 +263,7 @@ def main() -> int:
             malformed = server_malformed(http_url) - malformed_before
             alive = proc.poll() is None
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         complaints = [line for line in log_path.read_text().splitlines()
                       if '"level":"info"' not in line and '"level":"debug"' not in line]
     # The node monitor may report the host's CPU, which the fuzzing itself keeps busy;

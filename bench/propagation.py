@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 # Before this script's directory leaves the import path (below).
-from benchkit import start_daemon
+from benchkit import start_daemon, stop_process
 
 # bench/dns.py would shadow dnspython's `dns` package: drop this script's directory
 # from the import path before importing it.
@@ -88,8 +87,7 @@ def main() -> int:
         try:
             samples = measure(daemon.services / "bench.yaml", daemon.dns, args.changes)
         finally:
-            daemon.proc.send_signal(signal.SIGTERM)
-            daemon.proc.wait(10)
+            stop_process(daemon.proc)
     p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
     print(f"{len(samples)} changes, write -> DNS answer: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"mean {statistics.fmean(samples):.1f} ms, max {max(samples):.1f} ms")

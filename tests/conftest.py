@@ -9,9 +9,11 @@ here: the daemon as a subprocess (daemonkit), the HTTP API on a loop thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -19,7 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Iterator, TypeVar, overload
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Protocol, TypeVar, overload
 
 import pytest
 
@@ -75,6 +77,25 @@ async def eventually(probe: Callable[[], Any], within: float, what: str = "condi
         await asyncio.sleep(0.005)
 
 
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+@contextlib.asynccontextmanager
+async def started(part: S) -> AsyncIterator[S]:
+    """`part` started for the block, and stopped after it whatever happened (runners, watchers, monitors)."""
+    await part.start()
+    try:
+        yield part
+    finally:
+        await part.stop()
+
+
 def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
     """Run `coro` on a fresh event loop, failing it past `timeout` seconds."""
 
@@ -111,6 +132,24 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+# -- ports ------------------------------------------------------------------------
+
+
+def bound_socket(kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1 (a TCP one also listening); `.getsockname()[1]` is it."""
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen(64)
+    return sock
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A 127.0.0.1 port nothing listens on: bound, then closed (connections to it are refused)."""
+    with bound_socket(kind) as sock:
+        return int(sock.getsockname()[1])
 
 
 # -- the catalog as a test reads it ------------------------------------------------------
@@ -179,11 +218,8 @@ def http_request(
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     """A real SQLite store in tmp_path, closed at teardown."""
-    opened = Store(tmp_path / "state" / "pilotfish.db")
-    try:
+    with contextlib.closing(Store(tmp_path / "state" / "pilotfish.db")) as opened:
         yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ is killed at teardown, whatever the test did to it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -185,11 +186,8 @@ class DaemonFactory:
 
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
-    factory = DaemonFactory(tmp_path)
-    try:
+    with contextlib.closing(DaemonFactory(tmp_path)) as factory:
         yield factory
-    finally:
-        factory.close()
 
 
 @pytest.fixture

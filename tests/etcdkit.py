@@ -10,10 +10,10 @@ killed by its PID at teardown whatever the test did to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.resources
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +24,7 @@ from typing import Iterator
 import aetcd
 import pytest
 
+from conftest import free_port
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.kv import WatchBatch
 from registry.cluster.watch import Watch
@@ -41,12 +42,6 @@ def etcd_binary() -> Path | None:
         return shipped
     found = shutil.which("etcd")
     return Path(found) if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EtcdServer:
@@ -159,11 +154,8 @@ class EtcdFactory:
 @pytest.fixture
 def start_etcd(tmp_path: Path) -> Iterator[EtcdFactory]:
     """For tests that kill, freeze or restart etcd: each gets servers of its own."""
-    factory = EtcdFactory(tmp_path)
-    try:
+    with contextlib.closing(EtcdFactory(tmp_path)) as factory:
         yield factory
-    finally:
-        factory.close()
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,7 @@ def test_a_client_needs_an_endpoint() -> None:
 
 def test_range_returns_the_prefix_at_one_revision(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             await client.apply([Write(etcd_prefix + "b", b"2"), Write(etcd_prefix + "a", b"1")])
             # A sibling that shares the prefix's text but not its slash stays out.
             await client.put_if_changed(etcd_prefix.rstrip("/") + "x", b"outside")
@@ -69,8 +68,6 @@ def test_range_returns_the_prefix_at_one_revision(etcd: EtcdServer, etcd_prefix:
             assert result.skipped == ()
             latest = (await client.range_prefix("/")).revision
             assert result.revision == latest == max(i.mod_revision for i in result.items) + 1
-        finally:
-            await client.close()
 
     run(main())
 
@@ -80,32 +77,25 @@ def test_range_and_apply_page_through_more_than_etcd_takes_at_once(etcd: EtcdSer
     assert count > MAX_TXN_OPS
 
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             sent = await client.apply([Write(f"{etcd_prefix}{n:05}", b"%d" % n) for n in range(count)])
             assert sent == count
             result = await client.range_prefix(etcd_prefix)
             assert [i.key for i in result.items] == [f"{etcd_prefix}{n:05}" for n in range(count)]
             # Every page was read at the revision of the first one.
             assert result.revision >= max(i.mod_revision for i in result.items)
-            bounded = EtcdClient([etcd.endpoint], max_keys=count - 1)
-            try:
+            async with EtcdClient([etcd.endpoint], max_keys=count - 1) as bounded:
                 with pytest.raises(RangeTooLarge) as caught:
                     await bounded.range_prefix(etcd_prefix)
                 assert (caught.value.prefix, caught.value.limit) == (etcd_prefix, count - 1)
-            finally:
-                await bounded.close()
-        finally:
-            await client.close()
 
     run(main())
 
 
 def test_put_if_changed_writes_only_changes(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
         key = etcd_prefix + "k"
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             assert await client.put_if_changed(key, b"one") is True
             first = (await client.range_prefix(etcd_prefix)).items[0].mod_revision
             assert await client.put_if_changed(key, b"one") is False
@@ -117,16 +107,13 @@ def test_put_if_changed_writes_only_changes(etcd: EtcdServer, etcd_prefix: str) 
             client.forget()
             assert await client.put_if_changed(key, b"two", lease) is True
             await client.revoke(lease)
-        finally:
-            await client.close()
 
     run(main())
 
 
 def test_a_batch_is_one_transaction_with_puts_and_deletes(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             lease = await client.grant_lease(30)
             await client.apply([Write(etcd_prefix + "gone", b"x"), Write(etcd_prefix + "kept", b"1")])
             sent = await client.apply(
@@ -146,31 +133,24 @@ def test_a_batch_is_one_transaction_with_puts_and_deletes(etcd: EtcdServer, etcd
             with pytest.raises(ValueError):
                 await client.apply([Write(etcd_prefix + "x", b"1")], deletes=[etcd_prefix + "x"])
             await client.revoke(lease)
-        finally:
-            await client.close()
 
     run(main())
 
 
 def test_a_write_too_large_for_other_nodes_is_refused_before_sending(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint], max_value_bytes=1024)
-        try:
+        async with EtcdClient([etcd.endpoint], max_value_bytes=1024) as client:
             with pytest.raises(ValueTooLarge) as caught:
                 await client.apply([Write(etcd_prefix + "small", b"ok"), Write(etcd_prefix + "big", b"x" * 1025)])
             assert (caught.value.key, caught.value.size, caught.value.limit) == (etcd_prefix + "big", 1025, 1024)
             assert await keys_under(client, etcd_prefix) == {}
-        finally:
-            await client.close()
 
     run(main())
 
 
 def test_hostile_keys_and_values_are_skipped_unread(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint], max_value_bytes=1024)
-        other = other_node(etcd)
-        try:
+        async with EtcdClient([etcd.endpoint], max_value_bytes=1024) as client, other_node(etcd) as other:
             start = (await client.range_prefix(etcd_prefix)).revision + 1
             await other.put((etcd_prefix + "ok").encode(), b"fine")
             await other.put((etcd_prefix + "big").encode(), b"x" * 2000)
@@ -184,9 +164,6 @@ def test_hostile_keys_and_values_are_skipped_unread(etcd: EtcdServer, etcd_prefi
             async with client.watch_prefix(etcd_prefix, start) as watch:
                 events = [e for b in await collect(watch, 4) for e in b.events]
             assert [type(e) for e in events] == [Put, Skipped, Skipped, Skipped]
-        finally:
-            await other.close()
-            await client.close()
 
     run(main())
 
@@ -195,9 +172,7 @@ def test_values_past_the_message_limit_are_paged_skipped_or_resynced(etcd: EtcdS
     limit = 256 * 1024
 
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint], max_message_bytes=limit)
-        other = other_node(etcd)
-        try:
+        async with EtcdClient([etcd.endpoint], max_message_bytes=limit) as client, other_node(etcd) as other:
             start = (await client.range_prefix(etcd_prefix)).revision + 1
             for n in range(20):  # 600 KiB in all: more than one message holds
                 await other.put(f"{etcd_prefix}{n:02}".encode(), b"v" * 30_000)
@@ -216,8 +191,5 @@ def test_values_past_the_message_limit_are_paged_skipped_or_resynced(etcd: EtcdS
                 await other.put((etcd_prefix + "00").encode(), b"small")
                 events = [e for b in await collect(watch, 1) for e in b.events]
             assert isinstance(events[0], Put) and events[0].value == b"small"
-        finally:
-            await other.close()
-            await client.close()
 
     run(main())

@@ -21,8 +21,7 @@ from registry.cluster.kv import Delete, Put, WatchEvent, Write
 
 def test_watch_sees_puts_and_deletes_in_order(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             await client.put_if_changed(etcd_prefix + "before", b"0")
             start = (await client.range_prefix(etcd_prefix)).revision + 1
             async with client.watch_prefix(etcd_prefix, start) as watch:
@@ -45,16 +44,13 @@ def test_watch_sees_puts_and_deletes_in_order(etcd: EtcdServer, etcd_prefix: str
             assert len({e.mod_revision for e in events[1:4]}) == 1
             assert any(len(b.events) == 3 for b in batches)
             assert batches[-1].next_revision == events[-1].mod_revision + 1 == watch.next_revision
-        finally:
-            await client.close()
 
     run(main())
 
 
 def test_a_response_etcd_cuts_into_fragments_arrives_as_one_batch(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             start = (await client.range_prefix(etcd_prefix)).revision + 1
             # 2.7 MB: over etcd's fragment size (--max-request-bytes + 512 KiB of gRPC overhead)
             for n in range(45):
@@ -62,16 +58,13 @@ def test_a_response_etcd_cuts_into_fragments_arrives_as_one_batch(etcd: EtcdServ
             async with client.watch_prefix(etcd_prefix, start) as watch:
                 batches = await collect(watch, 45)
             assert [len(b.events) for b in batches] == [45]
-        finally:
-            await client.close()
 
     run(main())
 
 
 def test_watch_from_an_old_revision_replays_history(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             await client.put_if_changed(etcd_prefix + "a", b"1")
             first = (await client.range_prefix(etcd_prefix)).revision
             await client.put_if_changed(etcd_prefix + "a", b"2")
@@ -80,8 +73,6 @@ def test_watch_from_an_old_revision_replays_history(etcd: EtcdServer, etcd_prefi
                 events = [e for b in await collect(watch, 3) for e in b.events]
             assert [type(e) for e in events] == [Put, Put, Delete]
             assert [e.value for e in events if isinstance(e, Put)] == [b"1", b"2"]
-        finally:
-            await client.close()
 
     run(main())
 
@@ -90,9 +81,7 @@ def test_a_compacted_start_revision_raises_compacted(start_etcd: EtcdFactory) ->
     server = start_etcd()
 
     async def main() -> None:
-        client = EtcdClient([server.endpoint])
-        other = other_node(server)
-        try:
+        async with EtcdClient([server.endpoint]) as client, other_node(server) as other:
             await client.put_if_changed("/p/a", b"1")
             old = (await client.range_prefix("/p/")).revision
             await client.put_if_changed("/p/a", b"2")
@@ -106,17 +95,13 @@ def test_a_compacted_start_revision_raises_compacted(start_etcd: EtcdFactory) ->
             async with client.watch_prefix("/p/", latest) as watch:
                 events = [e for b in await collect(watch, 1) for e in b.events]
             assert isinstance(events[0], Put) and events[0].value == b"2"
-        finally:
-            await other.close()
-            await client.close()
 
     run(main())
 
 
 def test_lease_expiry_removes_leased_keys_and_keep_alive_holds_them(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             held = await client.grant_lease(1)
             dropped = await client.grant_lease(1)
             assert held.ttl == dropped.ttl == 1
@@ -141,8 +126,6 @@ def test_lease_expiry_removes_leased_keys_and_keep_alive_holds_them(etcd: EtcdSe
             assert caught.value.lease_id == dropped.id
             await client.revoke(held)
             assert (await keepalive.lost()).stopped
-        finally:
-            await client.close()
 
     run(main())
 
@@ -153,8 +136,7 @@ async def _absent(client: EtcdClient, key: str) -> bool:
 
 def test_revoke_removes_leased_keys_at_once(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        try:
+        async with EtcdClient([etcd.endpoint]) as client:
             lease = await client.grant_lease(60)
             await client.apply([Write(etcd_prefix + "a", b"1", lease), Write(etcd_prefix + "b", b"2")])
             await client.revoke(lease)
@@ -164,26 +146,19 @@ def test_revoke_removes_leased_keys_at_once(etcd: EtcdServer, etcd_prefix: str) 
             fresh = await client.grant_lease(60)
             assert await client.put_if_changed(etcd_prefix + "a", b"1", fresh) is True
             await client.revoke(fresh)
-        finally:
-            await client.close()
 
     run(main())
 
 
 def test_keep_alive_reports_a_lease_revoked_elsewhere(etcd: EtcdServer, etcd_prefix: str) -> None:
     async def main() -> None:
-        client = EtcdClient([etcd.endpoint])
-        other = other_node(etcd)
-        try:
+        async with EtcdClient([etcd.endpoint]) as client, other_node(etcd) as other:
             lease = await client.grant_lease(2)
             keepalive = client.keep_alive(lease)
             await other.revoke_lease(lease.id)
             async with asyncio.timeout(2 + SLACK):
                 loss = await keepalive.lost()
             assert loss.lease_id == lease.id and not loss.stopped and "revoked" in loss.reason
-        finally:
-            await other.close()
-            await client.close()
 
     run(main())
 
@@ -193,8 +168,7 @@ def test_a_frozen_etcd_makes_every_call_raise_unavailable_in_time(start_etcd: Et
     timeout = 0.3
 
     async def main() -> None:
-        client = EtcdClient([server.endpoint], timeout=timeout)
-        try:
+        async with EtcdClient([server.endpoint], timeout=timeout) as client:
             await client.connect()
             lease = await client.grant_lease(30)
             server.freeze()  # the socket stays open; nothing answers
@@ -215,8 +189,6 @@ def test_a_frozen_etcd_makes_every_call_raise_unavailable_in_time(start_etcd: Et
                 took = time.monotonic() - start
                 assert took < timeout + SLACK, f"{name} took {took:.1f}s"
                 assert server.endpoint in caught.value.endpoints
-        finally:
-            await client.close()
 
     run(main())
 
@@ -225,8 +197,7 @@ def test_a_killed_etcd_breaks_the_watch_and_the_lease_then_a_restart_serves_agai
     server = start_etcd()
 
     async def main() -> None:
-        client = EtcdClient([server.endpoint], timeout=0.5)
-        try:
+        async with EtcdClient([server.endpoint], timeout=0.5) as client:
             lease = await client.grant_lease(1)
             keepalive = client.keep_alive(lease)
             await client.put_if_changed("/n/a", b"1", lease)
@@ -246,8 +217,6 @@ def test_a_killed_etcd_breaks_the_watch_and_the_lease_then_a_restart_serves_agai
             fresh = await client.grant_lease(5)
             assert await client.put_if_changed("/n/b", b"2", fresh) is True
             assert (await keys_under(client, "/n/"))["/n/b"] == b"2"
-        finally:
-            await client.close()
 
     run(main())
 
@@ -269,8 +238,7 @@ def test_calls_fail_over_to_the_next_endpoint(start_etcd: EtcdFactory) -> None:
     frozen.freeze()
 
     async def main() -> None:
-        client = EtcdClient([dead.endpoint, frozen.endpoint, live.endpoint], timeout=0.5)
-        try:
+        async with EtcdClient([dead.endpoint, frozen.endpoint, live.endpoint], timeout=0.5) as client:
             start = time.monotonic()
             await client.connect()
             assert time.monotonic() - start < 2 * 0.5 + SLACK
@@ -281,7 +249,5 @@ def test_calls_fail_over_to_the_next_endpoint(start_etcd: EtcdFactory) -> None:
                 await client.range_prefix("/f/")
             # Each endpoint was tried once, starting with the one that had answered.
             assert [f.split(": ")[0] for f in caught.value.failures] == [live.endpoint, dead.endpoint, frozen.endpoint]
-        finally:
-            await client.close()
 
     run(main())

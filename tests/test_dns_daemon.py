@@ -11,7 +11,7 @@ import dns.query
 import dns.rcode
 import psutil
 
-from conftest import wait_for
+from conftest import bound_socket, wait_for
 from daemonkit import Daemon, DaemonFactory
 
 BIG = "services:\n" + "".join(
@@ -55,8 +55,7 @@ def test_a_black_holed_upstream_cannot_take_the_zone_down(start_daemon: DaemonFa
     SERVFAIL at once), the upstream's failures are logged once per interval, and the
     zone keeps answering.
     """
-    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes queries, never answers
-    hole.bind(("127.0.0.1", 0))
+    hole = bound_socket(socket.SOCK_DGRAM)  # takes queries, never answers
     try:
         daemon = start_daemon(files={"big.yaml": BIG},
                               config={"dns": {"recursors": [f"127.0.0.1:{hole.getsockname()[1]}"]}})

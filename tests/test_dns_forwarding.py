@@ -16,6 +16,7 @@ import dns.query
 import dns.rcode
 import dns.rrset
 
+from conftest import bound_socket, free_port
 from dnskit import TIMEOUT, DnsLoop, instance, new_catalog, outside_address, records, serve
 
 
@@ -26,10 +27,7 @@ def test_recursors_forward_names_outside_the_zone(tmp_path: Path, loop_thread: D
     upstream = serve(loop_thread, upstream_catalog)
     catalog = new_catalog(tmp_path)
     # The first recursor is dead: the next one answers.
-    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    dead.bind(("127.0.0.1", 0))
-    dead_port = dead.getsockname()[1]
-    dead.close()
+    dead_port = free_port(socket.SOCK_DGRAM)
     served = serve(loop_thread, catalog, recursors=(f"127.0.0.1:{dead_port}", f"127.0.0.1:{upstream.port}"))
     try:
         for ask in (served.udp, served.tcp):
@@ -49,10 +47,7 @@ def test_recursors_forward_names_outside_the_zone(tmp_path: Path, loop_thread: D
 
 
 def test_servfail_when_no_recursor_answers(tmp_path: Path, loop_thread: DnsLoop) -> None:
-    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    dead.bind(("127.0.0.1", 0))
-    dead_port = dead.getsockname()[1]
-    dead.close()
+    dead_port = free_port(socket.SOCK_DGRAM)
     catalog = new_catalog(tmp_path)
     served = serve(loop_thread, catalog, recursors=(f"127.0.0.1:{dead_port}",))
     try:
@@ -101,8 +96,7 @@ class LoudUpstream:
     """An upstream resolver that answers every UDP query with some 3,000 bytes (one big TXT)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = bound_socket(socket.SOCK_DGRAM)
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()

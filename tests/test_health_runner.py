@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from conftest import NODE, eventually, run, status_of
+from conftest import NODE, eventually, run, started, status_of
 from healthkit import SLACK, TcpService, register, serve_handler, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
@@ -79,19 +79,17 @@ def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(catalog: Catal
 
     async def scenario() -> None:
         web_runner, url = await serve_handler("/", slow)
-        runner = HealthRunner(catalog, concurrency=2)
-        await runner.start()
-        try:
-            with catalog.batch():
-                for n in range(6):
-                    check = {"http": url, "interval": "10s", "timeout": "250ms"}
-                    register(catalog, {"id": f"web-{n}", "name": "web", "port": 8000 + n, "checks": [check]})
-            # Six 100 ms requests two at a time take 300 ms; each still within its 250 ms timeout.
-            await eventually(lambda: all(status_of(catalog, f"web-{n}") is Status.PASSING for n in range(6)), 0.3 + 0.25 + SLACK)
-            assert peak == 2
-        finally:
-            await runner.stop()
-            await web_runner.cleanup()
+        async with started(HealthRunner(catalog, concurrency=2)):
+            try:
+                with catalog.batch():
+                    for n in range(6):
+                        check = {"http": url, "interval": "10s", "timeout": "250ms"}
+                        register(catalog, {"id": f"web-{n}", "name": "web", "port": 8000 + n, "checks": [check]})
+                # Six 100 ms requests two at a time take 300 ms; each still within its 250 ms timeout.
+                await eventually(lambda: all(status_of(catalog, f"web-{n}") is Status.PASSING for n in range(6)), 0.3 + 0.25 + SLACK)
+                assert peak == 2
+            finally:
+                await web_runner.cleanup()
 
     run(scenario())
 

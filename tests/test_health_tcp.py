@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import eventually, run, status_of
+from conftest import eventually, run, started, status_of
 from healthkit import SLACK, TcpService, output_of, register, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
@@ -22,23 +22,21 @@ def tcp_body(instance_id: str, port: int, **check: object) -> dict[str, object]:
 def test_tcp_down_and_up_within_interval_plus_timeout(catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await TcpService().up()
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
-            register(catalog, tcp_body("redis-1", service.port))
-            # First run is immediate on registration.
-            await wait_status(catalog, "redis-1", Status.PASSING, TIMEOUT + SLACK)
-            assert catalog.current.answerable("redis")
-            await service.down()
-            await wait_status(catalog, "redis-1", Status.CRITICAL, INTERVAL + TIMEOUT + SLACK)
-            assert not catalog.current.answerable("redis")
-            entry = catalog.current.entry("redis-1")
-            assert entry is not None and "TCP connect" in entry.checks[0].output
-            await service.up()
-            await wait_status(catalog, "redis-1", Status.PASSING, INTERVAL + TIMEOUT + SLACK)
-        finally:
-            await runner.stop()
-            await service.down()
+        async with started(HealthRunner(catalog)):
+            try:
+                register(catalog, tcp_body("redis-1", service.port))
+                # First run is immediate on registration.
+                await wait_status(catalog, "redis-1", Status.PASSING, TIMEOUT + SLACK)
+                assert catalog.current.answerable("redis")
+                await service.down()
+                await wait_status(catalog, "redis-1", Status.CRITICAL, INTERVAL + TIMEOUT + SLACK)
+                assert not catalog.current.answerable("redis")
+                entry = catalog.current.entry("redis-1")
+                assert entry is not None and "TCP connect" in entry.checks[0].output
+                await service.up()
+                await wait_status(catalog, "redis-1", Status.PASSING, INTERVAL + TIMEOUT + SLACK)
+            finally:
+                await service.down()
         events = [e for e in catalog.store.events(kind="health") if e.subject == "redis-1"]
         assert [e.detail["to"] for e in reversed(events)] == ["passing", "critical", "passing"]
         assert "success" in events[0].detail["output"]
@@ -51,14 +49,10 @@ def test_unreachable_port_starts_critical(catalog: Catalog) -> None:
         service = await TcpService().up()
         port = service.port
         await service.down()
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
+        async with started(HealthRunner(catalog)):
             register(catalog, tcp_body("gone", port))
             await eventually(lambda: "refused" in output_of(catalog, "gone").lower(), TIMEOUT + SLACK)
             assert status_of(catalog, "gone") is Status.CRITICAL
-        finally:
-            await runner.stop()
 
     run(scenario())
 
@@ -75,18 +69,16 @@ def test_rise_and_fall_are_counted_exactly(catalog: Catalog) -> None:
             assert entry is not None
             runs.append((entry.status, entry.checks[0].output))
 
-        runner = HealthRunner(catalog, observer=observe)
-        await runner.start()
-        try:
-            register(catalog, tcp_body("redis-1", service.port, rise=2, fall=3))
-            await wait_status(catalog, "redis-1", Status.PASSING, TIMEOUT + SLACK)
-            await service.down()
-            await wait_status(catalog, "redis-1", Status.CRITICAL, 3 * (INTERVAL + TIMEOUT) + SLACK)
-            await service.up()
-            await wait_status(catalog, "redis-1", Status.PASSING, 2 * (INTERVAL + TIMEOUT) + SLACK)
-        finally:
-            await runner.stop()
-            await service.down()
+        async with started(HealthRunner(catalog, observer=observe)):
+            try:
+                register(catalog, tcp_body("redis-1", service.port, rise=2, fall=3))
+                await wait_status(catalog, "redis-1", Status.PASSING, TIMEOUT + SLACK)
+                await service.down()
+                await wait_status(catalog, "redis-1", Status.CRITICAL, 3 * (INTERVAL + TIMEOUT) + SLACK)
+                await service.up()
+                await wait_status(catalog, "redis-1", Status.PASSING, 2 * (INTERVAL + TIMEOUT) + SLACK)
+            finally:
+                await service.down()
         failed = next(i for i, (_, output) in enumerate(runs) if "refused" in output)
         assert [status for status, _ in runs[failed : failed + 3]] == [Status.PASSING, Status.PASSING, Status.CRITICAL]
         assert runs[failed][1].endswith("(1/3 failures before critical)")
@@ -104,20 +96,18 @@ def test_removed_instance_stops_being_checked(catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await TcpService().up()
         runs: list[str] = []
-        runner = HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(check_id))
-        await runner.start()
-        try:
-            register(catalog, tcp_body("redis-1", service.port))
-            await eventually(lambda: len(runs) >= 1, TIMEOUT + SLACK)
-            assert runner.scheduled() == 1
-            catalog.deregister("redis-1")
-            assert runner.scheduled() == 0
-            seen = len(runs)
-            await asyncio.sleep(INTERVAL + TIMEOUT)  # nothing may happen: a bounded wait for an absence
-            assert len(runs) == seen
-        finally:
-            await runner.stop()
-            await service.down()
+        async with started(HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(check_id))) as runner:
+            try:
+                register(catalog, tcp_body("redis-1", service.port))
+                await eventually(lambda: len(runs) >= 1, TIMEOUT + SLACK)
+                assert runner.scheduled() == 1
+                catalog.deregister("redis-1")
+                assert runner.scheduled() == 0
+                seen = len(runs)
+                await asyncio.sleep(INTERVAL + TIMEOUT)  # nothing may happen: a bounded wait for an absence
+                assert len(runs) == seen
+            finally:
+                await service.down()
         assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
     run(scenario())

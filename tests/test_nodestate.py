@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NODE, eventually, run, status_of
+from conftest import NODE, eventually, run, started, status_of
 from healthkit import register
 from registry.catalog import Catalog
 from registry.errors import InvalidTransition
@@ -76,15 +76,11 @@ def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(c
 
 def test_sampling_loop_drives_the_state(catalog: Catalog) -> None:
     async def scenario() -> None:
-        monitor = NodeMonitor(catalog, LOW, interval=0.02)
-        await monitor.start()
-        try:
+        async with started(NodeMonitor(catalog, LOW, interval=0.02)) as monitor:
             await eventually(lambda: state_of(monitor) is NodeState.DEGRADED, 1, "degraded")
             monitor.thresholds = HIGH
             await eventually(lambda: state_of(monitor) is NodeState.ONLINE, 1, "online")
             assert set(monitor.figures()) == {"cpu", "memory", "disk"}
-        finally:
-            await monitor.stop()
 
     run(scenario())
 
@@ -125,13 +121,9 @@ def test_maintenance_survives_a_restart(tmp_path: Path) -> None:
         monitor.set_maintenance(True, "rack move")
         catalog.store.close()
         restarted = Catalog(Store(path), NODE)
-        monitor = NodeMonitor(restarted, HIGH, interval=10)
-        await monitor.start()
-        try:
+        async with started(NodeMonitor(restarted, HIGH, interval=10)) as monitor:
             assert state_of(monitor) is NodeState.MAINTENANCE and monitor.node.reason == "rack move"
             monitor.set_maintenance(False)
-        finally:
-            await monitor.stop()
         restarted.store.close()
         again = NodeMonitor(Catalog(Store(path), NODE), HIGH, interval=10)
         await again.start()

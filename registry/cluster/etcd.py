@@ -128,6 +128,12 @@ class EtcdClient:
         """Check that some endpoint answers; Unavailable if none does."""
         await self._call("connect", lambda c: c.maintenancestub.Status(rpc.StatusRequest(), timeout=self.timeout))
 
+    async def __aenter__(self) -> EtcdClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         """Stop every keep-alive and close the channel; safe to call twice."""
         self._closed = True
