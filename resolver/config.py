@@ -70,7 +70,7 @@ class HealthSettings:
 
 @dataclass(frozen=True)
 class LimitSettings:
-    """Bounds on what registrations may ask of the daemon (see registry.textfile, registry.schema)."""
+    """Bounds on what registrations may ask of the daemon (see registry.textfile, registry.checkschema)."""
 
     file_size: int = DEFAULT_MAX_BYTES  # larger files in services_dir are refused unread
     check_interval: float = 1.0  # the shortest check interval (and TTL) a registration may set

@@ -66,7 +66,7 @@ async def read_snapshot(request: web.Request) -> Snapshot:
         return catalog.current
     index, wait = blocking
     if catalog.current.index != index:
-        return catalog.current  # nothing to wait for (see Catalog.wait_past)
+        return catalog.current  # nothing to wait for (see SnapshotHolder.wait_past)
     wait -= wait * JITTER_FRACTION * random.random()
     with request.app[GUARD].blocking_query():
         return await catalog.wait_past(index, wait)
