@@ -8,8 +8,9 @@ A broken stream moves its client to the next endpoint and ends in Unavailable.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator, NoReturn
+from typing import Any, AsyncIterator, NoReturn, Protocol
 
+import aetcd
 import grpc
 from aetcd import rpc
 
@@ -17,8 +18,21 @@ from registry.cluster.errors import Compacted, RequestRefused, Unavailable, Watc
 from registry.cluster.kv import Delete, Put, Skipped, WatchBatch, WatchEvent, decode_key, prefix_end
 from registry.cluster.rpc import code_of, details_of
 
-if TYPE_CHECKING:
-    from registry.cluster.etcd import EtcdClient
+class Connection(Protocol):
+    """What a watch needs of the client that opened it (registry.cluster.etcd.EtcdClient)."""
+
+    timeout: float
+    max_message_bytes: int
+    max_value_bytes: int
+
+    @property
+    def endpoint(self) -> str: ...
+
+    async def open_client(self) -> tuple[aetcd.Client, int]: ...
+
+    async def fail_over(self, generation: int) -> None: ...
+
+    def endpoint_names(self) -> tuple[str, ...]: ...
 
 
 class Watch:
@@ -28,7 +42,7 @@ class Watch:
     `next_revision`), or `ResyncNeeded` when that revision can no longer be watched.
     """
 
-    def __init__(self, owner: EtcdClient, prefix: str, start_revision: int) -> None:
+    def __init__(self, owner: Connection, prefix: str, start_revision: int) -> None:
         self._owner = owner
         self._key = prefix.encode()
         self.next_revision = start_revision
