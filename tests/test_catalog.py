@@ -11,8 +11,6 @@ import pytest
 
 from conftest import NODE, status_of
 from registry.catalog import Catalog
-from registry.events import Event, EventKind
-from registry.instances import NOT_CHECKED
 from registry.errors import (
     ConflictError,
     DuplicateIdError,
@@ -21,6 +19,8 @@ from registry.errors import (
     StorageError,
     ValidationError,
 )
+from registry.events import Event, EventKind
+from registry.instances import NOT_CHECKED
 from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Source, Status
 from registry.schema import load_text, parse_registration
 from registry.store import Store

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conftest import eventually, run
 from clientkit import DripServer, elapsed, registration, restart_on_same_ports
+from conftest import eventually, run
 from daemonkit import DaemonFactory
 from resolver.client import AsyncDiscovery, DaemonUnavailable, NoInstance, Source
 

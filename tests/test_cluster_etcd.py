@@ -6,11 +6,10 @@ node is played by a plain aetcd client writing whatever it likes (tests/etcdkit.
 
 from __future__ import annotations
 
-
 import pytest
+
 from conftest import run
 from etcdkit import EtcdServer, collect, keys_under, other_node
-
 from registry.cluster.errors import BadEndpoint, RangeTooLarge, ValueTooLarge, WatchOverflow
 from registry.cluster.etcd import MAX_TXN_OPS, RANGE_PAGE, EtcdClient, parse_endpoint
 from registry.cluster.kv import Put, Skipped, Write

@@ -11,9 +11,9 @@ import time
 from typing import Awaitable, Callable
 
 import pytest
+
 from conftest import eventually, run
 from etcdkit import SLACK, EtcdFactory, EtcdServer, collect, keys_under, other_node
-
 from registry.cluster.errors import Compacted, LeaseNotFound, Unavailable
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.kv import Delete, Put, WatchEvent, Write

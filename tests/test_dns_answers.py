@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from registry.catalog import Catalog
-from registry.snapshot import Snapshot
 from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity
+from registry.snapshot import Snapshot
 from registry.store import Store
 from resolver.dns import answers
 from resolver.dns.answers import NameError, NoData, OutOfZone, Success

@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import pytest
 
+from conftest import NODE
 from registry.errors import ValidationError
 from registry.fields import FieldReader, parse_duration, suggestion
-from registry.model import NodeIdentity
 from registry.schema import load_text
 from registry.yamldoc import LocatedDoc
 from resolver.config import ConfigError, load_config
@@ -62,7 +62,7 @@ def test_durations() -> None:
 
 def test_a_registration_and_the_config_refuse_the_same_fault_in_the_same_words(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as registration:
-        load_text("name: web\nport: 80\nttl: 5\n", "web.yaml", NodeIdentity("n1", "10.0.0.1"))
+        load_text("name: web\nport: 80\nttl: 5\n", "web.yaml", NODE)
     config_file = tmp_path / "pilotfish.yaml"
     config_file.write_text("dns:\n  ttl: 5\n")
     with pytest.raises(ConfigError) as config:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.model import CheckState, Status
 from apikit import ApiServer
+from registry.model import CheckState, Status
 
 WEB = """
 services:

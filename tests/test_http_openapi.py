@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from apikit import ApiServer
 from resolver.http.openapi import routes
 from resolver.http.openapi_spec import OPERATIONS
-from apikit import ApiServer
 
 HEALTH_ROUTES = {("PUT", "/v1/checks/{check_id}/{result}"), ("GET", "/v1/node"), ("PUT", "/v1/node/maintenance")}
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from registry.store import Store
 from apikit import ApiServer
+from registry.store import Store
 
 API_DB = {"name": "api-db", "port": 5544, "protocol": "postgres", "tags": ["primary"]}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from apikit import ApiServer
 from registry.errors import Problem
 from resolver.dns.stats import DnsStats
-from apikit import ApiServer
 
 # The one place the version is written; the daemon reads it from the installed package.
 PROJECT_VERSION = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["version"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from registry.model import NodeIdentity
+from conftest import NODE
 from registry.schema import load_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def test_schema_example_in_readme_is_a_valid_registration() -> None:
     block = re.search(r"^    name: redis.*?(?=\n\S)", section, re.S | re.M)
     assert block is not None
     text = "\n".join(line[4:] for line in block.group(0).splitlines())
-    [instance] = load_text(text, "README.md", NodeIdentity("host1", "10.0.0.5"))
+    [instance] = load_text(text, "README.md", NODE)
     assert instance.name == "redis" and len(instance.checks) == 5
 
 
@@ -38,6 +38,6 @@ def test_merge_key_example_in_readme_registers_two_instances() -> None:
     block = re.search(r"^    x-checked: .*?(?=\n\S)", section, re.S | re.M)
     assert block is not None
     text = "\n".join(line[4:] for line in block.group(0).splitlines())
-    web, canary = load_text(text, "README.md", NodeIdentity("host1", "10.0.0.5"))
+    web, canary = load_text(text, "README.md", NODE)
     assert (web.id, canary.id, canary.tags) == ("web-8080", "web-canary", ("canary",))
     assert web.checks[0].interval == canary.checks[0].interval == 5.0

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import NODE
 from registry.cluster.records import encode_instance
 from registry.errors import ValidationError
-from registry.model import REGISTRATION_FIELDS, ConflictType, Entry, NodeIdentity, Status, Transport
+from registry.model import REGISTRATION_FIELDS, ConflictType, Entry, Status, Transport
 from registry.schema import parse_registration
-from resolver.http.openapi_spec import COMPONENTS, OPERATIONS
 from resolver.client.selection import Strategy
+from resolver.http.openapi_spec import COMPONENTS, OPERATIONS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 EVERY_FIELD = {
@@ -35,16 +36,16 @@ def test_the_list_is_every_field_a_registration_sets() -> None:
 
 
 def test_the_validator_takes_every_field_and_nothing_else() -> None:
-    instance = parse_registration(EVERY_FIELD, NodeIdentity("n1", "10.0.0.1"))
+    instance = parse_registration(EVERY_FIELD, NODE)
     written = instance.registration_dict()
     assert list(written) == list(REGISTRATION_FIELDS)
-    assert parse_registration(written, NodeIdentity("n1", "10.0.0.1")) == instance
+    assert parse_registration(written, NODE) == instance
     with pytest.raises(ValidationError, match="unknown key"):
-        parse_registration({**EVERY_FIELD, "source": "api"}, NodeIdentity("n1", "10.0.0.1"))
+        parse_registration({**EVERY_FIELD, "source": "api"}, NODE)
 
 
 def test_an_instance_read_back_from_the_fleet_carries_every_field() -> None:
-    instance = parse_registration(EVERY_FIELD, NodeIdentity("n1", "10.0.0.1"))
+    instance = parse_registration(EVERY_FIELD, NODE)
     assert set(REGISTRATION_FIELDS) <= set(json.loads(encode_instance(Entry(instance, Status.PASSING))))
 
 

@@ -12,9 +12,9 @@ import pytest
 from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import ConfigValueError, NotFoundError, StorageError, StorageFault
 from registry.events import Event, EventKind
+from registry.migrations import SCHEMA_VERSION
 from registry.model import ConflictType, Status
 from registry.store import HealthRow, Store
-from registry.migrations import SCHEMA_VERSION
 
 
 @pytest.fixture
