@@ -28,10 +28,10 @@ from registry import events
 from registry.configvalues import ConfigValue, cast_value, serialise_value
 from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import NotFoundError, StorageError, StorageFault
-from registry.storagefaults import fault_advice, fault_of
 from registry.events import Event, LoggedEvent
 from registry.migrations import MIGRATIONS, SCHEMA_VERSION
 from registry.model import ConflictRule, ConflictType, Status
+from registry.storagefaults import fault_advice, fault_of
 
 # The largest max_page_count SQLite accepts: what "no cap" sets, leaving the disk as the limit.
 SQLITE_MAX_PAGES = 4294967294

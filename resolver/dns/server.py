@@ -34,8 +34,8 @@ from registry.snapshot import Snapshot
 from resolver.dns import batchio, ratelimit, wire
 from resolver.dns.connections import DEFAULT_TOTAL, TcpConnections
 from resolver.dns.forward import Forwarder, RecursionPolicy
-from resolver.dns.relay import Relay
 from resolver.dns.ratelimit import RateLimiter
+from resolver.dns.relay import Relay
 from resolver.dns.responder import Forward, PacketEntry, Responder
 from resolver.dns.stats import DnsStats
 from resolver.dns.throttle import LogThrottle

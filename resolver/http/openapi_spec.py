@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
 from registry.events import EventKind
 from registry.model import REGISTRATION_FIELDS, ConflictType, Status, Transport
-from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
 from resolver.client.selection import Strategy
 
 Operation = dict[str, Any]

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from registry.snapshot import Snapshot
 from registry.fields import parse_duration
+from registry.snapshot import Snapshot
 from resolver.http.appkeys import GUARD, STATE
 from resolver.http.errors import bad_request
 

@@ -13,16 +13,16 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.snapshot import Snapshot
 from registry.errors import ConflictError, DuplicateIdError, NotFoundError, ValidationError
 from registry.model import CheckKind, Entry, Instance, Status
 from registry.schema import parse_registration
+from registry.snapshot import Snapshot
+from resolver.client.selection import Strategy
 from resolver.config import Config
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_string, read_object, required_string
 from resolver.http.errors import ApiError, bad_request
 from resolver.http.reads import bytes_response, json_response, memo_body, read_snapshot
-from resolver.client.selection import Strategy
 from resolver.http.selection import SELECTOR
 from resolver.metrics import REGISTRATIONS, REJECTIONS
 
