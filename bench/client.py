@@ -22,21 +22,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+# Before this script's directory leaves the import path (below).
+from benchkit import REPO, start_daemon, stop_process
+
 # bench/dns.py would shadow dnspython's `dns` package: drop this script's directory
 # from the import path before importing anything that needs it.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from resolver.client import AsyncDiscovery, Discovery, Source  # noqa: E402
@@ -47,34 +46,6 @@ SERVICE = (
     "  - {name: api, id: api-2, port: 9002, protocol: http}\n"
     "  - {name: api, id: api-3, port: 9003, protocol: http}\n"
 )
-
-
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    services = home / "services.d"
-    services.mkdir()
-    (services / "api.yaml").write_text(SERVICE)
-    config = home / "pilotfish.yaml"
-    config.write_text(
-        f"node: bench\naddress: 127.0.0.1\nservices_dir: {services}\nstate_dir: {home / 'state'}\n"
-        "dns: {listen: ['127.0.0.1:0']}\nhttp: {listen: '127.0.0.1:0'}\n"
-    )
-    log_path = home / "pilotfish.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log_path.read_text().splitlines():
-            if '"msg":"ready"' in line:
-                bound = json.loads(line)["bound"]
-                return proc, f"http://{bound['http'][0]}", bound["dns_udp"][0]
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("daemon did not become ready")
 
 
 def dead_port() -> int:
@@ -159,12 +130,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="per calls-per-second figure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pilotfish-bench-") as tmp:
-        proc, http_url, dns_address = start_daemon(Path(tmp))
+        daemon = start_daemon(Path(tmp), "bench", {"api.yaml": SERVICE})
         try:
-            f = measure(http_url, dns_address, args.seconds)
+            f = measure(daemon.http_url, daemon.bound["dns_udp"][0], args.seconds)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+            stop_process(daemon.proc)
     print(f"url(), blocking: cached {f['cached_url_per_s']:,.0f}/s, uncached {f['uncached_url_per_s']:,.0f}/s, "
           f"ratio {f['ratio']:.0f}x (target >= 20x)")
     print(f"url(), asyncio:  cached {f['async_cached_url_per_s']:,.0f}/s, uncached {f['async_uncached_url_per_s']:,.0f}/s, "

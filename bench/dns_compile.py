@@ -31,8 +31,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import dns.message  # noqa: E402
 
-from registry.catalog import Catalog, NodeDefaults  # noqa: E402
-from registry.model import Instance  # noqa: E402
+from registry.catalog import Catalog  # noqa: E402
+from registry.model import Instance, NodeIdentity, Source  # noqa: E402
 from registry.store import Store  # noqa: E402
 from resolver.dns.responder import Responder  # noqa: E402
 from resolver.dns.stats import DnsStats  # noqa: E402
@@ -43,7 +43,7 @@ NAME = "_big._tcp.service.internal"
 def instances(count: int, round_number: int) -> list[Instance]:
     return [
         Instance(f"big-{i}", "big", "n1", f"10.1.{i // 250}.{i % 250 + 1}", 9000 + i,
-                 weight=1 + (round_number if i == 0 else 0) % 50, source="file:big.yaml")
+                 weight=1 + (round_number if i == 0 else 0) % 50, source=Source.file("big.yaml"))
         for i in range(count)
     ]
 
@@ -61,7 +61,7 @@ def main() -> None:
     timings: dict[str, list[float]] = {kind: [] for kind in queries}
     sizes: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as state:
-        catalog = Catalog(Store(Path(state) / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+        catalog = Catalog(Store(Path(state) / "p.db"), NodeIdentity("n1", "10.0.0.1"))
         responder = Responder(lambda: catalog.current, 5, False, DnsStats())
         for round_number in range(args.rounds):
             catalog.apply_file("big.yaml", instances(args.instances, round_number))

@@ -25,22 +25,23 @@ import dns_zone  # noqa: E402
 
 
 def serve_pilotfish(port: int) -> None:
-    from registry.catalog import Catalog, NodeDefaults
-    from registry.model import Instance
+    from registry.catalog import Catalog
+    from registry.endpoints import Endpoint
+    from registry.model import Instance, NodeIdentity, Source
     from registry.store import Store
     from resolver.dns.server import DnsServer
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as state:
             store = Store(Path(state) / "pilotfish.db")
-            catalog = Catalog(store, NodeDefaults(dns_zone.NS_NODE, dns_zone.NS_ADDRESS), dns_zone.DOMAIN)
+            catalog = Catalog(store, NodeIdentity(dns_zone.NS_NODE, dns_zone.NS_ADDRESS), dns_zone.DOMAIN)
             registered = [
                 Instance(id=f"{i.service}-{i.port}", name=i.service, node=dns_zone.NS_NODE, address=i.address,
-                         port=i.port, source="file:bench.yaml")
+                         port=i.port, source=Source.file("bench.yaml"))
                 for i in dns_zone.instances()
             ]
             catalog.apply_file("bench.yaml", registered)
-            server = DnsServer(lambda: catalog.current, [f"127.0.0.1:{port}"], ttl=dns_zone.TTL)
+            server = DnsServer(lambda: catalog.current, [Endpoint("127.0.0.1", port)], ttl=dns_zone.TTL)
             await server.start()
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

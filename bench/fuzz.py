@@ -24,17 +24,17 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import random
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# Before this script's directory leaves the import path (below).
+from benchkit import start_daemon, stop_process
 
 # bench/dns.py and bench/http.py would shadow dnspython's `dns` and the standard
 # library's `http`: drop this script's directory first.
@@ -49,7 +49,6 @@ import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 import psutil  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 SERVICES = {
@@ -71,36 +70,6 @@ NAMES = [
     "nosuch.service.internal", "big", "_big._tcp", "example.com", "a.b.c.d.e.f.g.internal",
 ]
 TYPES = ["A", "AAAA", "SRV", "TXT", "SOA", "NS", "ANY", "MX", "AXFR", "CAA"]
-
-
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], tuple[str, int], str, Path]:
-    services = home / "services.d"
-    services.mkdir()
-    for name, text in SERVICES.items():
-        (services / name).write_text(text)
-    config = home / "pilotfish.yaml"
-    config.write_text(
-        f"node: fuzz\naddress: 127.0.0.1\nservices_dir: {services}\nstate_dir: {home / 'state'}\n"
-        "dns: {listen: ['127.0.0.1:0']}\nhttp: {listen: '127.0.0.1:0'}\n"
-    )
-    log_path = home / "pilotfish.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log_path.read_text().splitlines():
-            if '"msg":"ready"' in line:
-                bound = json.loads(line)["bound"]
-                host, _, port = bound["dns_udp"][0].rpartition(":")
-                return proc, (host, int(port)), f"http://{bound['http'][0]}", log_path
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("daemon did not become ready")
 
 
 def real_query(rng: random.Random) -> bytes:
@@ -266,7 +235,8 @@ def main() -> int:
     counts: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="pilotfish-fuzz-") as tmp:
-        proc, server, http_url, log_path = start_daemon(Path(tmp))
+        started_daemon = start_daemon(Path(tmp), "fuzz", SERVICES)
+        proc, server, http_url, log_path = started_daemon.proc, started_daemon.dns, started_daemon.http_url, started_daemon.log_path
         daemon = psutil.Process(proc.pid)
         try:
             fuzz_udp(server, [hostile(rng, seeds) for _ in range(args.batch)], collections.Counter())  # warm-up
@@ -293,12 +263,7 @@ def main() -> int:
             malformed = server_malformed(http_url) - malformed_before
             alive = proc.poll() is None
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         complaints = [line for line in log_path.read_text().splitlines()
                       if '"level":"info"' not in line and '"level":"debug"' not in line]
     # The node monitor may report the host's CPU, which the fuzzing itself keeps busy;

@@ -36,12 +36,12 @@ from pathlib import Path
 # The repository instead of bench/ itself: bench/http.py would shadow the stdlib's http.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from registry.catalog import Catalog, NodeDefaults  # noqa: E402
+from registry.catalog import Catalog  # noqa: E402
 from registry.health.runner import HealthRunner  # noqa: E402
-from registry.model import CheckKind, CheckSpec, Instance, Status  # noqa: E402
+from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity, Source, Status  # noqa: E402
 from registry.store import Store  # noqa: E402
 
-DEFAULTS = NodeDefaults("bench-node", "127.0.0.1")
+DEFAULTS = NodeIdentity("bench-node", "127.0.0.1")
 
 
 def serve_listeners(count: int) -> None:
@@ -91,7 +91,7 @@ def instances(checks: int, ports: list[int], interval: float) -> list[Instance]:
         )
         # Distinct ports so that the implicit address/port conflict rule never fires.
         out.append(Instance(id=f"bench-{n}", name=f"svc-{n % 500}", node=DEFAULTS.node, address="127.0.0.1",
-                            port=10000 + n, checks=(spec,), source="file:bench"))
+                            port=10000 + n, checks=(spec,), source=Source.file("bench")))
     return out
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 # This file is named http.py, so its own directory (first on sys.path when run as a
 # script) would shadow the standard library's `http` package: take it off first.
 HERE = Path(__file__).resolve().parent
+from benchkit import stop_process  # noqa: E402  (the one import from this directory, before it goes)
+
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
@@ -46,7 +48,8 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
+from registry.model import NodeIdentity
 from registry.schema import load_text
 from registry.store import Store
 
@@ -56,7 +59,7 @@ CONSUL_PATH = f"/v1/health/service/{SERVICE}"
 # Per round: this many (Consul, ours) + (ours, Consul) slice pairs of this many seconds.
 SLICE_PAIRS = 2
 SLICE_SECONDS = 2
-DEFAULTS = NodeDefaults("bench-node", "10.0.0.1")
+DEFAULTS = NodeIdentity("bench-node", "10.0.0.1")
 # Three instances with tags and meta: the shape of a typical lookup answer.
 SERVICES_YAML = "services:\n" + "".join(
     f"  - {{name: {SERVICE}, id: web-{i}, port: {8000 + i}, protocol: http, tags: [blue, v{i}], "
@@ -134,15 +137,6 @@ def start_server(kind: str, arg: str, core: int) -> tuple[subprocess.Popen[str],
     return process, int(line)
 
 
-def stop_server(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @dataclass(frozen=True)
 class Round:
     rps: float
@@ -208,13 +202,13 @@ def measure(duration: int, connections: int, rounds: int) -> None:
                     lookups.append(got["ours"])
                     consul_ratios.append(got["consul"].rps / got["ours"].rps)
             finally:
-                stop_server(process)
+                stop_process(process)
             process, port = start_server("bare", body_file, server_core)
             try:
                 assert len(fetch(port)) == len(body)
                 bare.append(run_wrk(wrk, process.pid, port, client_core, duration, connections))
             finally:
-                stop_server(process)
+                stop_process(process)
     rps, bare_rps = max(r.rps for r in ours), max(r.rps for r in bare)
     ratio = rps / bare_rps
     cpu, bare_cpu = statistics.median(r.cpu_per_request for r in ours), statistics.median(r.cpu_per_request for r in bare)

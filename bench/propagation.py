@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Before this script's directory leaves the import path (below).
+from benchkit import start_daemon, stop_process
 
 # bench/dns.py would shadow dnspython's `dns` package: drop this script's directory
 # from the import path before importing it.
@@ -33,36 +33,8 @@ import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 NAME = "_bench._tcp.service.internal"
 TIMEOUT = 5.0
-
-
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], tuple[str, int]]:
-    services = home / "services.d"
-    services.mkdir()
-    config = home / "pilotfish.yaml"
-    config.write_text(
-        f"node: bench\naddress: 127.0.0.1\nservices_dir: {services}\nstate_dir: {home / 'state'}\n"
-        "dns: {listen: ['127.0.0.1:0']}\nhttp: {listen: '127.0.0.1:0'}\n"
-    )
-    log_path = home / "pilotfish.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log_path.read_text().splitlines():
-            if '"msg":"ready"' in line:
-                host, _, port = json.loads(line)["bound"]["dns_udp"][0].rpartition(":")
-                return proc, (host, int(port))
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("daemon did not become ready")
 
 
 def srv_ports(server: tuple[str, int]) -> list[int]:
@@ -111,12 +83,11 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pilotfish-bench-") as tmp:
-        proc, server = start_daemon(Path(tmp))
+        daemon = start_daemon(Path(tmp), "bench")
         try:
-            samples = measure(Path(tmp) / "services.d" / "bench.yaml", server, args.changes)
+            samples = measure(daemon.services / "bench.yaml", daemon.dns, args.changes)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+            stop_process(daemon.proc)
     p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
     print(f"{len(samples)} changes, write -> DNS answer: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"mean {statistics.fmean(samples):.1f} ms, max {max(samples):.1f} ms")

@@ -23,11 +23,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry.catalog import Catalog, NodeDefaults  # noqa: E402
+from registry.catalog import Catalog  # noqa: E402
+from registry.model import NodeIdentity  # noqa: E402
 from registry.schema import load_file  # noqa: E402
 from registry.store import Store  # noqa: E402
 
-DEFAULTS = NodeDefaults("bench-node", "10.0.0.1")
+DEFAULTS = NodeIdentity("bench-node", "10.0.0.1")
 
 
 def service_yaml(n: int, base_port: int) -> str:

@@ -30,9 +30,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Before this script's directory leaves the import path (below).
+from benchkit import host_port, start_daemon
 
 # bench/dns.py would shadow dnspython's `dns` package: drop this script's directory
 # from the import path before importing it.
@@ -44,7 +46,6 @@ import dns.asyncquery  # noqa: E402
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 SERVER_CPU, CLIENT_CPU = 0, 1
 SERVICES = 100
 DNS_PROBES_PER_SECOND = 20
@@ -96,42 +97,6 @@ def ensure_dnsperf() -> None:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
         subprocess.run(["apt-get", "install", "-y", "-q", "dnsperf"], check=True, env=env, stdout=subprocess.DEVNULL)
-
-
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], dict[str, list[str]], Path]:
-    services = home / "services.d"
-    services.mkdir()
-    for n in range(SERVICES):
-        (services / f"svc{n}.yaml").write_text(service_yaml(f"svc{n}", 8000 + n))
-    (services / "churn.yaml").write_text(service_yaml("churn", 7000))
-    config = home / "pilotfish.yaml"
-    # node_health at 100%: a busy CPU 0 must not turn the node degraded mid-soak.
-    config.write_text(
-        f"node: soak\naddress: 127.0.0.1\nservices_dir: {services}\nstate_dir: {home / 'state'}\n"
-        "dns: {listen: ['127.0.0.1:0']}\nhttp: {listen: '127.0.0.1:0'}\n"
-        "node_health: {cpu: 100, memory: 100, disk: 100}\n"
-    )
-    log_path = home / "pilotfish.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for line in log_path.read_text().splitlines():
-            if '"msg":"ready"' in line:
-                return proc, json.loads(line)["bound"], services
-        if proc.poll() is not None:
-            raise SystemExit(f"the daemon exited with {proc.returncode}:\n{log_path.read_text()}")
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the daemon did not start within 60 s")
-
-
-def host_port(bound: str) -> tuple[str, int]:
-    host, _, port = bound.rpartition(":")
-    return host, int(port)
 
 
 def rss_mb(pid: int) -> float:
@@ -327,7 +292,12 @@ def main() -> None:
         queries = home / "queries.txt"
         names = [f"svc{n}" for n in range(SERVICES)] + ["churn"]
         queries.write_text("".join(f"_{name}._tcp.service.internal SRV\n{name}.service.internal A\n" for name in names))
-        proc, bound, services = start_daemon(home)
+        files = {f"svc{n}.yaml": service_yaml(f"svc{n}", 8000 + n) for n in range(SERVICES)}
+        files["churn.yaml"] = service_yaml("churn", 7000)
+        # node_health at 100%: a busy CPU 0 must not turn the node degraded mid-soak.
+        daemon = start_daemon(home, "soak", files, "node_health: {cpu: 100, memory: 100, disk: 100}\n",
+                              ["taskset", "-c", str(SERVER_CPU)], within=60)
+        proc, bound, services = daemon.proc, daemon.bound, daemon.services
         try:
             port = host_port(bound["dns_udp"][0])[1]
             peak_out = subprocess.run(dnsperf_command(port, queries, PEAK_SECONDS, None), check=True,

@@ -25,14 +25,15 @@ from typing import Callable
 # The repository instead of bench/ (whose http.py would shadow the standard library's).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from registry.catalog import Catalog, NodeDefaults  # noqa: E402
+from registry.catalog import Catalog  # noqa: E402
+from registry.model import NodeIdentity  # noqa: E402
 from registry.schema import load_text  # noqa: E402
 from registry.store import Store  # noqa: E402
 from resolver.config import Config  # noqa: E402
 from resolver.http.ui_page import INSTANCES_SHOWN, PAGE_SERVICES, View, render_page  # noqa: E402
 from resolver.state import DaemonState  # noqa: E402
 
-DEFAULTS = NodeDefaults("bench-node", "10.0.0.1")
+DEFAULTS = NodeIdentity("bench-node", "10.0.0.1")
 
 
 def ordinary(services: int) -> str:

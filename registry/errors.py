@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from registry.model import ConflictRule, Instance
+from registry.model import ConflictRule, Instance, Source
 
 
 class RegistryError(Exception):
@@ -70,7 +70,7 @@ class ConflictError(RegistryError):
                 "id": self.incumbent.id,
                 "name": self.incumbent.name,
                 "node": self.incumbent.node,
-                "source": self.incumbent.source,
+                "source": str(self.incumbent.source),
                 "address": self.incumbent.address,
                 "port": self.incumbent.port,
             },
@@ -80,7 +80,7 @@ class ConflictError(RegistryError):
 class DuplicateIdError(RegistryError):
     """An id on a node is already held by another source (a file or the API)."""
 
-    def __init__(self, instance_id: str, node: str, holder: str) -> None:
+    def __init__(self, instance_id: str, node: str, holder: Source) -> None:
         self.instance_id = instance_id
         self.node = node
         self.holder = holder
@@ -97,7 +97,7 @@ class NotFoundError(RegistryError):
 class ReadOnlyError(RegistryError):
     """An instance owned by a file (or the cluster) cannot be changed through the API."""
 
-    def __init__(self, instance_id: str, source: str) -> None:
+    def __init__(self, instance_id: str, source: Source) -> None:
         self.instance_id = instance_id
         self.source = source
         super().__init__(f"instance {instance_id!r} is owned by {source}; change it there")

@@ -7,9 +7,10 @@ reference back into the mutable writer state.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 
 class Status(str, enum.Enum):
@@ -77,6 +78,36 @@ class NodeState(str, enum.Enum):
     DEGRADED = "degraded"
     MAINTENANCE = "maintenance"
     OFFLINE = "offline"
+
+
+class SourceKind(str, enum.Enum):
+    """Who may change an instance: its file, the HTTP API, or (fleet mode) its own node."""
+
+    FILE = "file"
+    API = "api"
+    CLUSTER = "cluster"
+
+
+class Source(NamedTuple):
+    """Where an instance was registered; `path` is the file's for FILE and empty otherwise.
+
+    Users see it as text (`file:<path>`, `api`, `cluster`): in HTTP answers, events
+    and messages. A tuple, so that comparing two instances stays one C-level compare.
+    """
+
+    kind: SourceKind
+    path: str = ""
+
+    @classmethod
+    def file(cls, path: str) -> Source:
+        return cls(SourceKind.FILE, path)
+
+    def __str__(self) -> str:
+        return f"file:{self.path}" if self.kind is SourceKind.FILE else self.kind.value
+
+
+API = Source(SourceKind.API)
+CLUSTER = Source(SourceKind.CLUSTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +183,7 @@ class Instance:
     discoverable: bool = True
     checks: tuple[CheckSpec, ...] = ()
     ttl: float | None = None
-    source: str = "api"
+    source: Source = API
     address_is_node: bool = False
     # Computed once: the catalog looks instances up by key many times per change.
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
@@ -189,6 +220,14 @@ class Instance:
         }
 
 
+# The fields a registration sets, in Instance's order: the one list the validator
+# accepts, registration_dict writes, and the OpenAPI `Registration` and the README's
+# schema describe (tests/test_registration_fields.py ties those to it).
+REGISTRATION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Instance) if f.name not in ("source", "address_is_node", "key")
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckState:
     """Latest result of one check, kept so a transition can be explained."""
@@ -212,7 +251,7 @@ class Entry:
         out = self.instance.registration_dict()
         out["status"] = self.status.value
         out["url"] = self.instance.url
-        out["source"] = self.instance.source
+        out["source"] = str(self.instance.source)
         out["check_states"] = [
             {"id": c.check_id, "status": c.status.value, "output": c.output, "updated": c.updated}
             for c in self.checks
@@ -220,6 +259,21 @@ class Entry:
         if self.maintenance_reason is not None:
             out["maintenance_reason"] = self.maintenance_reason
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """This node as registrations read on it see it.
+
+    An instance without `node` or `address` takes these; `min_check_interval` (the
+    config's `limits.check_interval`) is the shortest check interval, and TTL, that a
+    registration read here may ask for. Fleet mode reads a remote node's instances
+    with that node's identity.
+    """
+
+    node: str
+    address: str
+    min_check_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

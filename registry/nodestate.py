@@ -10,7 +10,7 @@ lasts the figures are still sampled, so leaving it lands on online or degraded a
 the machine is. Maintenance survives a restart: it is read back from the last
 `node` event in the store.
 
-Never imports from `resolver`; the daemon converts its config into HealthThresholds.
+Never imports from `resolver`: the config holds its `node_health` as NodeThresholds.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Mapping
 
 import psutil
 
+from registry.background import cancel_and_wait
 from registry.catalog import Catalog
 from registry.errors import InvalidTransition
 from registry.model import Node, NodeState
@@ -50,7 +51,7 @@ def check_transition(current: NodeState, requested: NodeState) -> None:
 
 
 @dataclass(frozen=True)
-class HealthThresholds:
+class NodeThresholds:
     """Percentages (0..100) above which the node is degraded."""
 
     cpu: float = 90.0
@@ -62,7 +63,7 @@ class NodeMonitor:
     def __init__(
         self,
         catalog: Catalog,
-        thresholds: HealthThresholds,
+        thresholds: NodeThresholds,
         interval: float = 5.0,
         *,
         degrade_after: int = 3,
@@ -93,10 +94,8 @@ class NodeMonitor:
         self._task = asyncio.create_task(self._loop(), name="node monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def figures(self) -> dict[str, float]:
         """Last sampled cpu/memory/disk use, percent."""
@@ -107,7 +106,7 @@ class NodeMonitor:
 
     @property
     def node(self) -> Node:
-        return self.catalog.current.nodes[self.catalog.defaults.node]
+        return self.catalog.current.nodes[self.catalog.identity.node]
 
     def set_maintenance(self, on: bool, reason: str = "") -> Node:
         """Drain (on) or restore (off) every instance of this node; raises InvalidTransition."""

@@ -14,164 +14,32 @@ Nothing here touches the catalog or the store: the output is `Instance` values o
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import ipaddress
-import re
-import shlex
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import urlsplit
+from typing import Any
 
-from registry.catalog import NodeDefaults
+from registry.checkschema import CheckReader
 from registry.errors import Problem, ValidationError
-from registry.model import CheckKind, CheckSpec, Instance, Transport, format_duration
-from registry.wellknown import WELL_KNOWN
+from registry.model import API, REGISTRATION_FIELDS, CheckSpec, Instance, NodeIdentity, Source, Transport
+from registry.names import DNS_LABEL, INSTANCE_ID, META_KEY, PROTOCOL, TAG
 from registry.textfile import DEFAULT_MAX_BYTES, read_text
+from registry.wellknown import WELL_KNOWN
 from registry.yamldoc import FieldPath, LocatedDoc, collector_paused, compose, dotted, kind_of, quoted, unclean
 
-SERVICE_FIELDS = (
-    "id", "name", "node", "address", "port", "protocol", "transport", "endpoint_path", "version",
-    "tags", "meta", "weight", "priority", "discoverable", "checks", "ttl",
-)
-CHECK_KINDS = tuple(kind.value for kind in CheckKind)
-CHECK_COMMON = ("id", "name", "interval", "timeout", "rise", "fall", "deregister_after")
-HTTP_ONLY = ("method", "headers", "status", "tls_skip_verify", "body")
-CHECK_FIELDS = CHECK_KINDS + CHECK_COMMON + HTTP_ONLY
-
-# Patterns are applied with `fullmatch`: `$` would also match before a final newline,
-# and "evil\n" would pass for a name.
-DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-TAG = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})")
-INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
-PROTOCOL = re.compile(r"[a-z][a-z0-9+.-]{0,31}")
-META_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-SYSTEMD_UNIT = re.compile(r"[A-Za-z0-9:_.@\\-]{1,256}")
-HTTP_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")
-DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+")
-DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-# Longer than any interval, TTL or wait means anything; 400 nines would otherwise
-# parse to infinity and break every reader that formats it.
-MAX_DURATION = 365 * 24 * 3600.0
+TRANSPORTS = tuple(transport.value for transport in Transport)
 # Top-level keys that only hold anchors for `<<: *name` merges, as Docker Compose's
 # `x-` extension fields do; the registry ignores them.
 EXTENSION_PREFIX = "x-"
 API_PATH = "<request>"
-CHECK_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CheckSpec)}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in `10s`, `500ms`, `5m`, `1h30m`; ValueError with a readable reason otherwise."""
-    if not DURATION.fullmatch(text):
-        raise ValueError(f"{quoted(text)} is not a duration (use a unit: 500ms, 10s, 5m, 1h)")
-    seconds = sum(float(n) * UNIT_SECONDS[unit] for n, unit in DURATION_PART.findall(text))
-    if not seconds <= MAX_DURATION:  # also catches inf and nan
-        raise ValueError(f"{quoted(text)} is longer than the limit of one year ({format_duration(MAX_DURATION)})")
-    if seconds <= 0:
-        raise ValueError(f"{quoted(text)} must be longer than zero")
-    return seconds
-
-
-class _Validator:
+class _Validator(CheckReader):
     """Walks one document, collecting every problem rather than stopping at the first."""
 
-    def __init__(self, path: str, located: LocatedDoc, defaults: NodeDefaults, source: str) -> None:
-        self.path = path
-        self.located = located
-        self.defaults = defaults
+    def __init__(self, path: str, located: LocatedDoc, identity: NodeIdentity, source: Source) -> None:
+        super().__init__(path, located, identity.min_check_interval)
+        self.identity = identity
         self.source = source
-
-    @property
-    def problems(self) -> list[Problem]:
-        return self.located.problems
-
-    def problem(self, at: FieldPath, message: str) -> None:
-        line = None
-        for depth in range(len(at), -1, -1):
-            line = self.located.lines.get(at[:depth])
-            if line is not None:
-                break
-        self.problems.append(Problem(self.path, line, dotted(at) or "(top)", message))
-
-    # -- scalar helpers: each returns None after recording a problem --------
-
-    def string(self, value: Any, at: FieldPath, pattern: re.Pattern[str] | None = None, rule: str = "") -> str | None:
-        if not isinstance(value, str):
-            self.problem(at, f"must be a string, not {kind_of(value)}")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.problem(at, f"{quoted(value)} {rule}")
-            return None
-        return value
-
-    def text(self, value: Any, at: FieldPath) -> str | None:
-        """A free-form string that YAML may have typed as a number (`version: 1.10`)."""
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            raw = self.located.raw.get(at)
-            if raw is not None:
-                return raw
-            if isinstance(value, int):
-                return str(value)
-        self.problem(at, f"must be a string, not {kind_of(value)}")
-        return None
-
-    def integer(self, value: Any, at: FieldPath, low: int, high: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(at, f"must be an integer, not {kind_of(value)}")
-            return None
-        if not low <= value <= high:
-            self.problem(at, f"{value} is outside {low}..{high}")
-            return None
-        return value
-
-    def boolean(self, value: Any, at: FieldPath) -> bool | None:
-        if not isinstance(value, bool):
-            self.problem(at, f"must be true or false, not {kind_of(value)}")
-            return None
-        return value
-
-    def duration(self, value: Any, at: FieldPath) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, str):
-            hint = " (add a unit: 10s, 500ms, 5m)" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            self.problem(at, f"must be a duration string, not {kind_of(value)}{hint}")
-            return None
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.problem(at, str(exc))
-            return None
-
-    def mapping(self, value: Any, at: FieldPath, allowed: tuple[str, ...]) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping, not {kind_of(value)}")
-            return None
-        for key in value:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.problem(at + (key,), f"unknown key{hint}")
-        return value
-
-    def string_map(self, value: Any, at: FieldPath, key_pattern: re.Pattern[str]) -> dict[str, str] | None:
-        if not isinstance(value, dict):
-            self.problem(at, f"must be a mapping of strings, not {kind_of(value)}")
-            return None
-        out = {}
-        for key, item in value.items():
-            if not key_pattern.fullmatch(key):
-                self.problem(at + (key,), f"key {quoted(key)} must match {key_pattern.pattern}")
-                continue
-            text = self.text(item, at + (key,)) if not isinstance(item, bool) else self.located.raw.get(at + (key,))
-            if text is None:
-                if isinstance(item, bool):
-                    self.problem(at + (key,), f"must be a string, not {kind_of(item)}")
-                continue
-            out[key] = text
-        return out
 
     # -- documents ----------------------------------------------------------
 
@@ -212,7 +80,7 @@ class _Validator:
 
     def service(self, value: Any, at: FieldPath) -> Instance | None:
         before = len(self.problems)
-        data = self.mapping(value, at, SERVICE_FIELDS)
+        data = self.mapping(value, at, REGISTRATION_FIELDS)
         if data is None:
             return None
         # An explicit null (`ttl:` in YAML, "ttl": null in JSON) means "not set".
@@ -224,7 +92,7 @@ class _Validator:
         else:
             name = self.dns_name(data["name"], at + ("name",))
         default = WELL_KNOWN.get(name or "")
-        node = self.defaults.node
+        node = self.identity.node
         if "node" in data:
             node = self.dns_name(data["node"], at + ("node",)) or node
         if "address" in data:
@@ -234,7 +102,7 @@ class _Validator:
                     fields["address"] = str(ipaddress.ip_address(address))
                 except ValueError:
                     self.problem(at + ("address",), f"{quoted(address)} is not an IPv4 or IPv6 address")
-        elif node != self.defaults.node:
+        elif node != self.identity.node:
             self.problem(at + ("address",), f"required for an instance on another node ({node})")
         if "port" in data:
             fields["port"] = self.integer(data["port"], at + ("port",), 1, 65535)
@@ -249,12 +117,9 @@ class _Validator:
         elif default is not None:
             fields["protocol"] = default.protocol
         if "transport" in data:
-            transport = self.string(data["transport"], at + ("transport",))
+            transport = self.choice(data["transport"], at + ("transport",), TRANSPORTS)
             if transport is not None:
-                if transport not in ("tcp", "udp"):
-                    self.problem(at + ("transport",), f"{quoted(transport)} must be tcp or udp")
-                else:
-                    fields["transport"] = Transport(transport)
+                fields["transport"] = Transport(transport)
         if "endpoint_path" in data:
             path = self.string(data["endpoint_path"], at + ("endpoint_path",))
             if path is not None and (path and not path.startswith("/") or any(c.isspace() for c in path)):
@@ -291,7 +156,7 @@ class _Validator:
             id=instance_id,
             name=name,
             node=node,
-            address=fields.pop("address", self.defaults.address),
+            address=fields.pop("address", self.identity.address),
             checks=checks,
             source=self.source,
             address_is_node=address_is_node,
@@ -317,165 +182,13 @@ class _Validator:
             out.append(tag)
         return tuple(out)
 
-    def checks(self, value: Any, at: FieldPath, instance_id: str) -> tuple[CheckSpec, ...]:
-        if not isinstance(value, list):
-            self.problem(at, f"must be a list of checks, not {kind_of(value)}")
-            return ()
-        specs = []
-        kinds_seen: dict[str, int] = {}
-        for i, item in enumerate(value):
-            spec = self.check(item, at + (i,), instance_id, kinds_seen)
-            if spec is not None:
-                specs.append(spec)
-        return tuple(specs)
 
-    def check(self, value: Any, at: FieldPath, instance_id: str, kinds_seen: dict[str, int]) -> CheckSpec | None:
-        before = len(self.problems)
-        data = self.mapping(value, at, CHECK_FIELDS)
-        if data is None:
-            return None
-        data = {key: item for key, item in data.items() if item is not None}
-        kinds = [kind for kind in CHECK_KINDS if kind in data]
-        if len(kinds) != 1:
-            found = f" (found {', '.join(kinds)})" if kinds else ""
-            self.problem(at, f"a check needs exactly one of {', '.join(CHECK_KINDS)}{found}")
-            return None
-        kind = CheckKind(kinds[0])
-        spec: dict[str, Any] = {"kind": kind}
-        target_at = at + (kind.value,)
-        raw_target = data[kind.value]
-        parsers: dict[CheckKind, Callable[[Any, FieldPath], dict[str, Any] | None]] = {
-            CheckKind.TCP: self.tcp_target,
-            CheckKind.HTTP: self.http_target,
-            CheckKind.TTL: lambda v, a: {"ttl": d} if (d := self.duration(v, a)) is not None else None,
-            CheckKind.EXEC: self.exec_target,
-            CheckKind.SYSTEMD: lambda v, a: {"target": u} if (u := self.string(v, a, SYSTEMD_UNIT, "is not a systemd unit name")) else None,
-        }
-        target = parsers[kind](raw_target, target_at)
-        if target is not None:
-            spec.update(target)
-        for key in ("interval", "timeout", "deregister_after"):
-            if key in data:
-                spec[key] = self.duration(data[key], at + (key,))
-        self.check_timing(spec, at, "interval" in data)
-        for key in ("rise", "fall"):
-            if key in data:
-                spec[key] = self.integer(data[key], at + (key,), 1, 100)
-        if "name" in data:
-            spec["name"] = self.string(data["name"], at + ("name",))
-        for key in HTTP_ONLY:
-            if key in data and kind is not CheckKind.HTTP:
-                self.problem(at + (key,), f"only applies to http checks, not {kind.value}")
-        if kind is CheckKind.HTTP:
-            self.http_options(data, at, spec)
-        n = kinds_seen.get(kind.value, 0) + 1
-        kinds_seen[kind.value] = n
-        check_id = f"{instance_id}:{kind.value}" + (f":{n}" if n > 1 else "")
-        if "id" in data:
-            check_id = self.string(data["id"], at + ("id",), INSTANCE_ID, "is not a valid check id") or check_id
-        if len(self.problems) > before:
-            return None
-        return CheckSpec(id=check_id, **{k: v for k, v in spec.items() if v is not None})
-
-    def check_timing(self, spec: dict[str, Any], at: FieldPath, interval_given: bool) -> None:
-        """A check may not run more than once a floor interval, nor outlast its interval.
-
-        A TTL check never probes: its `ttl` is the period the service reports in, so
-        the floor applies to that. Its interval and timeout go unused, and are held to
-        the same rules only so that every check reads the same way.
-        """
-        floor = self.defaults.min_check_interval
-        hint = "limits.check_interval"
-        interval = spec.get("interval", CHECK_DEFAULTS["interval"])
-        timeout = spec.get("timeout", CHECK_DEFAULTS["timeout"])
-        if interval is not None and interval < floor:
-            self.problem(at + ("interval",), f"{format_duration(interval)} is shorter than the {format_duration(floor)} minimum ({hint})")
-            return
-        if spec.get("ttl") is not None and spec["ttl"] < floor:
-            self.problem(at + ("ttl",), f"{format_duration(spec['ttl'])} is shorter than the {format_duration(floor)} minimum ({hint})")
-        if interval is None or timeout is None or timeout <= interval:
-            return
-        if "timeout" not in spec:
-            # Only the default timeout is longer than a short interval: shorten the
-            # default rather than refuse what the operator wrote (`interval: 1s`).
-            spec["timeout"] = interval
-        elif interval_given:
-            self.problem(at + ("timeout",), f"{format_duration(timeout)} is longer than the interval ({format_duration(interval)})")
-        else:
-            self.problem(at + ("timeout",), f"{format_duration(timeout)} is longer than the default interval "
-                                            f"({format_duration(interval)}); set a longer interval")
-
-    def tcp_target(self, value: Any, at: FieldPath) -> dict[str, Any] | None:
-        text = self.string(value, at)
-        if text is None:
-            return None
-        host, _, port = text.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            self.problem(at, f"{quoted(text)} must be host:port (port 1..65535; IPv6 as [::1]:80)")
-            return None
-        return {"target": text}
-
-    def http_target(self, value: Any, at: FieldPath) -> dict[str, Any] | None:
-        text = self.string(value, at)
-        if text is None:
-            return None
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.problem(at, f"{quoted(text)} must be an http:// or https:// URL with a host")
-            return None
-        try:
-            parts.port
-        except ValueError:
-            self.problem(at, f"{quoted(text)} has a bad port")
-            return None
-        return {"target": text}
-
-    def exec_target(self, value: Any, at: FieldPath) -> dict[str, Any] | None:
-        if isinstance(value, str):
-            try:
-                argv = shlex.split(value)
-            except ValueError as exc:
-                self.problem(at, f"cannot split command: {exc}")
-                return None
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            argv = list(value)
-        else:
-            self.problem(at, f"must be a command: a list of strings or one string, not {kind_of(value)}")
-            return None
-        if not argv or not argv[0]:
-            self.problem(at, "must name a program to run")
-            return None
-        return {"argv": tuple(argv)}
-
-    def http_options(self, data: dict[str, Any], at: FieldPath, spec: dict[str, Any]) -> None:
-        if "method" in data:
-            method = self.string(data["method"], at + ("method",))
-            if method is not None and method.upper() not in HTTP_METHODS:
-                self.problem(at + ("method",), f"{quoted(method)} must be one of {', '.join(HTTP_METHODS)}")
-            elif method is not None:
-                spec["method"] = method.upper()
-        if "headers" in data:
-            spec["headers"] = self.string_map(data["headers"], at + ("headers",), HTTP_HEADER)
-        if "status" in data:
-            codes = data["status"] if isinstance(data["status"], list) else [data["status"]]
-            parsed = [self.integer(code, at + ("status",), 100, 599) for code in codes]
-            if codes and all(code is not None for code in parsed):
-                spec["expected_status"] = tuple(parsed)
-            elif not codes:
-                self.problem(at + ("status",), "must list at least one status code")
-        if "tls_skip_verify" in data:
-            spec["tls_skip_verify"] = self.boolean(data["tls_skip_verify"], at + ("tls_skip_verify",))
-        if "body" in data:
-            spec["body_contains"] = self.string(data["body"], at + ("body",))
-
-
-def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
+def load_text(text: str, path: str, identity: NodeIdentity) -> list[Instance]:
     """Instances registered by one YAML document, or ValidationError naming every problem."""
     located = compose(text, path)
     if located.problems:
         raise ValidationError(located.problems)
-    validator = _Validator(path, located, defaults, f"file:{path}")
+    validator = _Validator(path, located, identity, Source.file(path))
     with collector_paused():
         instances = validator.document(located.value)
     if validator.problems:
@@ -483,16 +196,16 @@ def load_text(text: str, path: str, defaults: NodeDefaults) -> list[Instance]:
     return instances
 
 
-def load_file(path: str | Path, defaults: NodeDefaults, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Instance]:
+def load_file(path: str | Path, identity: NodeIdentity, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Instance]:
     """Instances registered by the file at `path`: a regular file of at most `max_bytes`."""
     path = str(path)
-    return load_text(read_text(path, max_bytes), path, defaults)
+    return load_text(read_text(path, max_bytes), path, identity)
 
 
-def parse_registration(body: Any, defaults: NodeDefaults, source: str = "api") -> Instance:
+def parse_registration(body: Any, identity: NodeIdentity, source: Source = API) -> Instance:
     """One instance from a JSON request body (same fields as a YAML registration)."""
     located = LocatedDoc()
-    validator = _Validator(API_PATH, located, defaults, source)
+    validator = _Validator(API_PATH, located, identity, source)
     # YAML's reader refuses control characters as it converts; JSON has no such
     # step (json.loads turns "\ud800" into a lone surrogate), so every string of
     # the body, keys included, is looked at here first.

@@ -24,147 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Concatenate, ParamSpec, Sequence, TypeVar
 
+from registry import events
+from registry.configvalues import ConfigValue, cast_value, serialise_value
 from registry.conflicts import WELL_KNOWN_RULES
-from registry.errors import ConfigValueError, NotFoundError, StorageError, StorageFault
+from registry.errors import NotFoundError, StorageError, StorageFault
+from registry.events import Event, LoggedEvent
+from registry.migrations import MIGRATIONS, SCHEMA_VERSION
 from registry.model import ConflictRule, ConflictType, Status
+from registry.storagefaults import fault_advice, fault_of
 
-SCHEMA_VERSION = 1
 # The largest max_page_count SQLite accepts: what "no cap" sets, leaving the disk as the limit.
 SQLITE_MAX_PAGES = 4294967294
-
-# Each migration takes the schema from version N-1 to N. They use IF NOT EXISTS /
-# OR IGNORE throughout so that running them again (a crash mid-migration, two
-# daemons racing at start) is harmless.
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE IF NOT EXISTS registrations (
-        node TEXT NOT NULL,
-        id TEXT NOT NULL,
-        body TEXT NOT NULL,
-        created REAL NOT NULL,
-        updated REAL NOT NULL,
-        PRIMARY KEY (node, id)
-    );
-    CREATE TABLE IF NOT EXISTS conflict_rules (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        a TEXT NOT NULL,
-        b TEXT NOT NULL,
-        type TEXT NOT NULL CHECK (type IN ('port', 'dependency', 'resource')),
-        reason TEXT NOT NULL,
-        source TEXT NOT NULL,
-        CHECK (a < b),
-        UNIQUE (a, b)
-    );
-    CREATE TABLE IF NOT EXISTS config (
-        node TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value TEXT NOT NULL,
-        value_type TEXT NOT NULL CHECK (value_type IN ('string', 'int', 'bool', 'json')),
-        updated REAL NOT NULL,
-        PRIMARY KEY (node, key)
-    );
-    CREATE TABLE IF NOT EXISTS health (
-        node TEXT NOT NULL,
-        instance_id TEXT NOT NULL,
-        check_id TEXT NOT NULL,
-        status TEXT NOT NULL,
-        output TEXT NOT NULL,
-        updated REAL NOT NULL,
-        PRIMARY KEY (node, instance_id, check_id)
-    );
-    CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts REAL NOT NULL,
-        kind TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        detail TEXT NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq);
-    CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
-        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-    CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
-        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-    """,
-}
-
-VALUE_TYPES = ("string", "int", "bool", "json")
 GLOBAL = ""  # the `node` column value of global config rows
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def cast_value(key: str, raw: object, value_type: str) -> Any:
-    """Cast a config value to its declared type, or refuse it with the reason."""
-    if value_type not in VALUE_TYPES:
-        raise ConfigValueError(key, value_type, f"value_type must be one of {', '.join(VALUE_TYPES)}")
-    if value_type == "json":
-        if not isinstance(raw, str):
-            return raw
-        try:
-            return json.loads(raw, parse_constant=_reject_constant)
-        except json.JSONDecodeError as exc:
-            raise ConfigValueError(key, value_type, f"not valid JSON: {exc.msg}") from None
-        except (ValueError, RecursionError) as exc:
-            raise ConfigValueError(key, value_type, f"not valid JSON: {exc}") from None
-    if value_type == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ConfigValueError(key, value_type, f"{raw!r} is not a bool (true/false)")
-    if value_type == "int":
-        if isinstance(raw, bool):
-            raise ConfigValueError(key, value_type, f"{raw!r} is not an int")
-        if isinstance(raw, int):
-            return raw
-        try:
-            return int(str(raw).strip(), 10)
-        except ValueError:
-            raise ConfigValueError(key, value_type, f"{raw!r} is not an int") from None
-    if not isinstance(raw, str):
-        raise ConfigValueError(key, value_type, f"{raw!r} is not a string")
-    return raw
-
-
-def _reject_constant(name: str) -> Any:
-    """NaN and Infinity are not JSON; a value stored with one could not be served back."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _serialise(value: Any, value_type: str) -> str:
-    if value_type == "json":
-        return json.dumps(value, sort_keys=True)
-    if value_type == "bool":
-        return "true" if value else "false"
-    return str(value)
-
-
-@dataclass(frozen=True)
-class ConfigValue:
-    key: str
-    value: Any
-    value_type: str
-    scope: str  # "node" or "global"
-    node: str | None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"key": self.key, "value": self.value, "value_type": self.value_type, "scope": self.scope}
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    ts: float
-    kind: str
-    subject: str
-    detail: dict[str, Any]
-
-    def to_dict(self) -> dict[str, object]:
-        return {"seq": self.seq, "ts": self.ts, "kind": self.kind, "subject": self.subject, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -179,41 +50,6 @@ class HealthRow:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# SQLite primary result codes (the low byte of an extended code) that describe the
-# storage rather than our SQL. Anything else (a constraint, a syntax error) is a bug
-# and stays a plain sqlite3 error.
-_FAULT_OF_CODE = {
-    13: StorageFault.FULL,  # SQLITE_FULL: the disk, or max_page_count (limits.database_size)
-    8: StorageFault.READ_ONLY,  # SQLITE_READONLY and its extended codes
-    11: StorageFault.CORRUPT,  # SQLITE_CORRUPT: a damaged page
-    26: StorageFault.CORRUPT,  # SQLITE_NOTADB: a damaged header
-    10: StorageFault.UNAVAILABLE,  # SQLITE_IOERR
-    14: StorageFault.UNAVAILABLE,  # SQLITE_CANTOPEN
-    5: StorageFault.UNAVAILABLE,  # SQLITE_BUSY: another process held the lock past busy_timeout
-    6: StorageFault.UNAVAILABLE,  # SQLITE_LOCKED
-    3: StorageFault.UNAVAILABLE,  # SQLITE_PERM
-}
-
-
-def fault_advice(fault: StorageFault, path: str, max_bytes: int | None) -> str:
-    """What an operator can do about `fault`, in one sentence they can act on."""
-    directory = Path(path).parent
-    if fault is StorageFault.FULL:
-        limit = f", or the database reached limits.database_size ({max_bytes} bytes)" if max_bytes else ""
-        return f"the disk holding {directory} is full{limit}: free space or raise the limit; nothing of this write was kept"
-    if fault is StorageFault.READ_ONLY:
-        return (f"the database cannot be written (a read-only file, directory or filesystem): make {path} and "
-                f"{directory} writable by the daemon's user, then restart it")
-    if fault is StorageFault.CORRUPT:
-        return (f"the database file is damaged: with the daemon stopped, move {path} aside (with its -wal and "
-                "-shm files) and start it again on a new, empty database. Lost with it: API registrations, "
-                "API conflict rules, config values, health state and the event log (services.d files are "
-                f"not affected); `sqlite3 {path} .recover` may salvage rows")
-    return (f"the database could not be opened, read or written: check that the daemon's user can write {directory} "
-            "(SQLite keeps -wal and -shm files beside the database), that the disk is healthy, and that no "
-            "other program holds the file locked")
-
 
 def _translated(method: Callable[Concatenate["Store", P], R]) -> Callable[Concatenate["Store", P], R]:
     """Raise SQLite's storage failures as `StorageError`; leave everything else alone."""
@@ -290,8 +126,7 @@ class Store:
 
     def storage_error(self, exc: sqlite3.Error) -> StorageError | None:
         """`exc` as a StorageError when it is about the storage; None when it is a bug of ours."""
-        code = getattr(exc, "sqlite_errorcode", None)
-        fault = _FAULT_OF_CODE.get(code & 0xFF) if isinstance(code, int) else None
+        fault = fault_of(exc)
         if fault is None:
             return None
         return StorageError(fault, self.path, str(exc), fault_advice(fault, self.path, self.max_bytes))
@@ -341,7 +176,7 @@ class Store:
     # -- registrations ----------------------------------------------------
 
     @_translated
-    def save_registration(self, node: str, instance_id: str, body: dict[str, Any], event: tuple[str, str, dict[str, Any]] | None = None) -> None:
+    def save_registration(self, node: str, instance_id: str, body: dict[str, Any], event: Event | None = None) -> None:
         now = time.time()
         with self._transaction():
             self._db.execute(
@@ -350,16 +185,16 @@ class Store:
                 (node, instance_id, json.dumps(body, sort_keys=True), now, now),
             )
             if event:
-                self._append(now, *event)
+                self._append(now, event)
 
     @_translated
-    def delete_registration(self, node: str, instance_id: str, event: tuple[str, str, dict[str, Any]] | None = None) -> bool:
+    def delete_registration(self, node: str, instance_id: str, event: Event | None = None) -> bool:
         now = time.time()
         with self._transaction():
             cursor = self._db.execute("DELETE FROM registrations WHERE node = ? AND id = ?", (node, instance_id))
             self._db.execute("DELETE FROM health WHERE node = ? AND instance_id = ?", (node, instance_id))
             if cursor.rowcount and event:
-                self._append(now, *event)
+                self._append(now, event)
         return cursor.rowcount > 0
 
     @_translated
@@ -378,7 +213,7 @@ class Store:
                 "INSERT OR IGNORE INTO conflict_rules (a, b, type, reason, source) VALUES (?, ?, ?, ?, ?)",
                 (rule.a, rule.b, rule.type.value, rule.reason, source),
             )
-            self._append(time.time(), "conflict_rule", f"{rule.a}/{rule.b}", rule.to_dict())
+            self._append(time.time(), events.rule_added(rule))
         row = self._db.execute("SELECT * FROM conflict_rules WHERE a = ? AND b = ?", (rule.a, rule.b)).fetchone()
         return self._rule(row)
 
@@ -389,7 +224,7 @@ class Store:
             raise NotFoundError("conflict rule", str(rule_id))
         with self._transaction():
             self._db.execute("DELETE FROM conflict_rules WHERE id = ?", (rule_id,))
-            self._append(time.time(), "conflict_rule_deleted", f"{row['a']}/{row['b']}", {"id": rule_id})
+            self._append(time.time(), events.rule_deleted(row["a"], row["b"], rule_id))
         return self._rule(row)
 
     @_translated
@@ -411,7 +246,7 @@ class Store:
                 "INSERT INTO config (node, key, value, value_type, updated) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (node, key) DO UPDATE SET value = excluded.value, "
                 "value_type = excluded.value_type, updated = excluded.updated",
-                (node or GLOBAL, key, _serialise(value, value_type), value_type, time.time()),
+                (node or GLOBAL, key, serialise_value(value, value_type), value_type, time.time()),
             )
         return ConfigValue(key, value, value_type, "node" if node else "global", node)
 
@@ -472,28 +307,28 @@ class Store:
     # -- events -----------------------------------------------------------
 
     @_translated
-    def append_event(self, kind: str, subject: str, detail: dict[str, Any]) -> None:
+    def append_event(self, event: Event) -> None:
         with self._transaction():
-            self._append(time.time(), kind, subject, detail)
+            self._append(time.time(), event)
 
     @_translated
-    def write_batch(self, events: list[tuple[str, str, dict[str, Any]]], health: Sequence[HealthRow] = ()) -> None:
+    def write_batch(self, logged: Sequence[Event], health: Sequence[HealthRow] = ()) -> None:
         """Events and health rows of one catalog change, in one transaction (one fsync)."""
         now = time.time()
         with self._transaction():
             for row in health:
                 self._save_health(row)
-            for kind, subject, detail in events:
-                self._append(now, kind, subject, detail)
+            for event in logged:
+                self._append(now, event)
 
-    def _append(self, ts: float, kind: str, subject: str, detail: dict[str, Any]) -> None:
+    def _append(self, ts: float, event: Event) -> None:
         self._db.execute(
             "INSERT INTO events (ts, kind, subject, detail) VALUES (?, ?, ?, ?)",
-            (ts, kind, subject, json.dumps(detail, sort_keys=True, default=str)),
+            (ts, event.kind.value, event.subject, json.dumps(event.detail, sort_keys=True, default=str)),
         )
 
     @_translated
-    def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[Event]:
+    def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[LoggedEvent]:
         """Newest first; page with `before` = the smallest `seq` of the previous page."""
         clauses, params = [], []  # type: list[str], list[Any]
         if before is not None:
@@ -504,7 +339,7 @@ class Store:
             params.append(kind)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(f"SELECT * FROM events {where} ORDER BY seq DESC LIMIT ?", (*params, limit))
-        return [Event(r["seq"], r["ts"], r["kind"], r["subject"], json.loads(r["detail"])) for r in rows]
+        return [LoggedEvent(r["seq"], r["ts"], r["kind"], r["subject"], json.loads(r["detail"])) for r in rows]
 
 
 class _Transaction:

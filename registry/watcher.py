@@ -131,7 +131,7 @@ def sync_file(catalog: Catalog, path: str, max_bytes: int = DEFAULT_MAX_BYTES) -
         catalog.remove_file(path)
         return FileResult(path, FileOutcome.REMOVED)
     try:
-        instances = load_file(path, catalog.defaults, max_bytes)
+        instances = load_file(path, catalog.identity, max_bytes)
     except ValidationError as exc:
         catalog.reject_file(path, exc.problems)
         return FileResult(path, FileOutcome.REJECTED, tuple(exc.problems))

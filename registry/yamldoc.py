@@ -6,13 +6,10 @@ here validates meaning; it only parses, refuses what no registry value may be
 (duplicate or non-string keys, unknown tags, control characters), and records lines
 and the raw text of scalars that YAML typed (`1.10` read as a number).
 
-Whoever may write a file decides what it holds, so reading is bounded: PyYAML's own
-composer recurses once per nesting level and expands aliases without limit (ten
-lines of "billion laughs" grow past gigabytes), so documents are composed here from
-the parser's events, without recursion, counting as they go. A document nested
-deeper than MAX_DEPTH, or one whose aliases would expand it past its node budget,
-is refused at the line where it crossed the limit, before anything is built from it.
-Every failure is a `Problem` of that document; nothing here raises anything else.
+Whoever may write a file decides what it holds, so documents are composed by
+registry.yamlbounded (no recursion, a depth limit, a node budget against alias
+bombs) and converted here without recursion past that depth. Every failure is a
+`Problem` of that document; nothing here raises anything else.
 """
 
 from __future__ import annotations
@@ -24,27 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import yaml
-from yaml.composer import ComposerError
 from yaml.parser import ParserError
 from yaml.reader import ReaderError
 from yaml.scanner import ScannerError
 
 from registry.errors import Problem
+from registry.yamlbounded import BoundedComposer, MappingNode, Node, ScalarNode, SequenceNode, node_budget
 
 FieldPath = tuple[str | int, ...]
 
 # libyaml's parser is several times faster than the pure-Python one.
 _PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-# Registrations nest five levels (services[0].checks[0].headers.X) and the config
-# three: 64 leaves room for any hand-written file, and keeps conversion far from
-# Python's recursion limit.
-MAX_DEPTH = 64
-# Without aliases a document holds at most about one node per byte (`{a,b,c}`), so a
-# budget of one node per byte never refuses a plain file; aliases may add up to
-# MIN_NODE_BUDGET more in a small file (templates of checks repeated with `*std`).
-# The 10-line "billion laughs" (9 levels x 9) would be 387 million.
-MIN_NODE_BUDGET = 50_000
 
 # Files up to this size get the pure-Python parser's error messages (see compose).
 PURE_PARSER_MAX = 64 * 1024
@@ -123,11 +110,6 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def node_budget(text: str) -> int:
-    """How many nodes `text` may expand to, aliases counted as often as they are used."""
-    return max(MIN_NODE_BUDGET, len(text))
-
-
 def compose(text: str, path: str) -> LocatedDoc:
     with collector_paused():
         return _compose(text, path)
@@ -137,14 +119,14 @@ def _compose(text: str, path: str) -> LocatedDoc:
     doc = LocatedDoc()
     try:
         try:
-            node = _BoundedComposer(_PARSER(text), node_budget(text)).single_document()
+            node = BoundedComposer(_PARSER(text), node_budget(text)).single_document()
         except (ReaderError, ScannerError, ParserError):
             # Re-read with the pure-Python parser: its messages are the same on
             # every machine, whether or not PyYAML was built with libyaml. It is
             # four times slower, so a large file keeps libyaml's message.
             if len(text) > PURE_PARSER_MAX:
                 raise
-            node = _BoundedComposer(yaml.SafeLoader(text), node_budget(text)).single_document()
+            node = BoundedComposer(yaml.SafeLoader(text), node_budget(text)).single_document()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # A construct left open is reported at the end of the stream; name the
@@ -163,153 +145,6 @@ def _compose(text: str, path: str) -> LocatedDoc:
     return doc
 
 
-class _Scalar:
-    """A composed scalar: only what conversion needs, so a large file's marks are not kept."""
-
-    __slots__ = ("tag", "value", "line")
-
-    def __init__(self, tag: str, value: str, line: int) -> None:
-        self.tag, self.value, self.line = tag, value, line
-
-
-class _Sequence:
-    __slots__ = ("tag", "value", "line")
-
-    def __init__(self, tag: str, line: int) -> None:
-        self.tag, self.line = tag, line
-        self.value: list[_Node] = []
-
-
-class _Mapping:
-    __slots__ = ("tag", "value", "line")
-
-    def __init__(self, tag: str, line: int) -> None:
-        self.tag, self.line = tag, line
-        self.value: list[tuple[_Node, _Node]] = []
-
-
-_Node = _Scalar | _Sequence | _Mapping
-
-
-@dataclass
-class _Open:
-    """A collection being composed: its node, its anchor, and what it expands to so far."""
-
-    node: _Sequence | _Mapping
-    anchor: str | None
-    size: int = 1
-    height: int = 1
-    key: _Node | None = None
-
-
-class _BoundedComposer:
-    """PyYAML's Composer as a loop over parser events, with a depth limit and a node budget.
-
-    Every node records its expanded size (itself plus everything below it, an alias
-    counting all it points to) and height, so an alias costs one lookup to account
-    for, however much it repeats. An anchor is known from its end on: an alias
-    inside the collection it names (a cycle) is refused instead of followed.
-    """
-
-    def __init__(self, parser: Any, budget: int) -> None:
-        self.parser = parser
-        self.budget = budget
-        self.spent = 0
-        self.anchors: dict[str, tuple[_Node, int, int]] = {}
-        self.open_anchors: set[str] = set()
-
-    def single_document(self) -> _Node | None:
-        try:
-            self.parser.get_event()  # stream start
-            if self.parser.check_event(yaml.StreamEndEvent):
-                return None
-            start = self.parser.get_event().start_mark  # document start
-            root = self.root()
-            self.parser.get_event()  # document end
-            if not self.parser.check_event(yaml.StreamEndEvent):
-                event = self.parser.get_event()
-                raise ComposerError(
-                    "expected a single document in the stream", start, "but found another document", event.start_mark
-                )
-            return root
-        finally:
-            self.parser.dispose()
-
-    def spend(self, nodes: int, event: yaml.Event) -> None:
-        self.spent += nodes
-        if self.spent > self.budget:
-            raise ComposerError(
-                None, None,
-                f"the document expands past {self.budget:,} nodes (every alias repeats all its anchor holds); refused",
-                event.start_mark,
-            )
-
-    def too_deep(self, depth: int, event: yaml.Event) -> None:
-        if depth > MAX_DEPTH:
-            raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels; refused", event.start_mark)
-
-    def new_anchor(self, event: yaml.NodeEvent) -> None:
-        anchor = event.anchor
-        if anchor is not None and (anchor in self.anchors or anchor in self.open_anchors):
-            raise ComposerError(None, None, f"anchor &{anchor} is defined twice", event.start_mark)
-
-    def root(self) -> _Node:
-        stack: list[_Open] = []
-        while True:
-            event = self.parser.get_event()
-            node: _Node
-            if isinstance(event, yaml.AliasEvent):
-                anchor = event.anchor
-                if anchor in self.open_anchors:
-                    raise ComposerError(None, None, f"alias *{anchor} is inside its own anchor (a cycle)", event.start_mark)
-                if anchor not in self.anchors:
-                    raise ComposerError(None, None, f"found undefined alias {anchor!r}", event.start_mark)
-                node, size, height = self.anchors[anchor]
-                self.spend(size, event)
-                self.too_deep(len(stack) + height, event)
-            elif isinstance(event, yaml.ScalarEvent):
-                self.new_anchor(event)
-                self.spend(1, event)
-                tag = event.tag
-                if tag is None or tag == "!":
-                    tag = self.parser.resolve(yaml.ScalarNode, event.value, event.implicit)
-                node = _Scalar(tag, event.value, event.start_mark.line + 1)
-                size, height = 1, 0
-                if event.anchor is not None:
-                    self.anchors[event.anchor] = (node, size, height)
-            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-                self.new_anchor(event)
-                self.spend(1, event)
-                self.too_deep(len(stack) + 1, event)
-                sequence = isinstance(event, yaml.SequenceStartEvent)
-                tag = event.tag
-                if tag is None or tag == "!":
-                    tag = self.parser.resolve(yaml.SequenceNode if sequence else yaml.MappingNode, None, event.implicit)
-                line = event.start_mark.line + 1
-                stack.append(_Open(_Sequence(tag, line) if sequence else _Mapping(tag, line), event.anchor))
-                if event.anchor is not None:
-                    self.open_anchors.add(event.anchor)
-                continue
-            else:  # the end of the innermost open collection
-                done = stack.pop()
-                node, size, height = done.node, done.size, done.height
-                if done.anchor is not None:
-                    self.open_anchors.discard(done.anchor)
-                    self.anchors[done.anchor] = (node, size, height)
-            if not stack:
-                return node
-            parent = stack[-1]
-            parent.size += size
-            parent.height = max(parent.height, height + 1)
-            if isinstance(parent.node, _Sequence):
-                parent.node.value.append(node)
-            elif parent.key is None:
-                parent.key = node
-            else:
-                parent.node.value.append((parent.key, node))
-                parent.key = None
-
-
 def _short_tag(tag: str) -> str:
     return "!!" + tag.removeprefix(_YAML) if tag.startswith(_YAML) else tag
 
@@ -322,19 +157,19 @@ class _Converter:
         self.doc = doc
         self.constructor = yaml.SafeLoader("")
 
-    def problem(self, node: _Node, at: FieldPath, message: str) -> None:
+    def problem(self, node: Node, at: FieldPath, message: str) -> None:
         self.doc.problems.append(Problem(self.path, node.line, dotted(at) or "(top)", message))
 
-    def convert(self, node: _Node, at: FieldPath) -> Any:
+    def convert(self, node: Node, at: FieldPath) -> Any:
         self.doc.lines[at] = node.line
-        if isinstance(node, _Mapping):
+        if isinstance(node, MappingNode):
             if node.tag != MAP_TAG:
                 self.problem(node, at, f"tag {_short_tag(node.tag)!r} is not supported (plain mappings only)")
                 return None
             out: dict[str, Any] = {}
-            merged: list[tuple[_Node, _Node]] = []
+            merged: list[tuple[Node, Node]] = []
             for key_node, value_node in node.value:
-                if key_node.tag == MERGE_TAG and isinstance(key_node, _Scalar):
+                if key_node.tag == MERGE_TAG and isinstance(key_node, ScalarNode):
                     merged += self.merge(value_node, at)
                     continue
                 key = self.key(key_node, at)
@@ -353,7 +188,7 @@ class _Converter:
                     out[key] = self.convert(value_node, at + (key,))
                     self.doc.lines[at + (key,)] = key_node.line
             return out
-        if isinstance(node, _Sequence):
+        if isinstance(node, SequenceNode):
             if node.tag != SEQ_TAG:
                 self.problem(node, at, f"tag {_short_tag(node.tag)!r} is not supported (plain lists only)")
                 return None
@@ -365,25 +200,25 @@ class _Converter:
             self.doc.raw[at] = node.value
         return value
 
-    def merge(self, value: _Node, at: FieldPath) -> list[tuple[_Node, _Node]]:
+    def merge(self, value: Node, at: FieldPath) -> list[tuple[Node, Node]]:
         """The pairs a `<<` value contributes, in order of precedence (YAML's merge key)."""
-        sources: list[_Node] = value.value if isinstance(value, _Sequence) else [value]
-        pairs: list[tuple[_Node, _Node]] = []
+        sources: list[Node] = value.value if isinstance(value, SequenceNode) else [value]
+        pairs: list[tuple[Node, Node]] = []
         for source in sources:
-            if not isinstance(source, _Mapping) or source.tag != MAP_TAG:
+            if not isinstance(source, MappingNode) or source.tag != MAP_TAG:
                 self.problem(source, at, "`<<` merges a mapping or a list of mappings, nothing else")
                 continue
-            nested: list[tuple[_Node, _Node]] = []
+            nested: list[tuple[Node, Node]] = []
             for key_node, value_node in source.value:
-                if key_node.tag == MERGE_TAG and isinstance(key_node, _Scalar):
+                if key_node.tag == MERGE_TAG and isinstance(key_node, ScalarNode):
                     nested += self.merge(value_node, at)
                 else:
                     pairs.append((key_node, value_node))
             pairs += nested
         return pairs
 
-    def key(self, node: _Node, at: FieldPath) -> str | None:
-        if not isinstance(node, _Scalar):
+    def key(self, node: Node, at: FieldPath) -> str | None:
+        if not isinstance(node, ScalarNode):
             self.problem(node, at, "a key must be a string, not a collection")
             return None
         ok, key = self.scalar(node, at)
@@ -394,7 +229,7 @@ class _Converter:
             return None
         return key
 
-    def scalar(self, node: _Scalar, at: FieldPath) -> tuple[bool, Any]:
+    def scalar(self, node: ScalarNode, at: FieldPath) -> tuple[bool, Any]:
         """(True, value), or (False, None) after recording why the scalar cannot be read."""
         if node.tag == STR_TAG or node.tag == VALUE_TAG:  # VALUE_TAG: a plain `=`, which PyYAML cannot build
             value: Any = node.value

@@ -20,12 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from registry.catalog import NodeDefaults
 from registry.errors import Problem, ValidationError
+from registry.model import NodeIdentity
 from registry.schema import EXTENSION_PREFIX, load_file
 from registry.textfile import DEFAULT_MAX_BYTES
 from registry.yamldoc import FieldPath, compose
 from resolver.client import ApiError, ConnectionChange, DaemonUnavailable, Discovery, detect, quote
+from resolver.clitext import config_text, instance_rows, rule_rows, status_text
 from resolver.watchlines import WatchLines
 
 EXIT_REFUSED = 1
@@ -39,7 +40,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     With `--config`, files are judged by that daemon's node and limits, so a file
     passes here exactly when that daemon would take it.
     """
-    defaults = NodeDefaults(socket.gethostname().split(".")[0].lower() or "localhost", "127.0.0.1")
+    identity = NodeIdentity(socket.gethostname().split(".")[0].lower() or "localhost", "127.0.0.1")
     max_bytes = DEFAULT_MAX_BYTES
     if args.config is not None:
         from resolver.config import ConfigError, load_config
@@ -50,12 +51,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stdout)
             return EXIT_REFUSED
-        defaults = NodeDefaults(config.node, config.address, config.limits.check_interval)
+        identity = config.identity
         max_bytes = config.limits.file_size
     failed = False
     for path in args.files:
         try:
-            instances = load_file(path, defaults, max_bytes)
+            instances = load_file(path, identity, max_bytes)
         except ValidationError as exc:
             failed = True
             for problem in sorted(exc.problems, key=lambda p: (p.line or 0, p.field)):
@@ -82,53 +83,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging()
     return serve(args.config, hangups)
-
-
-# -- output ------------------------------------------------------------------
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell; the last column is never padded."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = [headers] + rows
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
-
-
-def instance_rows(instances: list[dict[str, Any]]) -> str:
-    headers = ["NAME", "ID", "NODE", "URL", "STATUS", "TAGS", "SOURCE"]
-    rows = [
-        [i["name"], i["id"], i["node"], i["url"], i["status"], ",".join(i.get("tags", [])) or "-", i["source"]]
-        for i in instances
-    ]
-    return table(headers, rows)
-
-
-def rule_rows(rules: list[dict[str, Any]]) -> str:
-    rows = [[str(r.get("id") or "-"), r["a"], r["b"], r["type"], r.get("source", ""), r.get("reason", "")] for r in rules]
-    return table(["ID", "A", "B", "TYPE", "SOURCE", "REASON"], rows)
-
-
-def status_text(body: dict[str, Any]) -> str:
-    node = body.get("node", {})
-    lines = [
-        f"pilotfish {body.get('version')}  node {node.get('name')} ({node.get('address')}) {node.get('state')}"
-        + (f": {node['reason']}" if node.get("reason") else ""),
-        f"index {body.get('index')}  services {body.get('services')}  instances {body.get('instances')}  "
-        + "  ".join(f"{k} {v}" for k, v in body.get("counts", {}).items()),
-    ]
-    for listener, addresses in sorted(body.get("bound", {}).items()):
-        lines.append(f"{listener:<8} {', '.join(addresses)}")
-    errors = body.get("file_errors", [])
-    lines.append(f"files {len(body.get('files', []))}, rejected {len(errors)}")
-    for error in errors:
-        for problem in error["problems"]:
-            line = problem.get("line") if problem.get("line") is not None else "-"
-            lines.append(f"  {problem['path']}:{line}: {problem['field']}: {problem['message']}")
-    return "\n".join(lines)
-
-
-def config_text(value: dict[str, Any]) -> str:
-    return f"{value['key']} = {json.dumps(value['value'])} ({value['value_type']}, {value['scope']})"
 
 
 # -- verbs that talk to the daemon --------------------------------------------

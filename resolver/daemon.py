@@ -21,16 +21,18 @@ import signal
 import time
 from typing import Awaitable, Callable
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.background import cancel_and_wait
+from registry.catalog import Catalog
+from registry.endpoints import Endpoint
 from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
 from registry.health.runner import HealthRunner
-from registry.nodestate import HealthThresholds, NodeMonitor
+from registry.nodestate import NodeMonitor
 from registry.ratelog import RateLimitedLog
 from registry.schema import parse_registration
 from registry.store import Store
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, rescan
-from resolver.config import Config, ConfigError, is_loopback, load_config, parse_listen
+from resolver.config import ClusterSettings, Config, ConfigError, load_config, restart_only_changes, with_running_values
 from resolver.dns.server import DnsServer, DnsStats
 from resolver.http.app import build_app
 from resolver.http.server import HttpServer
@@ -51,28 +53,6 @@ class StartupError(Exception):
     """The daemon cannot run with this config (refused before anything listens)."""
 
 
-def format_hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def restart_only_changes(old: Config, new: Config) -> list[str]:
-    """Keys whose new value only takes effect after a restart (listeners, identity, storage)."""
-    keys = {
-        "node": (old.node, new.node),
-        "address": (old.address, new.address),
-        "domain": (old.domain, new.domain),
-        "state_dir": (old.state_dir, new.state_dir),
-        "dns": (old.dns, new.dns),
-        "http.listen": (old.http.listen, new.http.listen),
-        "cluster": (old.cluster, new.cluster),
-    }
-    return [key for key, (before, after) in keys.items() if before != after]
-
-
-def thresholds_of(config: Config) -> HealthThresholds:
-    return HealthThresholds(config.node_health.cpu, config.node_health.memory, config.node_health.disk)
-
-
 class Daemon:
     """One running pilotfish: `start()`, then `reload()` any number of times, then `stop()`."""
 
@@ -91,8 +71,12 @@ class Daemon:
 
     async def start(self) -> DaemonState:
         config = self.config
-        if config.http.token is None and not is_loopback(config.http.listen):
+        if config.http.writes_open:
             raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
+        if config.cluster != ClusterSettings():
+            # Fleet mode (issue 12) removes this: until then the section is read, checked and unused.
+            log.warning("cluster is set, but fleet mode is not in effect yet: this daemon serves its own host only",
+                        extra={"etcd": [str(e) for e in config.cluster.etcd], "prefix": config.cluster.prefix})
         os.makedirs(config.state_dir, exist_ok=True)
         self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"), config.limits.database_size)
         if store.read_only:
@@ -101,11 +85,11 @@ class Daemon:
                 "daemon restarted",
                 extra={"file": store.path},
             )
-        defaults = NodeDefaults(config.node, config.address, config.limits.check_interval)
-        catalog = Catalog(store, defaults, config.domain, config.conflicts, config.dns.answer_warning)
-        for failure in catalog.load_api_registrations(lambda body: parse_registration(body, defaults)):
+        identity = config.identity
+        catalog = Catalog(store, identity, config.domain, config.conflicts, config.dns.answer_warning)
+        for failure in catalog.load_api_registrations(lambda body: parse_registration(body, identity)):
             log.warning("stored registration no longer loads", extra={"detail": failure})
-        state = DaemonState(config=config, catalog=catalog, store=store, defaults=defaults)
+        state = DaemonState(config=config, catalog=catalog, store=store, identity=identity)
         state.extra.update(version=VERSION, config_path=config.source, services_dir=config.services_dir)
         self.state = state
         # Watch first, then scan: a file written in between is seen by one or the other.
@@ -114,17 +98,17 @@ class Daemon:
 
         state.dns_stats = DnsStats()
         self._dns = DnsServer(
-            lambda: catalog.current, list(config.dns.listen), config.dns.ttl, list(config.dns.recursors), state.dns_stats,
+            lambda: catalog.current, config.dns.listen, config.dns.ttl, config.dns.recursors, state.dns_stats,
             recursion_allow=config.dns.recursion_allow, rate_limit=config.dns.rate_limit,
             tcp_connections=config.dns.tcp_connections,
         )
         await self._dns.start()
-        state.bound["dns_udp"] = list(self._dns.bound_udp)
-        state.bound["dns_tcp"] = list(self._dns.bound_tcp)
+        state.bound["dns_udp"] = [str(endpoint) for endpoint in self._dns.bound_udp]
+        state.bound["dns_tcp"] = [str(endpoint) for endpoint in self._dns.bound_tcp]
 
         self._http = HttpServer(build_app(state))
-        await self._http.start(*parse_listen(config.http.listen))
-        state.bound["http"] = [format_hostport(host, port) for host, port in self._http.addresses]
+        await self._http.start(config.http.listen.host, config.http.listen.port)
+        state.bound["http"] = [str(Endpoint(host, port)) for host, port in self._http.addresses]
 
         # A child subreaper: what an exec check detaches is re-parented here, not to
         # PID 1, so the runner can kill and reap it instead of letting it pile up.
@@ -135,7 +119,7 @@ class Daemon:
             catalog, concurrency=HEALTH_CONCURRENCY, exec_from_api=config.health.exec_from_api, reap_orphans=subreaper
         )
         await self._health.start()
-        self._node_monitor = state.node_monitor = NodeMonitor(catalog, thresholds_of(config), interval=NODE_INTERVAL)
+        self._node_monitor = state.node_monitor = NodeMonitor(catalog, config.node_health, interval=NODE_INTERVAL)
         await self._node_monitor.start()
         self._expiry = asyncio.create_task(self._expire_instances(catalog), name="pilotfish-expiry")
         log.info(
@@ -214,11 +198,8 @@ class Daemon:
         pending = restart_only_changes(old, new)
         if pending:
             log.warning("config keys changed that need a restart; keeping their running values", extra={"keys": pending})
-        live = dataclasses.replace(
-            new, node=old.node, address=old.address, domain=old.domain, state_dir=old.state_dir, dns=old.dns,
-            http=dataclasses.replace(new.http, listen=old.http.listen), cluster=old.cluster,
-        )
-        if live.http.token is None and not is_loopback(live.http.listen):
+        live = with_running_values(old, new)
+        if live.http.writes_open:
             # The listener stays where it is until a restart: it must keep its token.
             log.error("config reload refused: http.token removed while HTTP listens beyond loopback")
             live = dataclasses.replace(live, http=old.http)
@@ -227,12 +208,12 @@ class Daemon:
             self.state.catalog.set_config_rules(live.conflicts)
         if live.limits.check_interval != old.limits.check_interval:
             # Applies to what is read from now on; what is registered stays.
-            defaults = dataclasses.replace(self.state.defaults, min_check_interval=live.limits.check_interval)
-            self.state.catalog.defaults = self.state.defaults = defaults
+            identity = dataclasses.replace(self.state.identity, min_check_interval=live.limits.check_interval)
+            self.state.catalog.identity = self.state.identity = identity
         if live.limits.database_size != old.limits.database_size:
             self.state.store.limit_size(live.limits.database_size)
         if live.node_health != old.node_health and self._node_monitor is not None:
-            self._node_monitor.thresholds = thresholds_of(live)
+            self._node_monitor.thresholds = live.node_health
         if self._health is not None:
             # Turned off: the API's exec checks already registered stop running at their next run.
             self._health.exec_from_api = live.health.exec_from_api
@@ -271,10 +252,8 @@ class Daemon:
         """Stop in reverse order; safe on a partly started daemon."""
         if self._reloading is not None:
             await asyncio.gather(self._reloading, return_exceptions=True)
-        if self._expiry is not None:
-            self._expiry.cancel()
-            await asyncio.gather(self._expiry, return_exceptions=True)
-            self._expiry = None
+        await cancel_and_wait(self._expiry)
+        self._expiry = None
         steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
             ("watcher", self._watcher.stop if self._watcher else None),
             ("node monitor", self._node_monitor.stop if self._node_monitor else None),

@@ -7,11 +7,13 @@ servers' figures without globals; the daemon builds it once at start and fills
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from registry.catalog import Catalog, NodeDefaults
+from registry.catalog import Catalog
+from registry.model import NodeIdentity
 from registry.store import Store
 
 if TYPE_CHECKING:
@@ -20,7 +22,16 @@ if TYPE_CHECKING:
     from resolver.config import Config
     from resolver.dns.stats import DnsStats
 
-VERSION = "0.1.0"
+
+def _version() -> str:
+    """pyproject.toml's version, as installed; a tree run without installing says so."""
+    try:
+        return importlib.metadata.version("pilotfish")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+not-installed"
+
+
+VERSION = _version()
 
 
 @dataclass
@@ -28,7 +39,7 @@ class DaemonState:
     config: "Config"
     catalog: Catalog
     store: Store
-    defaults: NodeDefaults
+    identity: NodeIdentity
     started: float = field(default_factory=time.time)
     # Actual addresses bound, "host:port", by listener: "dns_udp", "dns_tcp", "http".
     bound: dict[str, list[str]] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 import yaml
 
-from conftest import Daemon, DaemonFactory
+from daemonkit import Daemon, DaemonFactory
 
 
 def restart_on_same_ports(factory: DaemonFactory, daemon: Daemon) -> Daemon:
@@ -35,6 +35,19 @@ def registration(path: Path, text: str) -> None:
     staging = path.with_name("." + path.name + ".tmp")
     staging.write_text(text)
     staging.replace(path)
+
+
+@contextlib.contextmanager
+def serving(server: http.server.ThreadingHTTPServer) -> Iterator[int]:
+    """`server` answering in a thread for the block: its port; shut down and closed after."""
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @contextlib.contextmanager
@@ -57,14 +70,8 @@ def tls_server(cert: Path, key: Path, body: bytes) -> Iterator[str]:
     context.load_cert_chain(cert, key)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pilotfishy)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(server) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
@@ -81,15 +88,8 @@ def html_server() -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 class DripServer:

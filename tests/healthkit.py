@@ -1,4 +1,4 @@
-"""Test support for the health tests: a catalog on real SQLite and real servers that go up and down.
+"""Test support for the health tests: real servers that go up and down, and the status of an instance.
 
 Every server binds 127.0.0.1 port 0; a server taken down and brought back keeps
 its port, as a restarted service would.
@@ -8,31 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Self, TypeVar
 
 from aiohttp import web
 
-from registry.catalog import Catalog, NodeDefaults
-from registry.model import Entry, Instance, Status
+from conftest import NODE, entry_of, eventually, run, started, status_of
+from registry.catalog import Catalog
+from registry.health.runner import HealthRunner
+from registry.model import Instance, Status
 from registry.schema import parse_registration
-from registry.store import Store
 
 T = TypeVar("T")
-NODE = NodeDefaults("n1", "127.0.0.1")
 SLACK = 0.1  # the "+ 100 ms" of every deadline: interval + timeout + SLACK
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(bounded())
-
-
-def make_catalog(tmp_path: Path) -> Catalog:
-    return Catalog(Store(tmp_path / "state" / "pilotfish.db"), NODE)
 
 
 def register(catalog: Catalog, body: dict[str, Any]) -> Instance:
@@ -40,29 +27,28 @@ def register(catalog: Catalog, body: dict[str, Any]) -> Instance:
     return entry.instance
 
 
-def entry_of(catalog: Catalog, instance_id: str) -> Entry | None:
-    return catalog.current.entry(instance_id)
-
-
-def status_of(catalog: Catalog, instance_id: str) -> Status | None:
+def output_of(catalog: Catalog, instance_id: str) -> str:
+    """The first check's output, or "" while the instance is unknown."""
     entry = entry_of(catalog, instance_id)
-    return entry.status if entry is not None else None
+    return entry.checks[0].output if entry is not None and entry.checks else ""
 
 
-async def eventually(predicate: Callable[[], bool], within: float, what: str = "condition") -> float:
-    """Poll `predicate` until true; returns the seconds it took. Fails past `within`."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"{what} not reached within {within:.3f}s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - started
+def run_checks(catalog: Catalog, scenario: Callable[[], Awaitable[T]], **runner: Any) -> T:
+    """Run `scenario` on a fresh loop while a HealthRunner(catalog, **runner) runs the checks."""
+
+    async def running() -> T:
+        async with started(HealthRunner(catalog, **runner)):
+            return await scenario()
+
+    return run(running())
 
 
 async def wait_status(catalog: Catalog, instance_id: str, status: Status | None, within: float) -> float:
-    return await eventually(
-        lambda: status_of(catalog, instance_id) is status, within, f"{instance_id} {status}, is {status_of(catalog, instance_id)}"
-    )
+    """Wait for `instance_id` to reach `status` (None: gone); the seconds it took."""
+    started = time.monotonic()
+    await eventually(lambda: status_of(catalog, instance_id) is status, within,
+                     f"{instance_id} {status}, is {status_of(catalog, instance_id)}")
+    return time.monotonic() - started
 
 
 async def serve_handler(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
@@ -77,56 +63,69 @@ async def serve_handler(path: str, handler: Callable[[web.Request], Awaitable[we
     return runner, f"{scheme}://127.0.0.1:{runner.addresses[0][1]}{path}"
 
 
-class TcpService:
-    """A listener that accepts and closes; `down()` and `up()` keep its port."""
+class Service:
+    """A local server a check probes; `down()` and `up()` again keep its port, as a restarted service would."""
 
     def __init__(self) -> None:
         self.port = 0
-        self._server: asyncio.base_events.Server | None = None
+        self._close: Callable[[], Awaitable[None]] | None = None
 
-    async def up(self) -> "TcpService":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def up(self) -> Self:
+        self._close = await self._open()
         return self
 
     async def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        close, self._close = self._close, None
+        if close is not None:
+            await close()
+
+    async def _open(self) -> Callable[[], Awaitable[None]]:
+        """Listen on 127.0.0.1 at `self.port` (0: any, then set it); how to close again."""
+        raise NotImplementedError
+
+
+class TcpService(Service):
+    """A listener that accepts and closes."""
+
+    async def _open(self) -> Callable[[], Awaitable[None]]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = server.sockets[0].getsockname()[1]
+
+        async def close() -> None:
+            server.close()
+            await server.wait_closed()
+
+        return close
 
     @staticmethod
     async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
 
-class HttpService:
+class HttpService(Service):
     """An aiohttp server whose answer is switched by `mode`: ok, 500, hang, redirect, 429."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.mode = "ok"
         self.body = "all good"
-        self.port = 0
         self.requests: list[tuple[str, dict[str, str]]] = []  # (method, headers) as received
-        self._runner: web.AppRunner | None = None
         self._hung = asyncio.Event()
 
-    async def up(self) -> "HttpService":
+    async def _open(self) -> Callable[[], Awaitable[None]]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True).start()
+        self.port = runner.addresses[0][1]
 
-    async def down(self) -> None:
-        if self._runner is not None:
-            self._hung.set()
-            await self._runner.cleanup()
-            self._runner = None
+        async def close() -> None:
+            self._hung.set()  # a hanging request ends with the server
+            await runner.cleanup()
             self._hung = asyncio.Event()
+
+        return close
 
     @property
     def url(self) -> str:

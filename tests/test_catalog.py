@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from registry.catalog import NOT_CHECKED, Catalog, NodeDefaults
+from conftest import NODE, status_of
+from registry.catalog import Catalog
 from registry.errors import (
     ConflictError,
     DuplicateIdError,
@@ -18,22 +19,14 @@ from registry.errors import (
     StorageError,
     ValidationError,
 )
-from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Status
+from registry.events import Event, EventKind
+from registry.instances import NOT_CHECKED
+from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Source, Status
 from registry.schema import load_text, parse_registration
 from registry.store import Store
 
-DEFAULTS = NodeDefaults("host1", "10.0.0.5")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    store = Store(tmp_path / "p.db")
-    yield Catalog(store, DEFAULTS)
-    store.close()
-
-
-def api(body: dict[str, object]) -> object:
-    return parse_registration(body, DEFAULTS)
+def api(body: dict[str, object]) -> Instance:
+    return parse_registration(body, NODE)
 
 
 def test_api_registration_is_stored_and_visible_in_one_snapshot(catalog: Catalog) -> None:
@@ -66,12 +59,12 @@ def test_refused_registration_leaves_store_and_snapshot_unchanged(catalog: Catal
 
 def test_file_lifecycle_and_rejection_keeps_previous_state(catalog: Catalog, tmp_path: Path) -> None:
     path = str(tmp_path / "redis.yaml")
-    catalog.apply_file(path, load_text("name: redis\nport: 6379\n", path, DEFAULTS))
+    catalog.apply_file(path, load_text("name: redis\nport: 6379\n", path, NODE))
     assert [e.instance.port for e in catalog.current.query("redis")] == [6379]
     catalog.reject_file(path, [])
     assert path in catalog.current.file_errors
     assert [e.instance.port for e in catalog.current.query("redis")] == [6379]
-    catalog.apply_file(path, load_text("name: redis\nport: 6380\n", path, DEFAULTS))
+    catalog.apply_file(path, load_text("name: redis\nport: 6380\n", path, NODE))
     assert path not in catalog.current.file_errors
     assert [e.instance.port for e in catalog.current.query("redis")] == [6380]
     catalog.remove_file(path)
@@ -85,7 +78,7 @@ def test_conflicting_file_is_rejected_whole(catalog: Catalog, tmp_path: Path) ->
     text = "services:\n  - name: api\n    port: 9000\n  - name: apache2\n    port: 8081\n"
     snapshot_before = catalog.current.index
     with pytest.raises(ConflictError):
-        catalog.apply_file(path, load_text(text, path, DEFAULTS))
+        catalog.apply_file(path, load_text(text, path, NODE))
     assert catalog.current.query("api") == []
     problems = catalog.current.file_errors[path]
     assert "conflicts with nginx" in problems[0].message
@@ -96,9 +89,9 @@ def test_file_cannot_take_an_api_id_and_api_cannot_delete_file_instances(catalog
     catalog.register(api({"name": "web", "port": 8080}))
     path = str(tmp_path / "web.yaml")
     with pytest.raises(DuplicateIdError):
-        catalog.apply_file(path, load_text("name: web\nport: 8080\n", path, DEFAULTS))
+        catalog.apply_file(path, load_text("name: web\nport: 8080\n", path, NODE))
     other = str(tmp_path / "db.yaml")
-    catalog.apply_file(other, load_text("name: postgresql\n", other, DEFAULTS))
+    catalog.apply_file(other, load_text("name: postgresql\n", other, NODE))
     with pytest.raises(ReadOnlyError) as info:
         catalog.deregister("postgresql-5432")
     assert other in str(info.value)
@@ -141,9 +134,9 @@ def test_health_changes_publish_only_on_status_change(catalog: Catalog) -> None:
     assert catalog.current.entries_by_name["web"]  # known, so DNS says NODATA, not NXDOMAIN
     index = catalog.current.index
     catalog.set_check_state(instance, CheckState("web-80:tcp", Status.PASSING, "ok", 1.0))
-    assert catalog.current.entry("web-80").status is Status.CRITICAL  # the ttl check is still critical
+    assert status_of(catalog, "web-80") is Status.CRITICAL  # the ttl check is still critical
     assert catalog.set_check_state(instance, CheckState("web-80:ttl", Status.PASSING, "ok", 2.0))
-    assert catalog.current.entry("web-80").status is Status.PASSING
+    assert status_of(catalog, "web-80") is Status.PASSING
     index = catalog.current.index
     assert not catalog.set_check_state(instance, CheckState("web-80:ttl", Status.PASSING, "still ok", 3.0))
     assert catalog.current.index == index
@@ -157,7 +150,7 @@ def test_node_and_instance_maintenance_drain_answers(catalog: Catalog) -> None:
     assert [e.instance.port for e in catalog.current.answerable("web")] == [81]
     catalog.set_node_state(NodeState.MAINTENANCE, "kernel upgrade")
     assert catalog.current.answerable("web") == ()
-    assert catalog.current.entry("web-81").status is Status.MAINTENANCE
+    assert status_of(catalog, "web-81") is Status.MAINTENANCE
     catalog.set_node_state(NodeState.ONLINE)
     catalog.set_instance_maintenance("web-80", None)
     assert len(catalog.current.answerable("web")) == 2
@@ -166,13 +159,13 @@ def test_node_and_instance_maintenance_drain_answers(catalog: Catalog) -> None:
 
 def test_api_registrations_and_health_survive_restart(tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
-    first = Catalog(store, DEFAULTS)
+    first = Catalog(store, NODE)
     entry, _ = first.register(api({"name": "web", "port": 80, "checks": [{"ttl": "30s"}]}))
     first.set_check_state(entry.instance, CheckState("web-80:ttl", Status.WARNING, "slow", 1.0))
     store.close()
     store = Store(tmp_path / "p.db")
-    again = Catalog(store, NodeDefaults("host1", "10.0.0.9"))
-    assert again.load_api_registrations(lambda body: parse_registration(body, again.defaults)) == []
+    again = Catalog(store, dataclasses.replace(NODE, address="10.0.0.9"))
+    assert again.load_api_registrations(lambda body: parse_registration(body, again.identity)) == []
     restored = again.current.entry("web-80")
     assert restored is not None and restored.status is Status.WARNING
     assert restored.instance.address == "10.0.0.9"  # a defaulted address follows the node
@@ -206,7 +199,7 @@ def test_wait_past_returns_on_change_or_timeout(catalog: Catalog) -> None:
 
 def test_invalid_body_never_reaches_the_catalog(catalog: Catalog) -> None:
     with pytest.raises(ValidationError):
-        catalog.register(api({"name": "web"}))  # type: ignore[arg-type]
+        catalog.register(api({"name": "web"}))
     assert catalog.current.index == 1
 
 
@@ -237,8 +230,8 @@ def file_instances(count: int, path: str, first_port: int = 10_000) -> list[Inst
     """`count` checked instances of 100 services, as one services.d file would register them."""
     return [
         Instance(
-            id=f"i{n}", name=f"svc{n % 100}", node="host1", address="10.0.0.5", port=first_port if n == 0 else 20_000 + n,
-            checks=(CheckSpec(f"i{n}:tcp", CheckKind.TCP, f"127.0.0.1:{20_000 + n}"),), source=f"file:{path}",
+            id=f"i{n}", name=f"svc{n % 100}", node=NODE.node, address=NODE.address, port=first_port if n == 0 else 20_000 + n,
+            checks=(CheckSpec(f"i{n}:tcp", CheckKind.TCP, f"127.0.0.1:{20_000 + n}"),), source=Source.file(path),
         )
         for n in range(count)
     ]
@@ -263,9 +256,9 @@ def test_a_one_line_edit_of_a_big_file_touches_only_what_changed(catalog: Catalo
 def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintenance(catalog: Catalog) -> None:
     text = "name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n"
     old, new = "/srv/services.d/a.yaml", "/srv/services.d/b.yaml"
-    catalog.apply_file(old, load_text(text, old, DEFAULTS))
+    catalog.apply_file(old, load_text(text, old, NODE))
     catalog.apply_file("/srv/services.d/db.yaml", load_text(text.replace("web", "db").replace("8080", "5432"),
-                                                             "/srv/services.d/db.yaml", DEFAULTS))
+                                                             "/srv/services.d/db.yaml", NODE))
     web, db = catalog.instance("web-8080"), catalog.instance("db-5432")
     assert web is not None and db is not None
     for instance in (web, db):
@@ -273,12 +266,12 @@ def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintena
     catalog.set_instance_maintenance("db-5432", "resharding")
     with catalog.batch():  # `mv a.yaml b.yaml` as the watcher applies it: removal first
         catalog.remove_file(old)
-        catalog.apply_file(new, load_text(text, new, DEFAULTS))
+        catalog.apply_file(new, load_text(text, new, NODE))
         catalog.remove_file("/srv/services.d/db.yaml")
         catalog.apply_file("/srv/services.d/db2.yaml", load_text(text.replace("web", "db").replace("8080", "5432"),
-                                                                  "/srv/services.d/db2.yaml", DEFAULTS))
+                                                                  "/srv/services.d/db2.yaml", NODE))
     moved = catalog.current.entry("web-8080")
-    assert moved is not None and moved.instance.source == f"file:{new}"
+    assert moved is not None and moved.instance.source == Source.file(new)
     assert (moved.status, moved.checks[0].output) == (Status.PASSING, "connected")
     assert [e.instance.id for e in catalog.current.answerable("web")] == ["web-8080"]
     drained = catalog.current.entry("db-5432")
@@ -287,25 +280,25 @@ def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintena
 
 def test_a_check_changed_by_the_move_starts_afresh_and_a_later_return_is_new(catalog: Catalog) -> None:
     old, new = "/srv/a.yaml", "/srv/b.yaml"
-    catalog.apply_file(old, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n", old, DEFAULTS))
+    catalog.apply_file(old, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n", old, NODE))
     web = catalog.instance("web-8080")
     assert web is not None
     catalog.set_check_state(web, CheckState(web.checks[0].id, Status.PASSING, "connected", time.time()))
     catalog.set_instance_maintenance("web-8080", "resharding")
     with catalog.batch():
         catalog.remove_file(old)
-        catalog.apply_file(new, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:9999\n", new, DEFAULTS))
+        catalog.apply_file(new, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:9999\n", new, NODE))
     moved = catalog.current.entry("web-8080")
     assert moved is not None and moved.checks[0].output == NOT_CHECKED and moved.status is Status.MAINTENANCE
     catalog.remove_file(new)  # published: what it held is forgotten
-    catalog.apply_file(old, load_text("name: web\nport: 8080\n", old, DEFAULTS))
+    catalog.apply_file(old, load_text("name: web\nport: 8080\n", old, NODE))
     back = catalog.current.entry("web-8080")
     assert back is not None and back.status is Status.PASSING and back.maintenance_reason is None
 
 
 def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = Store(tmp_path / "p.db", max_bytes=64 * 1024)
-    catalog = Catalog(store, DEFAULTS)
+    catalog = Catalog(store, NODE)
     try:
         with pytest.raises(StorageError):
             for n in range(10_000):  # fill the database with API registrations
@@ -314,10 +307,10 @@ def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path,
         assert len(catalog.current.query("big")) == registered  # the refused one is not served
         with pytest.raises(StorageError):
             for n in range(10_000):  # and the last free bytes of its pages
-                store.append_event("filler", str(n), {})
+                store.append_event(Event(EventKind.HEALTH, str(n), {}))
         # A file change (and a health result) is what happened, whatever SQLite says:
         # it is served, and its event waits for the next write that succeeds.
-        catalog.apply_file("/srv/web.yaml", load_text("name: web\nport: 80\n", "/srv/web.yaml", DEFAULTS))
+        catalog.apply_file("/srv/web.yaml", load_text("name: web\nport: 80\n", "/srv/web.yaml", NODE))
         assert [e.instance.id for e in catalog.current.query("web")] == ["web-80"]
         assert "events and health states not saved" in caplog.text
         store.limit_size(None)
@@ -327,7 +320,7 @@ def test_a_change_is_served_even_when_its_events_cannot_be_saved(tmp_path: Path,
             nonlocal n
             n += 1  # each change tries again once UNSAVED_RETRY has passed
             path = f"/srv/other-{n}.yaml"
-            catalog.apply_file(path, load_text(f"name: other\nid: other-{n}\nport: {2000 + n}\n", path, DEFAULTS))
+            catalog.apply_file(path, load_text(f"name: other\nid: other-{n}\nport: {2000 + n}\n", path, NODE))
             return any(e.subject == "file:/srv/web.yaml" for e in store.events(kind="registration"))
 
         deadline = time.monotonic() + 10

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 
 def test_a_name_with_a_final_newline_is_400_and_never_served(api: ApiServer) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Daemon, DaemonFactory, wait_for
+from clientkit import html_server
+from conftest import wait_for
+from daemonkit import Daemon, DaemonFactory
 from resolver.cli import EXIT_REFUSED, EXIT_UNREACHABLE, main
 
 
@@ -163,26 +163,9 @@ def test_no_daemon_is_exit_3(capsys: pytest.CaptureFixture[str], daemon: Daemon)
 
 def test_a_server_that_is_not_pilotfish_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     # `--http` pointed at some other web server that answers 200 with HTML: no traceback.
-    class Html(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(b"<html>welcome</html>")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        assert main(["status", "--http", f"http://127.0.0.1:{server.server_address[1]}"]) == EXIT_UNREACHABLE
+    with html_server() as url:
+        assert main(["status", "--http", url]) == EXIT_UNREACHABLE
         assert "not as a pilotfish daemon" in capsys.readouterr().err
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_a_malformed_daemon_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

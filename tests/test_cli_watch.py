@@ -20,7 +20,8 @@ from typing import IO, Iterator
 import pytest
 
 from clientkit import registration, restart_on_same_ports
-from conftest import REPO, Daemon, DaemonFactory
+from conftest import REPO
+from daemonkit import Daemon, DaemonFactory
 from resolver.cli import EXIT_UNREACHABLE, main
 
 REDIS = "name: redis\nport: 6379\ntags: [primary]\n"

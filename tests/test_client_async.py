@@ -6,35 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from clientkit import DripServer, elapsed, registration, restart_on_same_ports
-from conftest import DaemonFactory
+from conftest import eventually, run
+from daemonkit import DaemonFactory
 from resolver.client import AsyncDiscovery, DaemonUnavailable, NoInstance, Source
 
 T = TypeVar("T")
 REDIS = "name: redis\nport: 6379\ntags: [primary]\n"
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(bounded())
-
-
-async def poll(probe: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_async_fallback_order_and_recovery(start_daemon: DaemonFactory) -> None:
@@ -54,7 +36,7 @@ def test_async_fallback_order_and_recovery(start_daemon: DaemonFactory) -> None:
             found = await client.instances("redis")
             return found if found.source is Source.CACHE_STALE else None
 
-        found = await poll(stale, 5, "a stale answer")
+        found = await eventually(stale, 5, "a stale answer")
         assert [i.port for i in found] == [6379] and found.age >= 0.05
         web = await client.endpoints("web")
         assert web.source is Source.DNS and [str(e) for e in web] == ["127.0.0.1:9100"]
@@ -70,7 +52,7 @@ def test_async_fallback_order_and_recovery(start_daemon: DaemonFactory) -> None:
             found = await client.instances("redis")
             return found if found.source is Source.DAEMON else None
 
-        await poll(daemon_again, 10, "recovery")
+        await eventually(daemon_again, 10, "recovery")
 
     run(before())
     assert a.stop() == 0

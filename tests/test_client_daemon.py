@@ -15,7 +15,8 @@ from typing import Any, Iterator
 import pytest
 
 from clientkit import DripServer, elapsed, html_server, registration, restart_on_same_ports
-from conftest import Daemon, DaemonFactory, wait_for
+from conftest import wait_for
+from daemonkit import Daemon, DaemonFactory
 from resolver.client import ApiError, DaemonUnavailable, Discovery, Instances, NoInstance, Source
 
 REDIS = "name: redis\nport: 6379\ntags: [primary]\nmeta: {team: platform}\n"

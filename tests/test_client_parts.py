@@ -10,7 +10,7 @@ import dns.message
 import dns.rrset
 import pytest
 
-from resolver.client import Instance, Instances, Kind, Source, Strategy, detect, env_variable
+from resolver.client import Instance, Instances, Kind, Source, detect, env_variable
 from resolver.client.breaker import Breaker
 from resolver.client.cache import AnswerCache
 from resolver.client.core import Core
@@ -232,12 +232,6 @@ def test_query_normalizes_filters_for_one_cache_entry() -> None:
     for bad in ("", "a\nb", "x" * 256):
         with pytest.raises(ValueError):
             Query.build(bad)
-
-
-def test_client_strategies_are_the_daemons() -> None:
-    from resolver.http.selection import Strategy as DaemonStrategy
-
-    assert [s.value for s in Strategy] == [s.value for s in DaemonStrategy]
 
 
 # -- the DNS fallback's reading ----------------------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, DaemonFactory
+from conftest import REPO
+from daemonkit import DaemonFactory
 
 SECTION = (REPO / "README.md").read_text().split("## Client library", 1)[1].split("\n## ", 1)[0]
 BLOCKS = re.findall(r"```python\n(.*?)```", SECTION, re.S)

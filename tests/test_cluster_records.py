@@ -10,34 +10,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.catalog import NodeDefaults
 from registry.cluster import etcd, records
-from registry.cluster.records import (
+from registry.cluster.keys import (
     BadRecord,
     ConfigKey,
-    ConfigRecord,
     ConflictKey,
     InstanceKey,
     NodeKey,
-    NodeRecord,
     check_prefix,
     config_key,
     conflict_key,
-    decode_record,
-    encode_config,
-    encode_conflict,
-    encode_instance,
-    encode_node,
     instance_key,
     instances_prefix,
     node_key,
     parse_key,
 )
-from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeState, Status
+from registry.cluster.records import (
+    ConfigRecord,
+    NodeRecord,
+    decode_record,
+    encode_config,
+    encode_conflict,
+    encode_instance,
+    encode_node,
+)
+from registry.model import CLUSTER, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
 from registry.schema import load_text
 
 P = "/pilotfish/"
-NODE = NodeDefaults("web1", "192.0.2.10")
+NODE = NodeIdentity("web1", "192.0.2.10")
 
 RICH = """
 services:
@@ -179,7 +180,7 @@ def test_an_instance_comes_back_as_its_owner_held_it_but_from_the_cluster() -> N
     for entry in rich_entries():
         decoded = decode_record(P, instance_key(P, "web1", entry.instance.id), encode_instance(entry))
         assert isinstance(decoded, Entry)
-        assert decoded.instance == dataclasses.replace(entry.instance, source="cluster")
+        assert decoded.instance == dataclasses.replace(entry.instance, source=CLUSTER)
         assert (decoded.status, decoded.checks, decoded.maintenance_reason) == (
             entry.status, entry.checks, entry.maintenance_reason,
         )

@@ -29,7 +29,8 @@ def test_rule_names_the_incumbent_and_reason() -> None:
     assert conflict is not None
     assert conflict.incumbent is redis and conflict.rule is not None
     assert conflict.reason == "both bind 6379"
-    assert conflict.to_dict()["incumbent"]["id"] == "redis-server-6379"
+    incumbent = conflict.to_dict()["incumbent"]
+    assert isinstance(incumbent, dict) and incumbent["id"] == "redis-server-6379"
 
 
 def test_same_socket_different_service_conflicts_without_rule() -> None:

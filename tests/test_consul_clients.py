@@ -13,7 +13,8 @@ from typing import Any, Iterator
 import consul
 import pytest
 
-from conftest import Daemon, DaemonFactory, wait_for
+from conftest import wait_for
+from daemonkit import Daemon, DaemonFactory
 from consulkit import (
     AGENT_SERVICES,
     CATALOG_SERVICE_ROWS,

@@ -19,7 +19,8 @@ from typing import Any
 import dns.rcode
 import yaml
 
-from conftest import REPO, START_TIMEOUT, Daemon, DaemonFactory, launch, ready_line, wait_for, write_config
+from conftest import REPO, wait_for
+from daemonkit import START_TIMEOUT, Daemon, DaemonFactory, launch, ready_line, write_config
 
 
 def file_errors(daemon: Daemon) -> dict[str, list[dict[str, Any]]]:
@@ -85,6 +86,24 @@ def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path
     wait_for(lambda: any(line["msg"].startswith("config reload refused") for line in daemon.logs()), what="refusal")
     assert daemon.srv_ports("_db._tcp") == [5432]
     assert daemon.proc.poll() is None
+
+
+def test_cluster_is_not_in_effect_yet_and_restart_only_keys_wait(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon(config={"cluster": {"etcd": ["127.0.0.1:2379"], "prefix": "/fleet/"}})
+    [warning] = [line for line in daemon.logs() if line["msg"].startswith("cluster is set")]
+    assert warning["level"] == "warning" and warning["etcd"] == ["127.0.0.1:2379"] and "not in effect" in warning["msg"]
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["dns"]["ttl"] = "30s"
+    daemon.config_path.write_text(yaml.safe_dump(config))
+    daemon.signal(signal.SIGHUP)
+    waiting = wait_for(lambda: [line for line in daemon.logs() if line["msg"].startswith("config keys changed")],
+                       what="the restart-only warning")
+    assert waiting[0]["keys"] == ["dns"]
+    assert daemon.query("redis.service.internal", "A").rcode() == dns.rcode.NXDOMAIN  # still serving
+
+
+def test_no_cluster_warning_without_a_cluster(daemon: Daemon) -> None:
+    assert not [line for line in daemon.logs() if line["msg"].startswith("cluster is set")]
 
 
 def park_blocking_query(daemon: Daemon) -> tuple[threading.Thread, list[object]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, Daemon, DaemonFactory, wait_for
+from conftest import REPO, bound_socket, wait_for
+from daemonkit import Daemon, DaemonFactory
 
 BOMB = 'x-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"x-{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
@@ -93,9 +93,7 @@ class Listener:
     """A TCP port that accepts connections: what a passing TCP check connects to."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock = bound_socket()
         self.port = self.sock.getsockname()[1]
 
 

@@ -6,17 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import Catalog, NodeDefaults, Snapshot
-from registry.model import CheckKind, CheckSpec, Instance
+from registry.catalog import Catalog
+from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity
+from registry.snapshot import Snapshot
 from registry.store import Store
 from resolver.dns import answers
 from resolver.dns.answers import NameError, NoData, OutOfZone, Success
+from resolver.dns.records import SOA as SOAData
+from resolver.dns.records import SRV as SRVData
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     path: Path = tmp_path_factory.mktemp("answers")
-    catalog = Catalog(Store(path / "p.db"), NodeDefaults("Alpha", "10.0.0.1"), "dc1.internal")
+    catalog = Catalog(Store(path / "p.db"), NodeIdentity("Alpha", "10.0.0.1"), "dc1.internal")
     critical = (CheckSpec("db-check", CheckKind.TCP, "10.0.0.3:5432"),)
     catalog.apply_file("f.yaml", [
         Instance("a1", "api", "Alpha", "10.0.0.1", 80, weight=1, priority=1, address_is_node=True, tags=("v2",)),
@@ -78,7 +81,9 @@ def test_srv_weights_are_shares_of_their_priority(snapshot: Snapshot) -> None:
     """CoreDNS scaling: 100 * weight / total at that priority, floored, at least 1."""
     result = answers.resolve(snapshot, ("_api", "_tcp", "service", "dc1", "internal"), SRV, 5)
     assert isinstance(result, Success)
-    got = sorted((r.rdata.port, r.rdata.priority, r.rdata.weight, str(r.rdata.target)) for r in result.answer)
+    srv = [r.rdata for r in result.answer if isinstance(r.rdata, SRVData)]
+    assert len(srv) == len(result.answer)
+    got = sorted((d.port, d.priority, d.weight, str(d.target)) for d in srv)
     assert got == [
         (80, 1, 33, "alpha.node.dc1.internal."),
         (81, 1, 66, "0a000002.addr.dc1.internal."),
@@ -94,4 +99,4 @@ def test_negative_outcomes_carry_the_zone_soa(snapshot: Snapshot) -> None:
     result = answers.resolve(snapshot, ("nosuch", "service", "dc1", "internal"), A, 7)
     assert isinstance(result, NameError)
     assert result.soa.owner == "dc1.internal."
-    assert result.soa.rdata.times == (snapshot.index, 3600, 600, 86400, 7)
+    assert isinstance(result.soa.rdata, SOAData) and result.soa.rdata.times == (snapshot.index, 3600, 600, 86400, 7)

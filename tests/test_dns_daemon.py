@@ -11,7 +11,8 @@ import dns.query
 import dns.rcode
 import psutil
 
-from conftest import Daemon, DaemonFactory, wait_for
+from conftest import bound_socket, wait_for
+from daemonkit import Daemon, DaemonFactory
 
 BIG = "services:\n" + "".join(
     f"  - {{name: big, id: big-{i}, port: {9000 + i}, address: 10.1.0.{i + 1}}}\n" for i in range(60)
@@ -54,8 +55,7 @@ def test_a_black_holed_upstream_cannot_take_the_zone_down(start_daemon: DaemonFa
     SERVFAIL at once), the upstream's failures are logged once per interval, and the
     zone keeps answering.
     """
-    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes queries, never answers
-    hole.bind(("127.0.0.1", 0))
+    hole = bound_socket(socket.SOCK_DGRAM)  # takes queries, never answers
     try:
         daemon = start_daemon(files={"big.yaml": BIG},
                               config={"dns": {"recursors": [f"127.0.0.1:{hole.getsockname()[1]}"]}})

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import tracemalloc
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import dns.edns
 import dns.flags
@@ -16,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.catalog import Catalog, NodeDefaults
-from registry.model import Instance
+from conftest import NODE
+from registry.catalog import Catalog
+from registry.model import Instance, Source
 from registry.store import Store
 from resolver.dns import responder as responder_module
 from resolver.dns import wire
@@ -25,7 +25,7 @@ from resolver.dns.responder import Responder
 from resolver.dns.stats import DnsStats
 
 
-FILE = {"redis": "file:a.yaml", "web": "file:b.yaml"}
+FILE = {"redis": Source.file("a.yaml"), "web": Source.file("b.yaml")}
 
 
 def ask(responder: Responder, name: str, rdtype: str = "A") -> dns.message.Message:
@@ -44,48 +44,45 @@ def addresses(reply: dns.message.Message) -> list[str]:
     return sorted(r.to_text() for rrset in reply.answer for r in rrset)
 
 
-def test_untouched_services_keep_their_compiled_reply_across_swaps(tmp_path: Path) -> None:
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
-    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.2", 6379, source=FILE["redis"])])
-    catalog.apply_file("b.yaml", [Instance("web-1", "web", "n1", "10.0.0.3", 80, source=FILE["web"])])
+def test_untouched_services_keep_their_compiled_reply_across_swaps(catalog: Catalog) -> None:
+    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", NODE.node, "10.0.0.2", 6379, source=FILE["redis"])])
+    catalog.apply_file("b.yaml", [Instance("web-1", "web", NODE.node, "10.0.0.3", 80, source=FILE["web"])])
     responder = Responder(lambda: catalog.current, 5, False, DnsStats())
     assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.2"]
     compiled_before = dict(responder._compiled)
 
-    catalog.apply_file("b.yaml", [Instance("web-1", "web", "n1", "10.0.0.4", 80, source=FILE["web"])])  # another service changes
+    catalog.apply_file("b.yaml", [Instance("web-1", "web", NODE.node, "10.0.0.4", 80, source=FILE["web"])])  # another service changes
     assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.2"]
     assert list(responder._compiled.values()) == list(compiled_before.values())  # carried, not packed again
     assert addresses(ask(responder, "web.service.internal")) == ["10.0.0.4"]
 
-    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.9", 6379, source=FILE["redis"])])  # redis itself changes
+    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", NODE.node, "10.0.0.9", 6379, source=FILE["redis"])])  # redis itself changes
     assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.9"]
 
 
-def test_negative_answers_follow_the_new_serial(tmp_path: Path) -> None:
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+def test_negative_answers_follow_the_new_serial(catalog: Catalog) -> None:
     responder = Responder(lambda: catalog.current, 5, False, DnsStats())
     first = ask(responder, "nosuch.service.internal")
-    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", "n1", "10.0.0.2", 6379, source=FILE["redis"])])
+    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", NODE.node, "10.0.0.2", 6379, source=FILE["redis"])])
     second = ask(responder, "nosuch.service.internal")
     assert first.rcode() == second.rcode() == dns.rcode.NXDOMAIN
     assert second.authority[0][0].serial == first.authority[0][0].serial + 1
 
 
-def big_service_responder(tmp_path: Path, count: int = 60) -> Responder:
+def big_service_responder(catalog: Catalog, count: int = 60) -> Responder:
     """A responder over one service `big` of `count` instances: 60 is past any UDP reply, 25 fits 1232 bytes."""
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
     catalog.apply_file("a.yaml", [
-        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, source="file:a.yaml") for i in range(count)
+        Instance(f"big-{i}", "big", NODE.node, f"10.1.0.{i + 1}", 9000 + i, source=Source.file("a.yaml")) for i in range(count)
     ])
     return Responder(lambda: catalog.current, 5, False, DnsStats())
 
 
 def test_random_case_queries_cannot_grow_the_packet_cache_past_its_byte_bound(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each 0x20 variant of a query is its own packet-cache key: a large answer must not be kept per variant."""
     monkeypatch.setattr(responder_module, "MAX_PACKET_BYTES", 1 << 20)
-    responder = big_service_responder(tmp_path, 25)
+    responder = big_service_responder(catalog, 25)
     rng = random.Random(7)
     name = "_big._tcp.service.internal"
     tracemalloc.start()
@@ -106,7 +103,7 @@ def test_random_case_queries_cannot_grow_the_packet_cache_past_its_byte_bound(
 
 
 @pytest.mark.parametrize("count", [25, 60])
-def test_random_edns_sizes_compile_a_handful_of_replies_that_share_their_bytes(tmp_path: Path, count: int) -> None:
+def test_random_edns_sizes_compile_a_handful_of_replies_that_share_their_bytes(catalog: Catalog, count: int) -> None:
     """Issue 9, row 5: replies are compiled per size class, never per EDNS size a client sends.
 
     Each size used to be a compile of its own (30 ms for 60 SRV records with glue)
@@ -114,7 +111,7 @@ def test_random_edns_sizes_compile_a_handful_of_replies_that_share_their_bytes(t
     reply stays within the client's size (and 1232), and the packet cache's entries
     for the many sizes share one set of reply bytes.
     """
-    responder = big_service_responder(tmp_path, count)
+    responder = big_service_responder(catalog, count)
     rng = random.Random(5)
     name = "_big._tcp.service.internal"
     template = dns.message.make_query(name, "SRV", id=0, use_edns=0, payload=0).to_wire()
@@ -141,7 +138,9 @@ def test_random_edns_sizes_compile_a_handful_of_replies_that_share_their_bytes(t
     assert len(responder._compiled) <= 2  # the 512 and the 1232 reply
     # 400 sizes x 8 rotations x ~1.1 KB would be 3.5 MB; shared, the entries take their keys and tuples.
     assert held < 1 << 19
-    over_tcp = dns.message.from_wire(responder.answer(dns.message.make_query(name, "SRV", id=3).to_wire(), tcp=True))
+    whole = responder.answer(dns.message.make_query(name, "SRV", id=3).to_wire(), tcp=True)
+    assert isinstance(whole, bytes)
+    over_tcp = dns.message.from_wire(whole)
     assert len(over_tcp.answer[0]) == count and len(over_tcp.additional) == count  # SRV records and their glue
 
 
@@ -153,18 +152,17 @@ def test_picker_spreads_every_byte_evenly_over_the_replies(replies: int) -> None
     assert max(shares) - min(shares) <= 1
 
 
-def test_odd_catalog_content_never_raises_per_query(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_odd_catalog_content_never_raises_per_query(catalog: Catalog, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 9, row 8: a lone surrogate in meta made every TXT query a SERVFAIL and a traceback.
 
     Text that UTF-8 cannot hold is served escaped; a reply that cannot be built at all
     (here a node name longer than a DNS label) is one SERVFAIL, logged once, then
     served from the caches like any reply.
     """
-    catalog = Catalog(Store(tmp_path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
     long_node = "n" * 70
     catalog.apply_file("a.yaml", [
-        Instance("odd-1", "odd", "n1", "10.0.0.2", 80, meta={"note": "bad \ud800 text"}, source="file:a.yaml"),
-        Instance("far-1", "far", long_node, "10.0.0.3", 80, address_is_node=True, source="file:a.yaml"),
+        Instance("odd-1", "odd", NODE.node, "10.0.0.2", 80, meta={"note": "bad \ud800 text"}, source=Source.file("a.yaml")),
+        Instance("far-1", "far", long_node, "10.0.0.3", 80, address_is_node=True, source=Source.file("a.yaml")),
     ])
     responder = Responder(lambda: catalog.current, 5, False, DnsStats())
     for i in range(50):
@@ -184,14 +182,14 @@ def test_odd_catalog_content_never_raises_per_query(tmp_path: Path, caplog: pyte
 
 REAL_QUERIES = [
     dns.message.make_query(name, rdtype, id=4660, **kwargs).to_wire()
-    for name, rdtype, kwargs in [
+    for name, rdtype, kwargs in cast(list[tuple[str, str, dict[str, Any]]], [
         ("_big._tcp.service.internal", "SRV", {}),
         ("Big.Service.Internal", "A", {"use_edns": 0, "payload": 1232}),
         ("big.service.internal", "TXT", {"use_edns": 0, "want_dnssec": True}),
-        ("n1.node.internal", "AAAA", {"use_edns": 0, "options": [dns.edns.GenericOption(10, b"c" * 8)]}),
+        ("node1.node.internal", "AAAA", {"use_edns": 0, "options": [dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"c" * 8)]}),
         ("internal", "SOA", {}),
         ("example.com", "A", {"use_edns": 0}),
-    ]
+    ])
 ]
 
 
@@ -199,9 +197,9 @@ REAL_QUERIES = [
 def hostile_responders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Responder, Responder]]:
     """One responder that refuses names outside the zone, one that would forward them."""
     path = tmp_path_factory.mktemp("hostile")
-    catalog = Catalog(Store(path / "p.db"), NodeDefaults("n1", "10.0.0.1"))
+    catalog = Catalog(Store(path / "p.db"), NODE)
     catalog.apply_file("a.yaml", [
-        Instance(f"big-{i}", "big", "n1", f"10.1.0.{i + 1}", 9000 + i, meta={"k": "v" * 300}, source="file:a.yaml")
+        Instance(f"big-{i}", "big", NODE.node, f"10.1.0.{i + 1}", 9000 + i, meta={"k": "v" * 300}, source=Source.file("a.yaml"))
         for i in range(25)
     ])
     yield (Responder(lambda: catalog.current, 5, False, DnsStats()),

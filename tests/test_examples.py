@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_example_config_serves_the_examples_on_the_readme_ports() -> None:
     config = load_config(str(REPO / "examples" / "pilotfish.yaml"))
     assert config.services_dir == str(REPO / "examples" / "services.d")
-    assert config.dns.listen == ("127.0.0.1:8600",) and config.http.listen == "127.0.0.1:8500"
+    assert [str(e) for e in config.dns.listen] == ["127.0.0.1:8600"] and str(config.http.listen) == "127.0.0.1:8500"
     state = Path(config.state_dir).relative_to(REPO)
     ignored = subprocess.run(["git", "check-ignore", "-q", str(state / "pilotfish.db")], cwd=REPO)
     assert ignored.returncode == 0, f"{state} must be gitignored"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from conftest import DaemonFactory, wait_for
+from conftest import wait_for
+from daemonkit import DaemonFactory
 
 
 def test_instance_ttl_expires_end_to_end(start_daemon: DaemonFactory) -> None:

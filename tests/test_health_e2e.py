@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import REPO, Daemon, DaemonFactory, wait_for
+from conftest import REPO, wait_for
+from daemonkit import Daemon, DaemonFactory
 
 INTERVAL, TIMEOUT = 1.0, 0.3
 WITHIN = INTERVAL + TIMEOUT + 0.1

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Daemon, DaemonFactory, wait_for
-from registry.health.runner import EXEC_NOT_ALLOWED
+from conftest import wait_for
+from daemonkit import Daemon, DaemonFactory
+from registry.health.probes import EXEC_NOT_ALLOWED
 from resolver.cli import EXIT_REFUSED, main
 from resolver.config import ConfigError, load_config
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthkit import SLACK, HttpService, eventually, make_catalog, register, run, serve_handler, status_of, wait_status
+from conftest import eventually, run, started, status_of
+from healthkit import SLACK, HttpService, register, serve_handler, wait_status
 from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status
@@ -30,13 +31,12 @@ def output_of(catalog: Catalog, instance_id: str) -> str:
     return entry.checks[0].output
 
 
-def test_http_500_hang_redirect_and_down_each_show_within_deadline(tmp_path: Path) -> None:
+def test_http_500_hang_redirect_and_down_each_show_within_deadline(catalog: Catalog) -> None:
     failures = {"500": "500 Internal Server Error", "hang": "timed out after 0.2s", "redirect": "302 Found"}
 
     async def scenario() -> None:
         # One service per failure, all failing at once: each shows within one deadline.
         services = {mode: await HttpService().up() for mode in failures}
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
 
@@ -69,39 +69,36 @@ def test_http_500_hang_redirect_and_down_each_show_within_deadline(tmp_path: Pat
     run(scenario())
 
 
-def test_expected_status_list_headers_method_body_and_429(tmp_path: Path) -> None:
+def test_expected_status_list_headers_method_body_and_429(tmp_path: Path, catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await HttpService().up()
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
-            # A redirect that is expected passes: redirects are judged, not followed.
-            register(catalog, http_body("moved", service.url, status=[301, 302]))
-            register(
-                catalog,
-                {
-                    **http_body("probe", service.url, method="HEAD", headers={"X-Check": "pilotfish"}),
-                    "id": "probe",
-                    "port": 8081,
-                },
-            )
-            register(catalog, {**http_body("marker", service.url, body="all good"), "port": 8082})
-            service.mode = "redirect"
-            await wait_status(catalog, "moved", Status.PASSING, WITHIN)
-            service.mode = "ok"
-            await wait_status(catalog, "probe", Status.PASSING, WITHIN)
-            heads = [headers for method, headers in service.requests if method == "HEAD"]
-            assert heads and all(headers.get("X-Check") == "pilotfish" for headers in heads)
-            await wait_status(catalog, "marker", Status.PASSING, WITHIN)
-            service.body = "degraded"
-            await wait_status(catalog, "marker", Status.CRITICAL, WITHIN)
-            assert "body lacks 'all good'" in output_of(catalog, "marker")
-            service.mode = "429"
-            await wait_status(catalog, "probe", Status.WARNING, WITHIN)
-        finally:
-            await runner.stop()
-            await service.down()
+        async with started(HealthRunner(catalog)):
+            try:
+                # A redirect that is expected passes: redirects are judged, not followed.
+                register(catalog, http_body("moved", service.url, status=[301, 302]))
+                register(
+                    catalog,
+                    {
+                        **http_body("probe", service.url, method="HEAD", headers={"X-Check": "pilotfish"}),
+                        "id": "probe",
+                        "port": 8081,
+                    },
+                )
+                register(catalog, {**http_body("marker", service.url, body="all good"), "port": 8082})
+                service.mode = "redirect"
+                await wait_status(catalog, "moved", Status.PASSING, WITHIN)
+                service.mode = "ok"
+                await wait_status(catalog, "probe", Status.PASSING, WITHIN)
+                heads = [headers for method, headers in service.requests if method == "HEAD"]
+                assert heads and all(headers.get("X-Check") == "pilotfish" for headers in heads)
+                await wait_status(catalog, "marker", Status.PASSING, WITHIN)
+                service.body = "degraded"
+                await wait_status(catalog, "marker", Status.CRITICAL, WITHIN)
+                assert "body lacks 'all good'" in output_of(catalog, "marker")
+                service.mode = "429"
+                await wait_status(catalog, "probe", Status.WARNING, WITHIN)
+            finally:
+                await service.down()
 
     run(scenario())
 
@@ -119,26 +116,23 @@ def _self_signed(tmp_path: Path) -> ssl.SSLContext:
     return context
 
 
-def test_tls_skip_verify(tmp_path: Path) -> None:
+def test_tls_skip_verify(tmp_path: Path, catalog: Catalog) -> None:
     async def scenario() -> None:
         web_runner, url = await serve_handler("/health", _ok, _self_signed(tmp_path))
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
-            register(catalog, http_body("strict", url))
-            register(catalog, {**http_body("lenient", url, tls_skip_verify=True), "port": 8081})
-            await wait_status(catalog, "lenient", Status.PASSING, WITHIN)
-            await eventually(lambda: "certificate" in output_of(catalog, "strict").lower(), WITHIN, "verify failure")
-            await wait_status(catalog, "strict", Status.CRITICAL, 0)
-        finally:
-            await runner.stop()
-            await web_runner.cleanup()
+        async with started(HealthRunner(catalog)):
+            try:
+                register(catalog, http_body("strict", url))
+                register(catalog, {**http_body("lenient", url, tls_skip_verify=True), "port": 8081})
+                await wait_status(catalog, "lenient", Status.PASSING, WITHIN)
+                await eventually(lambda: "certificate" in output_of(catalog, "strict").lower(), WITHIN, "verify failure")
+                await wait_status(catalog, "strict", Status.CRITICAL, 0)
+            finally:
+                await web_runner.cleanup()
 
     run(scenario())
 
 
-def test_body_marker_found_past_the_first_chunk(tmp_path: Path) -> None:
+def test_body_marker_found_past_the_first_chunk(catalog: Catalog) -> None:
     # A status page streamed in parts: the marker is in the body, just not in its first read.
     async def streamed(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -151,16 +145,13 @@ def test_body_marker_found_past_the_first_chunk(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         web_runner, url = await serve_handler("/health", streamed)
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
-            register(catalog, http_body("streamed", url, body='"status":"ok"'))
-            await eventually(lambda: "200" in output_of(catalog, "streamed"), WITHIN, "a first result")
-            await wait_status(catalog, "streamed", Status.PASSING, 0)
-        finally:
-            await runner.stop()
-            await web_runner.cleanup()
+        async with started(HealthRunner(catalog)):
+            try:
+                register(catalog, http_body("streamed", url, body='"status":"ok"'))
+                await eventually(lambda: "200" in output_of(catalog, "streamed"), WITHIN, "a first result")
+                await wait_status(catalog, "streamed", Status.PASSING, 0)
+            finally:
+                await web_runner.cleanup()
 
     run(scenario())
 

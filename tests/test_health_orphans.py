@@ -18,7 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import DaemonFactory, wait_for
+from conftest import wait_for
+from daemonkit import DaemonFactory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are Linux-only")
 

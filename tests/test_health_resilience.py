@@ -13,16 +13,16 @@ import dataclasses
 import http.client
 import json
 import resource
-import socket
 import sys
-from pathlib import Path
 from typing import Any, Iterator
 
 import dns.rcode
 import pytest
 
-from conftest import DaemonFactory, wait_for
-from healthkit import NODE, SLACK, eventually, make_catalog, run, status_of
+from conftest import NODE, bound_socket, eventually, run, started, status_of, wait_for
+from daemonkit import DaemonFactory
+from healthkit import SLACK
+from registry.catalog import Catalog
 from registry.health.runner import MIN_INTERVAL, HealthRunner
 from registry.model import Instance, Status
 from registry.schema import parse_registration
@@ -39,14 +39,11 @@ def with_check(body: dict[str, Any], **changes: Any) -> Instance:
     return dataclasses.replace(instance, checks=(check,))
 
 
-def test_a_probe_that_raises_is_critical_with_the_error_and_keeps_running(tmp_path: Path) -> None:
+def test_a_probe_that_raises_is_critical_with_the_error_and_keeps_running(catalog: Catalog) -> None:
     runs: list[float] = []
 
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(started))
-        await runner.start()
-        try:
+        async with started(HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(started))) as runner:
             body = {"id": "odd", "name": "odd", "port": 80, "checks": [{"tcp": "127.0.0.1:80", "interval": "1s"}]}
             catalog.register(with_check(body, target=f"{UNENCODABLE_HOST}:80"))
             await eventually(lambda: len(runs) >= 2, MIN_INTERVAL + 1 + SLACK, "a second run after the failure")
@@ -54,26 +51,19 @@ def test_a_probe_that_raises_is_critical_with_the_error_and_keeps_running(tmp_pa
             assert entry is not None and entry.status is Status.CRITICAL
             assert entry.checks[0].output.startswith("tcp check odd:tcp failed: UnicodeError")
             assert runner.scheduled() == 1
-        finally:
-            await runner.stop()
 
     run(scenario())
 
 
-def test_the_runner_never_runs_a_check_more_often_than_once_a_second(tmp_path: Path) -> None:
+def test_the_runner_never_runs_a_check_more_often_than_once_a_second(catalog: Catalog) -> None:
     runs: list[float] = []
 
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(started))
-        await runner.start()
-        try:
+        async with started(HealthRunner(catalog, observer=lambda check_id, started, took: runs.append(started))):
             body = {"id": "busy", "name": "busy", "port": 80, "checks": [{"tcp": "127.0.0.1:1", "interval": "1s"}]}
             catalog.register(with_check(body, interval=0.001, timeout=0.001))
             await eventually(lambda: len(runs) >= 2, MIN_INTERVAL + 1, "a second run")
             await eventually(lambda: len(runs) >= 3, MIN_INTERVAL + 1, "a third run")
-        finally:
-            await runner.stop()
         gaps = [later - earlier for earlier, later in zip(runs, runs[1:])]
         assert len(runs) <= 4 and min(gaps) >= MIN_INTERVAL - 0.01, gaps
         assert status_of(catalog, "busy") is Status.CRITICAL
@@ -101,11 +91,8 @@ class KeptConnection:
 
 @pytest.fixture
 def listener() -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    yield sock.getsockname()[1]
-    sock.close()
+    with bound_socket() as sock:
+        yield sock.getsockname()[1]
 
 
 @pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit on another process is Linux-only")

@@ -7,16 +7,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from healthkit import NODE, SLACK, TcpService, eventually, make_catalog, register, run, serve_handler, status_of, wait_status
+from conftest import NODE, eventually, run, started, status_of
+from healthkit import SLACK, TcpService, register, serve_handler, wait_status
+from registry.catalog import Catalog
 from registry.health.runner import HealthRunner
 from registry.model import Status
 from registry.schema import load_file
 
 
-def test_deregister_after_removes_a_critical_instance_and_logs_it(tmp_path: Path) -> None:
+def test_deregister_after_removes_a_critical_instance_and_logs_it(catalog: Catalog) -> None:
     async def scenario() -> None:
         service = await TcpService().up()
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         check = {"tcp": f"127.0.0.1:{service.port}", "interval": "1s", "timeout": "100ms", "deregister_after": "300ms"}
@@ -38,10 +39,9 @@ def test_deregister_after_removes_a_critical_instance_and_logs_it(tmp_path: Path
     run(scenario())
 
 
-def test_file_instance_is_checked_again_when_its_file_changes(tmp_path: Path) -> None:
+def test_file_instance_is_checked_again_when_its_file_changes(tmp_path: Path, catalog: Catalog) -> None:
     async def scenario() -> None:
         first, second = await TcpService().up(), await TcpService().up()
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog)
         await runner.start()
         path = tmp_path / "web.yaml"
@@ -66,7 +66,7 @@ def test_file_instance_is_checked_again_when_its_file_changes(tmp_path: Path) ->
     run(scenario())
 
 
-def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(tmp_path: Path) -> None:
+def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(catalog: Catalog) -> None:
     in_flight, peak = 0, 0
 
     async def slow(request: web.Request) -> web.Response:
@@ -79,27 +79,23 @@ def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(tmp_path: Path
 
     async def scenario() -> None:
         web_runner, url = await serve_handler("/", slow)
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog, concurrency=2)
-        await runner.start()
-        try:
-            with catalog.batch():
-                for n in range(6):
-                    check = {"http": url, "interval": "10s", "timeout": "250ms"}
-                    register(catalog, {"id": f"web-{n}", "name": "web", "port": 8000 + n, "checks": [check]})
-            # Six 100 ms requests two at a time take 300 ms; each still within its 250 ms timeout.
-            await eventually(lambda: all(status_of(catalog, f"web-{n}") is Status.PASSING for n in range(6)), 0.3 + 0.25 + SLACK)
-            assert peak == 2
-        finally:
-            await runner.stop()
-            await web_runner.cleanup()
+        async with started(HealthRunner(catalog, concurrency=2)):
+            try:
+                with catalog.batch():
+                    for n in range(6):
+                        check = {"http": url, "interval": "10s", "timeout": "250ms"}
+                        register(catalog, {"id": f"web-{n}", "name": "web", "port": 8000 + n, "checks": [check]})
+                # Six 100 ms requests two at a time take 300 ms; each still within its 250 ms timeout.
+                await eventually(lambda: all(status_of(catalog, f"web-{n}") is Status.PASSING for n in range(6)), 0.3 + 0.25 + SLACK)
+                assert peak == 2
+            finally:
+                await web_runner.cleanup()
 
     run(scenario())
 
 
-def test_stop_leaves_no_task_behind(tmp_path: Path) -> None:
+def test_stop_leaves_no_task_behind(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
         runner = HealthRunner(catalog, exec_from_api=True)
         await runner.start()
         register(catalog, {"id": "a", "name": "a", "port": 1, "checks": [{"exec": ["sleep", "5"], "timeout": "10s"}]})

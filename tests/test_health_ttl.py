@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from healthkit import SLACK, make_catalog, register, run, status_of, wait_status
+from conftest import run, started, status_of
+from healthkit import SLACK, register, wait_status
+from registry.catalog import Catalog
 from registry.errors import NotFoundError
 from registry.health.runner import HealthRunner
 from registry.model import Status
@@ -19,12 +20,9 @@ def ttl_body(instance_id: str, port: int) -> dict[str, object]:
     return {"id": instance_id, "name": "worker", "port": port, "checks": [{"ttl": "1s", "id": f"{instance_id}-ttl"}]}
 
 
-def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
+def test_ttl_expires_to_critical_and_recovers_on_pass(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
+        async with started(HealthRunner(catalog)) as runner:
             register(catalog, ttl_body("worker-1", 7000))
             assert status_of(catalog, "worker-1") is Status.CRITICAL  # until the service reports
             entry = runner.ttl_update("worker-1-ttl", Status.PASSING, "queue drained")
@@ -37,13 +35,11 @@ def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
                 assert status_of(catalog, "worker-1") is Status.PASSING
             took = await wait_status(catalog, "worker-1", Status.CRITICAL, TTL + SLACK)
             assert took >= TTL - 0.05
-            entry = catalog.current.entry("worker-1")
-            assert entry is not None and entry.checks[0].output == "TTL of 1s expired"
+            expired = catalog.current.entry("worker-1")
+            assert expired is not None and expired.checks[0].output == "TTL of 1s expired"
             assert runner.ttl_update("worker-1-ttl", Status.WARNING, "slow").status is Status.WARNING
             assert runner.ttl_update("worker-1-ttl", Status.PASSING).status is Status.PASSING
             assert runner.ttl_update("worker-1-ttl", Status.CRITICAL, "broken").status is Status.CRITICAL
-        finally:
-            await runner.stop()
         transitions = [(e.detail["to"], e.detail["output"]) for e in reversed(catalog.store.events(kind="health"))]
         assert transitions == [
             ("passing", "queue drained"),
@@ -56,33 +52,23 @@ def test_ttl_expires_to_critical_and_recovers_on_pass(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_ttl_update_of_unknown_or_non_ttl_check_is_not_found(tmp_path: Path) -> None:
+def test_ttl_update_of_unknown_or_non_ttl_check_is_not_found(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
+        async with started(HealthRunner(catalog)) as runner:
             register(catalog, {"id": "web-1", "name": "web", "port": 80, "checks": [{"tcp": "127.0.0.1:1", "id": "web-tcp"}]})
             for check_id in ("nope", "web-tcp"):
                 with pytest.raises(NotFoundError):
                     runner.ttl_update(check_id, Status.PASSING)
-        finally:
-            await runner.stop()
 
     run(scenario())
 
 
-def test_ttl_check_never_reported_is_deregistered_after(tmp_path: Path) -> None:
+def test_ttl_check_never_reported_is_deregistered_after(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
-        runner = HealthRunner(catalog)
-        await runner.start()
-        try:
+        async with started(HealthRunner(catalog)):
             body = {"id": "silent", "name": "worker", "port": 7001, "checks": [{"ttl": "10s", "deregister_after": "200ms"}]}
             register(catalog, body)
             await wait_status(catalog, "silent", None, 0.2 + SLACK)
-        finally:
-            await runner.stop()
         assert "deregister_after" in catalog.store.events(kind="deregistration")[0].detail["reason"]
 
     run(scenario())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_http_harness import ApiServer, api, api_with_token  # noqa: F401  (fixtures)
+from apikit import ApiServer
 
 TOKEN = "s3cret-token"
 WRITES = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from test_http_harness import ApiServer, Reply, api  # noqa: F401  (fixture)
+from apikit import ApiServer
+from conftest import Reply
 
 
 def test_blocking_query_is_released_by_a_change(api: ApiServer) -> None:

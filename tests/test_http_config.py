@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 
 def test_global_value_round_trip_cast(api: ApiServer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+from apikit import ApiServer
 
 RULE = {"a": "mongodb", "b": "ferretdb", "type": "port", "reason": "both bind 27017"}
 

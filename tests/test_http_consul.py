@@ -23,7 +23,8 @@ from consulkit import (
 )
 from registry.model import CheckState, NodeState, Status
 from resolver.http.reads import MEMO_LIMIT
-from test_http_harness import ApiServer, Reply, api, api_with_token  # noqa: F401  (fixtures)
+from apikit import ApiServer
+from conftest import Reply
 
 WEB = """\
 services:

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from conftest import Daemon, DaemonFactory, wait_for
+from conftest import wait_for
+from daemonkit import Daemon, DaemonFactory
 
 # Short deadlines so that each test takes seconds; the sweep runs at a quarter of them.
 FAST = {"http": {"header_timeout": "1s", "body_timeout": "1s"}}

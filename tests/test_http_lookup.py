@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from apikit import ApiServer
 from registry.model import CheckState, Status
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
 WEB = """
 services:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from apikit import ApiServer
 from resolver.http.consul_http import CONSUL_PREFIXES
 from resolver.http.openapi import OPERATIONS, routes
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
 HEALTH_ROUTES = {("PUT", "/v1/checks/{check_id}/{result}"), ("GET", "/v1/node"), ("PUT", "/v1/node/maintenance")}
 

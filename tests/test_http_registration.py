@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from apikit import ApiServer
 from registry.store import Store
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
 API_DB = {"name": "api-db", "port": 5544, "protocol": "postgres", "tags": ["primary"]}
 

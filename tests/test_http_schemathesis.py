@@ -23,12 +23,14 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 
-from conftest import DaemonFactory
-from registry.catalog import Catalog, NodeDefaults
+from conftest import NODE
+from daemonkit import DaemonFactory
+from registry.catalog import Catalog
 from registry.store import Store
 from resolver.config import Config
 from resolver.http.app import build_app
-from resolver.http.openapi import DURATION_PATTERN, document
+from resolver.http.openapi import document
+from resolver.http.openapi_spec import DURATION_PATTERN
 from resolver.state import DaemonState
 
 # Requests per operation; about 30 operations make a run of ~15 s.
@@ -52,9 +54,9 @@ SERVICES = {
 def openapi_document() -> dict[str, Any]:
     store = Store(":memory:")
     try:
-        defaults = NodeDefaults("testnode", "127.0.0.1")
-        state = DaemonState(Config(node="testnode", address="127.0.0.1"), Catalog(store, defaults), store, defaults)
-        return json.loads(json.dumps(document(build_app(state))))  # as served: JSON through and through
+        state = DaemonState(Config(node=NODE.node, address=NODE.address), Catalog(store, NODE), store, NODE)
+        served: dict[str, Any] = json.loads(json.dumps(document(build_app(state))))  # as served: JSON through and through
+        return served
     finally:
         store.close()
 

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from registry.model import Entry, Instance, Status
-from resolver.http.selection import Selector, Strategy
+from resolver.client.selection import Strategy
+from resolver.http.selection import Selector
 
 LOCAL = "here"
 

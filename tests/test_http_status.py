@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import tomllib
+from pathlib import Path
 
 import pytest
 
+from apikit import ApiServer
 from registry.errors import Problem
 from resolver.dns.stats import DnsStats
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
+
+# The one place the version is written; the daemon reads it from the installed package.
+PROJECT_VERSION = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["version"]
 
 
 def test_events_newest_first_filtered_and_paged(api: ApiServer) -> None:
@@ -42,7 +47,7 @@ def test_status_reports_node_ports_index_counts_and_rejected_files(api: ApiServe
     reply = api.get("/v1/status")
     assert reply.status == 200
     body = reply.body
-    assert body["version"] == "0.1.0"
+    assert body["version"] == PROJECT_VERSION
     assert body["node"]["name"] == "node1"
     assert body["bound"]["http"] == [f"127.0.0.1:{api.port}"]
     assert body["index"] == reply.index == api.catalog.current.index

@@ -7,14 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from healthkit import eventually, make_catalog, register, run, status_of
+from conftest import NODE, eventually, run, started, status_of
+from healthkit import register
 from registry.catalog import Catalog
 from registry.errors import InvalidTransition
 from registry.model import NodeState, Status
-from registry.nodestate import TRANSITIONS, HealthThresholds, NodeMonitor, check_transition
+from registry.nodestate import TRANSITIONS, NodeMonitor, NodeThresholds, check_transition
+from registry.store import Store
 
-LOW = HealthThresholds(cpu=1000, memory=0, disk=1000)  # memory use is always above 0%
-HIGH = HealthThresholds(cpu=1000, memory=1000, disk=1000)
+LOW = NodeThresholds(cpu=1000, memory=0, disk=1000)  # memory use is always above 0%
+HIGH = NodeThresholds(cpu=1000, memory=1000, disk=1000)
+
+
+def state_of(monitor: NodeMonitor) -> NodeState:
+    """The node's state now (a call, so that no earlier assert narrows it for the type checker)."""
+    return monitor.node.state
 
 
 def states(catalog: Catalog) -> list[tuple[str, str]]:
@@ -44,48 +51,41 @@ def test_transition_table(current: NodeState, requested: NodeState, allowed: boo
         assert refused.value.current == current.value and refused.value.requested == requested.value
 
 
-def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(tmp_path: Path) -> None:
-    catalog = make_catalog(tmp_path)
+def test_thresholds_degrade_after_consecutive_samples_and_recover_below_margin(catalog: Catalog) -> None:
     monitor = NodeMonitor(catalog, LOW, degrade_after=3, recover_after=2)
     for _ in range(2):
         monitor.sample()
-    assert monitor.node.state is NodeState.ONLINE  # two samples above are not enough
+    assert state_of(monitor) is NodeState.ONLINE  # two samples above are not enough
     monitor.sample()
-    assert monitor.node.state is NodeState.DEGRADED
+    assert state_of(monitor) is NodeState.DEGRADED
     assert "memory" in monitor.node.reason
     assert monitor.figures()["memory"] > 0
     # Under the thresholds but within the margin is not enough to recover.
-    monitor.thresholds = HealthThresholds(cpu=100, memory=100, disk=100)
+    monitor.thresholds = NodeThresholds(cpu=100, memory=100, disk=100)
     monitor.margin = 200
     for _ in range(3):
         monitor.sample()
-    assert monitor.node.state is NodeState.DEGRADED
+    assert state_of(monitor) is NodeState.DEGRADED
     monitor.thresholds, monitor.margin = HIGH, 5
     monitor.sample()
-    assert monitor.node.state is NodeState.DEGRADED
+    assert state_of(monitor) is NodeState.DEGRADED
     monitor.sample()
-    assert monitor.node.state is NodeState.ONLINE
+    assert state_of(monitor) is NodeState.ONLINE
     assert states(catalog) == [("online", "degraded"), ("degraded", "online")]
 
 
-def test_sampling_loop_drives_the_state(tmp_path: Path) -> None:
+def test_sampling_loop_drives_the_state(catalog: Catalog) -> None:
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
-        monitor = NodeMonitor(catalog, LOW, interval=0.02)
-        await monitor.start()
-        try:
-            await eventually(lambda: monitor.node.state is NodeState.DEGRADED, 1, "degraded")
+        async with started(NodeMonitor(catalog, LOW, interval=0.02)) as monitor:
+            await eventually(lambda: state_of(monitor) is NodeState.DEGRADED, 1, "degraded")
             monitor.thresholds = HIGH
-            await eventually(lambda: monitor.node.state is NodeState.ONLINE, 1, "online")
+            await eventually(lambda: state_of(monitor) is NodeState.ONLINE, 1, "online")
             assert set(monitor.figures()) == {"cpu", "memory", "disk"}
-        finally:
-            await monitor.stop()
 
     run(scenario())
 
 
-def test_maintenance_drains_and_restores_and_refuses_invalid(tmp_path: Path) -> None:
-    catalog = make_catalog(tmp_path)
+def test_maintenance_drains_and_restores_and_refuses_invalid(catalog: Catalog) -> None:
     register(catalog, {"id": "redis-1", "name": "redis", "port": 6379})
     monitor = NodeMonitor(catalog, HIGH)
     assert catalog.current.answerable("redis")
@@ -104,37 +104,35 @@ def test_maintenance_drains_and_restores_and_refuses_invalid(tmp_path: Path) -> 
     assert states(catalog) == [("online", "maintenance"), ("maintenance", "online")]
 
 
-def test_leaving_maintenance_lands_on_what_the_figures_say(tmp_path: Path) -> None:
-    catalog = make_catalog(tmp_path)
+def test_leaving_maintenance_lands_on_what_the_figures_say(catalog: Catalog) -> None:
     monitor = NodeMonitor(catalog, LOW, degrade_after=1)
     monitor.set_maintenance(True, "disk swap")
     monitor.sample()
-    assert monitor.node.state is NodeState.MAINTENANCE  # the figures never end maintenance
+    assert state_of(monitor) is NodeState.MAINTENANCE  # the figures never end maintenance
     assert monitor.set_maintenance(False).state is NodeState.DEGRADED
 
 
 def test_maintenance_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "pilotfish.db"
+
     async def scenario() -> None:
-        catalog = make_catalog(tmp_path)
+        catalog = Catalog(Store(path), NODE)
         monitor = NodeMonitor(catalog, HIGH, interval=10)
         monitor.set_maintenance(True, "rack move")
         catalog.store.close()
-        restarted = make_catalog(tmp_path)
-        monitor = NodeMonitor(restarted, HIGH, interval=10)
-        await monitor.start()
-        try:
-            assert monitor.node.state is NodeState.MAINTENANCE and monitor.node.reason == "rack move"
+        restarted = Catalog(Store(path), NODE)
+        async with started(NodeMonitor(restarted, HIGH, interval=10)) as monitor:
+            assert state_of(monitor) is NodeState.MAINTENANCE and monitor.node.reason == "rack move"
             monitor.set_maintenance(False)
-        finally:
-            await monitor.stop()
         restarted.store.close()
-        again = NodeMonitor(make_catalog(tmp_path), HIGH, interval=10)
+        again = NodeMonitor(Catalog(Store(path), NODE), HIGH, interval=10)
         await again.start()
         await again.stop()
+        again.catalog.store.close()
         assert again.node.state is NodeState.ONLINE
 
     run(scenario())
 
 
 def test_thresholds_are_a_plain_dataclass() -> None:
-    assert dataclasses.asdict(HealthThresholds()) == {"cpu": 90.0, "memory": 90.0, "disk": 90.0}
+    assert dataclasses.asdict(NodeThresholds()) == {"cpu": 90.0, "memory": 90.0, "disk": 90.0}

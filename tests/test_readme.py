@@ -9,9 +9,9 @@ import consul
 import pytest
 import yaml
 
-from conftest import DaemonFactory
+from conftest import NODE
+from daemonkit import DaemonFactory
 from consulkit import PrometheusConsulSD
-from registry.catalog import NodeDefaults
 from registry.schema import load_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,12 +23,12 @@ def quick_start_commands() -> list[str]:
     return [line.strip() for line in section.splitlines() if line.startswith("    ")]
 
 
-def test_ci_runs_exactly_the_readme_test_command() -> None:
+def test_ci_runs_exactly_the_readme_test_command_then_the_type_checker() -> None:
     run, test = quick_start_commands()
     assert run.endswith("pilotfish serve --config examples/pilotfish.yaml")
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
-    *setup, command = ci_lines
-    assert command == test
+    *setup, command, types = ci_lines
+    assert (command, types) == (test, "python3 -m mypy --strict registry resolver tests")
     # Before it only what a test would otherwise skip for (Debian's chromium), never fatal.
     assert setup == ['.ci/install-chromium || echo "chromium not installed: the status page\'s browser test will skip" >&2']
 
@@ -38,7 +38,7 @@ def test_schema_example_in_readme_is_a_valid_registration() -> None:
     block = re.search(r"^    name: redis.*?(?=\n\S)", section, re.S | re.M)
     assert block is not None
     text = "\n".join(line[4:] for line in block.group(0).splitlines())
-    [instance] = load_text(text, "README.md", NodeDefaults("host1", "10.0.0.5"))
+    [instance] = load_text(text, "README.md", NODE)
     assert instance.name == "redis" and len(instance.checks) == 5
 
 
@@ -47,7 +47,7 @@ def test_merge_key_example_in_readme_registers_two_instances() -> None:
     block = re.search(r"^    x-checked: .*?(?=\n\S)", section, re.S | re.M)
     assert block is not None
     text = "\n".join(line[4:] for line in block.group(0).splitlines())
-    web, canary = load_text(text, "README.md", NodeDefaults("host1", "10.0.0.5"))
+    web, canary = load_text(text, "README.md", NODE)
     assert (web.id, canary.id, canary.tags) == ("web-8080", "web-canary", ("canary",))
     assert web.checks[0].interval == canary.checks[0].interval == 5.0
 

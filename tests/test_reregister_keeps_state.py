@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from apikit import ApiServer
 from registry.model import CheckState, Status
-from test_http_harness import ApiServer, api  # noqa: F401  (fixture)
 
 
 def test_reregistering_keeps_check_results_and_maintenance(api: ApiServer) -> None:

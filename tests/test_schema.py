@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -11,27 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import NodeDefaults
+from conftest import NODE
 from registry.errors import ValidationError
+from registry.fields import parse_duration
 from registry.model import CheckKind, Transport
-from registry.schema import (
-    DNS_LABEL,
-    HTTP_HEADER,
-    INSTANCE_ID,
-    META_KEY,
-    PROTOCOL,
-    SYSTEMD_UNIT,
-    TAG,
-    load_file,
-    load_text,
-    parse_duration,
-    parse_registration,
-)
+from registry.names import DNS_LABEL, HTTP_HEADER, INSTANCE_ID, META_KEY, PROTOCOL, SYSTEMD_UNIT, TAG
+from registry.schema import load_file, load_text, parse_registration
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = ROOT / "tests" / "data" / "malformed"
 EXAMPLES = ROOT / "examples" / "services.d"
-DEFAULTS = NodeDefaults("host1", "10.0.0.5")
 
 # (file, "line: field: message") — exactly what `pilotfish validate` prints after "path:".
 EXPECTED = [
@@ -94,7 +85,7 @@ def test_corpus_is_complete() -> None:
 def test_malformed_file_is_rejected_with_its_message(name: str, expected: str) -> None:
     path = MALFORMED / name
     with pytest.raises(ValidationError) as info:
-        load_file(path, DEFAULTS)
+        load_file(path, NODE)
     assert [str(p) for p in info.value.problems] == [f"{path}:{expected}"]
 
 
@@ -121,16 +112,16 @@ def test_validate_cli_accepts_the_examples() -> None:
 def test_every_example_file_loads() -> None:
     files = sorted(EXAMPLES.iterdir())
     assert files
-    names = set()
+    names: set[str] = set()
     for path in files:
-        names.update(instance.name for instance in load_file(path, DEFAULTS))
+        names.update(instance.name for instance in load_file(path, NODE))
     assert {"redis", "api", "postgresql"} <= names
 
 
 def test_a_file_reports_every_problem_at_once() -> None:
     text = "services:\n  - name: Web\n    prot: 80\n  - name: api\n    port: 70000\n"
     with pytest.raises(ValidationError) as info:
-        load_text(text, "multi.yaml", DEFAULTS)
+        load_text(text, "multi.yaml", NODE)
     assert sorted(str(p) for p in info.value.problems) == [
         "multi.yaml:2: services[0].name: 'Web' is not a DNS label (1-63 lowercase letters, digits and '-', no '-' at either end)",
         "multi.yaml:3: services[0].prot: unknown key (did you mean 'port'?)",
@@ -155,12 +146,12 @@ checks:
     headers: {X-Probe: pilotfish}
   - http: http://127.0.0.1:8080/ready
 """
-    [instance] = load_text(text, "/etc/pilotfish/services.d/redis.yaml", DEFAULTS)
+    [instance] = load_text(text, "/etc/pilotfish/services.d/redis.yaml", NODE)
     assert instance.id == "redis-6379"
-    assert instance.node == "host1" and instance.address == "10.0.0.5" and instance.address_is_node
-    assert instance.url == "redis://10.0.0.5:6379"
+    assert instance.node == NODE.node and instance.address == NODE.address and instance.address_is_node
+    assert instance.url == f"redis://{NODE.address}:6379"
     assert instance.transport is Transport.TCP
-    assert instance.source == "file:/etc/pilotfish/services.d/redis.yaml"
+    assert str(instance.source) == "file:/etc/pilotfish/services.d/redis.yaml"
     # Scalars keep the text the operator wrote: version 1.10 is not the float 1.1.
     assert instance.version == "1.10"
     assert dict(instance.meta) == {"team": "platform", "replicas": "2", "enabled": "yes"}
@@ -186,29 +177,29 @@ checks:
     ],
 )
 def test_well_known_services_may_omit_port_and_protocol(name: str, port: int, protocol: str) -> None:
-    [instance] = load_text(f"name: {name}\n", "x.yaml", DEFAULTS)
+    [instance] = load_text(f"name: {name}\n", "x.yaml", NODE)
     assert (instance.port, instance.protocol, instance.id) == (port, protocol, f"{name}-{port}")
 
 
 def test_ipv6_address_url_is_bracketed() -> None:
-    instance = parse_registration({"name": "web", "port": 80, "protocol": "http", "address": "::1", "endpoint_path": "/x"}, DEFAULTS)
+    instance = parse_registration({"name": "web", "port": 80, "protocol": "http", "address": "::1", "endpoint_path": "/x"}, NODE)
     assert instance.url == "http://[::1]:80/x"
     assert not instance.address_is_node
 
 
 def test_json_body_problems_have_no_line() -> None:
     with pytest.raises(ValidationError) as info:
-        parse_registration({"name": "web", "port": "80", "extra": 1}, DEFAULTS)
+        parse_registration({"name": "web", "port": "80", "extra": 1}, NODE)
     assert sorted(str(p) for p in info.value.problems) == [
         "<request>:-: extra: unknown key",
         "<request>:-: port: must be an integer, not a string",
     ]
     with pytest.raises(ValidationError):
-        parse_registration(["not", "a", "mapping"], DEFAULTS)
+        parse_registration(["not", "a", "mapping"], NODE)
 
 
 def test_empty_file_registers_nothing() -> None:
-    assert load_text("# nothing here yet\n", "empty.yaml", DEFAULTS) == []
+    assert load_text("# nothing here yet\n", "empty.yaml", NODE) == []
 
 
 @pytest.mark.parametrize(
@@ -253,8 +244,8 @@ checks:
   - ttl: 30s
   - systemd: nginx.service
 """
-    [instance] = load_text(text, "web.yaml", DEFAULTS)
-    again = parse_registration(instance.registration_dict(), DEFAULTS, source=instance.source)
+    [instance] = load_text(text, "web.yaml", NODE)
+    again = parse_registration(instance.registration_dict(), NODE, source=instance.source)
     assert again == instance
 
 
@@ -268,7 +259,7 @@ WEB = {"name": "web", "port": 80}
     [
         ({"name": "evil\n", "port": 80}, "name"),
         ({**WEB, "id": "web-1\n"}, "id"),
-        ({**WEB, "node": "host1\n"}, "node"),
+        ({**WEB, "node": NODE.node + "\n"}, "node"),
         ({**WEB, "protocol": "http\n"}, "protocol"),
         ({**WEB, "tags": ["blue\n"]}, "tags[0]"),
         ({**WEB, "meta": {"team\n": "web"}}, "meta"),
@@ -285,7 +276,7 @@ WEB = {"name": "web", "port": 80}
 )
 def test_a_control_character_in_any_registered_string_is_refused(body: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError) as info:
-        parse_registration(body, DEFAULTS)
+        parse_registration(body, NODE)
     [problem] = info.value.problems
     assert problem.field == field and "holds a control character" in problem.message
 
@@ -293,7 +284,7 @@ def test_a_control_character_in_any_registered_string_is_refused(body: dict[str,
 def test_a_lone_surrogate_from_json_is_refused() -> None:
     body = json.loads('{"name": "web", "port": 80, "meta": {"note": "\\ud800"}, "tags": ["\\udfff"]}')
     with pytest.raises(ValidationError) as info:
-        parse_registration(body, DEFAULTS)
+        parse_registration(body, NODE)
     assert [(p.field, p.message) for p in info.value.problems] == [
         ("meta.note", "'\\ud800' holds a lone surrogate (not valid Unicode), U+D800, at position 0"),
         ("tags[0]", "'\\udfff' holds a lone surrogate (not valid Unicode), U+DFFF, at position 0"),
@@ -327,14 +318,14 @@ def test_durations_are_finite_and_at_most_a_year(text: str) -> None:
 )
 def test_checks_may_not_run_too_often_or_outlast_their_interval(check: dict[str, str], field: str, message: str) -> None:
     with pytest.raises(ValidationError) as info:
-        parse_registration({**WEB, "checks": [check]}, DEFAULTS)
+        parse_registration({**WEB, "checks": [check]}, NODE)
     assert [(p.field, p.message) for p in info.value.problems] == [(f"checks[0].{field}", message)]
 
 
 def test_check_timing_defaults_and_the_configured_floor() -> None:
-    [tcp, ttl] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80"}, {"ttl": "1s"}]}, DEFAULTS).checks
+    [tcp, ttl] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80"}, {"ttl": "1s"}]}, NODE).checks
     assert (tcp.interval, tcp.timeout, ttl.ttl) == (10.0, 2.0, 1.0)
-    fast = NodeDefaults("host1", "10.0.0.5", min_check_interval=0.1)
+    fast = dataclasses.replace(NODE, min_check_interval=0.1)
     [check] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80", "interval": "100ms", "timeout": "100ms"}]},
                                  fast).checks
     assert (check.interval, check.timeout) == (0.1, 0.1)
@@ -342,18 +333,18 @@ def test_check_timing_defaults_and_the_configured_floor() -> None:
 
 def test_a_short_interval_shortens_the_default_timeout() -> None:
     """`interval: 1s` alone is valid: the 2s default timeout shrinks to the interval."""
-    [check] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80", "interval": "1500ms"}]}, DEFAULTS).checks
+    [check] = parse_registration({**WEB, "checks": [{"tcp": "127.0.0.1:80", "interval": "1500ms"}]}, NODE).checks
     assert (check.interval, check.timeout) == (1.5, 1.5)
 
 
 def test_extension_keys_hold_anchors_and_are_ignored() -> None:
     text = "x-check: &check {tcp: '127.0.0.1:80', interval: 5s}\nservices:\n  - {name: web, port: 80, checks: [*check]}\n"
-    [web] = load_text(text, "x.yaml", DEFAULTS)
+    [web] = load_text(text, "x.yaml", NODE)
     assert web.checks[0].interval == 5.0
-    [web] = load_text("x-base: &base {port: 80}\n<<: *base\nname: web\n", "x.yaml", DEFAULTS)
+    [web] = load_text("x-base: &base {port: 80}\n<<: *base\nname: web\n", "x.yaml", NODE)
     assert web.port == 80
     with pytest.raises(ValidationError) as info:
-        load_text("services: []\nchecks: []\n", "x.yaml", DEFAULTS)
+        load_text("services: []\nchecks: []\n", "x.yaml", NODE)
     assert str(info.value) == "x.yaml:2: checks: a file holds one service mapping or `services: [...]`, not both"
 
 

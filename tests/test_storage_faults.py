@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from conftest import Daemon, DaemonFactory, launch
+from daemonkit import Daemon, DaemonFactory, launch
 from test_store import damage_events
 
 
@@ -70,7 +70,7 @@ def test_a_damaged_event_log_page_is_refused_at_start(start_daemon: DaemonFactor
 def register_until_refused(daemon: Daemon) -> tuple[list[str], dict[str, Any], str]:
     """Register instances (each of a service of its own) until the daemon refuses one:
     (names registered, the refusal's error object, the refused name)."""
-    registered = []
+    registered: list[str] = []
     for n in range(2000):
         name = f"svc{n}"
         reply = daemon.write("POST", "/v1/services", {"name": name, "port": 1000 + n, "meta": {"pad": "x" * 3000}})

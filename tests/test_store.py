@@ -11,8 +11,10 @@ import pytest
 
 from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import ConfigValueError, NotFoundError, StorageError, StorageFault
+from registry.events import Event, EventKind
+from registry.migrations import SCHEMA_VERSION
 from registry.model import ConflictType, Status
-from registry.store import SCHEMA_VERSION, HealthRow, Store
+from registry.store import HealthRow, Store
 
 
 @pytest.fixture
@@ -55,6 +57,7 @@ def test_rules_are_unordered_and_unique(store: Store) -> None:
     assert again.id == first.id and again.reason == "they share a lock file"
     assert len(store.rules()) == count + 1
     assert {(r.a, r.b) for r in store.rules()} >= {("redis-server", "redis-stack-server"), ("apache2", "nginx")}
+    assert first.id is not None
     store.delete_rule(first.id)
     with pytest.raises(NotFoundError):
         store.delete_rule(first.id)
@@ -112,7 +115,7 @@ def test_node_config_falls_back_to_global(store: Store) -> None:
 
 def test_events_are_append_only_and_paged_newest_first(store: Store) -> None:
     for n in range(5):
-        store.append_event("registration" if n % 2 else "health", f"s{n}", {"n": n})
+        store.append_event(Event(EventKind.REGISTRATION if n % 2 else EventKind.HEALTH, f"s{n}", {"n": n}))
     page = store.events(limit=2)
     assert [e.subject for e in page] == ["s4", "s3"]
     assert [e.subject for e in store.events(limit=2, before=page[-1].seq)] == ["s2", "s1"]
@@ -126,7 +129,7 @@ def test_events_are_append_only_and_paged_newest_first(store: Store) -> None:
 def test_health_rows_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     first = Store(path)
-    first.write_batch([("health", "web-80", {"to": "warning"})], [HealthRow("host1", "web-80", "web-80:tcp", Status.WARNING, "slow", 1.0)])
+    first.write_batch([Event(EventKind.HEALTH, "web-80", {"to": "warning"})], [HealthRow("host1", "web-80", "web-80:tcp", Status.WARNING, "slow", 1.0)])
     first.close()
     again = Store(path)
     assert again.health() == [HealthRow("host1", "web-80", "web-80:tcp", Status.WARNING, "slow", 1.0)]
@@ -184,7 +187,7 @@ def damage_events(path: Path) -> None:
     """Overwrite the root page of the event log's B-tree, as a bad sector would."""
     store = Store(path)
     for n in range(2000):
-        store.append_event("health", f"web-{n}", {"output": "x" * 100})
+        store.append_event(Event(EventKind.HEALTH, f"web-{n}", {"output": "x" * 100}))
     store.close()
     with closing(sqlite3.connect(path)) as db:
         page_size = db.execute("PRAGMA page_size").fetchone()[0]

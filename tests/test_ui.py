@@ -19,11 +19,12 @@ import pytest
 import yaml
 
 import resolver.http.ui_page as ui_page
-from conftest import DaemonFactory, wait_for
+from conftest import wait_for
+from daemonkit import DaemonFactory
 from registry.errors import Problem
 from resolver.http.ui_assets import SCRIPT, STYLE
 from resolver.http.ui_page import INSTANCES_SHOWN, PAGE_SERVICES, VALUE, View
-from test_http_harness import ApiServer, api, api_with_token  # noqa: F401  (fixtures)
+from apikit import ApiServer
 
 # Markup in every place a registrant, a checked service or an operator can put text.
 # Short enough to be shown whole (escaped, it fits the page's clip of a value).

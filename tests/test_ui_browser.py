@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
 
-from conftest import Daemon, DaemonFactory
+from daemonkit import Daemon, DaemonFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 # What this sandbox needs (no user namespaces, no GPU) and what keeps the browser

@@ -6,25 +6,15 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pytest
 from watchfiles import Change
 
-from registry.catalog import Catalog, NodeDefaults
+from conftest import eventually, started
+from registry.catalog import Catalog
 from registry.model import CheckState, Status
-from registry.store import Store
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file, sync_files
-
-DEFAULTS = NodeDefaults("node1", "10.0.0.1")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    store = Store(tmp_path / "pilotfish.db")
-    yield Catalog(store, DEFAULTS)
-    store.close()
-
 
 @pytest.mark.parametrize(
     ("name", "watched"),
@@ -79,20 +69,14 @@ def test_watcher_applies_added_broken_and_removed_files(catalog: Catalog, tmp_pa
     seen: list[FileResult] = []
 
     async def scenario() -> None:
-        watcher = DirectoryWatcher(catalog, tmp_path, lambda results, seconds: seen.extend(results))
-        await watcher.start()
-        try:
+        async with started(reporting(catalog, tmp_path, seen)):
             # start() returns once inotify is set up: a write right after it is seen.
-            path = tmp_path / "web.yaml"
-            path.write_text("name: web\nport: 8080\n")
-            await until(lambda: catalog.current.query("web"))
+            path = await web_registered(catalog, tmp_path)
             path.write_text("name: web\nport: oops\n")
-            await until(lambda: str(path) in catalog.current.file_errors)
+            await watched(lambda: str(path) in catalog.current.file_errors)
             assert [e.instance.port for e in catalog.current.query("web")] == [8080]
             path.unlink()
-            await until(lambda: not catalog.current.query("web") and not catalog.current.file_errors)
-        finally:
-            await watcher.stop()
+            await watched(lambda: not catalog.current.query("web") and not catalog.current.file_errors)
 
     asyncio.run(scenario())
     assert seen[-1].outcome is FileOutcome.REMOVED and seen[-1].path.endswith("web.yaml")
@@ -108,27 +92,32 @@ def test_watcher_follows_a_configmap_style_symlink_swap(catalog: Catalog, tmp_pa
     assert [e.instance.port for e in catalog.current.query("web")] == [8080]
 
     async def scenario() -> None:
-        watcher = DirectoryWatcher(catalog, tmp_path, lambda results, seconds: None)
-        await watcher.start()
-        try:
+        async with started(reporting(catalog, tmp_path, [])):
             # An update: a new directory, a temporary link to it, one rename over ..data.
             (tmp_path / "..2026_2").mkdir()
             (tmp_path / "..2026_2" / "web.yaml").write_text("name: web\nport: 9090\n")
             (tmp_path / "..data_tmp").symlink_to("..2026_2")
             (tmp_path / "..data_tmp").replace(tmp_path / "..data")
-            await until(lambda: [e.instance.port for e in catalog.current.query("web")] == [9090])
-        finally:
-            await watcher.stop()
+            await watched(lambda: [e.instance.port for e in catalog.current.query("web")] == [9090])
 
     asyncio.run(scenario())
 
 
-async def until(probe: object, timeout: float = 5.0) -> None:
-    assert callable(probe)
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, "timed out waiting for the watcher"
-        await asyncio.sleep(0.01)
+def reporting(catalog: Catalog, directory: Path, seen: list[FileResult]) -> DirectoryWatcher:
+    """A watcher of `directory` that puts every result it reports in `seen`."""
+    return DirectoryWatcher(catalog, directory, lambda results, seconds: seen.extend(results))
+
+
+async def web_registered(catalog: Catalog, directory: Path) -> Path:
+    """Write web.yaml into a watched `directory`; its path, once the catalog shows it."""
+    path = directory / "web.yaml"
+    path.write_text("name: web\nport: 8080\n")
+    await watched(lambda: catalog.current.query("web"))
+    return path
+
+
+async def watched(probe: Callable[[], object]) -> None:
+    await eventually(probe, 5.0, "the watcher to apply the change")
 
 
 # -- one file never hurts another, nor the watcher ---------------------------------
@@ -187,52 +176,42 @@ def test_a_file_swapped_for_a_fifo_or_grown_past_the_cap_keeps_its_instances(cat
     seen: list[FileResult] = []
 
     async def scenario() -> None:
-        watcher = DirectoryWatcher(catalog, tmp_path, lambda results, seconds: seen.extend(results))
-        await watcher.start()
-        try:
-            path = tmp_path / "web.yaml"
-            path.write_text("name: web\nport: 8080\n")
-            await until(lambda: catalog.current.query("web"))
+        async with started(reporting(catalog, tmp_path, seen)):
+            path = await web_registered(catalog, tmp_path)
             os.mkfifo(tmp_path / ".web.yaml.new")
             (tmp_path / ".web.yaml.new").replace(path)  # the watcher would block forever in open()
-            await until(lambda: str(path) in catalog.current.file_errors)
+            await watched(lambda: str(path) in catalog.current.file_errors)
             assert "FIFO" in catalog.current.file_errors[str(path)][0].message
             assert [e.instance.port for e in catalog.current.query("web")] == [8080], "what it held stays"
             path.unlink()
             path.write_text("name: web\nport: 8081\n")
-            await until(lambda: [e.instance.port for e in catalog.current.query("web")] == [8081])
+            await watched(lambda: [e.instance.port for e in catalog.current.query("web")] == [8081])
             with path.open("ab") as handle:
                 handle.truncate(2**30)
-            await until(lambda: "1MiB limit" in str(catalog.current.file_errors.get(str(path))))
+            await watched(lambda: "1MiB limit" in str(catalog.current.file_errors.get(str(path))))
             assert [e.instance.port for e in catalog.current.query("web")] == [8081]
             (tmp_path / "db.yaml").write_text("name: db\nport: 5432\n")
-            await until(lambda: catalog.current.query("db"))
-        finally:
-            await watcher.stop()
+            await watched(lambda: catalog.current.query("db"))
 
     asyncio.run(scenario())
 
 
 def test_mv_of_a_file_keeps_check_results_and_maintenance(catalog: Catalog, tmp_path: Path) -> None:
     async def scenario() -> None:
-        watcher = DirectoryWatcher(catalog, tmp_path, lambda results, seconds: None)
-        await watcher.start()
-        try:
+        async with started(reporting(catalog, tmp_path, [])):
             (tmp_path / "a.yaml").write_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:8080\n")
-            await until(lambda: catalog.instance("web-8080") is not None)
+            await watched(lambda: catalog.instance("web-8080") is not None)
             web = catalog.instance("web-8080")
             assert web is not None
             catalog.set_check_state(web, CheckState("web-8080:tcp", Status.PASSING, "connected", time.time()))
             catalog.set_instance_maintenance("web-8080", "resharding")
             (tmp_path / "a.yaml").replace(tmp_path / "b.yaml")
-            await until(lambda: catalog.files() == [str(tmp_path / "b.yaml")])
+            await watched(lambda: catalog.files() == [str(tmp_path / "b.yaml")])
             entry = catalog.current.entry("web-8080")
-            assert entry is not None and entry.instance.source == f"file:{tmp_path / 'b.yaml'}"
+            assert entry is not None and str(entry.instance.source) == f"file:{tmp_path / 'b.yaml'}"
             assert (entry.status, entry.maintenance_reason, entry.checks[0].output) == (
                 Status.MAINTENANCE, "resharding", "connected"
             )
-        finally:
-            await watcher.stop()
 
     asyncio.run(scenario())
 

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
 
-import pytest
-
-from registry.catalog import Catalog, NodeDefaults
-from registry.store import Store
+from registry.catalog import Catalog
 from registry.watcher import FileOutcome, rescan, sync_files
 
-DEFAULTS = NodeDefaults("node1", "10.0.0.1")
 
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    store = Store(tmp_path / "pilotfish.db")
-    yield Catalog(store, DEFAULTS)
-    store.close()
+def services_dir(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A services directory holding `files`."""
+    services = tmp_path / "services.d"
+    services.mkdir()
+    for name, text in files.items():
+        (services / name).write_text(text)
+    return services
 
 
 def ports(catalog: Catalog, name: str) -> list[int]:
@@ -27,9 +23,7 @@ def ports(catalog: Catalog, name: str) -> list[int]:
 
 
 def test_renaming_a_file_to_an_earlier_name_keeps_its_instances(catalog: Catalog, tmp_path: Path) -> None:
-    services = tmp_path / "services.d"
-    services.mkdir()
-    (services / "z-redis.yaml").write_text("name: redis\nport: 6379\n")
+    services = services_dir(tmp_path, {"z-redis.yaml": "name: redis\nport: 6379\n"})
     rescan(catalog, services)
     os.rename(services / "z-redis.yaml", services / "a-redis.yaml")
     # One watch batch holds both paths, sorted: the new name comes first.
@@ -40,10 +34,7 @@ def test_renaming_a_file_to_an_earlier_name_keeps_its_instances(catalog: Catalog
 
 
 def test_a_blocked_file_applies_once_its_blocker_is_removed(catalog: Catalog, tmp_path: Path) -> None:
-    services = tmp_path / "services.d"
-    services.mkdir()
-    (services / "a-nginx.yaml").write_text("name: nginx\n")
-    (services / "b-apache.yaml").write_text("name: apache2\nport: 8080\n")
+    services = services_dir(tmp_path, {"a-nginx.yaml": "name: nginx\n", "b-apache.yaml": "name: apache2\nport: 8080\n"})
     blocked: set[str] = set()
     results = rescan(catalog, services, blocked)
     assert [r.outcome for r in results] == [FileOutcome.APPLIED, FileOutcome.REJECTED]
@@ -59,10 +50,7 @@ def test_a_blocked_file_applies_once_its_blocker_is_removed(catalog: Catalog, tm
 
 
 def test_a_file_broken_by_syntax_is_not_retried(catalog: Catalog, tmp_path: Path) -> None:
-    services = tmp_path / "services.d"
-    services.mkdir()
-    (services / "a.yaml").write_text("name: web\nport: 80\n")
-    (services / "b.yaml").write_text("name: [\n")
+    services = services_dir(tmp_path, {"a.yaml": "name: web\nport: 80\n", "b.yaml": "name: [\n"})
     blocked: set[str] = set()
     rescan(catalog, services, blocked)
     assert blocked == set()

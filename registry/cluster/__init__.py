@@ -1,8 +1,9 @@
 """Fleet mode: every daemon publishes its own node to etcd and reads everyone else's.
 
-This package holds the parts that do not touch the catalog: `etcd` (the one module
-that talks to etcd, through aetcd) and `records` (keys and JSON values as pure
-functions, decoding hostile values defensively). The sync task that joins them to
+This package holds the parts that do not touch the catalog: `etcd` (the client that
+talks to etcd, through aetcd, with its `watch` and `keepalive`; what it says is in
+`kv` and `errors`) and `keys` and `records` (keys and JSON values as pure functions,
+decoding hostile values defensively). The sync task that joins them to
 the catalog is the integration step; this note is its plan. Nothing here is imported
 unless `cluster.etcd` is set, so a single-host daemon needs no etcd client (the
 `cluster` extra installs it).

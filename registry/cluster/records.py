@@ -1,4 +1,4 @@
-"""The fleet's keys and values in etcd, as pure functions: build, parse, encode, decode.
+"""The fleet's values in etcd, as pure functions: encode ours, decode everyone's.
 
 Every node writes its own keys and reads everyone else's, so a value read here was
 written by a program we do not control: an older or newer pilotfish, a broken one,
@@ -11,7 +11,8 @@ instance is exactly as valid as a local one.
 
 Fields we do not know are ignored, so that a newer node may add some without
 cutting itself off from older ones. Encoding is canonical (sorted keys, no spaces),
-so equal records are equal bytes and the publisher can skip unchanged writes.
+so equal records are equal bytes and the publisher can skip unchanged writes. The
+keys they sit under are registry.cluster.keys'.
 
     <prefix>nodes/<node>                 {"node", "address", "state", "reason", "version"}
     <prefix>instances/<node>/<id>        an instance as GET /v1/services shows it, plus
@@ -30,21 +31,38 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, cast
 
-from registry.catalog import NodeDefaults
-from registry.errors import ConfigValueError, RegistryError, ValidationError
+from registry.cluster.keys import (
+    UNPRINTABLE,
+    BadRecord,
+    ConfigKey,
+    ConflictKey,
+    InstanceKey,
+    NodeKey,
+    parse_key,
+    rule_id,
+)
+from registry.configvalues import VALUE_TYPES, cast_value
+from registry.errors import ConfigValueError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
-from registry.model import CheckState, ConflictRule, ConflictType, Entry, Node, NodeState, Status
-from registry.schema import DNS_LABEL, INSTANCE_ID, SERVICE_FIELDS, parse_registration
-from registry.store import VALUE_TYPES, cast_value
+from registry.model import (
+    CLUSTER,
+    REGISTRATION_FIELDS,
+    CheckState,
+    ConflictRule,
+    ConflictType,
+    Entry,
+    Node,
+    NodeIdentity,
+    NodeState,
+    Status,
+)
+from registry.schema import parse_registration
 
 # Nodes refuse to read a value larger than this; a record is about 1 KiB.
 MAX_RECORD_BYTES = 64 * 1024
 # A json config value nested deeper than this is refused (readers print it back).
 MAX_DEPTH = 32
 MAX_TEXT = 1024  # reasons and versions
-CONFIG_KEY = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
-# C0 and C1 controls (tab and newline are fine in check output) and lone surrogates.
-UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 # The controls as they can appear in JSON text: raw (strict parsing already refuses
 # raw C0 inside strings) or escaped after an even run of backslashes. Scanning the
 # text once is several times cheaper than walking the decoded value.
@@ -62,122 +80,8 @@ CONTROL_IN_JSON = re.compile(
 # ASCII-only encoder); only when the text has one is the value walked for a lone one.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-CLUSTER_SOURCE = "cluster"
-
-NODES = "nodes/"
-INSTANCES = "instances/"
-CONFLICTS = "conflicts/"
-GLOBAL_CONFIG = "config/global/"
-NODE_CONFIG = "config/nodes/"
-
-
-class BadRecord(RegistryError):
-    """The value (or the key) at `key` is refused; `reason` says why. Nothing was loaded."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        self.key = key
-        self.reason = reason
-        super().__init__(f"etcd key {key!r}: {reason}")
-
-
-# -- keys -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NodeKey:
-    node: str
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceKey:
-    node: str
-    instance_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictKey:
-    rule_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigKey:
-    """A config key; `node` None is the global default."""
-
-    key: str
-    node: str | None = None
-
-
-RecordKey = NodeKey | InstanceKey | ConflictKey | ConfigKey
-
-
-def check_prefix(prefix: str) -> str:
-    """The configured prefix, refused unless it is an absolute path ending in '/'."""
-    if not prefix.startswith("/") or not prefix.endswith("/") or "//" in prefix or UNPRINTABLE.search(prefix):
-        raise ValueError(f"cluster prefix {prefix!r} must start and end with '/' (e.g. /pilotfish/)")
-    return prefix
-
-
-def _part(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid {what}")
-    return value
-
-
-def rule_id(a: str, b: str) -> str:
-    """One id per unordered pair, the same on every node: `<a>+<b>`, sorted."""
-    low, high = sorted((_part(a, DNS_LABEL, "service name"), _part(b, DNS_LABEL, "service name")))
-    return f"{low}+{high}"
-
-
-def node_key(prefix: str, node: str) -> str:
-    return f"{prefix}{NODES}{_part(node, DNS_LABEL, 'node name')}"
-
-
-def instance_key(prefix: str, node: str, instance_id: str) -> str:
-    return f"{prefix}{INSTANCES}{_part(node, DNS_LABEL, 'node name')}/{_part(instance_id, INSTANCE_ID, 'instance id')}"
-
-
-def instances_prefix(prefix: str, node: str) -> str:
-    """Every instance key of one node starts with this."""
-    return f"{prefix}{INSTANCES}{_part(node, DNS_LABEL, 'node name')}/"
-
-
-def conflict_key(prefix: str, a: str, b: str) -> str:
-    return f"{prefix}{CONFLICTS}{rule_id(a, b)}"
-
-
-def config_key(prefix: str, key: str, node: str | None = None) -> str:
-    """A config key, global when `node` is None. Keys outside CONFIG_KEY are not published."""
-    key = _part(key, CONFIG_KEY, "config key")
-    if node is None:
-        return f"{prefix}{GLOBAL_CONFIG}{key}"
-    return f"{prefix}{NODE_CONFIG}{_part(node, DNS_LABEL, 'node name')}/{key}"
-
-
-def parse_key(prefix: str, key: str) -> RecordKey:
-    """What a key under the prefix names, or BadRecord when it fits no layout."""
-    if not key.startswith(prefix):
-        raise BadRecord(key, f"not under the prefix {prefix!r}")
-    rest = key[len(prefix):]
-    parts = rest.split("/")
-    try:
-        if rest.startswith(NODES) and len(parts) == 2:
-            return NodeKey(_part(parts[1], DNS_LABEL, "node name"))
-        if rest.startswith(INSTANCES) and len(parts) == 3:
-            return InstanceKey(_part(parts[1], DNS_LABEL, "node name"), _part(parts[2], INSTANCE_ID, "instance id"))
-        if rest.startswith(CONFLICTS) and len(parts) == 2:
-            a, plus, b = parts[1].partition("+")
-            if plus and rule_id(a, b) == parts[1]:
-                return ConflictKey(parts[1])
-            raise ValueError(f"{parts[1]!r} is not a rule id (<a>+<b>, sorted)")
-        if rest.startswith(GLOBAL_CONFIG) and len(parts) == 3:
-            return ConfigKey(_part(parts[2], CONFIG_KEY, "config key"))
-        if rest.startswith(NODE_CONFIG) and len(parts) == 4:
-            return ConfigKey(_part(parts[3], CONFIG_KEY, "config key"), _part(parts[2], DNS_LABEL, "node name"))
-    except ValueError as exc:
-        raise BadRecord(key, str(exc)) from None
-    raise BadRecord(key, "fits none of the fleet's key layouts")
-
+# A conflict rule read from etcd says so in its `source` (rule sources are labels).
+CLUSTER_RULE_SOURCE = "cluster"
 
 # -- values -------------------------------------------------------------------
 
@@ -389,12 +293,12 @@ def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
             raise _Refused(f"{name}: {value[:64]!r} disagrees with the key's {name} {expected!r}")
     address = _field(body, "address", str)
     address_is_node = _field(body, "address_is_node", bool, False)
-    registration = {name: body[name] for name in SERVICE_FIELDS if name in body}
+    registration = {name: body[name] for name in REGISTRATION_FIELDS if name in body}
     if address_is_node:
         # The address came from the node: register without one so the instance says so.
         del registration["address"]
     try:
-        instance = parse_registration(registration, NodeDefaults(where.node, address), source=CLUSTER_SOURCE)
+        instance = parse_registration(registration, NodeIdentity(where.node, address), source=CLUSTER)
     except ValidationError as exc:
         raise _Refused("; ".join(f"{p.field}: {p.message}" for p in exc.problems)) from None
     # The validator reads "1000...0s" (400 digits) as infinity, which no reader can print.
@@ -445,7 +349,7 @@ def _conflict(where: ConflictKey, body: dict[str, Any]) -> ConflictRule:
     reason = _text(body, "reason")
     if not reason.strip():
         raise _Refused("reason: missing")
-    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, source=CLUSTER_SOURCE)
+    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, source=CLUSTER_RULE_SOURCE)
 
 
 def _config(where: ConfigKey, body: dict[str, Any]) -> ConfigRecord:

@@ -27,6 +27,7 @@ import time
 
 import psutil
 
+from registry.background import cancel_and_wait
 from registry.health.exec import CHILDREN
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,8 @@ class OrphanReaper:
         self._task = asyncio.create_task(self._run(), name="pilotfish-orphan-reaper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.sweep()
 
     def nudge(self) -> None:

@@ -1,8 +1,8 @@
 """The health runner: runs every check of every local instance on its own schedule.
 
 It follows the catalog (a swap listener) to start checks of new or changed
-instances and cancel those of removed ones, runs probes under one global
-concurrency bound with each check's timeout, counts rise/fall, and tells the
+instances and cancel those of removed ones, runs their probes (registry.health.probes)
+under one global concurrency bound, counts rise/fall, and tells the
 catalog each result. The catalog publishes a snapshot only when a status
 changes, so a steady fleet of checks costs no snapshots and no SQLite writes.
 
@@ -16,30 +16,27 @@ connection behind after `stop()`.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Callable
 
-from registry.catalog import NOT_CHECKED, Catalog, Snapshot
+from registry.background import cancel_and_wait
+from registry.catalog import Catalog
 from registry.errors import NotFoundError
 from registry.health import ttl
-from registry.health.exec import probe_exec
-from registry.health.http import HttpProber
 from registry.health.orphans import OrphanReaper
 from registry.health.outcome import Outcome, truncate
+from registry.health.probes import Prober
 from registry.health.risefall import RiseFall
-from registry.health.systemd import probe_systemd
-from registry.health.tcp import probe_tcp
+from registry.instances import NOT_CHECKED
 from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, Status
+from registry.snapshot import Key, Snapshot
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 # (check id, monotonic start, duration in seconds), called once the catalog has a probe's result.
 Observer = Callable[[str, float, float], None]
 # uvloop's timers count whole milliseconds and can fire a little before the deadline
@@ -49,11 +46,6 @@ _CLOCK_SLACK = 0.002
 # No check runs more often than this, whatever its spec says: the schema refuses
 # shorter intervals, and a spec that reached the runner another way is held to it.
 MIN_INTERVAL = 1.0
-# The output of an exec check that did not come from a file, while the config does not allow it.
-EXEC_NOT_ALLOWED = (
-    "exec check not run: exec checks run from files in services_dir, and from the API only with "
-    "health.exec_from_api: true and http.token; this one came from {source}"
-)
 
 
 @dataclass(eq=False)
@@ -103,10 +95,8 @@ class HealthRunner:
         self.catalog = catalog
         self.concurrency = concurrency
         self.observer = observer
-        self.exec_from_api = exec_from_api
-        self._reaper = OrphanReaper() if reap_orphans else None
+        self._prober = Prober(concurrency, exec_from_api, OrphanReaper() if reap_orphans else None)
         self._slots = asyncio.Semaphore(concurrency)
-        self._http = HttpProber(concurrency)
         self._checks: dict[Key, dict[str, _Check]] = {}
         self._instances: dict[Key, Instance] = {}
         self._running = False
@@ -120,10 +110,16 @@ class HealthRunner:
 
     # -- life cycle ------------------------------------------------------
 
+    @property
+    def exec_from_api(self) -> bool:
+        return self._prober.exec_from_api
+
+    @exec_from_api.setter
+    def exec_from_api(self, allowed: bool) -> None:
+        self._prober.exec_from_api = allowed
+
     async def start(self) -> None:
-        await self._http.open()
-        if self._reaper is not None:
-            self._reaper.start()
+        await self._prober.open()
         self._running = True
         if not self._subscribed:
             self.catalog.subscribe(self._on_swap)
@@ -136,12 +132,8 @@ class HealthRunner:
         tasks = [check.task for checks in self._checks.values() for check in checks.values() if check.task]
         self._checks.clear()
         self._instances.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._http.close()
-        if self._reaper is not None:
-            await self._reaper.stop()
+        await cancel_and_wait(*tasks)
+        await self._prober.close()
 
     def scheduled(self) -> int:
         """How many checks are scheduled (status, tests, the benchmark)."""
@@ -166,7 +158,7 @@ class HealthRunner:
                 self._follow(entry.instance)
 
     def _follow(self, instance: Instance) -> None:
-        if instance.node != self.catalog.defaults.node:
+        if instance.node != self.catalog.identity.node:
             return  # another node's instance (cluster): that node checks it
         known = self._instances.get(instance.key)
         if known is instance:
@@ -259,7 +251,7 @@ class HealthRunner:
             # The timeout starts once a slot is held: waiting for the bound is
             # the checker's delay, not the service's.
             started, clock = loop.time(), time.perf_counter()
-            outcome = await self._outcome(check)
+            outcome, check.probe_failing = await self._prober.run(check.instance, spec, check.probe_failing)
         duration = time.perf_counter() - clock
         check.runs += 1
         # Jitter: the second run lands anywhere in the first interval, which spreads
@@ -272,57 +264,6 @@ class HealthRunner:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-
-    async def _outcome(self, check: _Check) -> Outcome:
-        """One probe run, bounded by the check's timeout; every way it can fail is a critical outcome."""
-        spec = check.spec
-        if spec.kind is CheckKind.EXEC and not self._may_exec(check.instance):
-            return Outcome(Status.CRITICAL, EXEC_NOT_ALLOWED.format(source=check.instance.source))
-        try:
-            async with asyncio.timeout(spec.timeout) as deadline:
-                outcome = await self._probe(spec)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                return self._probe_failed(check, exc)  # the probe's own timeout, not the check's
-            return Outcome(Status.CRITICAL, f"{spec.kind.value} check {spec.id}: timed out after {spec.timeout:g}s")
-        except Exception as exc:  # EMFILE, ENOMEM, a bug: this run's result, never the end of the check
-            return self._probe_failed(check, exc)
-        finally:
-            if self._reaper is not None and spec.kind in (CheckKind.EXEC, CheckKind.SYSTEMD):
-                self._reaper.nudge()
-        check.probe_failing = False
-        return outcome
-
-    def _may_exec(self, instance: Instance) -> bool:
-        """Files always; the API only while allowed; any other source (the cluster) never.
-
-        Checked at every run rather than at registration, so that registrations
-        restored from SQLite and a reload that withdraws the permission are covered.
-        """
-        if instance.source.startswith("file:"):
-            return True
-        return instance.source == "api" and self.exec_from_api
-
-    def _probe_failed(self, check: _Check, exc: Exception) -> Outcome:
-        spec = check.spec
-        if not check.probe_failing:
-            # Once per episode: a daemon out of descriptors fails every check every run.
-            log.warning(
-                "health probe failed; the check is critical and goes on",
-                extra={"check": spec.id, "kind": spec.kind.value, "error": describe_error(exc)},
-                exc_info=not isinstance(exc, OSError),
-            )
-            check.probe_failing = True
-        return Outcome(Status.CRITICAL, truncate(f"{spec.kind.value} check {spec.id} failed: {describe_error(exc)}"))
-
-    def _probe(self, spec: CheckSpec) -> Awaitable[Outcome]:
-        if spec.kind is CheckKind.TCP:
-            return probe_tcp(spec)
-        if spec.kind is CheckKind.HTTP:
-            return self._http.probe(spec)
-        if spec.kind is CheckKind.EXEC:
-            return probe_exec(spec)
-        return probe_systemd(spec)
 
     def _result(self, check: _Check, outcome: Outcome, counted: bool) -> CheckState:
         """The state to report for `outcome`, after rise/fall; tracks how long it has been critical."""
@@ -388,14 +329,6 @@ class HealthRunner:
         if entry is None:
             raise NotFoundError("instance", instance.id)
         return entry
-
-
-def describe_error(exc: BaseException) -> str:
-    """`Too many open files (EMFILE)` for an OSError, `ValueError: ...` for anything else."""
-    if isinstance(exc, OSError) and exc.errno is not None:
-        name = errno.errorcode.get(exc.errno, str(exc.errno))
-        return f"{exc.strerror or os.strerror(exc.errno)} ({name})"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _known_status(entry: Entry | None, check_id: str) -> Status | None:

@@ -13,8 +13,8 @@ import socket
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-from registry.catalog import Snapshot
 from registry.model import Entry, Node
+from registry.snapshot import Snapshot
 from resolver.dns.records import (
     AAAA, NS, SOA, SRV, TXT, TYPE_A, TYPE_AAAA, TYPE_NS, TYPE_SOA, TYPE_SRV, TYPE_TXT, A, Record, character_strings,
 )

@@ -24,22 +24,12 @@ import logging
 import secrets
 from typing import Callable, Sequence
 
+from registry.endpoints import Endpoint
 from resolver.dns.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
 UPSTREAM_TIMEOUT = 2.0
-
-
-def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
-    """"host:port", "[v6]:port", "host" or a bare IPv6 address -> (host, port)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, int(port)
-    return text, default_port
 
 
 class _OneReply(asyncio.DatagramProtocol):
@@ -78,8 +68,8 @@ class RecursionPolicy:
 class Forwarder:
     """Upstream resolvers, tried in the order configured."""
 
-    def __init__(self, recursors: Sequence[str], timeout: float = UPSTREAM_TIMEOUT) -> None:
-        self.upstreams = [parse_hostport(r, 53) for r in recursors]
+    def __init__(self, recursors: Sequence[Endpoint], timeout: float = UPSTREAM_TIMEOUT) -> None:
+        self.upstreams = [(recursor.host, recursor.port) for recursor in recursors]
         self._timeout = timeout
         self._failures = LogThrottle(log)
 

@@ -34,8 +34,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from registry.catalog import Snapshot
 from registry.model import Entry
+from registry.snapshot import Snapshot
 from resolver.dns import answers, wire
 from resolver.dns.stats import DnsStats
 from resolver.dns.throttle import LogThrottle

@@ -12,7 +12,7 @@ caps on open connections (see connections.py).
 
 What a client can make us spend is bounded: UDP replies stay within the client's size
 and 1232 bytes (wire.py), answers per client network with `dns.rate_limit`
-(ratelimit.py), forwarded queries in flight (FORWARDS_IN_FLIGHT), TCP connections.
+(ratelimit.py), forwarded queries in flight (relay.FORWARDS_IN_FLIGHT), TCP connections.
 Nothing a client sends may end in a traceback: errors of a connection or a datagram
 end that connection or that datagram, quietly.
 
@@ -29,11 +29,13 @@ import socket
 import time
 from typing import Any, Callable, Coroutine, Sequence
 
-from registry.catalog import Snapshot
+from registry.endpoints import Endpoint
+from registry.snapshot import Snapshot
 from resolver.dns import batchio, ratelimit, wire
 from resolver.dns.connections import DEFAULT_TOTAL, TcpConnections
-from resolver.dns.forward import Forwarder, RecursionPolicy, parse_hostport
+from resolver.dns.forward import Forwarder, RecursionPolicy
 from resolver.dns.ratelimit import RateLimiter
+from resolver.dns.relay import Relay
 from resolver.dns.responder import Forward, PacketEntry, Responder
 from resolver.dns.stats import DnsStats
 from resolver.dns.throttle import LogThrottle
@@ -48,10 +50,6 @@ RECV_SIZE = wire.MAX_UDP_QUERY + 1  # one byte more, so that a query cut short s
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts; the kernel caps it at rmem_max
 TCP_IDLE_TIMEOUT = 10.0
 BIND_ATTEMPTS = 20
-# Queries waiting on upstreams at once, each holding a socket for up to 2 s per
-# upstream; past this they are answered SERVFAIL at once. A black-holed upstream then
-# costs at most this many sockets, whatever the rate of names outside the zone.
-FORWARDS_IN_FLIGHT = 256
 # Python 3.11 builds a slice object for every `data[2:]`; these are built once.
 AFTER_ID = slice(2, None)
 ID_BYTES = slice(None, 2)
@@ -63,9 +61,9 @@ class DnsServer:
     def __init__(
         self,
         get_snapshot: Callable[[], Snapshot],
-        listen: Sequence[str],
+        listen: Sequence[Endpoint],
         ttl: float = 5.0,
-        recursors: Sequence[str] = (),
+        recursors: Sequence[Endpoint] = (),
         stats: DnsStats | None = None,
         batched_udp: bool | None = None,
         recursion_allow: Sequence[str] = (),
@@ -82,9 +80,7 @@ class DnsServer:
         self._batched = batchio.available() if batched_udp is None else batched_udp
         self._listen = list(listen)
         self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats)
-        self._forwarder = Forwarder(recursors) if recursors else None
-        self._recursion = RecursionPolicy(recursion_allow)
-        self._forwarding = 0  # queries waiting on upstreams now, see FORWARDS_IN_FLIGHT
+        self._relay = Relay(Forwarder(recursors), RecursionPolicy(recursion_allow), self.stats) if recursors else None
         self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self._connections = TcpConnections(tcp_connections)
         self._complaints = LogThrottle(log)
@@ -92,13 +88,13 @@ class DnsServer:
         self._tcp_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn = 0  # advances per UDP batch, mixed into the choice of rotation
-        self.bound_udp: list[str] = []
-        self.bound_tcp: list[str] = []
+        self.bound_udp: list[Endpoint] = []
+        self.bound_tcp: list[Endpoint] = []
 
     async def start(self) -> None:
         try:
-            for address in self._listen:
-                host, port = parse_hostport(address, 53)
+            for endpoint in self._listen:
+                host, port = endpoint.host, endpoint.port
                 for attempt in range(BIND_ATTEMPTS):
                     try:
                         await self._bind(host, port)
@@ -110,7 +106,7 @@ class DnsServer:
         except BaseException:
             await self.stop()
             raise
-        log.info("dns: listening on udp %s, tcp %s", ", ".join(self.bound_udp), ", ".join(self.bound_tcp))
+        log.info("dns: listening on udp %s, tcp %s", ", ".join(map(str, self.bound_udp)), ", ".join(map(str, self.bound_tcp)))
 
     async def _bind(self, host: str, port: int) -> None:
         """UDP and TCP on one host:port; port 0 takes UDP's ephemeral port for TCP too."""
@@ -133,14 +129,13 @@ class DnsServer:
             udp.close()
             raise
         if self._batched:
-            reader = self._read_udp_batches if self._limiter is None else self._read_udp_batches_limited
-            loop.add_reader(udp.fileno(), reader, udp, batchio.UdpBatch(family, UDP_BATCH))
+            loop.add_reader(udp.fileno(), self._read_udp_batches, udp, batchio.UdpBatch(family, UDP_BATCH))
         else:
             loop.add_reader(udp.fileno(), self._read_udp, udp)
         self._udp_sockets.append(udp)
         self._tcp_servers.append(server)
-        self.bound_udp.append(_format(host, port))
-        self.bound_tcp.append(_format(host, server.sockets[0].getsockname()[1]))
+        self.bound_udp.append(Endpoint(host, port))
+        self.bound_tcp.append(Endpoint(host, server.sockets[0].getsockname()[1]))
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -203,8 +198,11 @@ class DnsServer:
     def _read_udp_batches(self, udp: socket.socket, batch: batchio.UdpBatch) -> None:
         # The batched hot loop: per datagram a dict look-up, then the reply after its ID
         # copied into the datagram's slot and its length set (the ID goes out straight
-        # from the receive buffer); one system call each way per batch.
+        # from the receive buffer); one system call each way per batch. With
+        # `dns.rate_limit` the batch's verdicts come first, in a pass of their own, so
+        # that a server without a limit pays one test of a local per datagram for it.
         get, counts, turn = self._wake_up()
+        limiter = self._limiter
         fd = udp.fileno()
         slots, lengths, out, out_lengths = batch.slots, batch.lengths, batch.out, batch.out_lengths
         for _ in range(UDP_ROUNDS):
@@ -212,12 +210,13 @@ class DnsServer:
             if not count:
                 return
             data = batch.received(count)
+            verdicts = None if limiter is None else self._verdicts(limiter, batch, count)
             first = 0  # the first slot whose reply is not sent yet
             for i, start, key, id_low, length, at, reply_length in slots[:count]:
                 end = start + lengths[length]
-                hit = get(data[key:end])
+                hit = get(data[key:end]) if verdicts is None or verdicts[i] == ratelimit.ANSWER else None
                 if hit is None:
-                    whole = self._miss(udp, data[start:end], functools.partial(batch.sender, i))
+                    whole = self._unanswered(udp, data[start:end], batch, i, verdicts)
                     if whole is None:
                         batch.send(fd, first, i)
                         first = i + 1
@@ -231,44 +230,22 @@ class DnsServer:
                 out_lengths[reply_length] = size
             batch.send(fd, first, count)
 
-    def _read_udp_batches_limited(self, udp: socket.socket, batch: batchio.UdpBatch) -> None:
-        # `_read_udp_batches` with `dns.rate_limit`: the same loop with the limiter's
-        # verdict first. A copy, not a flag in the loop above, so that a server without
-        # a limit pays nothing for it per datagram.
-        get, counts, turn = self._wake_up()
-        limiter = self._limiter
-        assert limiter is not None
-        fd = udp.fileno()
-        slots, lengths, out, out_lengths = batch.slots, batch.lengths, batch.out, batch.out_lengths
-        address_at, address_end = batch.address_at, batch.address_at + batch.address_size
-        for _ in range(UDP_ROUNDS):
-            count = self._receive(batch, fd)
-            if not count:
-                return
-            data, senders, now = batch.received(count), batch.senders(count), time.monotonic()
-            first = 0
-            for i, start, key, id_low, length, at, reply_length in slots[:count]:
-                end = start + lengths[length]
-                name = i * batchio.NAME
-                verdict = self._verdict(limiter, senders[name + address_at : name + address_end], now)
-                hit = get(data[key:end]) if verdict == ratelimit.ANSWER else None
-                if hit is None:
-                    if verdict == ratelimit.ANSWER:
-                        whole = self._miss(udp, data[start:end], functools.partial(batch.sender, i))
-                    else:
-                        whole = self._slipped(data[start:end]) if verdict == ratelimit.SLIP else None
-                    if whole is None:
-                        batch.send(fd, first, i)
-                        first = i + 1
-                        continue
-                    reply = whole[2:]
-                else:
-                    counts[hit[1]] += 1
-                    reply = hit[hit[0][data[id_low] ^ turn]]
-                size = len(reply)
-                out[at : at + size] = reply
-                out_lengths[reply_length] = size
-            batch.send(fd, first, count)
+    def _verdicts(self, limiter: RateLimiter, batch: batchio.UdpBatch, count: int) -> list[int]:
+        """The rate limiter's verdict for each of the `count` datagrams in `batch`."""
+        senders, now = batch.senders(count), time.monotonic()
+        address_at, address_size = batch.address_at, batch.address_size
+        return [
+            self._verdict(limiter, senders[at : at + address_size], now)
+            for at in range(address_at, count * batchio.NAME, batchio.NAME)
+        ]
+
+    def _unanswered(
+        self, udp: socket.socket, data: bytes, batch: batchio.UdpBatch, slot: int, verdicts: list[int] | None
+    ) -> bytes | None:
+        """The whole reply to a datagram the packet cache did not answer: a miss, or a rate-limited one."""
+        if verdicts is None or verdicts[slot] == ratelimit.ANSWER:
+            return self._miss(udp, data, functools.partial(batch.sender, slot))
+        return self._slipped(data) if verdicts[slot] == ratelimit.SLIP else None
 
     def _receive(self, batch: batchio.UdpBatch, fd: int) -> int:
         """Datagrams waiting on `fd` read into `batch`; 0 when none (or reading failed)."""
@@ -309,7 +286,8 @@ class DnsServer:
         reply = self._responder.answer(data, tcp=False)
         if isinstance(reply, Forward):
             addr = sender()
-            refusal = self._may_forward(data, reply.query, str(addr[0]))
+            assert self._relay is not None  # the responder forwards only when recursors are set
+            refusal = self._relay.refusal(data, reply.query, str(addr[0]))
             if refusal is not None:
                 return refusal
             self._spawn(self._forward_udp(udp, data, reply.query, addr))
@@ -320,52 +298,14 @@ class DnsServer:
             return None
         return reply
 
-    def _may_forward(self, data: bytes, query: wire.Query, client: str) -> bytes | None:
-        """None when `client` may have `query` forwarded now (and a slot is taken for it),
-        else the reply it gets instead: REFUSED if it may not recurse, SERVFAIL when too
-        many forwards are in flight."""
-        edns = query.edns_payload is not None
-        qtype = wire.qtype_text(query.qtype)
-        if not self._recursion.allows(client):
-            self.stats.recursion_refused += 1
-            self.stats.count((qtype, "REFUSED"))
-            return wire.error_reply(data, wire.RCODE_REFUSED, query.question, edns, do=query.edns_do)
-        if self._forwarding >= FORWARDS_IN_FLIGHT:
-            self.stats.forward_overflow += 1
-            self.stats.count((qtype, "SERVFAIL"))
-            self._complaints.log("forward-overflow", logging.WARNING,
-                                 "dns: %d forwarded queries in flight; answering SERVFAIL to more", self._forwarding)
-            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, True, query.edns_do)
-        self._forwarding += 1
-        return None
-
     async def _forward_udp(self, udp: socket.socket, data: bytes, query: wire.Query, addr: tuple[Any, ...]) -> None:
-        reply = await self._forward(data, query, tcp=False)
+        assert self._relay is not None
+        reply = await self._relay.relay(data, query, tcp=False)
         if udp.fileno() >= 0:
             try:
                 udp.sendto(reply, addr)
             except OSError:
                 pass
-
-    async def _forward(self, data: bytes, query: wire.Query, tcp: bool) -> bytes:
-        """The upstream's reply for a query that holds a forwarding slot (released here)."""
-        assert self._forwarder is not None
-        qtype = wire.qtype_text(query.qtype)
-        edns = query.edns_payload is not None
-        try:
-            reply = await self._forwarder.forward(data, query.question, tcp)
-        finally:
-            self._forwarding -= 1
-        if reply is None or len(reply) < 12:
-            self.stats.count((qtype, "SERVFAIL"))
-            return wire.error_reply(data, wire.RCODE_SERVFAIL, query.question, edns, True, query.edns_do)
-        rcode = reply[3] & 0xF
-        self.stats.count((qtype, wire.rcode_text(rcode)))
-        if not tcp and len(reply) > query.udp_limit():
-            # The upstream may answer in more than this client takes (or than we send
-            # anyone over UDP): its header with TC set, and the client asks over TCP.
-            return wire.error_reply(data, rcode, query.question, edns, True, query.edns_do, tc=True)
-        return reply
 
     def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -401,8 +341,9 @@ class DnsServer:
                 self._connections.active(transport)
                 reply = self._responder.answer(data, tcp=True)
                 if isinstance(reply, Forward):
-                    refusal = self._may_forward(data, reply.query, client)
-                    reply = refusal if refusal is not None else await self._forward(data, reply.query, tcp=True)
+                    assert self._relay is not None
+                    refusal = self._relay.refusal(data, reply.query, client)
+                    reply = refusal if refusal is not None else await self._relay.relay(data, reply.query, tcp=True)
                 if reply is None:
                     # Unanswerable bytes on a stream: the framing can no longer be trusted.
                     break
@@ -435,6 +376,3 @@ def _packed_host(family: int, host: str) -> bytes:
     """A sender's address as the rate limiter keys it (the plain path's addresses are text)."""
     return socket.inet_pton(family, host.partition("%")[0])
 
-
-def _format(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

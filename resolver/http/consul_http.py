@@ -36,7 +36,8 @@ from typing import Callable
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from registry.catalog import Catalog, Snapshot
+from registry.catalog import Catalog
+from registry.snapshot import Snapshot
 from resolver.http.appkeys import STATE
 from resolver.http.errors import Handler
 from resolver.http.reads import DEFAULT_WAIT, JITTER_FRACTION, MAX_WAIT, memo_body

@@ -28,7 +28,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Iterable
 
-from registry.catalog import Snapshot
+from registry.snapshot import Snapshot
 from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, NodeState, Status
 
 JSON = dict[str, Any]

@@ -51,8 +51,6 @@ def _problems(problems: list[Problem]) -> list[dict[str, object]]:
     return [p.to_dict() for p in problems]
 
 
-def _file_of(source: str) -> str | None:
-    return source.removeprefix("file:") if source.startswith("file:") else None
 
 
 def describe(exc: BaseException) -> ErrorBody | None:
@@ -68,10 +66,10 @@ def describe(exc: BaseException) -> ErrorBody | None:
     if isinstance(exc, ConflictError):
         return 409, "conflict", str(exc), exc.to_dict()
     if isinstance(exc, DuplicateIdError):
-        details = {"id": exc.instance_id, "node": exc.node, "holder": exc.holder, "file": _file_of(exc.holder)}
+        details = {"id": exc.instance_id, "node": exc.node, "holder": str(exc.holder), "file": exc.holder.path or None}
         return 409, "duplicate_id", str(exc), details
     if isinstance(exc, ReadOnlyError):
-        details = {"id": exc.instance_id, "source": exc.source, "file": _file_of(exc.source)}
+        details = {"id": exc.instance_id, "source": str(exc.source), "file": exc.source.path or None}
         return 409, "read_only", str(exc), details
     if isinstance(exc, InvalidTransition):
         transition: dict[str, Any] = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 
 from aiohttp import streams, web
 
+from registry.background import cancel_and_wait
 from registry.ratelog import RateLimitedLog
 from resolver.config import HttpSettings
 from resolver.http.errors import ApiError, error_response
@@ -191,10 +192,8 @@ class ConnectionGuard:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pilotfish-http-guard")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     # -- the cap ---------------------------------------------------------
 

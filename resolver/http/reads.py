@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from registry.catalog import Snapshot
-from registry.schema import parse_duration
+from registry.fields import parse_duration
+from registry.snapshot import Snapshot
 from resolver.http.appkeys import GUARD, STATE
 from resolver.http.errors import bad_request
 
@@ -66,7 +66,7 @@ async def read_snapshot(request: web.Request) -> Snapshot:
         return catalog.current
     index, wait = blocking
     if catalog.current.index != index:
-        return catalog.current  # nothing to wait for (see Catalog.wait_past)
+        return catalog.current  # nothing to wait for (see SnapshotHolder.wait_past)
     wait -= wait * JITTER_FRACTION * random.random()
     with request.app[GUARD].blocking_query():
         return await catalog.wait_past(index, wait)

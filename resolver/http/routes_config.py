@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.store import VALUE_TYPES
+from registry.configvalues import VALUE_TYPES
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import read_object
 from resolver.http.errors import bad_request

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from registry.errors import NotFoundError, Problem, ValidationError
 from registry.model import ConflictType
-from registry.schema import DNS_LABEL
+from registry.names import DNS_LABEL
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import read_object
 from resolver.http.errors import bad_request
@@ -76,7 +76,7 @@ async def service_conflicts(request: web.Request) -> web.Response:
             {
                 "id": e.instance.id,
                 "node": e.instance.node,
-                "source": e.instance.source,
+                "source": str(e.instance.source),
                 "address": e.instance.address,
                 "port": e.instance.port,
             }

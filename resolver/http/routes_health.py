@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.catalog import Snapshot
 from registry.health.runner import HealthRunner
 from registry.health.ttl import status_for_verb
 from registry.model import Status
 from registry.nodestate import NodeMonitor
+from registry.snapshot import Snapshot
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_string, read_json
 from resolver.http.errors import ApiError, bad_request

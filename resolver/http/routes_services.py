@@ -13,16 +13,17 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.catalog import Snapshot
 from registry.errors import ConflictError, DuplicateIdError, NotFoundError, ValidationError
 from registry.model import CheckKind, Entry, Instance, Status
 from registry.schema import parse_registration
+from registry.snapshot import Snapshot
+from resolver.client.selection import Strategy
 from resolver.config import Config
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_string, read_object, required_string
 from resolver.http.errors import ApiError, bad_request
 from resolver.http.reads import bytes_response, json_response, memo_body, read_snapshot
-from resolver.http.selection import SELECTOR, Strategy
+from resolver.http.selection import SELECTOR
 from resolver.metrics import REGISTRATIONS, REJECTIONS
 
 ANY_STATUS = "any"
@@ -157,7 +158,7 @@ async def register(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await read_object(request)
     try:
-        instance = parse_registration(body, state.defaults)
+        instance = parse_registration(body, state.identity)
         require_exec_allowed(instance, state.config)
         entry, created = state.catalog.register(instance)
     except (ValidationError, ConflictError, DuplicateIdError, ApiError):
@@ -174,7 +175,7 @@ async def replace(request: web.Request) -> web.Response:
     if body.get("id", instance_id) != instance_id:
         raise bad_request("id", f"does not match the id in the path ({instance_id!r})")
     try:
-        instance = parse_registration({**body, "id": instance_id}, state.defaults)
+        instance = parse_registration({**body, "id": instance_id}, state.identity)
         require_exec_allowed(instance, state.config)
         entry = state.catalog.update(instance)
     except (ValidationError, ConflictError, DuplicateIdError, ApiError):

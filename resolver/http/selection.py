@@ -7,12 +7,12 @@ catalog: candidates come in, one entry goes out.
 
 least_conn counts, per instance, the selections this daemon made (each `select` is
 taken as one new connection) unless a client reports the real figure through
-`POST /v1/services/{name}/feedback`, which sets the count it reports.
+`POST /v1/services/{name}/feedback`, which sets the count it reports. The strategies
+are the client library's own list (resolver.client.selection), so both always agree.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 import zlib
 from typing import Callable, Sequence
@@ -20,17 +20,9 @@ from typing import Callable, Sequence
 from aiohttp import web
 
 from registry.model import Entry
+from resolver.client.selection import Strategy
 
 Key = tuple[str, str]
-
-
-class Strategy(str, enum.Enum):
-    ROUND_ROBIN = "round_robin"
-    RANDOM = "random"
-    WEIGHTED = "weighted"
-    LEAST_CONN = "least_conn"
-    IP_HASH = "ip_hash"
-    LOCAL_FIRST = "local_first"
 
 
 class Selector:

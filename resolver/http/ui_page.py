@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
-from registry.catalog import Snapshot
 from registry.errors import Problem
+from registry.events import LoggedEvent
 from registry.model import ConflictRule, Entry, Status
-from registry.store import Event
+from registry.snapshot import Snapshot
 from resolver.http.routes_health import node_body
 from resolver.http.ui_assets import SCRIPT, STYLE
 from resolver.http.ui_html import Html, clip, join, tag, text
@@ -106,7 +106,7 @@ def _node_body(state: DaemonState, snapshot: Snapshot) -> Mapping[str, Any]:
 # -- the catalog part, once per snapshot and view ------------------------------------
 
 
-def catalog_part(snapshot: Snapshot, view: View, events: Callable[[], Sequence[Event]]) -> tuple[bytes, View]:
+def catalog_part(snapshot: Snapshot, view: View, events: Callable[[], Sequence[LoggedEvent]]) -> tuple[bytes, View]:
     """Services, rejected files, rules and events as HTML, and the view as served
     (the page clamped to the last one). `events` is called at most once per snapshot."""
     key = ("ui", "catalog", view)
@@ -328,7 +328,7 @@ def _rules(rules: Sequence[ConflictRule]) -> Html:
     return tag("section", parts, id="rules")
 
 
-def _events(events: Sequence[Event]) -> Html:
+def _events(events: Sequence[LoggedEvent]) -> Html:
     parts: list[Html] = [tag("h2", "Last events")]
     if not events:
         parts.append(tag("p", "No events yet.", class_="note"))

@@ -1,0 +1,20 @@
+"""How a background task of ours ends: cancelled, then waited for, whatever it raised.
+
+Every long-lived task (the node monitor, the orphan reaper, the HTTP guard's sweeper,
+TTL expiry) has one owner that starts it and stops it through here, so that `stop()`
+returns only once the task is gone and never re-raises what ended it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel each task given (None: nothing was started) and wait until all have ended."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)

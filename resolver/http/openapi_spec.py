@@ -1,0 +1,435 @@
+"""What the OpenAPI document says of each route: a declarative table, written by hand.
+
+`OPERATIONS` describes every route by (method, path template), because a description
+is a promise to clients and has to be written, not inferred; `COMPONENTS` holds the
+shared schemas. Enums and the registration's fields come from the Python
+declarations. resolver.http.openapi builds the served document from this.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
+from registry.events import EventKind
+from registry.model import REGISTRATION_FIELDS, ConflictType, Status, Transport
+from resolver.client.selection import Strategy
+
+Operation = dict[str, Any]
+
+DOCUMENTED_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
+
+
+def _query(name: str, description: str, type_: str = "string", repeat: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": type_}
+    if repeat:
+        schema = {"type": "array", "items": schema}
+    param = {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+    if repeat:
+        param.update(style="form", explode=True)
+    return param
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _enum(values: type[enum.Enum] | tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    """A string schema whose values are a Python enum's (or a declared tuple's), never retyped here."""
+    names = [member.value for member in values] if isinstance(values, type) else list(values)
+    return {"type": "string", "enum": names, **extra}
+
+
+DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+$"
+BLOCKING = [
+    {**_query("index", "blocking query: return once the catalog index exceeds this", "integer"),
+     "schema": {"type": "integer", "minimum": 0}},
+    {**_query("wait", "longest wait of a blocking query (500ms, 30s, 5m; at most 10m; default 5m)"),
+     "schema": {"type": "string", "pattern": DURATION_PATTERN}},
+]
+FILTERS = [
+    _query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
+    _query("version", "exact version"),
+    _query("node", "node name"),
+    _query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
+]
+# `meta.<key>=<value>` filters have a name per key, which OpenAPI 3.0 cannot declare
+# (a form-exploded object would be sent as bare `<key>=<value>`): they are described
+# in words on each lookup.
+META_FILTER = "Filter on meta with `meta.<key>=<value>` (repeat for several keys; all must match)."
+NAME = _path_param("name", "service name")
+INSTANCE_ID = _path_param("name", "instance id (the path segment is shared with the service lookup)")
+KEY = _path_param("key", "config key")
+NODE = _path_param("node", "node name")
+WRITE_ERRORS = {"401": _error("a token is configured and the request has no valid bearer token")}
+INVALID = {"400": _error("invalid JSON or a field at fault (`problems` names it)")}
+EXEC_REFUSED = {"403": _error("an exec check, and the config does not set health.exec_from_api: true with http.token (`exec_not_allowed`)")}
+# Writes that SQLite must commit before the answer (`file` names the database).
+STORAGE_ERRORS = {
+    "503": _error("the database cannot be written: storage_read_only, storage_corrupt or storage_unavailable"),
+    "507": _error("storage_full: the disk, or limits.database_size, is full; nothing was written"),
+}
+# Every operation with the blocking-query parameters may also answer these; they are
+# added by `document` so that no read can forget them.
+READ_ERRORS = {
+    "400": _error("a query parameter is invalid (`problems` names it)"),
+    "503": _error("too_many_waiting: too many blocking queries wait already; or the database cannot be read"),
+}
+CONFIG_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["value"],
+                "properties": {
+                    "value": {"description": "the value, or its text form"},
+                    "value_type": _enum(VALUE_TYPES, default="string"),
+                },
+            }
+        }
+    },
+}
+REGISTRATION_BODY = {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}}
+
+
+def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[tuple[str, str], Operation]:
+    fallback = ", else the global default" if params[0]["name"] == "node" else ""
+    return {
+        ("GET", prefix): {
+            "summary": f"Read a {scope} config value{fallback}",
+            "parameters": params + BLOCKING,
+            "responses": {"200": _json(_ref("ConfigValue"), "the value, cast"), "404": _error("no such key")},
+        },
+        ("PUT", prefix): {
+            "summary": f"Set a {scope} config value",
+            "parameters": params,
+            "requestBody": CONFIG_BODY,
+            "responses": {
+                "200": _json(_ref("ConfigValue"), "the stored value, cast"),
+                "400": _error("the value does not cast to value_type"),
+                **WRITE_ERRORS,
+                **STORAGE_ERRORS,
+            },
+        },
+        ("DELETE", prefix): {
+            "summary": f"Delete a {scope} config value",
+            "parameters": params,
+            "responses": {
+                "200": _json({"type": "object"}, "deleted"), "404": _error("no such key"), **WRITE_ERRORS, **STORAGE_ERRORS,
+            },
+        },
+    }
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/v1/services"): {
+        "summary": "Every discoverable instance, grouped by service name (all statuses unless `status` is given)",
+        "description": META_FILTER,
+        "parameters": FILTERS + BLOCKING,
+        "responses": {
+            "200": _json({"type": "object", "additionalProperties": {"type": "array", "items": _ref("Instance")}}, "by name")
+        },
+    },
+    ("POST", "/v1/services"): {
+        "summary": "Register an instance (durable before the answer); re-posting an API instance replaces it",
+        "requestBody": REGISTRATION_BODY,
+        "responses": {
+            "201": _json(_ref("Instance"), "registered"),
+            "200": _json(_ref("Instance"), "replaced an instance registered through the API"),
+            **INVALID,
+            **EXEC_REFUSED,
+            "409": _error("refused: a conflict rule or an instance in the way (`rule`, `reason`, `incumbent`), or the id is owned by a file"),
+            **WRITE_ERRORS,
+            **STORAGE_ERRORS,
+        },
+    },
+    ("GET", "/v1/services/{name}"): {
+        "summary": "Instances of a service (passing only unless `status` is given)",
+        "description": META_FILTER,
+        "parameters": [NAME] + FILTERS + BLOCKING,
+        "responses": {
+            "200": _json({"type": "array", "items": _ref("Instance")}, "matching instances"),
+            "404": _error("no such service"),
+        },
+    },
+    ("PUT", "/v1/services/{name}"): {
+        "summary": "Replace an instance registered through the API",
+        "parameters": [INSTANCE_ID],
+        "requestBody": REGISTRATION_BODY,
+        "responses": {
+            "200": _json(_ref("Instance"), "replaced"),
+            **INVALID,
+            **EXEC_REFUSED,
+            "404": _error("no such instance"),
+            "409": _error("owned by a file (`file`), or a conflict"),
+            **WRITE_ERRORS,
+            **STORAGE_ERRORS,
+        },
+    },
+    ("DELETE", "/v1/services/{name}"): {
+        "summary": "Deregister an instance registered through the API",
+        "parameters": [INSTANCE_ID, _query("node", "the instance's node (default: this node)")],
+        "responses": {
+            "200": _json({"type": "object"}, "deregistered"),
+            "404": _error("no such instance"),
+            "409": _error("owned by a file (`file` names it) or the cluster"),
+            **WRITE_ERRORS,
+            **STORAGE_ERRORS,
+        },
+    },
+    ("GET", "/v1/services/{name}/url"): {
+        "summary": "One instance's URL, chosen by a strategy",
+        "description": (
+            "least_conn picks the instance with the fewest connections: each selection counts as one new "
+            "connection, and clients may report the real count through POST /v1/services/{name}/feedback. "
+            "ip_hash hashes the client's address; local_first prefers this node (round robin within). "
+            + META_FILTER
+        ),
+        "parameters": [
+            NAME,
+            {
+                "name": "strategy",
+                "in": "query",
+                "required": False,
+                "schema": _enum(Strategy, default=Strategy.ROUND_ROBIN.value),
+            },
+        ]
+        + FILTERS
+        + BLOCKING,
+        "responses": {
+            "200": _json(
+                {"type": "object", "properties": {"url": {"type": "string"}, "strategy": {"type": "string"}, "instance": _ref("Instance")}},
+                "the chosen instance",
+            ),
+            "400": _error("unknown strategy or filter value"),
+            "404": _error("no such service"),
+            "503": _error("no instance matches"),
+        },
+    },
+    ("POST", "/v1/services/{name}/feedback"): {
+        "summary": "Report the connections a client has open to an instance (least_conn)",
+        "parameters": [NAME],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["id", "active"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "node": {"type": "string", "nullable": True},
+                            "active": {"type": "integer", "minimum": 0},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {"200": _json({"type": "object"}, "recorded"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
+    },
+    ("GET", "/v1/services/{name}/conflicts"): {
+        "summary": "Conflict rules naming a service, and what on the node each would clash with",
+        "parameters": [NAME, _query("node", "node to check (default: this node)")] + BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "rules with the registered instances in the way")},
+    },
+    ("GET", "/v1/conflicts"): {
+        "summary": "Every conflict rule in force (shipped, config file, API)",
+        "parameters": BLOCKING,
+        "responses": {"200": _json({"type": "object", "properties": {"rules": {"type": "array", "items": _ref("ConflictRule")}}}, "rules")},
+    },
+    ("POST", "/v1/conflicts"): {
+        "summary": "Add a conflict rule (applies to later registrations)",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["a", "b", "type", "reason"],
+                        "properties": {
+                            "a": {"type": "string"},
+                            "b": {"type": "string"},
+                            "type": _enum(ConflictType),
+                            "reason": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "201": _json(_ref("ConflictRule"), "the rule (the existing one when the pair exists)"),
+            **INVALID,
+            **WRITE_ERRORS,
+            **STORAGE_ERRORS,
+        },
+    },
+    ("DELETE", "/v1/conflicts/{id}"): {
+        "summary": "Delete a stored conflict rule",
+        "parameters": [_path_param("id", "rule id")],
+        "responses": {
+            "200": _json({"type": "object"}, "deleted"),
+            "400": _error("not an id"),
+            "404": _error("no such rule"),
+            **WRITE_ERRORS,
+            **STORAGE_ERRORS,
+        },
+    },
+    **_config_ops("/v1/config/{key}", "global", [KEY]),
+    **_config_ops("/v1/nodes/{node}/config/{key}", "node", [NODE, KEY]),
+    ("GET", "/v1/nodes/{node}/config"): {
+        "summary": "Every config key a node sees: its own values over the global ones",
+        "parameters": [NODE] + BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "merged view")},
+    },
+    ("GET", "/v1/events"): {
+        "summary": "The event log, newest first",
+        "parameters": [
+            _query("kind", ", ".join(kind.value for kind in EventKind)),
+            _query("before", "page: events older than this seq (the previous page's next_before)", "integer"),
+            _query("limit", "page size, 1..1000 (default 100)", "integer"),
+        ]
+        + BLOCKING,
+        "responses": {"200": _json({"type": "object", "properties": {"events": {"type": "array", "items": _ref("Event")}, "next_before": {"type": "integer", "nullable": True}}}, "a page")},
+    },
+    ("GET", "/v1/status"): {
+        "summary": "Version, node, bound ports, snapshot index, counts and rejected files",
+        "parameters": BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "status")},
+    },
+    ("GET", "/healthz"): {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}},
+    ("GET", "/metrics"): {
+        "summary": "Prometheus metrics (text exposition format)",
+        "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    },
+    ("GET", "/v1/openapi.json"): {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}},
+    # Health routes (resolver.http.routes_health, issue 4).
+    ("PUT", "/v1/checks/{check_id}/{result}"): {
+        "summary": "Report a TTL check's result (result: pass, warn or fail)",
+        "parameters": [_path_param("check_id", "check id"), _path_param("result", "pass, warn or fail")],
+        "responses": {"200": _json({"type": "object"}, "recorded"), "404": _error("no such TTL check"), **WRITE_ERRORS},
+    },
+    ("GET", "/v1/node"): {
+        "summary": "This node: state and psutil figures",
+        "parameters": BLOCKING,
+        "responses": {"200": _json({"type": "object"}, "node")},
+    },
+    ("PUT", "/v1/node/maintenance"): {
+        "summary": "Turn this node's maintenance mode on or off (drains every instance)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
+        "responses": {"200": _json({"type": "object"}, "node"), **INVALID, "409": _error("transition not allowed"), **WRITE_ERRORS},
+    },
+    ("PUT", "/v1/services/{id}/maintenance"): {
+        "summary": "Turn one instance's maintenance mode on or off (drains it from DNS and healthy lookups)",
+        "parameters": [_path_param("id", "instance id"), _query("node", "node of the instance (default: this node)")],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
+        "responses": {"200": _json(_ref("Instance"), "the instance"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
+    },
+}
+
+# The JSON schema of each registration field (the field list itself is the model's).
+REGISTRATION_SCHEMAS: dict[str, dict[str, Any]] = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "node": {"type": "string"},
+    "address": {"type": "string"},
+    "port": {"type": "integer"},
+    "protocol": {"type": "string"},
+    "transport": _enum(Transport),
+    "endpoint_path": {"type": "string"},
+    "version": {"type": "string"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+    "weight": {"type": "integer"},
+    "priority": {"type": "integer"},
+    "discoverable": {"type": "boolean"},
+    "checks": {"type": "array", "items": {"type": "object"}},
+    "ttl": {"type": "string", "description": "duration: 30s, 5m"},
+}
+
+COMPONENTS: dict[str, Any] = {
+    "schemas": {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    "additionalProperties": True,
+                }
+            },
+        },
+        "Registration": {
+            "type": "object",
+            "required": ["name"],
+            # In registry.model.REGISTRATION_FIELDS order; a field without a schema here fails at import.
+            "properties": {name: REGISTRATION_SCHEMAS[name] for name in REGISTRATION_FIELDS},
+        },
+        "Instance": {
+            "type": "object",
+            "description": "every registry field plus status, url and source (file:<path>, api or cluster)",
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "node": {"type": "string"},
+                "address": {"type": "string"},
+                "port": {"type": "integer"},
+                "status": _enum(Status),
+                "url": {"type": "string"},
+                "source": {"type": "string"},
+            },
+            "additionalProperties": True,
+        },
+        "ConflictRule": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer", "nullable": True},
+                "a": {"type": "string"},
+                "b": {"type": "string"},
+                "type": {"type": "string"},
+                "reason": {"type": "string"},
+                "source": {"type": "string"},
+            },
+        },
+        "ConfigValue": {
+            "type": "object",
+            "properties": {
+                "key": {"type": "string"},
+                "value": {},
+                "value_type": {"type": "string"},
+                "scope": _enum(CONFIG_SCOPES),
+            },
+        },
+        "Maintenance": {
+            "type": "object",
+            "required": ["enable"],
+            # A null reason is no reason, as an absent one.
+            "properties": {"enable": {"type": "boolean"}, "reason": {"type": "string", "nullable": True}},
+        },
+        "Event": {
+            "type": "object",
+            "properties": {
+                "seq": {"type": "integer"},
+                "ts": {"type": "number"},
+                "kind": {"type": "string"},
+                "subject": {"type": "string"},
+                "detail": {"type": "object"},
+            },
+        },
+    }
+}

@@ -1,0 +1,40 @@
+"""The status page's operations in the OpenAPI document (resolver.http.routes_ui).
+
+HTML for people, not for programs; described so that the document lists every route
+the app serves, and so that schemathesis holds these routes to their promises too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resolver.http.openapi_spec import BLOCKING, Operation, _error, _query
+
+UI_VIEW = [
+    {**_query("filter", "services whose name or one of whose tags contains this (case-insensitive)"),
+     "schema": {"type": "string", "maxLength": 100}},
+    {**_query("page", "page of services, 50 a page", "integer"), "schema": {"type": "integer", "minimum": 1}},
+]
+UI_ERRORS = {"400": _error("a query parameter is invalid (`problems` names it)")}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+UI_OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/ui"): {
+        "summary": "Redirects to the status page, /ui/ (308), with the same query string",
+        "responses": {"308": {"description": "to /ui/", "headers": {"Location": {"schema": {"type": "string"}}}}},
+    },
+    ("GET", "/ui/"): {
+        "summary": "The status page: services, this node, rejected files, conflict rules, the last events",
+        "parameters": UI_VIEW,
+        "responses": {"200": _html("the page; complete without JavaScript"), **UI_ERRORS},
+    },
+    ("GET", "/ui/fragment"): {
+        "summary": "The live part of the status page, which its script refreshes with blocking queries",
+        "parameters": UI_VIEW + BLOCKING,
+        "responses": {"200": _html("the node and catalog sections of the page")},
+    },
+}
