@@ -6,26 +6,44 @@ the whole request; nothing in a published snapshot is ever mutated (the `memo` d
 is the one exception: readers cache derived answers in it, keyed so that they never
 clash). This module never touches SQLite, YAML or the writer's own state.
 
-Builds are incremental: the writer hands `Snapshot.successor` the entries that
-changed, and only the names those entries belong to are regrouped; the rest of the
-previous snapshot's per-name tuples are shared, which keeps a one-file change cheap on
-a 30,000-instance catalog (and keeps an untouched name's tuple the same object, which
-is how listeners find what changed).
+A change costs what changed, not what the catalog holds (DESIGN.md, "Data flow": a
+fleet daemon holds 100,000 instances that change hundreds of times a second). The
+large maps are persistent (`immutables.Map`, a HAMT): the next snapshot is this one
+with the changed keys set, O(log n) each, and shares every untouched node with it.
+Only the names a change touched are regrouped, each by a binary search into its
+sorted tuple; an untouched name keeps its very tuple, which is how DNS and HTTP carry
+answers over a swap. The figures readers would otherwise count by walking the
+catalog (instances by status, services, tags) are kept up to date by the same
+delta, and each snapshot records which keys it changed, so that swap listeners
+follow the change and not the catalog.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
+import weakref
 from dataclasses import dataclass, field
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
+
+from immutables import Map, MapMutation
 
 from registry.errors import Problem
 from registry.model import ConflictRule, Entry, Node, Status
 
 Key = tuple[str, str]
 Listener = Callable[["Snapshot", "Snapshot"], None]
+Counts = Mapping[Status, int]
+
+# A group sorted by key takes a changed entry by binary search and one C-level move
+# of the tuple's pointers; past this many changes in one name (a start-up, a big
+# file replaced) regrouping it whole by sorting is the cheaper way.
+REGROUP_WHOLE_AT = 512
+_key_of: Callable[[Entry], Key] = attrgetter("instance.key")
+_NO_COUNTS: Counts = MappingProxyType({status: 0 for status in Status})
 
 
 @dataclass(frozen=True)
@@ -44,74 +62,119 @@ class Change:
 
 @dataclass(frozen=True, eq=False)
 class Snapshot:
-    """One immutable version of the catalog. `index` grows by one per change."""
+    """One immutable version of the catalog. `index` grows by one per change.
+
+    `discoverable_names` maps each name with a discoverable instance to how many it
+    has; `discoverable_tags` does the same for the lower-cased tags of discoverable
+    instances. `status_counts` counts every instance by status, `local_status_counts`
+    and `local_check_counts` those of this node and their checks. `changed_keys` are
+    the keys whose entry this snapshot set or removed over the one it was built from.
+    """
 
     index: int
     domain: str
     local_node: str
-    entries_by_key: Mapping[Key, Entry]
-    entries_by_name: Mapping[str, tuple[Entry, ...]]
-    answerable_by_name: Mapping[str, tuple[Entry, ...]]
+    entries_by_key: Map[Key, Entry]
+    entries_by_name: Map[str, tuple[Entry, ...]]
+    answerable_by_name: Map[str, tuple[Entry, ...]]
     nodes: Mapping[str, Node]
     rules: tuple[ConflictRule, ...]
     file_errors: Mapping[str, tuple[Problem, ...]]
     answer_statuses: frozenset[Status]
     built: float = field(default_factory=time.time)
     memo: dict[Any, Any] = field(default_factory=dict)
+    discoverable_names: Map[str, int] = field(default_factory=Map)
+    discoverable_tags: Map[str, int] = field(default_factory=Map)
+    status_counts: Counts = field(default_factory=lambda: _NO_COUNTS)
+    local_status_counts: Counts = field(default_factory=lambda: _NO_COUNTS)
+    local_check_counts: Counts = field(default_factory=lambda: _NO_COUNTS)
+    changed_keys: tuple[Key, ...] = ()
+    # The snapshot this one was built from, weakly: holding it would keep every
+    # snapshot ever built alive, one behind the other.
+    _base: weakref.ref[Snapshot] | None = field(default=None, repr=False)
 
     @classmethod
     def first(cls, domain: str, local_node: str, answer_statuses: frozenset[Status], change: Change) -> Snapshot:
         """Index 1: the catalog before anything was registered, or what `change` holds."""
-        empty = cls(1, domain, local_node, MappingProxyType({}), MappingProxyType({}), MappingProxyType({}),
-                    MappingProxyType({}), (), MappingProxyType({}), answer_statuses)
+        empty = cls(1, domain, local_node, Map(), Map(), Map(), MappingProxyType({}), (), MappingProxyType({}),
+                    answer_statuses)
         return empty.successor(change, index=1)
 
     def successor(self, change: Change, index: int | None = None) -> Snapshot:
-        """The next snapshot: this one with `change` applied (index + 1 unless given)."""
-        # mappingproxy.copy() copies the dict underneath in C; dict(proxy) would walk
-        # it key by key through the mapping protocol, ten times slower.
-        by_key: dict[Key, Entry] = self.entries_by_key.copy()  # type: ignore[attr-defined]
-        by_name: dict[str, tuple[Entry, ...]] = self.entries_by_name.copy()  # type: ignore[attr-defined]
-        answerable: dict[str, tuple[Entry, ...]] = self.answerable_by_name.copy()  # type: ignore[attr-defined]
+        """The next snapshot: this one with `change` applied (index + 1 unless given).
+
+        O(k log n) for k changed entries in n; this snapshot is left as it was.
+        """
+        before_by_key = self.entries_by_key
+        by_key = before_by_key.mutate()
+        tally = _Tally(self)
         # The names an entry left or joined, with each one's changed entries by key.
         regroup: dict[str, dict[Key, Entry | None]] = {}
         for key, entry in change.entries.items():
-            before = by_key.get(key)
+            before = before_by_key.get(key)
             if before is not None:
                 regroup.setdefault(before.instance.name, {})[key] = None
+                tally.count(before, -1)
             if entry is None:
-                by_key.pop(key, None)
+                if before is not None:
+                    del by_key[key]
             else:
                 by_key[key] = entry
                 regroup.setdefault(entry.instance.name, {})[key] = entry
+                tally.count(entry, 1)
+        by_name = self.entries_by_name.mutate()
+        answerable = self.answerable_by_name.mutate()
+        statuses = self.answer_statuses
         for name, changed in regroup.items():
-            group = {entry.instance.key: entry for entry in by_name.get(name, ())}
-            for key, entry in changed.items():
-                if entry is None:
-                    group.pop(key, None)
-                else:
-                    group[key] = entry
-            if not group:
+            entries = _updated(self.entries_by_name.get(name, ()), changed, None)
+            if not entries:
                 by_name.pop(name, None)
                 answerable.pop(name, None)
                 continue
-            entries = tuple(group[key] for key in sorted(group))
             by_name[name] = entries
-            answerable[name] = tuple(
-                e for e in entries if e.instance.discoverable and e.status in self.answer_statuses
+            served = _updated(
+                self.answerable_by_name.get(name, ()), changed,
+                lambda e: e.instance.discoverable and e.status in statuses,
             )
+            if served:
+                answerable[name] = served
+            else:
+                answerable.pop(name, None)
         return Snapshot(
             index=self.index + 1 if index is None else index,
             domain=self.domain,
             local_node=self.local_node,
-            entries_by_key=MappingProxyType(by_key),
-            entries_by_name=MappingProxyType(by_name),
-            answerable_by_name=MappingProxyType(answerable),
-            nodes=MappingProxyType(dict(change.nodes)),
+            entries_by_key=by_key.finish(),
+            entries_by_name=by_name.finish(),
+            answerable_by_name=answerable.finish(),
+            # The small maps arrive whole; an unchanged one keeps its object, so that
+            # what readers derive from it (DNS's node table) carries over by identity.
+            nodes=_kept_or_copied(self.nodes, change.nodes),
             rules=change.rules,
-            file_errors=MappingProxyType(dict(change.file_errors)),
-            answer_statuses=self.answer_statuses,
+            file_errors=_kept_or_copied(self.file_errors, change.file_errors),
+            answer_statuses=statuses,
+            discoverable_names=tally.names.finish(),
+            discoverable_tags=tally.tags.finish(),
+            status_counts=MappingProxyType(tally.statuses),
+            local_status_counts=MappingProxyType(tally.local_statuses),
+            local_check_counts=MappingProxyType(tally.local_checks),
+            changed_keys=tuple(change.entries),
+            _base=weakref.ref(self),
         )
+
+    def predecessor(self) -> Snapshot | None:
+        """The snapshot this one was built from, while anything still holds it."""
+        return self._base() if self._base is not None else None
+
+    def changed_since(self, old: Snapshot) -> Iterable[Key]:
+        """Every key whose entry may differ between `old` and this snapshot.
+
+        The recorded change when this snapshot was built from `old` (what a swap
+        listener is handed); every key of both otherwise.
+        """
+        if self.predecessor() is old:
+            return self.changed_keys
+        return set(self.entries_by_key.keys()) | set(old.entries_by_key.keys())
 
     def entry(self, instance_id: str, node: str | None = None) -> Entry | None:
         return self.entries_by_key.get((node or self.local_node, instance_id))
@@ -121,10 +184,15 @@ class Snapshot:
         return self.answerable_by_name.get(name, ())
 
     def service_names(self) -> list[str]:
-        """Names with at least one discoverable instance, sorted."""
-        return sorted(
-            name for name, entries in self.entries_by_name.items() if any(e.instance.discoverable for e in entries)
-        )
+        """Names with at least one discoverable instance, sorted (once per snapshot)."""
+        names: list[str] | None = self.memo.get(_SERVICE_NAMES)
+        if names is None:
+            names = self.memo[_SERVICE_NAMES] = sorted(self.discoverable_names.keys())
+        return list(names)
+
+    def service_count(self) -> int:
+        """How many names have a discoverable instance, without listing them."""
+        return len(self.discoverable_names)
 
     def query(
         self,
@@ -159,10 +227,85 @@ class Snapshot:
         return out
 
     def counts_by_status(self) -> dict[str, int]:
-        counts = {status.value: 0 for status in Status}
-        for entry in self.entries_by_key.values():
-            counts[entry.status.value] += 1
-        return counts
+        return {status.value: count for status, count in self.status_counts.items()}
+
+
+_SERVICE_NAMES = ("snapshot", "service-names")
+
+
+class _Tally:
+    """The counts of a snapshot being built, moved by each changed entry."""
+
+    def __init__(self, base: Snapshot) -> None:
+        self.local_node = base.local_node
+        self.names = base.discoverable_names.mutate()
+        self.tags = base.discoverable_tags.mutate()
+        self.statuses = dict(base.status_counts)
+        self.local_statuses = dict(base.local_status_counts)
+        self.local_checks = dict(base.local_check_counts)
+
+    def count(self, entry: Entry, step: int) -> None:
+        """Add (`step` 1) or take away (-1) what `entry` contributes."""
+        instance = entry.instance
+        self.statuses[entry.status] += step
+        if instance.node == self.local_node:
+            self.local_statuses[entry.status] += step
+            for check in entry.checks:
+                self.local_checks[check.status] += step
+        if instance.discoverable:
+            _add(self.names, instance.name, step)
+            for tag in instance.tags:
+                _add(self.tags, tag.lower(), step)
+
+
+def _add(counts: MapMutation[str, int], key: str, step: int) -> None:
+    """Move one count of a map being built; a count that reaches zero leaves it."""
+    total = counts.get(key, 0) + step
+    if total:
+        counts[key] = total
+    else:
+        del counts[key]
+
+
+def _updated(
+    group: tuple[Entry, ...], changed: Mapping[Key, Entry | None], keep: Callable[[Entry], bool] | None
+) -> tuple[Entry, ...]:
+    """`group` (sorted by key) with `changed` applied, keeping only entries `keep` accepts.
+
+    A group no change reached is returned as the very same tuple.
+    """
+    if len(changed) >= REGROUP_WHOLE_AT:
+        merged = {_key_of(entry): entry for entry in group}
+        for key, entry in changed.items():
+            if entry is None or (keep is not None and not keep(entry)):
+                merged.pop(key, None)
+            else:
+                merged[key] = entry
+        return tuple(merged[key] for key in sorted(merged))
+    out: list[Entry] | None = None
+    for key, entry in changed.items():
+        current = group if out is None else out
+        at = bisect.bisect_left(current, key, key=_key_of)
+        present = at < len(current) and _key_of(current[at]) == key
+        wanted = entry is not None and (keep is None or keep(entry))
+        if not present and not wanted:
+            continue
+        if out is None:
+            out = list(group)
+        if not wanted:
+            del out[at]
+        elif present:
+            out[at] = entry  # type: ignore[assignment]
+        else:
+            out.insert(at, entry)  # type: ignore[arg-type]
+    return group if out is None else tuple(out)
+
+
+def _kept_or_copied(before: Mapping[str, Any], now: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`before` itself when `now` holds the same items (compared in C), else a frozen copy."""
+    if before == now:
+        return before
+    return MappingProxyType(dict(now))
 
 
 class SnapshotHolder:

@@ -142,19 +142,19 @@ class HealthRunner:
     # -- following the catalog ---------------------------------------------
 
     def _on_swap(self, old: Snapshot, new: Snapshot) -> None:
-        """Reschedule only what changed: names whose entry tuples were rebuilt."""
+        """Reschedule only what changed: the keys the new snapshot set or removed.
+
+        The snapshot records them, so a swap costs its change even when the catalog
+        holds a fleet's worth of other nodes' instances.
+        """
         if not self._running:
             return
-        old_names, new_names = old.entries_by_name, new.entries_by_name
-        for name in old_names.keys() | new_names.keys():
-            before, after = old_names.get(name, ()), new_names.get(name, ())
-            if before is after:
-                continue
-            present = {entry.instance.key for entry in after}
-            for entry in before:
-                if entry.instance.key not in present:
-                    self._forget(entry.instance.key)
-            for entry in after:
+        entries = new.entries_by_key
+        for key in new.changed_since(old):
+            entry = entries.get(key)
+            if entry is None:
+                self._forget(key)
+            else:
                 self._follow(entry.instance)
 
     def _follow(self, instance: Instance) -> None:

@@ -21,6 +21,7 @@ from resolver.dns.records import (
 
 TYPE_ANY = 255
 TRANSPORT_LABELS = ("_tcp", "_udp")
+_ZONE = ("dns", "zone")  # the memo key of a snapshot's `_Zone`
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype
     if kind == "service" and len(relative) == 2 and relative[0].startswith("_"):
         # `_tcp.service`, `_<tag>.service`: empty non-terminals above the SRV names
         # (service names never start with "_"); NXDOMAIN here would deny those below.
-        if relative[0] in zone.srv_parents(snapshot):
+        if _srv_parent(snapshot, relative[0]):
             return NoData(zone.soa(snapshot, ttl))
         return NameError(zone.soa(snapshot, ttl))
     if kind == "service":
@@ -99,7 +100,7 @@ def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype
             return NameError(zone.soa(snapshot, ttl))
         return _service_answer(snapshot, zone, service, qtype, ttl)
     if kind == "node" and len(relative) >= 2:
-        node = zone.nodes.get(".".join(relative[:-1]))
+        node = zone.node(".".join(relative[:-1]))
         if node is None:
             return NameError(zone.soa(snapshot, ttl))
         return _addresses(snapshot, zone, [node.address], qtype, ttl)
@@ -135,6 +136,17 @@ def _service_form(relative: tuple[str, ...]) -> _Service | None:
         tag = None if second in TRANSPORT_LABELS else second[1:]
         return _Service(first[1:], tag, True)
     return _Service(second, first, False)
+
+
+def _srv_parent(snapshot: Snapshot, label: str) -> bool:
+    """Whether `_tcp`, `_udp` or `_<tag>` has SRV names below it.
+
+    The snapshot counts discoverable names and tags as it is built, so this costs a
+    lookup, not a walk of the catalog, however many instances a fleet holds.
+    """
+    if label in TRANSPORT_LABELS:
+        return bool(snapshot.discoverable_names)
+    return label[1:] in snapshot.discoverable_tags
 
 
 def _exists(snapshot: Snapshot, service: _Service) -> bool:
@@ -238,26 +250,27 @@ def _unhex(label: str) -> str | None:
 
 
 class _Zone:
-    """Per-snapshot lookup tables, built once and kept in `snapshot.memo`."""
+    """Per-snapshot lookup tables, kept in `snapshot.memo`.
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    The node table is built on first use and handed on to the next snapshot's zone
+    while the nodes stay the same object (the snapshot keeps it when nothing
+    changed), so a swap that touched only instances costs the zone nothing.
+    """
+
+    def __init__(self, snapshot: Snapshot, prior: _Zone | None) -> None:
         self.domain = snapshot.domain.strip(".").lower()
         self.labels = tuple(self.domain.split(".")) if self.domain else ()
-        self.nodes: Mapping[str, Node] = {name.lower(): node for name, node in snapshot.nodes.items()}
         self._soa: dict[int, Record] = {}
-        self._srv_parents: frozenset[str] | None = None
+        self._nodes_from = snapshot.nodes
+        self._nodes: Mapping[str, Node] | None = None
+        if prior is not None and prior._nodes_from is snapshot.nodes:
+            self._nodes = prior._nodes
 
-    def srv_parents(self, snapshot: Snapshot) -> frozenset[str]:
-        """`_tcp`, `_udp` and `_<tag>` labels that have SRV names below them, built once."""
-        if self._srv_parents is None:
-            labels: set[str] = set()
-            for entries in snapshot.entries_by_name.values():
-                for entry in entries:
-                    if entry.instance.discoverable:
-                        labels.update(TRANSPORT_LABELS)
-                        labels.update(f"_{tag.lower()}" for tag in entry.instance.tags)
-            self._srv_parents = frozenset(labels)
-        return self._srv_parents
+    def node(self, name: str) -> Node | None:
+        """The node whose lower-cased name is `name`."""
+        if self._nodes is None:
+            self._nodes = {node_name.lower(): node for node_name, node in self._nodes_from.items()}
+        return self._nodes.get(name)
 
     def node_target(self, node: str) -> str:
         return f"{node.lower()}.node.{self.domain}."
@@ -280,7 +293,8 @@ class _Zone:
 
 
 def _zone(snapshot: Snapshot) -> _Zone:
-    zone = snapshot.memo.get(("dns", "zone"))
+    zone: _Zone | None = snapshot.memo.get(_ZONE)
     if zone is None:
-        zone = snapshot.memo[("dns", "zone")] = _Zone(snapshot)
+        before = snapshot.predecessor()
+        zone = snapshot.memo[_ZONE] = _Zone(snapshot, before.memo.get(_ZONE) if before is not None else None)
     return zone

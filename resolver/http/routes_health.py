@@ -14,7 +14,6 @@ from aiohttp import web
 
 from registry.health.runner import HealthRunner
 from registry.health.ttl import status_for_verb
-from registry.model import Status
 from registry.nodestate import NodeMonitor
 from registry.snapshot import Snapshot
 from resolver.http.appkeys import STATE
@@ -22,8 +21,6 @@ from resolver.http.bodies import optional_string, read_json
 from resolver.http.errors import ApiError, bad_request
 from resolver.http.reads import json_response, read_snapshot
 from resolver.state import DaemonState
-
-_COUNTS_MEMO = ("health", "local-counts")
 
 
 def _health(state: DaemonState) -> HealthRunner:
@@ -59,19 +56,11 @@ async def _maintenance_body(request: web.Request) -> tuple[bool, str]:
 
 
 def _local_counts(snapshot: Snapshot) -> dict[str, dict[str, int]]:
-    """Checks and instances of this node by status; computed once per snapshot."""
-    cached = snapshot.memo.get(_COUNTS_MEMO)
-    if cached is None:
-        checks = {status.value: 0 for status in Status}
-        instances = dict(checks)
-        for (node, _), entry in snapshot.entries_by_key.items():
-            if node != snapshot.local_node:
-                continue
-            instances[entry.status.value] += 1
-            for check in entry.checks:
-                checks[check.status.value] += 1
-        cached = snapshot.memo[_COUNTS_MEMO] = {"checks": checks, "instances": instances}
-    return cached
+    """Checks and instances of this node by status, as the snapshot keeps them counted."""
+    return {
+        "checks": {status.value: count for status, count in snapshot.local_check_counts.items()},
+        "instances": {status.value: count for status, count in snapshot.local_status_counts.items()},
+    }
 
 
 def node_body(snapshot: Snapshot, monitor: NodeMonitor) -> dict[str, Any]:

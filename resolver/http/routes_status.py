@@ -61,7 +61,7 @@ async def status(request: web.Request) -> web.Response:
         "uptime": round(time.time() - state.started, 3),
         "bound": state.bound,
         "index": snapshot.index,
-        "services": len(snapshot.service_names()),
+        "services": snapshot.service_count(),
         "instances": len(snapshot.entries_by_key),
         "counts": snapshot.counts_by_status(),
         "files": state.catalog.files(),
