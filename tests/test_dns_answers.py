@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from registry.catalog import Catalog
-from registry.model import CheckKind, CheckSpec, Instance, NodeIdentity
-from registry.snapshot import Snapshot
+from registry.model import CheckKind, CheckSpec, Entry, Instance, Node, NodeIdentity, Status
+from registry.snapshot import Change, Key, Snapshot
 from registry.store import Store
 from resolver.dns import answers
 from resolver.dns.answers import NameError, NoData, OutOfZone, Success
@@ -100,3 +101,42 @@ def test_negative_outcomes_carry_the_zone_soa(snapshot: Snapshot) -> None:
     assert isinstance(result, NameError)
     assert result.soa.owner == "dc1.internal."
     assert isinstance(result.soa.rdata, SOAData) and result.soa.rdata.times == (snapshot.index, 3600, 600, 86400, 7)
+
+
+# -- across snapshots: what a zone takes over from the one before -----------------------------------
+
+
+def fleet_snapshot(nodes: dict[str, Node], *instances: Instance) -> Snapshot:
+    entries: dict[Key, Entry | None] = {i.key: Entry(i, Status.PASSING) for i in instances}
+    return Snapshot.first("internal", "n1", frozenset({Status.PASSING}), Change(entries, nodes, (), {}))
+
+
+def test_a_node_that_joins_later_resolves_and_one_that_left_does_not() -> None:
+    n1, n2 = Node("n1", "10.0.0.1"), Node("N2", "10.0.0.2")
+    first = fleet_snapshot({"n1": n1})
+    assert type(answers.resolve(first, ("n1", "node", "internal"), A, 5)) is Success
+    assert type(answers.resolve(first, ("n2", "node", "internal"), A, 5)) is NameError
+    joined = first.successor(Change({}, {"n1": n1, "N2": n2}, (), {}))
+    assert type(answers.resolve(joined, ("n2", "node", "internal"), A, 5)) is Success
+    left = joined.successor(Change({}, {"n1": n1}, (), {}))
+    assert type(answers.resolve(left, ("n2", "node", "internal"), A, 5)) is NameError
+
+
+def test_tag_and_transport_parents_follow_the_instances_that_carry_them() -> None:
+    """`_<tag>.service` and `_tcp.service` exist while a discoverable instance is below them."""
+    nodes = {"n1": Node("n1", "10.0.0.1")}
+    blue = Instance("b", "web", "n1", "10.0.0.1", 80, tags=("Blue",))
+    plain = Instance("p", "db", "n1", "10.0.0.1", 81)
+    current = fleet_snapshot(nodes, blue, plain)
+    steps: list[tuple[dict[Key, Entry | None], type, type]] = [
+        ({}, NoData, NoData),
+        ({plain.key: None}, NoData, NoData),
+        ({blue.key: Entry(replace(blue, discoverable=False), Status.PASSING)}, NameError, NameError),
+        ({blue.key: Entry(replace(blue, tags=("green",)), Status.CRITICAL)}, NameError, NoData),
+        ({blue.key: Entry(blue, Status.CRITICAL)}, NoData, NoData),
+        ({blue.key: None}, NameError, NameError),
+    ]
+    for delta, tag_parent, transport_parent in steps:
+        current = current.successor(Change(delta, nodes, (), {}))
+        assert type(answers.resolve(current, ("_blue", "service", "internal"), A, 5)) is tag_parent
+        assert type(answers.resolve(current, ("_tcp", "service", "internal"), A, 5)) is transport_parent
