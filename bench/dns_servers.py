@@ -1,10 +1,11 @@
 """The two Python servers of the DNS benchmark, each run in its own pinned process.
 
-    python3 bench/dns_servers.py pilotfish PORT   # DnsServer over a real Catalog + Store
-    python3 bench/dns_servers.py dnslib PORT      # a plain dnslib DNSServer resolver
+    python3 bench/dns_servers.py pilotfish PORT [INSTANCES]  # DnsServer over a real Catalog + Store
+    python3 bench/dns_servers.py dnslib PORT                 # a plain dnslib DNSServer resolver
 
 Each prints "ready" once it answers, then serves until killed. The zone is
-`bench/dns_zone.py`'s, so both serve the same records as NSD and dnsmasq.
+`bench/dns_zone.py`'s, so both serve the same records as NSD and dnsmasq; pilotfish
+given INSTANCES serves the fleet zone of that many instances instead.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.append(str(Path(__file__).resolve().parent))
 import dns_zone  # noqa: E402
 
 
-def serve_pilotfish(port: int) -> None:
+def serve_pilotfish(port: int, fleet: int = 0) -> None:
     from registry.catalog import Catalog
     from registry.endpoints import Endpoint
     from registry.model import Instance, NodeIdentity, Source
@@ -39,6 +40,10 @@ def serve_pilotfish(port: int) -> None:
                 Instance(id=f"{i.service}-{i.port}", name=i.service, node=dns_zone.NS_NODE, address=i.address,
                          port=i.port, source=Source.file("bench.yaml"))
                 for i in dns_zone.instances()
+            ] if not fleet else [
+                Instance(id=f"{i.service}-{i.port}", name=i.service, node=f"node{i.node}", address=i.address,
+                         port=i.port, address_is_node=True, source=Source.file("bench.yaml"))
+                for i in dns_zone.fleet_instances(fleet)
             ]
             catalog.apply_file("bench.yaml", registered)
             server = DnsServer(lambda: catalog.current, [Endpoint("127.0.0.1", port)], ttl=dns_zone.TTL)
@@ -103,5 +108,8 @@ def serve_dnslib(port: int) -> None:
 
 
 if __name__ == "__main__":
-    kind, port_text = sys.argv[1], sys.argv[2]
-    {"pilotfish": serve_pilotfish, "dnslib": serve_dnslib}[kind](int(port_text))
+    kind, port_text, *fleet = sys.argv[1:]
+    if kind == "pilotfish":
+        serve_pilotfish(int(port_text), *map(int, fleet))
+    else:
+        serve_dnslib(int(port_text))

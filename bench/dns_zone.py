@@ -4,6 +4,12 @@
 SRV answer carries 3 records plus 3 `<hex>.addr.internal.` glue records, exactly as
 pilotfish builds them. The query mix is 50% SRV, 40% A and 10% NXDOMAIN.
 
+The fleet zone (`fleet_instances`, `fleet_queries`) is what a fleet daemon's snapshot
+holds: many instances on FLEET_NODES nodes, in services of 3 instances on 3 nodes,
+each instance on its node's address (SRV targets are `<node>.node.internal.`), so
+that its answers are the size of the zone's above, over a catalog 33 times larger
+and with that many more distinct names asked.
+
 Nothing here starts a process; `bench/dns.py` does.
 """
 
@@ -20,6 +26,7 @@ TTL = 5
 SERIAL = 1
 NS_NODE = "bench"
 NS_ADDRESS = "127.0.0.1"
+FLEET_NODES = 1000
 # Each server answers with the same SRV weight pilotfish computes: 100 // 3 per instance.
 SRV_WEIGHT = 100 // INSTANCES
 
@@ -43,13 +50,34 @@ def instances() -> list[Instance]:
     return out
 
 
-def queries(count: int = 20000, seed: int = 7) -> str:
+@dataclass(frozen=True)
+class FleetInstance:
+    service: str
+    node: int
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"10.{128 + (self.node >> 16)}.{(self.node >> 8) & 255}.{self.node & 255}"
+
+
+def fleet_instances(count: int) -> list[FleetInstance]:
+    """Instance n: service n // 3 on node n % FLEET_NODES, a port of its own on that node."""
+    return [FleetInstance(f"svc{n // INSTANCES}", n % FLEET_NODES, 8000 + n // FLEET_NODES) for n in range(count)]
+
+
+def fleet_queries(instances: int, count: int = 20000, seed: int = 7) -> str:
+    """The zone's query mix over the fleet's services."""
+    return queries(count, seed, instances // INSTANCES)
+
+
+def queries(count: int = 20000, seed: int = 7, services: int = SERVICES) -> str:
     """dnsperf's input: `name type` lines, 50% SRV, 40% A, 10% names that do not exist."""
     rng = random.Random(seed)
     lines = []
     for _ in range(count):
         roll = rng.random()
-        service = rng.randrange(SERVICES)
+        service = rng.randrange(services)
         if roll < 0.5:
             lines.append(f"_svc{service}._tcp.service.{DOMAIN} SRV")
         elif roll < 0.9:
