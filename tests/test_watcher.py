@@ -103,6 +103,60 @@ def test_watcher_follows_a_configmap_style_symlink_swap(catalog: Catalog, tmp_pa
     asyncio.run(scenario())
 
 
+def vim_save(path: Path, text: str) -> Callable[[], None]:
+    """vim's default save: the old file renamed away; returns the step that writes the new one."""
+    path.replace(path.with_name(path.name + "~"))
+    return lambda: path.write_text(text)
+
+
+def redirect_save(path: Path, text: str) -> Callable[[], None]:
+    """A shell's `>`: the file truncated first; returns the step that writes and closes it."""
+    handle = path.open("w")
+
+    def finish() -> None:
+        handle.write(text)
+        handle.close()
+
+    return finish
+
+
+@pytest.mark.parametrize("save", [vim_save, redirect_save])
+def test_a_save_that_leaves_the_file_gone_or_empty_for_a_while_never_drops_its_instances(
+    catalog: Catalog, tmp_path: Path, save: Callable[[Path, str], Callable[[], None]]
+) -> None:
+    """Between its two steps the file is gone or empty for longer than the watcher's quiet step;
+    DNS must go from the old port to the new one without a moment of NXDOMAIN in between."""
+    ports: list[list[int]] = []
+    catalog.subscribe(lambda old, new: ports.append([e.instance.port for e in new.query("web")]))
+
+    async def scenario() -> None:
+        # The settle time is generous so that a slow machine cannot stretch the pause past it.
+        async with started(DirectoryWatcher(catalog, tmp_path, lambda results, seconds: None, settle_ms=1000)):
+            path = await web_registered(catalog, tmp_path)
+            ports.clear()
+            finish = save(path, "name: web\nport: 8081\n")
+            await asyncio.sleep(0.1)  # the editor takes its time: 20 steps of the watcher
+            finish()
+            await watched(lambda: [e.instance.port for e in catalog.current.query("web")] == [8081])
+
+    asyncio.run(scenario())
+    assert [] not in ports, ports
+
+
+def test_a_burst_of_files_lands_in_a_handful_of_snapshots(catalog: Catalog, tmp_path: Path) -> None:
+    swaps: list[int] = []
+    catalog.subscribe(lambda old, new: swaps.append(new.index))
+
+    async def scenario() -> None:
+        async with started(reporting(catalog, tmp_path, [])):
+            for n in range(200):  # written back to back, as a config-management run does
+                (tmp_path / f"svc{n}.yaml").write_text(f"name: svc{n}\nport: {10000 + n}\n")
+            await watched(lambda: len(catalog.current.entries_by_key) == 200)
+
+    asyncio.run(scenario())
+    assert len(swaps) <= 10, f"{len(swaps)} snapshots for one burst"
+
+
 def reporting(catalog: Catalog, directory: Path, seen: list[FileResult]) -> DirectoryWatcher:
     """A watcher of `directory` that puts every result it reports in `seen`."""
     return DirectoryWatcher(catalog, directory, lambda results, seconds: seen.extend(results))
