@@ -106,7 +106,11 @@ def test_watcher_follows_a_configmap_style_symlink_swap(catalog: Catalog, tmp_pa
 def vim_save(path: Path, text: str) -> Callable[[], None]:
     """vim's default save: the old file renamed away; returns the step that writes the new one."""
     path.replace(path.with_name(path.name + "~"))
-    return lambda: path.write_text(text)
+
+    def finish() -> None:
+        path.write_text(text)
+
+    return finish
 
 
 def redirect_save(path: Path, text: str) -> Callable[[], None]:
