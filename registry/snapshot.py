@@ -163,7 +163,8 @@ class Snapshot:
         )
 
     def predecessor(self) -> Snapshot | None:
-        """The snapshot this one was built from, while anything still holds it."""
+        """The snapshot this one was built from, while anything still holds it (its holder does
+        while this one is current)."""
         return self._base() if self._base is not None else None
 
     def changed_since(self, old: Snapshot) -> Iterable[Key]:
@@ -316,6 +317,10 @@ class SnapshotHolder:
 
     def __init__(self, first: Snapshot) -> None:
         self.current = first
+        # The snapshot before `current`, held until the next swap: what readers derived
+        # from it and a change left alone (DNS's node table, HTTP bodies) is taken over
+        # through `Snapshot.predecessor()` rather than built again.
+        self._previous: Snapshot | None = None
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
 
@@ -345,6 +350,7 @@ class SnapshotHolder:
     def swap(self, new: Snapshot) -> None:
         """Publish `new` with one assignment, wake the waiters, then tell the listeners."""
         old, self.current = self.current, new
+        self._previous = old
         self._changed.set()
         self._changed = asyncio.Event()
         for listener in self._listeners:

@@ -413,3 +413,16 @@ def test_bodies_are_built_once_per_snapshot_within_the_memo_bound(served: ApiSer
         served.get(f"/v1/health/service/nosuch-{n}")
     assert len(served.catalog.current.memo) <= MEMO_LIMIT + 10
     assert served.get("/v1/health/service/web").status == 200
+
+
+def test_a_change_elsewhere_keeps_a_body_and_a_change_of_its_own_rebuilds_it(served: ApiServer) -> None:
+    """In a fleet the catalog changes many times a second: a service's body is built once per change of its own."""
+    first = served.get("/v1/health/service/web").body
+    key = next(k for k in served.catalog.current.memo if k[:4] == ("http", "consul", "health", "web"))
+    body = served.catalog.current.memo[key]
+    served.apply_yaml("/srv/other.yaml", "name: other\nport: 9000\n")
+    assert served.get("/v1/health/service/web").body == first
+    assert served.catalog.current.memo[key] is body
+    served.apply_yaml("/srv/web.yaml", WEB.replace("port: 8081", "port: 8091"))
+    ports = sorted(row["Service"]["Port"] for row in served.get("/v1/health/service/web").body)
+    assert ports == [8080, 8091]

@@ -207,12 +207,14 @@ async def query_snapshot(catalog: Catalog, query: ConsulQuery) -> Snapshot:
 
 
 async def answer_read(
-    request: web.Request, params: frozenset[str], what: tuple[str, ...], build: Build, blocking: bool = True
+    request: web.Request, params: frozenset[str], what: tuple[str, ...], build: Build, blocking: bool = True,
+    basis: Callable[[Snapshot], tuple[object, ...]] | None = None,
 ) -> web.Response:
     """Parse the query, wait when it blocks, and answer the body for (what, filters).
 
     The body is built once per snapshot, in the memo pilotfish's own lookups use and
-    under the same bound.
+    under the same bound; `basis` says what it is made of, so that a snapshot whose
+    change left that alone takes the body over (see `memo_body`).
     """
     state = request.app[STATE]
     datacenter = state.config.cluster.datacenter
@@ -220,7 +222,7 @@ async def answer_read(
     # Consul's agent and status endpoints do not block on an index.
     snapshot = await query_snapshot(state.catalog, query) if blocking else state.catalog.current
     key = ("http", "consul", *what, query.filters)
-    body = memo_body(snapshot, key, lambda: build(snapshot, datacenter, query))
+    body = memo_body(snapshot, key, lambda: build(snapshot, datacenter, query), basis(snapshot) if basis else None)
     return consul_response(body, snapshot)
 
 

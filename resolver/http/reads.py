@@ -30,6 +30,7 @@ JITTER_FRACTION = 1 / 16
 # next change, so this bounds what arbitrary query strings can pin in memory.
 MEMO_LIMIT = 1024
 _MEMO_COUNT = ("http", "memo-count")
+_MEMO_BASES = ("http", "memo-bases")  # key -> the basis its body was built from
 
 
 def blocking_params(request: web.Request) -> tuple[int, float] | None:
@@ -85,14 +86,40 @@ def bytes_response(body: bytes, snapshot: Snapshot | None, status: int = 200) ->
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
-def memo_body(snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], Any]) -> bytes:
-    """The JSON body for `key`, built once per snapshot (keys start with "http")."""
+def memo_body(
+    snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], Any], basis: tuple[object, ...] | None = None
+) -> bytes:
+    """The JSON body for `key`, built once per snapshot (keys start with "http").
+
+    `basis` is what the body is made of (a name's entries tuple, the node map): a
+    snapshot shares those objects with the one before while a change leaves them
+    alone, so the body of the snapshot before is taken over while every one of them
+    is the same object. In a fleet that changes many times a second, a body is then
+    built once per change of its own name, not once per snapshot.
+    """
     memo = snapshot.memo
     body = memo.get(key)
     if body is None:
-        body = json_body(build())
+        body = _carried_over(snapshot, key, basis)
+        if body is None:
+            body = json_body(build())
         count = memo.get(_MEMO_COUNT, 0)
         if count < MEMO_LIMIT:
             memo[key] = body
             memo[_MEMO_COUNT] = count + 1
+            if basis is not None:
+                memo.setdefault(_MEMO_BASES, {})[key] = basis
+    return body
+
+
+def _carried_over(snapshot: Snapshot, key: tuple[Any, ...], basis: tuple[object, ...] | None) -> bytes | None:
+    if basis is None:
+        return None
+    before = snapshot.predecessor()
+    if before is None:
+        return None
+    built_from = before.memo.get(_MEMO_BASES, {}).get(key)
+    if built_from is None or len(built_from) != len(basis) or any(a is not b for a, b in zip(built_from, basis)):
+        return None
+    body: bytes | None = before.memo.get(key)
     return body

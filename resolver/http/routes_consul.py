@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.snapshot import Snapshot
 from resolver.http import consul_shapes as shapes
 from resolver.http.appkeys import STATE
 from resolver.http.consul_http import NO_QUERY, answer_read, consul_response
@@ -38,6 +39,7 @@ async def health_service(request: web.Request) -> web.Response:
         lambda snapshot, dc, query: shapes.health_service(
             snapshot, dc, name, query.tags, query.passing, query.node_meta
         ),
+        basis=lambda snapshot: service_basis(snapshot, name),
     )
 
 
@@ -46,7 +48,13 @@ async def catalog_service(request: web.Request) -> web.Response:
     return await answer_read(
         request, TAGGED, ("catalog", name),
         lambda snapshot, dc, query: shapes.catalog_service(snapshot, dc, name, query.tags, query.node_meta),
+        basis=lambda snapshot: service_basis(snapshot, name),
     )
+
+
+def service_basis(snapshot: Snapshot, name: str) -> tuple[object, ...]:
+    """What a Consul body of one service is made of: its instances and the nodes they run on."""
+    return snapshot.entries_by_name.get(name.lower()), snapshot.nodes
 
 
 async def catalog_services(request: web.Request) -> web.Response:

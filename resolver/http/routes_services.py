@@ -96,7 +96,8 @@ async def service_instances(request: web.Request) -> web.Response:
         filters = parse_filters(request, PASSING_ONLY)
         key = ("http", "instances", name, filters)
     require_service(snapshot, name)
-    body = memo_body(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)])
+    body = memo_body(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)],
+                     (snapshot.entries_by_name.get(name),))
     return bytes_response(body, snapshot)
 
 
