@@ -50,20 +50,48 @@ class RuleBook:
 
 
 class ConflictIndex:
-    """Registered instances indexed the two ways a conflict can be found."""
+    """Registered instances indexed the two ways a conflict can be found.
+
+    Every instance is indexed by its socket, and by (node, name) only when a rule
+    names its name: only those are ever looked up, and a fleet's 100,000 instances
+    would otherwise cost a dict each. A socket held by one instance (nearly all of
+    them) maps to that instance, one shared by a service's instances to a dict.
+    """
 
     def __init__(self, rules: RuleBook) -> None:
-        self.rules = rules
+        self._rules = rules
         self._by_node_name: dict[tuple[str, str], dict[tuple[str, str], Instance]] = defaultdict(dict)
-        self._by_socket: dict[SocketKey, dict[tuple[str, str], Instance]] = defaultdict(dict)
+        self._by_socket: dict[SocketKey, Instance | dict[tuple[str, str], Instance]] = {}
+
+    @property
+    def rules(self) -> RuleBook:
+        return self._rules
+
+    @rules.setter
+    def rules(self, book: RuleBook) -> None:
+        """New rules name other names: the (node, name) index is rebuilt for them (a rare write)."""
+        self._rules = book
+        self._by_node_name.clear()
+        for held in list(self._by_socket.values()):
+            for instance in _holders(held):
+                if book.for_name(instance.name):
+                    self._by_node_name[(instance.node, instance.name)][instance.key] = instance
 
     @staticmethod
     def _socket(instance: Instance) -> SocketKey:
         return (instance.node, instance.address, instance.port, instance.transport.value)
 
     def add(self, instance: Instance) -> None:
-        self._by_node_name[(instance.node, instance.name)][instance.key] = instance
-        self._by_socket[self._socket(instance)][instance.key] = instance
+        if self._rules.for_name(instance.name):
+            self._by_node_name[(instance.node, instance.name)][instance.key] = instance
+        socket = self._socket(instance)
+        held = self._by_socket.get(socket)
+        if held is None or (isinstance(held, Instance) and held.key == instance.key):
+            self._by_socket[socket] = instance
+        elif isinstance(held, Instance):
+            self._by_socket[socket] = {held.key: held, instance.key: instance}
+        else:
+            held[instance.key] = instance
 
     def remove(self, instance: Instance) -> None:
         names = self._by_node_name.get((instance.node, instance.name))
@@ -71,11 +99,17 @@ class ConflictIndex:
             names.pop(instance.key, None)
             if not names:
                 del self._by_node_name[(instance.node, instance.name)]
-        sockets = self._by_socket.get(self._socket(instance))
-        if sockets is not None:
-            sockets.pop(instance.key, None)
-            if not sockets:
-                del self._by_socket[self._socket(instance)]
+        socket = self._socket(instance)
+        held = self._by_socket.get(socket)
+        if isinstance(held, Instance):
+            if held.key == instance.key:
+                del self._by_socket[socket]
+        elif held is not None:
+            held.pop(instance.key, None)
+            if len(held) == 1:
+                [self._by_socket[socket]] = held.values()
+            elif not held:
+                del self._by_socket[socket]
 
     def find(self, candidate: Instance) -> ConflictError | None:
         """The first incumbent the candidate may not join, or None."""
@@ -83,8 +117,8 @@ class ConflictIndex:
             other = rule.other(candidate.name)
             for incumbent in self._by_node_name.get((candidate.node, other), {}).values():
                 return ConflictError(candidate, incumbent, rule, rule.reason)
-        for key, incumbent in self._by_socket.get(self._socket(candidate), {}).items():
-            if key != candidate.key and incumbent.name != candidate.name:
+        for incumbent in _holders(self._by_socket.get(self._socket(candidate))):
+            if incumbent.key != candidate.key and incumbent.name != candidate.name:
                 reason = (
                     f"{incumbent.name} already serves {candidate.address}:{candidate.port}/"
                     f"{candidate.transport.value}"
@@ -115,3 +149,12 @@ class ConflictIndex:
             self.add(candidate)
             added.append(candidate)
         return None
+
+
+def _holders(held: Instance | dict[tuple[str, str], Instance] | None) -> Iterable[Instance]:
+    """The instances on one socket, however the index holds them."""
+    if held is None:
+        return ()
+    if isinstance(held, Instance):
+        return (held,)
+    return held.values()

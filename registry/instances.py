@@ -68,7 +68,7 @@ class InstanceTable:
                 self._maintenance.setdefault(key, reason)
         if not states:
             states = self._saved_health.pop(key, {})
-        self._check_states[key] = {cid: s for cid, s in states.items() if cid in wanted}
+        self._keep_states(key, {cid: s for cid, s in states.items() if cid in wanted})
         for check in instance.checks:
             self._check_owner[check.id] = key
         if instance.node not in self.nodes:
@@ -92,8 +92,15 @@ class InstanceTable:
             self._departed[key] = (instance, states, self._maintenance.pop(key, None))
         else:
             unchanged = {check.id for check in instance.checks if check in successor.checks}
-            self._check_states[key] = {cid: state for cid, state in states.items() if cid in unchanged}
+            self._keep_states(key, {cid: state for cid, state in states.items() if cid in unchanged})
         self.expires_at.pop(key, None)
+
+    def _keep_states(self, key: Key, states: dict[str, CheckState]) -> None:
+        """Keep an instance's check results; none (most of a fleet's instances) keeps no dict at all."""
+        if states:
+            self._check_states[key] = states
+        else:
+            self._check_states.pop(key, None)
 
     # -- health ---------------------------------------------------------------
 

@@ -102,3 +102,25 @@ def test_a_consistent_set_is_accepted_in_any_order(group: list[Instance], rule_l
         return
     shuffled = data.draw(st.permutations(group))
     assert accepted(list(shuffled), rule_list)
+
+
+def test_rules_added_later_judge_what_arrives_next_against_what_is_registered() -> None:
+    """The index keeps (node, name) only for names a rule names: new rules must find older instances."""
+    index = ConflictIndex(RuleBook())
+    nginx = make("nginx", 80)
+    assert index.replace([], [nginx]) is None
+    index.rules = RuleBook(WELL_KNOWN_RULES)
+    conflict = index.replace([], [make("apache2", 81)])
+    assert conflict is not None and conflict.incumbent is nginx
+    index.rules = RuleBook()
+    assert index.replace([], [make("apache2", 81)]) is None
+
+
+def test_a_socket_shared_by_one_service_is_free_once_the_last_of_it_goes() -> None:
+    index = ConflictIndex(RuleBook())
+    replicas = [make("api", 8080, id_=f"api-{n}") for n in range(3)]
+    assert index.replace([], replicas) is None
+    for replica in replicas:
+        assert index.replace([], [make("worker", 8080)]) is not None
+        assert index.replace([replica], []) is None
+    assert index.replace([], [make("worker", 8080)]) is None
