@@ -66,18 +66,26 @@ def fleet_instances(count: int) -> list[FleetInstance]:
     return [FleetInstance(f"svc{n // INSTANCES}", n % FLEET_NODES, 8000 + n // FLEET_NODES) for n in range(count)]
 
 
-def fleet_queries(instances: int, count: int = 20000, seed: int = 7) -> str:
-    """The zone's query mix over the fleet's services."""
-    return queries(count, seed, instances // INSTANCES)
+def fleet_queries(instances: int, names: int = SERVICES, count: int = 20000, seed: int = 7) -> str:
+    """The zone's query mix over `names` of the fleet's services spread over all of it (0: all of them).
+
+    One host asks for the services it uses; SERVICES of them, as many as the zone
+    has, isolates what the catalog's size costs a query. All of them asks for
+    33 times as many distinct names, whose replies no longer fit a core's cache.
+    """
+    services = instances // INSTANCES
+    chosen = range(services) if not names or names >= services else random.Random(seed).sample(range(services), names)
+    return queries(count, seed, list(chosen))
 
 
-def queries(count: int = 20000, seed: int = 7, services: int = SERVICES) -> str:
+def queries(count: int = 20000, seed: int = 7, services: list[int] | None = None) -> str:
     """dnsperf's input: `name type` lines, 50% SRV, 40% A, 10% names that do not exist."""
     rng = random.Random(seed)
+    asked = list(range(SERVICES)) if services is None else services
     lines = []
     for _ in range(count):
         roll = rng.random()
-        service = rng.randrange(services)
+        service = asked[rng.randrange(len(asked))]
         if roll < 0.5:
             lines.append(f"_svc{service}._tcp.service.{DOMAIN} SRV")
         elif roll < 0.9:
