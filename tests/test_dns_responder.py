@@ -5,20 +5,23 @@ from __future__ import annotations
 import logging
 import random
 import tracemalloc
-from typing import Any, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import NODE
 from registry.catalog import Catalog
-from registry.model import Instance, Source
+from registry.model import Entry, Instance, Node, Source, Status
+from registry.snapshot import Change, Key, Snapshot, SnapshotHolder
 from registry.store import Store
+from resolver.dns import answers
 from resolver.dns import responder as responder_module
 from resolver.dns import wire
 from resolver.dns.responder import Responder
@@ -49,15 +52,62 @@ def test_untouched_services_keep_their_compiled_reply_across_swaps(catalog: Cata
     catalog.apply_file("b.yaml", [Instance("web-1", "web", NODE.node, "10.0.0.3", 80, source=FILE["web"])])
     responder = Responder(lambda: catalog.current, 5, False, DnsStats())
     assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.2"]
-    compiled_before = dict(responder._compiled)
+    over_tcp = dns.message.make_query("redis.service.internal", "A").to_wire()
+    responder.answer(over_tcp, tcp=True)
+    packets_before, compiled_before = dict(responder.packet_cache()), dict(responder._compiled)
 
     catalog.apply_file("b.yaml", [Instance("web-1", "web", NODE.node, "10.0.0.4", 80, source=FILE["web"])])  # another service changes
     assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.2"]
-    assert list(responder._compiled.values()) == list(compiled_before.values())  # carried, not packed again
+    # Carried, not packed again: the UDP packet as it was, and the compiled reply TCP uses.
+    assert list(responder.packet_cache().values()) == list(packets_before.values())
+    responder.answer(over_tcp, tcp=True)
+    assert responder._compiled and all(compiled_before[key] is found for key, found in responder._compiled.items())
     assert addresses(ask(responder, "web.service.internal")) == ["10.0.0.4"]
 
     catalog.apply_file("a.yaml", [Instance("redis-1", "redis", NODE.node, "10.0.0.9", 6379, source=FILE["redis"])])  # redis itself changes
     assert addresses(ask(responder, "redis.service.internal")) == ["10.0.0.9"]
+
+
+def test_a_swap_that_left_a_question_alone_answers_it_without_reading_or_resolving_it(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fleet's catalog swaps many times a second: what the change left alone (positive and
+    negative answers, node names, the apex) is carried over, UDP packets without even parsing
+    them, and every SOA carries the new serial."""
+    catalog.apply_file("a.yaml", [Instance("redis-1", "redis", NODE.node, "10.0.0.2", 6379, source=FILE["redis"])])
+    catalog.apply_file("b.yaml", [Instance("web-1", "web", NODE.node, "10.0.0.3", 80, source=FILE["web"])])
+    responder = Responder(lambda: catalog.current, 5, False, DnsStats())
+    questions = [("redis.service.internal", "A"), ("redis.service.internal", "TXT"), ("nosuch.service.internal", "A"),
+                 (f"{NODE.node}.node.internal", "A"), ("internal", "SOA")]
+    queries = [dns.message.make_query(name, rdtype, id=9).to_wire() for name, rdtype in questions]
+    before = [dns.message.from_wire(ask_wire(responder, query)) for query in queries]
+    for query in queries:
+        responder.answer(query, tcp=True)
+    calls = {"resolve": 0, "parse": 0}
+
+    def counted(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            calls[name] += 1
+            return real(*args)
+        return call
+
+    monkeypatch.setattr(answers, "resolve", counted("resolve", answers.resolve))
+    monkeypatch.setattr(wire, "parse_query", counted("parse", wire.parse_query))
+    catalog.apply_file("b.yaml", [Instance("web-1", "web", NODE.node, "10.0.0.4", 80, source=FILE["web"])])  # another service changes
+    after = [dns.message.from_wire(ask_wire(responder, query)) for query in queries]
+    over_tcp = [responder.answer(query, tcp=True) for query in queries]
+    assert calls == {"resolve": 0, "parse": len(queries)}  # TCP replies are built per query from the compiled one
+
+    def serials(message: dns.message.Message) -> list[int]:
+        return [rdata.serial for rrset in message.answer + message.authority for rdata in rrset if rdata.rdtype == dns.rdatatype.SOA]
+
+    for old, new, tcp in zip(before, after, over_tcp):
+        assert isinstance(tcp, bytes) and dns.message.from_wire(tcp) == new
+        assert new.rcode() == old.rcode() and new.flags == old.flags
+        assert [r for r in new.answer if r.rdtype != dns.rdatatype.SOA] == [r for r in old.answer if r.rdtype != dns.rdatatype.SOA]
+        assert serials(new) == [serial + 1 for serial in serials(old)]  # none in positive answers
+    assert addresses(ask(responder, "web.service.internal")) == ["10.0.0.4"]
+    assert calls["resolve"] == 1
 
 
 def test_negative_answers_follow_the_new_serial(catalog: Catalog) -> None:
@@ -260,3 +310,69 @@ def test_random_bytes_get_a_reply_or_nothing_and_never_an_exception(
 ) -> None:
     for responder in hostile_responders:
         check_answer(responder, packet, tcp)
+
+
+# -- carried over a swap: every reply as a responder that never saw the snapshot before would give it ----------
+
+QUESTIONS = [
+    (name, rdtype)
+    for name in [
+        "web.service.internal", "db.service.internal", "blue.web.service.internal", "_web._tcp.service.internal",
+        "_web._blue.service.internal", "_blue.service.internal", "_tcp.service.internal", "web", "_db._tcp",
+        "n1.node.internal", "n2.node.internal", "0a000001.addr.internal", "internal", "nosuch.service.internal",
+        "service.internal",
+    ]
+    for rdtype in ["A", "SRV", "TXT", "SOA", "NS", "ANY"]
+]
+FLEET_NODES = [Node("n1", "10.0.0.1"), Node("n2", "10.0.0.2"), Node("n2", "10.0.0.7")]
+FLEET_ENTRIES = st.builds(
+    lambda number, name, status, discoverable, blue, node, own: Entry(
+        Instance(f"i{number}", name, node.name, node.address if not own else f"10.9.0.{number + 1}", 8000 + number,
+                 tags=("blue",) if blue else (), meta={"n": str(number)}, discoverable=discoverable,
+                 address_is_node=not own),
+        status,
+    ),
+    st.integers(0, 3), st.sampled_from(["web", "db"]), st.sampled_from([Status.PASSING, Status.CRITICAL]),
+    st.booleans(), st.booleans(), st.sampled_from(FLEET_NODES), st.booleans(),
+)
+FLEET_CHANGES = st.lists(
+    st.tuples(st.lists(st.one_of(FLEET_ENTRIES, st.integers(0, 3)), max_size=3), st.sampled_from(FLEET_NODES[1:])),
+    min_size=1, max_size=6,
+)
+
+
+def seen(reply: bytes) -> tuple[object, ...]:
+    """A reply as a client reads it, every section's records in one order whatever the rotation."""
+    message = dns.message.from_wire(reply)
+    return (message.rcode(), message.flags, *(sorted(line for rrset in section for line in rrset.to_text().splitlines())
+                                              for section in (message.answer, message.authority, message.additional)))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=FLEET_CHANGES)
+def test_replies_carried_over_a_swap_are_the_replies_of_the_new_snapshot(
+    changes: list[tuple[list[Entry | int], Node]],
+) -> None:
+    """Whatever changed (instances, health, tags, a node's address), UDP and TCP replies after
+    the swap are exactly those of a responder that never saw the snapshot before."""
+    nodes = {"n1": FLEET_NODES[0], "n2": FLEET_NODES[1]}
+    holder = SnapshotHolder(Snapshot.first("internal", "n1", frozenset({Status.PASSING}), Change({}, nodes, (), {})))
+    carrying = Responder(lambda: holder.current, 5, False, DnsStats())
+    queries = [dns.message.make_query(name, rdtype, id=7).to_wire() for name, rdtype in QUESTIONS]
+    for items, node in changes:
+        for query in queries:  # fill every cache of the snapshot about to be left
+            ask_wire(carrying, query)
+            carrying.answer(query, tcp=True)
+        delta: dict[Key, Entry | None] = {}
+        for item in items:
+            if isinstance(item, Entry):
+                delta[item.instance.key] = item
+            else:
+                delta[("n1", f"i{item}")] = None
+        holder.swap(holder.current.successor(Change(delta, {"n1": FLEET_NODES[0], "n2": node}, (), {})))
+        fresh = Responder(lambda: holder.current, 5, False, DnsStats())
+        for query in queries:
+            assert seen(ask_wire(carrying, query)) == seen(ask_wire(fresh, query)), dns.message.from_wire(query).question
+            tcp, expected = carrying.answer(query, tcp=True), fresh.answer(query, tcp=True)
+            assert isinstance(tcp, bytes) and isinstance(expected, bytes)
+            assert seen(tcp) == seen(expected)

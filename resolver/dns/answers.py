@@ -4,14 +4,17 @@
 snapshot and returns Success, NoData, NameError or OutOfZone, as CoreDNS's
 `plugin/file/lookup.go` does, separately from building the message (`wire.py`).
 It is pure: no I/O, no logging, no clock; the same snapshot and question always give
-the same outcome, which is what lets the server compile it once per snapshot.
+the same outcome, which is what lets the server compile it once per snapshot. Each
+outcome also says what it read from the catalog (`basis`): a later snapshot in which
+`unchanged` finds all of it the very same objects gives the very same outcome, SOA
+serial aside, so the server carries its reply over a swap instead of building it again.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from registry.model import Entry, Node
 from registry.snapshot import Snapshot
@@ -21,6 +24,9 @@ from resolver.dns.records import (
 
 TYPE_ANY = 255
 TRANSPORT_LABELS = ("_tcp", "_udp")
+# One read of the catalog: (view, key, what the view gave). See `unchanged`.
+Read = tuple[str, str, object]
+Basis = tuple[Read, ...]
 _ZONE = ("dns", "zone")  # the memo key of a snapshot's `_Zone`
 
 
@@ -29,10 +35,7 @@ class Success:
     answer: tuple[Record, ...]
     additional: tuple[Record, ...] = ()
     rotate: bool = False  # answer order cycles between replies (several instances)
-    # (service name, the snapshot's answerable tuple) a service answer was built from.
-    # The catalog shares the tuples of names a change did not touch, so a later
-    # snapshot holding this very tuple gives the very same answer.
-    basis: tuple[str, tuple[Entry, ...]] | None = None
+    basis: Basis | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class NoData:
     """The name exists, no records of that type: NOERROR with the SOA (RFC 2308)."""
 
     soa: Record
+    basis: Basis | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class NameError:
     """The name does not exist in the zone: NXDOMAIN with the SOA (RFC 2308)."""
 
     soa: Record
+    basis: Basis | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +73,41 @@ class _Service:
 
 def resolve(snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int) -> Outcome:
     """Answer `labels` (lower-cased, no root label) of type `qtype` from `snapshot`."""
+    reads: list[Read] = []
+    outcome = _resolve(snapshot, labels, qtype, ttl, reads)
+    if isinstance(outcome, OutOfZone) or outcome.basis is not None:
+        return outcome
+    return replace(outcome, basis=tuple(reads))
+
+
+def unchanged(snapshot: Snapshot, basis: Basis) -> bool:
+    """Whether every read of `basis` gives the very same object in `snapshot`.
+
+    The catalog shares what a change left alone (a name's tuples, the node map) with
+    the snapshot before, so identity is both exact and one look-up per read.
+    """
+    return all(_VIEWS[view](snapshot, key) is seen for view, key, seen in basis)
+
+
+def _resolve(snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int, reads: list[Read]) -> Outcome:
     zone = _zone(snapshot)
     domain = zone.labels
     if labels[len(labels) - len(domain) :] == domain:
         relative = labels[: len(labels) - len(domain)]
-        return _in_zone(snapshot, zone, relative, qtype, ttl)
+        return _in_zone(snapshot, zone, relative, qtype, ttl, reads)
     # Bare forms: `<service>` and `_<service>._<transport>`, only for services we have.
     if len(labels) == 1 or (len(labels) == 2 and labels[1] in TRANSPORT_LABELS):
         service = _service_form(labels + ("service",))
-        if service is not None and _exists(snapshot, _Service(service.name, None, False)):
-            return _service_answer(snapshot, zone, service, qtype, ttl)
+        if service is not None and _exists(snapshot, _Service(service.name, None, False), reads):
+            return _service_answer(snapshot, zone, service, qtype, ttl, reads)
     return OutOfZone()
 
 
-def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype: int, ttl: int) -> Outcome:
+def _in_zone(
+    snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype: int, ttl: int, reads: list[Read]
+) -> Outcome:
     if not relative:
-        return _apex(snapshot, zone, qtype, ttl)
+        return _apex(snapshot, zone, qtype, ttl, reads)
     kind = relative[-1]
     if len(relative) == 1 and kind in ("service", "node", "addr"):
         # Empty non-terminals: names exist below them, so they exist (RFC 8020).
@@ -91,15 +115,18 @@ def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype
     if kind == "service" and len(relative) == 2 and relative[0].startswith("_"):
         # `_tcp.service`, `_<tag>.service`: empty non-terminals above the SRV names
         # (service names never start with "_"); NXDOMAIN here would deny those below.
-        if _srv_parent(snapshot, relative[0]):
+        parent = _srv_parent(snapshot, relative[0])
+        reads.append(("srv-parent", relative[0], parent))
+        if parent:
             return NoData(zone.soa(snapshot, ttl))
         return NameError(zone.soa(snapshot, ttl))
     if kind == "service":
         service = _service_form(relative)
-        if service is None or not _exists(snapshot, service):
+        if service is None or not _exists(snapshot, service, reads):
             return NameError(zone.soa(snapshot, ttl))
-        return _service_answer(snapshot, zone, service, qtype, ttl)
+        return _service_answer(snapshot, zone, service, qtype, ttl, reads)
     if kind == "node" and len(relative) >= 2:
+        reads.append(("nodes", "", snapshot.nodes))
         node = zone.node(".".join(relative[:-1]))
         if node is None:
             return NameError(zone.soa(snapshot, ttl))
@@ -112,12 +139,13 @@ def _in_zone(snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype
     return NameError(zone.soa(snapshot, ttl))
 
 
-def _apex(snapshot: Snapshot, zone: "_Zone", qtype: int, ttl: int) -> Outcome:
+def _apex(snapshot: Snapshot, zone: "_Zone", qtype: int, ttl: int, reads: list[Read]) -> Outcome:
     soa = zone.soa(snapshot, ttl)
     if qtype in (TYPE_SOA, TYPE_ANY):
         return Success((Record(None, TYPE_SOA, soa.rdata, ttl),))
     if qtype == TYPE_NS:
         # The name server is this node, so the NS target resolves in our own zone.
+        reads.append(("nodes", "", snapshot.nodes))
         local = snapshot.nodes[snapshot.local_node]
         target = zone.node_target(local.name)
         return Success((Record(None, TYPE_NS, NS(target), ttl),), _glue(target, [local.address], ttl))
@@ -149,24 +177,27 @@ def _srv_parent(snapshot: Snapshot, label: str) -> bool:
     return label[1:] in snapshot.discoverable_tags
 
 
-def _exists(snapshot: Snapshot, service: _Service) -> bool:
+def _exists(snapshot: Snapshot, service: _Service, reads: list[Read]) -> bool:
     """The name exists when a discoverable instance matches, whatever its health.
 
     Service names are lower case by the registration schema, so the asked label is the key.
     """
-    return any(
-        entry.instance.discoverable and _tagged(entry, service.tag)
-        for entry in snapshot.entries_by_name.get(service.name, ())
-    )
+    entries = snapshot.entries_by_name.get(service.name)
+    reads.append(("entries", service.name, entries))
+    return any(entry.instance.discoverable and _tagged(entry, service.tag) for entry in entries or ())
 
 
 def _tagged(entry: Entry, tag: str | None) -> bool:
     return tag is None or any(t.lower() == tag for t in entry.instance.tags)
 
 
-def _service_answer(snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int) -> Outcome:
+def _service_answer(
+    snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int, reads: list[Read]
+) -> Outcome:
     name = service.name
-    answerable = snapshot.answerable(name)
+    served = snapshot.answerable_by_name.get(name)
+    reads.append(("answerable", name, served))
+    answerable = served or ()
     entries = [e for e in answerable if _tagged(e, service.tag)]
     if service.srv or qtype == TYPE_SRV:
         # `<service>.service` and `<tag>.<service>.service` answer SRV too, as Consul's do.
@@ -182,7 +213,10 @@ def _service_answer(snapshot: Snapshot, zone: "_Zone", service: _Service, qtype:
     else:
         outcome = _addresses(snapshot, zone, [e.instance.address for e in entries], qtype, ttl)
     if isinstance(outcome, Success):
-        return replace(outcome, basis=(name, answerable))
+        # Built from the answerable instances alone, which all exist and are
+        # discoverable: the same tuple gives the same answer, whatever else of the
+        # name (an instance out of service) changed.
+        return replace(outcome, basis=(("answerable", name, served),))
     return outcome
 
 
@@ -290,6 +324,14 @@ class _Zone:
             )
             soa = self._soa[ttl] = Record(f"{self.domain}.", TYPE_SOA, rdata, ttl)
         return soa
+
+
+_VIEWS: dict[str, Callable[[Snapshot, str], object]] = {
+    "entries": lambda snapshot, name: snapshot.entries_by_name.get(name),
+    "answerable": lambda snapshot, name: snapshot.answerable_by_name.get(name),
+    "nodes": lambda snapshot, _: snapshot.nodes,
+    "srv-parent": _srv_parent,
+}
 
 
 def _zone(snapshot: Snapshot) -> _Zone:

@@ -32,7 +32,7 @@ QUESTION_OFFSET = 12  # the question's name starts right after the header
 
 _RR_FIXED = struct.Struct("!HHIH")
 _SRV_FIXED = struct.Struct("!HHH")
-_SOA_TIMES = struct.Struct("!IIIII")
+SOA_TIMES = struct.Struct("!IIIII")  # an SOA's rdata ends with them (the responder restamps the serial)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -117,7 +117,7 @@ class SOA:
     def pack(self, names: NameTable, at: int, remember: bool) -> bytes:
         mname = names.encode(self.mname, at, remember)
         rname = names.encode(self.rname, at + len(mname), remember)
-        return mname + rname + _SOA_TIMES.pack(*self.times)
+        return mname + rname + SOA_TIMES.pack(*self.times)
 
 
 @dataclass(frozen=True, slots=True)

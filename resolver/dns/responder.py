@@ -15,7 +15,13 @@
    share the very same reply bytes.
 
 Both hang off `snapshot.memo`, so a new snapshot starts with empty caches and an
-answer change is visible from the first query after the swap. The caches are bounded
+answer change is visible from the first query after the swap. A fleet's catalog
+changes many times a second, and a busy server would then build every reply again
+after every swap: a reply whose reads of the catalog (`answers.Outcome.basis`) give
+the very same objects in the new snapshot is carried over instead, from the
+previous snapshot's packet cache (one look-up and the check, no parsing) or its
+compiled replies. Replies holding the SOA (negative answers: its serial is the
+snapshot index) are carried with the serial stamped anew. The caches are bounded
 in entries and in bytes, so that a flood of random names, random 0x20 case or random
 EDNS sizes cannot grow them without limit.
 
@@ -34,9 +40,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from registry.model import Entry
 from registry.snapshot import Snapshot
 from resolver.dns import answers, wire
+from resolver.dns.records import SOA, SOA_TIMES
 from resolver.dns.stats import DnsStats
 from resolver.dns.throttle import LogThrottle
 
@@ -62,11 +68,22 @@ CLASS_ANY = 255
 class _Compiled:
     reply: wire.Compiled
     turns: Iterator[int]  # rotation for replies built per query (TCP)
-    basis: tuple[str, tuple[Entry, ...]] | None  # see answers.Success.basis
+    basis: answers.Basis | None  # what it read of the catalog; None: never carried over
+    # Where the SOA serial (the snapshot index) sits, counted from the end of every
+    # reply: the SOA is its last record but for OPT. None: the reply holds no serial.
+    serial_from_end: int | None = None
     # Question bytes as asked -> its ready replies (`Compiled.rotations`). Packet-cache
     # entries of one spelling share these, so a client cycling through EDNS sizes adds
     # a key per size to the packet cache but no reply bytes.
     spelled: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
+
+    def restamped(self, serial: int) -> _Compiled:
+        """The same reply for a snapshot whose index is `serial`."""
+        if self.serial_from_end is None:
+            return self
+        tails = tuple(_stamped(tail, self.serial_from_end, serial) for tail in self.reply.tails)
+        reply = wire.Compiled(self.reply.head, tails, self.reply.stat)
+        return _Compiled(reply, itertools.cycle(range(len(tails))), self.basis, self.serial_from_end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +91,13 @@ class Forward:
     """The query is outside the zone and recursors are configured: the server relays it."""
 
     query: wire.Query
-# (picker, DnsStats slot, reply 0, reply 1, ...): each reply without its ID. The UDP
-# reader sends `hit[hit[0][id_byte ^ turn]]`, where `picker` maps any byte to the
-# index of one reply. One flat tuple is deliberate: a cache hit touches the dict, the
-# key, this tuple and the reply, and nothing else, so the few cold memory loads a
-# large cache costs per query stay few. A per-entry rotation object (itertools.cycle
-# and its list) cost four more, about 0.4 µs per query.
+# (picker, DnsStats slot, reply 0, reply 1, ..., its _Compiled or None): each reply
+# without its ID. The UDP reader sends `hit[hit[0][id_byte ^ turn]]`, where `picker`
+# maps any byte to the index of one reply, never to the last item, which only a swap
+# reads (to carry the entry over). One flat tuple is deliberate: a cache hit touches
+# the dict, the key, this tuple and the reply, and nothing else, so the few cold memory
+# loads a large cache costs per query stay few. A per-entry rotation object
+# (itertools.cycle and its list) cost four more, about 0.4 µs per query.
 PacketEntry = tuple[Any, ...]
 PacketCache = dict[bytes, PacketEntry]
 Reply = bytes | Forward | None  # None: drop the packet
@@ -101,6 +119,7 @@ class Responder:
         self._stats = stats
         self._snapshot: Snapshot | None = None
         self._packets: PacketCache = {}
+        self._previous_packets: PacketCache = {}
         self._packet_bytes = 0  # held by `_packets`, see MAX_PACKET_BYTES
         self._compiled: dict[tuple[object, ...], _Compiled] = {}
         self._compiled_bytes = 0  # held by `_compiled`, see MAX_COMPILED_BYTES
@@ -124,6 +143,10 @@ class Responder:
         snapshot = self._get_snapshot()
         if snapshot is not self._snapshot:
             self._adopt(snapshot)
+        if not tcp:
+            carried = self._carried_packet(snapshot, data)
+            if carried is not None:
+                return carried
         whole = tcp or len(data) <= wire.MAX_UDP_QUERY
         try:
             query = wire.parse_query(data, whole)
@@ -166,7 +189,9 @@ class Responder:
         found = self._compiled.get(key)
         if found is None:
             found = self._previous.get(key)
-            if found is None or found.basis is None or snapshot.answerable(found.basis[0]) is not found.basis[1]:
+            if found is not None and found.basis is not None and answers.unchanged(snapshot, found.basis):
+                found = found.restamped(snapshot.index)
+            else:
                 found = self._compile(snapshot, query, limit)
                 if found is None:
                     return self._outside(data, query, tcp)
@@ -191,7 +216,26 @@ class Responder:
                 found.spelled[query.question] = rotations
         if self._packet_bytes + size <= MAX_PACKET_BYTES:
             self._packet_bytes += size
-            self._packets[data[2:]] = (picker(len(rotations)), self._stats.slot(found.reply.stat), *rotations)
+            self._packets[data[2:]] = (picker(len(rotations)), self._stats.slot(found.reply.stat), *rotations, found)
+
+    def _carried_packet(self, snapshot: Snapshot, data: bytes) -> bytes | None:
+        """The reply to a question the previous snapshot's packet cache held, when nothing it read changed."""
+        entry = self._previous_packets.get(data[2:])
+        if entry is None:
+            return None
+        found: _Compiled | None = entry[-1]
+        if found is None or found.basis is None or not answers.unchanged(snapshot, found.basis):
+            return None
+        replies: tuple[bytes, ...] = entry[2:-1]
+        if found.serial_from_end is not None:
+            replies = tuple(_stamped(reply, found.serial_from_end, snapshot.index) for reply in replies)
+            entry = (entry[0], entry[1], *replies, found)
+        size = len(data) + sum(map(len, replies))
+        if len(self._packets) < MAX_PACKETS and self._packet_bytes + size <= MAX_PACKET_BYTES:
+            self._packet_bytes += size
+            self._packets[data[2:]] = entry
+        self._stats.count(found.reply.stat)
+        return data[:2] + entry[entry[0][data[1]]]  # type: ignore[no-any-return]
 
     def _outside(self, data: bytes, query: wire.Query, tcp: bool) -> Reply:
         if self._recursing:
@@ -202,7 +246,7 @@ class Responder:
         self._stats.count(stat)
         if not tcp and len(self._packets) < MAX_PACKETS and self._packet_bytes + 2 * len(data) <= MAX_PACKET_BYTES:
             self._packet_bytes += 2 * len(data)
-            self._packets[data[2:]] = (picker(1), self._stats.slot(stat), reply[2:])
+            self._packets[data[2:]] = (picker(1), self._stats.slot(stat), reply[2:], None)
         return reply
 
     def _compile(self, snapshot: Snapshot, query: wire.Query, limit: int) -> _Compiled | None:
@@ -213,36 +257,63 @@ class Responder:
         """
         if query.qclass not in (CLASS_IN, CLASS_ANY):
             return None
-        basis = None
+        basis: answers.Basis | None = None
+        serial_from_end = None
         try:
             outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
             if isinstance(outcome, answers.OutOfZone):
                 return None
+            basis = outcome.basis
             if isinstance(outcome, answers.Success):
-                basis = outcome.basis
                 rotations = min(len(outcome.answer), MAX_ROTATIONS) if outcome.rotate else 1
                 sections = wire.Sections(0, outcome.answer, rotations, additional=outcome.additional)
-            elif isinstance(outcome, answers.NoData):
-                sections = wire.Sections(0, authority=(outcome.soa,))
+                soa = next((record.rdata for record in outcome.answer if isinstance(record.rdata, SOA)), None)
             else:
-                sections = wire.Sections(3, authority=(outcome.soa,))
+                sections = wire.Sections(0 if isinstance(outcome, answers.NoData) else 3, authority=(outcome.soa,))
+                soa = outcome.soa.rdata if isinstance(outcome.soa.rdata, SOA) else None
             compiled = wire.compile_reply(query, sections, limit, self._recursing)
+            if soa is not None:
+                serial_from_end = _serial_from_end(compiled, query, soa)
+                if serial_from_end is None:
+                    basis = None  # not where a carried copy would stamp it: compiled afresh each time
         except Exception as error:
             qtype = wire.qtype_text(query.qtype)
             self._failures.log(("compile", query.qname_key, qtype), logging.ERROR,
                                "dns: cannot build the answer to %s %s, answering SERVFAIL: %r",
                                ".".join(query.labels), qtype, error)
             compiled = wire.compile_reply(query, wire.Sections(wire.RCODE_SERVFAIL), limit, self._recursing)
-        return _Compiled(compiled, itertools.cycle(range(len(compiled.tails))), basis)
+            basis = None
+        return _Compiled(compiled, itertools.cycle(range(len(compiled.tails))), basis, serial_from_end)
 
     def _adopt(self, snapshot: Snapshot) -> None:
-        """Switch to a new snapshot's caches; the old compiled replies stay one swap as candidates."""
+        """Switch to a new snapshot's caches; the old ones stay one swap as candidates to carry over."""
         self._previous = self._compiled
+        self._previous_packets = self._packets
         self._packets = snapshot.memo.setdefault(("dns", "packets", id(self)), {})
         self._packet_bytes = 0
         self._compiled = snapshot.memo.setdefault(("dns", "compiled", id(self)), {})
         self._compiled_bytes = 0
         self._snapshot = snapshot
+
+
+def _serial_from_end(compiled: wire.Compiled, query: wire.Query, soa: SOA) -> int | None:
+    """Where every tail of `compiled` holds the serial of `soa`, counted from its end; None when one does not.
+
+    The SOA is the last record before OPT, and its serial the first of its five times:
+    all five must be there, so that a reply cut short (TC) is never stamped by chance.
+    """
+    at = SOA_TIMES.size + (len(wire.opt_record(do=query.edns_do)) if query.edns_payload is not None else 0)
+    times = SOA_TIMES.pack(*soa.times)
+    for tail in compiled.tails:
+        if len(tail) < at or tail[len(tail) - at : len(tail) - at + SOA_TIMES.size] != times:
+            return None
+    return at
+
+
+def _stamped(reply: bytes, serial_from_end: int, serial: int) -> bytes:
+    """`reply` with the serial `serial_from_end` bytes from its end replaced by `serial`."""
+    at = len(reply) - serial_from_end
+    return reply[:at] + (serial & 0xFFFFFFFF).to_bytes(4, "big") + reply[at + 4 :]
 
 
 @functools.cache
