@@ -133,12 +133,13 @@ class Responder:
         except wire.FormError as error:
             self._stats.malformed += 1
             self._stats.count(("unknown", "FORMERR"))
-            return wire.error_reply(data, wire.RCODE_FORMERR, error.question)
+            return error.reply(data)
         qtype = wire.qtype_text(query.qtype)
+        # Every reply to a query with an OPT carries ours, errors and TC included (RFC 6891 7).
+        edns = query.edns_payload is not None
         if not whole:
             self._stats.count((qtype, "NOERROR"))
-            return wire.error_reply(data, 0, query.question, ra=self._recursing, tc=True)
-        edns = query.edns_payload is not None
+            return wire.error_reply(data, 0, query.question, edns, self._recursing, query.edns_do, tc=True)
         if query.opcode != wire.OPCODE_QUERY:
             self._stats.count((qtype, "NOTIMP"))
             return wire.error_reply(data, wire.RCODE_NOTIMP, query.question, edns, do=query.edns_do)

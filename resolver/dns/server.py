@@ -272,7 +272,7 @@ class DnsServer:
             query = wire.parse_query(data, whole=False)
         except (wire.Drop, wire.FormError):
             return None
-        return wire.error_reply(data, 0, query.question, tc=True)
+        return wire.error_reply(data, 0, query.question, query.edns_payload is not None, do=query.edns_do, tc=True)
 
     def _wake_up(self) -> tuple[Callable[[bytes], PacketEntry | None], list[int], int]:
         """What a UDP reader keeps in locals for one wake-up: the packet cache's `get`,
