@@ -173,6 +173,8 @@ QUESTION = b"\x05redis\x00\x00\x01\x00\x01"
         (header(2, 0) + QUESTION * 2, False, False),
         (header(0, 1) + opt()[:5], False, False),  # an OPT cut before its fixed part: none known
     ],
+    ids=["cookie-only", "cookie-only-do", "two-questions", "two-opts", "short-after-opt", "empty", "two-questions-no-opt",
+         "opt-cut-short"],
 )
 def test_formerr_carries_an_opt_when_the_query_had_one(packet: bytes, edns: bool, do: bool) -> None:
     """RFC 6891 7: a reply to a query with an OPT has one, FORMERR included."""
