@@ -100,7 +100,7 @@ class Daemon:
         self._dns = DnsServer(
             lambda: catalog.current, config.dns.listen, config.dns.ttl, config.dns.recursors, state.dns_stats,
             recursion_allow=config.dns.recursion_allow, rate_limit=config.dns.rate_limit,
-            tcp_connections=config.dns.tcp_connections,
+            tcp_connections=config.dns.tcp_connections, bare_names=config.dns.bare_names,
         )
         await self._dns.start()
         state.bound["dns_udp"] = [str(endpoint) for endpoint in self._dns.bound_udp]

@@ -94,10 +94,12 @@ class Responder:
         ttl: float,
         recursing: bool,
         stats: DnsStats,
+        bare_names: answers.BareNames = answers.BareNames.ALL,
     ) -> None:
         self._get_snapshot = get_snapshot
         self._ttl = max(0, int(ttl))
         self._recursing = recursing
+        self._bare_names = bare_names
         self._stats = stats
         self._snapshot: Snapshot | None = None
         self._packets: PacketCache = {}
@@ -216,7 +218,7 @@ class Responder:
             return None
         basis = None
         try:
-            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
+            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl, self._bare_names)
             if isinstance(outcome, answers.OutOfZone):
                 return None
             if isinstance(outcome, answers.Success):
