@@ -189,7 +189,7 @@ def test_formerr_carries_an_opt_when_the_query_had_one(packet: bytes, edns: bool
 def test_a_query_read_cut_short_keeps_the_opt_it_shows() -> None:
     """A UDP query longer than the read: the OPT whose fixed part was read gives the TC reply its OPT."""
     padding = struct.pack("!HH", 12, 600) + bytes(600)  # EDNS padding (RFC 7830) makes it long
-    packet = query_bytes(use_edns=0, payload=1232, options=[dns.edns.GenericOption(12, bytes(600))])
+    packet = query_bytes(use_edns=0, payload=1232, options=[dns.edns.GenericOption(dns.edns.OptionType.PADDING, bytes(600))])
     assert packet.endswith(padding)
     cut = packet[: wire.MAX_UDP_QUERY]
     query = wire.parse_query(cut, whole=False)
