@@ -175,9 +175,11 @@ class Daemon:
                 log.info("file applied", extra={"path": result.path, "instances": result.instances})
             elif result.outcome is FileOutcome.REJECTED:
                 REJECTIONS.labels(source="file").inc()
+                # A refusal's rule, reason and incumbent (or id and holder) are fields of
+                # their own, so that an operator reading the log needs nothing else.
                 log.error(
                     "file rejected; what it registered before stays",
-                    extra={"path": result.path, "problems": [str(p) for p in result.problems]},
+                    extra={"path": result.path, "problems": [str(p) for p in result.problems], **(result.refusal or {})},
                 )
             else:
                 log.info("file removed", extra={"path": result.path})
