@@ -106,6 +106,36 @@ INDEX_HEADER = {
         "schema": {"type": "integer", "minimum": 1},
     },
 }
+# The service lookups' answers (resolver/http/representation.py): a strong ETag of
+# the body, gzip when asked, 304 for a client that has it already.
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "the ETag of an answer held: 304 without a body while it is still the answer",
+    "schema": {"type": "string"},
+}
+REPRESENTATION_HEADERS = {
+    "ETag": {
+        "description": "strong, a digest of the body (the gzip body has its own); the same body keeps it",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Vary": {"description": "Accept-Encoding", "required": True, "schema": {"type": "string"}},
+    "Content-Encoding": {
+        "description": "gzip when Accept-Encoding takes it and the body is 1 KiB or more",
+        "schema": {"type": "string", "enum": ["gzip"]},
+    },
+}
+NOT_MODIFIED = {"304": {"description": "not modified: If-None-Match names the current ETag", "headers": REPRESENTATION_HEADERS}}
+
+
+def _conditional(responses: dict[str, Any]) -> dict[str, Any]:
+    """A lookup's responses with its representation headers on the 200, and the 304."""
+    ok = {**responses["200"], "headers": REPRESENTATION_HEADERS}
+    return {**responses, "200": ok, **NOT_MODIFIED}
+
+
 # Every operation of ours may answer this (resolver/http/params.py); `document` adds
 # it where an operation has no 400 of its own.
 PARAMETER_ERRORS = {"400": _error("a query parameter this operation does not take (`problems` names it)")}
@@ -205,10 +235,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services"): {
         "summary": "Every discoverable instance, grouped by service name (all statuses unless `status` is given)",
         "description": META_FILTER,
-        "parameters": FILTERS + BLOCKING,
-        "responses": {
+        "parameters": FILTERS + BLOCKING + [IF_NONE_MATCH],
+        "responses": _conditional({
             "200": _json({"type": "object", "additionalProperties": {"type": "array", "items": _ref("Instance")}}, "by name")
-        },
+        }),
     },
     ("POST", "/v1/services"): {
         "summary": "Register an instance (durable before the answer); re-posting an API instance replaces it",
@@ -226,11 +256,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services/{name}"): {
         "summary": "Instances of a service (passing only unless `status` is given)",
         "description": META_FILTER,
-        "parameters": [NAME] + FILTERS + BLOCKING,
-        "responses": {
+        "parameters": [NAME] + FILTERS + BLOCKING + [IF_NONE_MATCH],
+        "responses": _conditional({
             "200": _json({"type": "array", "items": _ref("Instance")}, "matching instances"),
             "404": _error("no such service"),
-        },
+        }),
     },
     ("PUT", "/v1/instances/{id}"): REPLACE,
     ("DELETE", "/v1/instances/{id}"): DEREGISTER,

@@ -1,7 +1,8 @@
 """Service lookups and API registrations: `/v1/services...` and `/v1/instances/{id}`.
 
-Lookups answer from one snapshot and cache their JSON bodies in `snapshot.memo`, so a
-repeated `GET /v1/services/{name}` costs a dict lookup until the catalog changes.
+Lookups answer from one snapshot and cache their answers in `snapshot.memo` (body,
+ETag and gzip twin: resolver/http/representation.py), so a repeated
+`GET /v1/services/{name}` costs a dict lookup until the catalog changes.
 Registrations go through the catalog, the single writer, which commits to SQLite
 before it returns: when a handler answers 201, the instance is durable and already
 served by DNS and HTTP. Handlers never build error responses; they raise.
@@ -23,7 +24,8 @@ from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_string, read_object, required_string
 from resolver.http.errors import ApiError, bad_request
 from resolver.http.params import object_entries
-from resolver.http.reads import bytes_response, json_response, memo_body, read_snapshot
+from resolver.http.reads import json_response, memo_representation, read_snapshot
+from resolver.http.representation import Representation
 from resolver.http.selection import SELECTOR
 from resolver.metrics import REGISTRATIONS, REJECTIONS
 
@@ -79,27 +81,27 @@ async def list_services(request: web.Request) -> web.Response:
         grouped = {name: [e.to_dict() for e in matching(snapshot, name, filters)] for name in snapshot.service_names()}
         return {name: entries for name, entries in grouped.items() if entries}
 
-    return bytes_response(memo_body(snapshot, ("http", "services", filters), build), snapshot)
+    return memo_representation(snapshot, ("http", "services", filters), build).respond(request)
 
 
 async def service_instances(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if not request.query_string:
         # The hot path: no filters, no blocking, passing instances only; once the
-        # body is in the snapshot's memo this is one dict lookup.
+        # answer is in the snapshot's memo this is one dict lookup.
         snapshot = request.app[STATE].catalog.current
         key: tuple[Any, ...] = ("http", "instances", name)
-        body = snapshot.memo.get(key)
-        if body is not None:
-            return bytes_response(body, snapshot)
+        cached: Representation | None = snapshot.memo.get(key)
+        if cached is not None:
+            return cached.respond(request)
         filters: Filters = ((), None, None, PASSING_ONLY, ())
     else:
         snapshot = await read_snapshot(request)
         filters = parse_filters(request, PASSING_ONLY)
         key = ("http", "instances", name, filters)
     require_service(snapshot, name)
-    body = memo_body(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)])
-    return bytes_response(body, snapshot)
+    answer = memo_representation(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)])
+    return answer.respond(request)
 
 
 async def service_url(request: web.Request) -> web.Response:
