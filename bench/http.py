@@ -8,6 +8,11 @@ at least 90%), so that drift on a shared host hits both sides of each ratio alik
 Both are one memo lookup per request; the Consul body is Consul's shape, about 2.5
 times ours for the same three instances, and that size is most of the difference.
 
+It also measures the two conditional ways of asking the same lookup, on the same
+server after each round's lookup measurement: with `Accept-Encoding: gzip` (the
+memoised gzip body) and with `If-None-Match: <its ETag>` (a 304 without a body),
+each reported beside the plain lookup of the same round.
+
 Both servers run in their own process pinned to one core (taskset), one after the
 other, with uvloop as the daemon uses it and access logging off; wrk runs pinned to
 another core. The bare server answers the same route template with a fixed JSON body
@@ -45,6 +50,7 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -150,9 +156,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(wrk: str, pid: int, port: int, core: int, duration: int, connections: int, path: str = PATH,
-            warm_up: bool = True) -> Round:
+            warm_up: bool = True, headers: tuple[str, ...] = ()) -> Round:
     url = f"http://127.0.0.1:{port}{path}"
     base = ["taskset", "-c", str(core), wrk, "-t1", f"-c{connections}"]
+    for header in headers:
+        base += ["-H", header]
     if warm_up:
         subprocess.run(base + ["-d2s", url], check=True, capture_output=True)
     before = cpu_seconds(pid)
@@ -172,6 +180,29 @@ def fetch(port: int, path: str = PATH) -> bytes:
         return response.read()  # type: ignore[no-any-return]
 
 
+def conditional_headers(port: int) -> dict[str, tuple[str, ...]]:
+    """The headers of the gzip and the 304 requests, checked to get what they are named for."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{PATH}", timeout=5) as response:
+        etag = response.headers["ETag"]
+    gzipped = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(gzipped, timeout=5) as response:
+        assert response.headers["Content-Encoding"] == "gzip", "the lookup's body is too small to be gzipped"
+    unchanged = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers={"If-None-Match": etag})
+    try:
+        urllib.request.urlopen(unchanged, timeout=5).close()
+        raise SystemExit("If-None-Match with the current ETag was not answered 304")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            assert exc.code == 304
+    return {"gzip": ("Accept-Encoding: gzip",), "304": (f"If-None-Match: {etag}",)}
+
+
+def gzip_size(port: int) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return len(response.read())
+
+
 def measure(duration: int, connections: int, rounds: int) -> None:
     wrk = ensure_wrk()
     cores = sorted(os.sched_getaffinity(0))
@@ -180,6 +211,7 @@ def measure(duration: int, connections: int, rounds: int) -> None:
     lookups: list[Round] = []
     consul: list[Round] = []
     consul_ratios: list[float] = []
+    conditional: dict[str, list[Round]] = {"gzip": [], "304": []}
     bare: list[Round] = []
     with tempfile.TemporaryDirectory() as tmp:
         body_file = str(Path(tmp) / "body.json")
@@ -201,6 +233,10 @@ def measure(duration: int, connections: int, rounds: int) -> None:
                     consul.append(got["consul"])
                     lookups.append(got["ours"])
                     consul_ratios.append(got["consul"].rps / got["ours"].rps)
+                for kind, headers in conditional_headers(port).items():
+                    conditional[kind].append(run_wrk(wrk, process.pid, port, client_core, duration, connections,
+                                                     headers=headers))
+                packed = gzip_size(port)
             finally:
                 stop_process(process)
             process, port = start_server("bare", body_file, server_core)
@@ -230,8 +266,17 @@ def measure(duration: int, connections: int, rounds: int) -> None:
     print(f"Consul lookup / our lookup: {consul_ratio:.1%} (median of {len(consul_ratios)} neighbouring-slice "
           f"ratios, {min(consul_ratios):.1%} to {max(consul_ratios):.1%}; best of each: {consul_rps / lookup_rps:.1%}; "
           f"CPU per request: {lookup_cpu / consul_cpu:.1%}; target: at least 90%)")
+    figures = {}
+    for kind, label in (("gzip", f"Accept-Encoding: gzip ({packed} bytes)"), ("304", "If-None-Match (304, no body)")):
+        best = max(r.rps for r in conditional[kind])
+        kind_cpu = statistics.median(r.cpu_per_request for r in conditional[kind])
+        figures[kind] = best
+        print(f"pilotfish GET {PATH} with {label}: {best:,.0f} req/s (best of "
+              f"{', '.join(f'{r.rps:,.0f}' for r in conditional[kind])}; plain lookup: best {rps:,.0f}), "
+              f"server CPU per request {kind_cpu * 1e6:.1f} us (plain: {cpu * 1e6:.1f} us)")
     print(json.dumps({"bench": "http", "rps": round(rps), "bare_rps": round(bare_rps), "ratio": round(ratio, 3),
-                      "consul_rps": round(consul_rps), "consul_ratio": round(consul_ratio, 3)}))
+                      "consul_rps": round(consul_rps), "consul_ratio": round(consul_ratio, 3),
+                      "gzip_rps": round(figures["gzip"]), "not_modified_rps": round(figures["304"])}))
 
 
 def main() -> None:
