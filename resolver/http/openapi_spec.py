@@ -394,8 +394,26 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # Health routes (resolver.http.routes_health, issue 4).
     ("PUT", "/v1/checks/{check_id}/{result}"): {
         "summary": "Report a TTL check's result (result: pass, warn or fail)",
-        "parameters": [_path_param("check_id", "check id"), _path_param("result", "pass, warn or fail")],
-        "responses": {"200": _json({"type": "object"}, "recorded"), "404": _error("no such TTL check"), **WRITE_ERRORS},
+        "parameters": [
+            _path_param("check_id", "check id"),
+            _path_param("result", "pass, warn or fail"),
+            _query("note", "kept as the check's output (a body's `note` wins)"),
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"note": {"type": "string", "nullable": True}}},
+                }
+            },
+        },
+        "responses": {
+            "200": _json({"type": "object"}, "recorded"),
+            "400": _error("a body that is not a JSON object, a note that is not a string, or a query parameter "
+                          "this operation does not take (`problems` names it)"),
+            "404": _error("no such TTL check"),
+            **WRITE_ERRORS,
+        },
     },
     ("GET", "/v1/node"): {
         "summary": "This node: state and psutil figures",
