@@ -1,10 +1,10 @@
 """The API's one middleware: token check on writes, error mapping, request counting.
 
 One layer rather than three because every request of the lookup hot path pays for
-each layer it crosses. The token is checked before the handler runs, so a refused
-write changes nothing; so are the query parameters (only when there is a query
-string: the plain lookup pays one test), so a typo is refused instead of widening
-the answer; errors of any kind leave here in the shape `describe` gives
+each layer it crosses. The token and the query parameters are checked before the
+handler runs (the parameters only when there is a query string: the plain lookup
+pays one test), so a refused write changes nothing and a typo is refused instead of
+widening the answer; errors of any kind leave here in the shape `describe` gives
 them; and every request is counted by route template, method and final status
 (templates, not paths, so that the label set stays bounded). It also tells the
 connection guard when a handler starts and ends (resolver/http/guard.py), which is
