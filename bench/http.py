@@ -24,7 +24,15 @@ least disturbed. It also prints the server's CPU time per request (user + system
 from /proc/<pid>/stat, median of the rounds), which shared cores disturb less. Prints
 every round, both figures and the ratio; the last line is one JSON object for tooling.
 
+With `--against DIR` it measures nothing of the above: it serves the plain lookup
+from this checkout and from another one (DIR, e.g. `git worktree add /tmp/main main`)
+side by side on the same core, and alternates 2-second wrk slices between them in
+ABBA order; the medians of the neighbouring-slice ratios (requests/s and CPU per
+request) say whether a change slowed the hot path, on a host too busy for the
+absolute figures to mean much.
+
     python3 bench/http.py [--duration 8] [--connections 50] [--rounds 3]
+    python3 bench/http.py --against /tmp/main [--pairs 20]
 """
 
 from __future__ import annotations
@@ -132,9 +140,10 @@ def ensure_wrk() -> str:
     return wrk
 
 
-def start_server(kind: str, arg: str, core: int) -> tuple[subprocess.Popen[str], int]:
-    command = ["taskset", "-c", str(core), sys.executable, __file__, "--serve", kind, arg]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+def start_server(kind: str, arg: str, core: int, script: str = __file__) -> tuple[subprocess.Popen[str], int]:
+    """A server in its own process pinned to `core`; `script` is this file of another checkout for --against."""
+    command = ["taskset", "-c", str(core), sys.executable, script, "--serve", kind, arg]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=Path(script).parent)
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
@@ -279,11 +288,51 @@ def measure(duration: int, connections: int, rounds: int) -> None:
                       "gzip_rps": round(figures["gzip"]), "not_modified_rps": round(figures["304"])}))
 
 
+def compare(against: Path, connections: int, pairs: int) -> None:
+    """The plain lookup of this checkout against another's, in alternating slices on one core."""
+    wrk = ensure_wrk()
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_core = cores[0], cores[-1]
+    checkouts = {"this": Path(__file__), "other": against.resolve() / "bench" / "http.py"}
+    rounds: dict[str, list[Round]] = {name: [] for name in checkouts}
+    rps_ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    with tempfile.TemporaryDirectory() as this_tmp, tempfile.TemporaryDirectory() as other_tmp:
+        servers = {}
+        try:
+            for (name, script), tmp in zip(checkouts.items(), (this_tmp, other_tmp)):
+                servers[name] = start_server("ours", tmp, server_core, str(script))
+            for process, port in servers.values():
+                assert len(fetch(port)) > 0
+                run_wrk(wrk, process.pid, port, client_core, 1, connections)  # warm up
+            for order in (("other", "this"), ("this", "other")) * pairs:
+                got = {name: run_wrk(wrk, servers[name][0].pid, servers[name][1], client_core, SLICE_SECONDS,
+                                     connections, warm_up=False) for name in order}
+                for name, measured in got.items():
+                    rounds[name].append(measured)
+                rps_ratios.append(got["this"].rps / got["other"].rps)
+                cpu_ratios.append(got["other"].cpu_per_request / got["this"].cpu_per_request)
+        finally:
+            for process, _ in servers.values():
+                stop_process(process)
+    for name, label in (("this", f"this checkout ({Path(__file__).resolve().parent.parent})"), ("other", f"{against}")):
+        print(f"{label}: best {max(r.rps for r in rounds[name]):,.0f} req/s, server CPU per request (median) "
+              f"{statistics.median(r.cpu_per_request for r in rounds[name]) * 1e6:.1f} us")
+    print(f"this / other, requests/s: median {statistics.median(rps_ratios):.1%} of {len(rps_ratios)} neighbouring "
+          f"slices ({min(rps_ratios):.1%} to {max(rps_ratios):.1%})")
+    print(f"other / this, CPU per request: median {statistics.median(cpu_ratios):.1%} "
+          f"({min(cpu_ratios):.1%} to {max(cpu_ratios):.1%}); above 100% means this checkout costs less")
+    print(json.dumps({"bench": "http-against", "rps_ratio": round(statistics.median(rps_ratios), 3),
+                      "cpu_ratio": round(statistics.median(cpu_ratios), 3)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per measurement")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="measurements per server; the best is reported")
+    parser.add_argument("--against", type=Path, metavar="DIR", help="another checkout: compare plain lookups")
+    parser.add_argument("--pairs", type=int, default=20, help="with --against: ABBA slice pairs")
     parser.add_argument("--serve", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -293,6 +342,9 @@ def main() -> None:
         serve = serve_ours(arg) if kind == "ours" else serve_bare(arg)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(serve)
+        return
+    if args.against:
+        compare(args.against, args.connections, args.pairs)
         return
     measure(args.duration, args.connections, args.rounds)
 
