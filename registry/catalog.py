@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from registry import events
 from registry.conflicts import ConflictIndex, RuleBook
-from registry.errors import ConflictError, DuplicateIdError, NotFoundError, Problem, ReadOnlyError
+from registry.errors import ConflictError, DuplicateIdError, NotFoundError, Problem, ReadOnlyError, refusal_problem
 from registry.instances import InstanceTable
 from registry.journal import Journal
 from registry.model import (
@@ -144,9 +144,7 @@ class Catalog(SnapshotHolder):
         self._publish_change()
 
     def _reject_file(self, path: str, error: ConflictError | DuplicateIdError) -> None:
-        field_name = "id" if isinstance(error, DuplicateIdError) else "name"
-        problem = Problem(path, None, field_name, str(error))
-        self.reject_file(path, [problem])
+        self.reject_file(path, [refusal_problem(path, error)])
         raise error
 
     def _reject_if_check_taken(self, path: str, instance: Instance, replacing: Mapping[Key, None]) -> None:

@@ -86,6 +86,14 @@ class DuplicateIdError(RegistryError):
         self.holder = holder
         super().__init__(f"id {instance_id!r} on node {node} is already registered by {holder}")
 
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.instance_id, "node": self.node, "holder": str(self.holder), "file": self.holder.path or None}
+
+
+def refusal_problem(path: str, error: ConflictError | DuplicateIdError) -> Problem:
+    """How a file refused for what is in its way is reported beside files that did not parse."""
+    return Problem(path, None, "id" if isinstance(error, DuplicateIdError) else "name", str(error))
+
 
 class NotFoundError(RegistryError):
     def __init__(self, what: str, name: str) -> None:

@@ -176,7 +176,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_deregister(args: argparse.Namespace) -> int:
-    body = client_of(args).request("DELETE", f"/v1/services/{quote(args.id)}", query={"node": args.node})
+    body = client_of(args).request("DELETE", f"/v1/instances/{quote(args.id)}", query={"node": args.node})
     show(args, body, lambda b: f"deregistered {b['deregistered']['id']} ({b['deregistered']['name']})")
     return 0
 

@@ -27,6 +27,7 @@ from registry.nodestate import NodeThresholds
 from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, read_text
 from registry.yamldoc import LocatedDoc, compose
 from resolver.config_fields import ConfigReader, Section
+from resolver.dns.answers import BareNames
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class DnsSettings:
     recursion_allow: tuple[str, ...] = ()  # networks besides loopback that may recurse
     rate_limit: float | None = None  # UDP answers a second per client /24 (/56); None = off
     tcp_connections: int = 1000  # open DNS TCP connections at most
+    bare_names: BareNames = BareNames.ALL  # names outside the domain answered as under it
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
         recursion_allow=tuple(_pick(dns.get("recursion_allow", read.networks), [])),
         rate_limit=_float_or_none(dns.get("rate_limit", read.number, 0.001)),
         tcp_connections=int(_pick(dns.get("tcp_connections", read.number, 1, True), DnsSettings.tcp_connections)),
+        bare_names=_pick(dns.get("bare_names", read.bare_names), DnsSettings.bare_names),
     )
     settings_http = HttpSettings(
         listen=_pick(http.get("listen", read.one_listen), HttpSettings.listen),

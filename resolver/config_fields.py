@@ -17,6 +17,7 @@ from registry.model import ConflictRule, ConflictType
 from registry.names import DNS_LABEL, DNS_NAME
 from registry.textfile import parse_size
 from registry.yamldoc import FieldPath, kind_of
+from resolver.dns.answers import BareNames
 
 T = TypeVar("T")
 
@@ -127,6 +128,13 @@ class ConfigReader(FieldReader):
         except ValueError as exc:
             self.problem(at, str(exc))
             return None
+
+    def bare_names(self, value: Any, at: FieldPath) -> BareNames | None:
+        """`all`, `srv` or `off`; YAML reads a bare `off` as false, which means it too."""
+        if value is False:
+            return BareNames.OFF
+        text = self.choice(value, at, [choice.value for choice in BareNames])
+        return None if text is None else BareNames(text)
 
     def check_interval(self, value: Any, at: FieldPath) -> float | None:
         seconds = self.duration(value, at)

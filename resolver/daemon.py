@@ -100,7 +100,7 @@ class Daemon:
         self._dns = DnsServer(
             lambda: catalog.current, config.dns.listen, config.dns.ttl, config.dns.recursors, state.dns_stats,
             recursion_allow=config.dns.recursion_allow, rate_limit=config.dns.rate_limit,
-            tcp_connections=config.dns.tcp_connections,
+            tcp_connections=config.dns.tcp_connections, bare_names=config.dns.bare_names,
         )
         await self._dns.start()
         state.bound["dns_udp"] = [str(endpoint) for endpoint in self._dns.bound_udp]
@@ -175,9 +175,11 @@ class Daemon:
                 log.info("file applied", extra={"path": result.path, "instances": result.instances})
             elif result.outcome is FileOutcome.REJECTED:
                 REJECTIONS.labels(source="file").inc()
+                # A refusal's rule, reason and incumbent (or id and holder) are fields of
+                # their own, so that an operator reading the log needs nothing else.
                 log.error(
                     "file rejected; what it registered before stays",
-                    extra={"path": result.path, "problems": [str(p) for p in result.problems]},
+                    extra={"path": result.path, "problems": [str(p) for p in result.problems], **(result.refusal or {})},
                 )
             else:
                 log.info("file removed", extra={"path": result.path})

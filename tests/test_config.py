@@ -18,6 +18,7 @@ from resolver.config import (
     restart_only_changes,
     with_running_values,
 )
+from resolver.dns.answers import BareNames
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -158,6 +159,22 @@ dns:
     assert config.dns.recursion_allow == ("10.0.0.0/8", "192.0.2.7/32", "fd00::/8")
     assert config.dns.rate_limit == 20.0 and config.dns.tcp_connections == 64
     assert load_config(write(tmp_path, "dns: {rate_limit: 2.5, recursion_allow: 10.1.0.0/16}\n")).dns.rate_limit == 2.5
+
+
+@pytest.mark.parametrize(
+    ("text", "bare"),
+    [("", BareNames.ALL), ("dns: {bare_names: srv}\n", BareNames.SRV), ("dns: {bare_names: all}\n", BareNames.ALL),
+     # YAML reads a bare `off` as false: it means off all the same.
+     ("dns: {bare_names: off}\n", BareNames.OFF), ("dns: {bare_names: 'off'}\n", BareNames.OFF)],
+)
+def test_dns_bare_names(tmp_path: Path, text: str, bare: BareNames) -> None:
+    assert load_config(write(tmp_path, text)).dns.bare_names is bare
+
+
+def test_dns_bare_names_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "dns: {bare_names: none}\n"))
+    assert str(caught.value).endswith(":1: dns.bare_names: 'none' must be one of all, srv, off")
 
 
 @pytest.mark.parametrize("text,size", [("", 2**20), ("limits: {file_size: 512KiB}\n", 512 * 1024), ("limits: {file_size: 4096}\n", 4096)])

@@ -63,6 +63,33 @@ def test_file_refused_on_conflict_keeps_the_incumbent(daemon: Daemon) -> None:
     assert any(e["subject"] == f"file:{challenger}" for e in events)
 
 
+def rejected_lines(daemon: Daemon, path: Path) -> list[dict[str, Any]]:
+    return [line for line in daemon.logs() if line["msg"].startswith("file rejected") and line["path"] == str(path)]
+
+
+def test_a_file_refused_for_what_is_in_its_way_is_logged_with_why(daemon: Daemon) -> None:
+    """Operators read the log first: a conflict's rule, reason and incumbent, a duplicate's holder."""
+    incumbent = daemon.services_dir / "a-redis.yaml"
+    incumbent.write_text("name: redis-server\nport: 6379\n")
+    wait_for(lambda: daemon.srv_ports("_redis-server._tcp") == [6379], what="the incumbent")
+    challenger = daemon.services_dir / "b-stack.yaml"
+    challenger.write_text("name: redis-stack-server\nport: 6390\n")
+    [line] = wait_for(lambda: rejected_lines(daemon, challenger), what="the conflict's log line")
+    assert line["level"] == "error"
+    assert line["rule"]["a"] == "redis-server" and line["rule"]["b"] == "redis-stack-server"
+    assert line["rule"]["type"] == "port" and line["reason"] == line["rule"]["reason"] != ""
+    assert line["incumbent"]["id"] == "redis-server-6379" and line["incumbent"]["source"] == f"file:{incumbent}"
+    [problem] = line["problems"]
+    assert "conflicts with redis-server (redis-server-6379)" in problem and line["reason"] in problem
+    # The same id from another file: the holder is named.
+    twin = daemon.services_dir / "c-twin.yaml"
+    twin.write_text("name: redis-server\nport: 6379\n")
+    [line] = wait_for(lambda: rejected_lines(daemon, twin), what="the duplicate's log line")
+    assert line["id"] == "redis-server-6379" and line["file"] == str(incumbent)
+    assert line["holder"] == f"file:{incumbent}" and "already registered by" in line["problems"][0]
+    assert file_errors(daemon)[str(twin)][0]["message"] in line["problems"][0]
+
+
 def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     daemon = start_daemon(files={"web.yaml": "name: web\nport: 8080\n"})
     other = tmp_path / "other.d"

@@ -100,3 +100,25 @@ def test_negative_outcomes_carry_the_zone_soa(snapshot: Snapshot) -> None:
     assert isinstance(result, NameError)
     assert result.soa.owner == "dc1.internal."
     assert isinstance(result.soa.rdata, SOAData) and result.soa.rdata.times == (snapshot.index, 3600, 600, 86400, 7)
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "bare", "outcome"),
+    [
+        ("api", A, answers.BareNames.ALL, Success),
+        ("_api._tcp", SRV, answers.BareNames.ALL, Success),
+        ("api", A, answers.BareNames.SRV, OutOfZone),
+        ("api", SRV, answers.BareNames.SRV, OutOfZone),
+        ("_api._tcp", SRV, answers.BareNames.SRV, Success),
+        ("_api._udp", SRV, answers.BareNames.SRV, Success),
+        ("api", A, answers.BareNames.OFF, OutOfZone),
+        ("_api._tcp", SRV, answers.BareNames.OFF, OutOfZone),
+        # Under the domain, nothing changes.
+        ("api.service.dc1.internal", A, answers.BareNames.OFF, Success),
+        ("_api._tcp.service.dc1.internal", SRV, answers.BareNames.OFF, Success),
+    ],
+)
+def test_bare_names_answer_as_dns_bare_names_says(
+    snapshot: Snapshot, name: str, qtype: int, bare: answers.BareNames, outcome: type
+) -> None:
+    assert type(answers.resolve(snapshot, tuple(name.split(".")), qtype, 5, bare)) is outcome

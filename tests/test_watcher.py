@@ -63,6 +63,14 @@ def test_sync_file_reports_a_conflict_as_rejected(catalog: Catalog, tmp_path: Pa
     assert refused.outcome is FileOutcome.REJECTED
     assert "apache2" in refused.problems[0].message
     assert catalog.current.query("nginx") == []
+    # In a batch (as the watcher applies changes) the snapshot is published only at its
+    # end: the result still says why, and what is in the way.
+    with catalog.batch():
+        [batched] = sync_files(catalog, [str(second)], set())
+    assert batched.problems == refused.problems == catalog.current.file_errors[str(second)]
+    refusal = batched.refusal
+    assert refusal is not None and refusal == refused.refusal
+    assert refusal["reason"] and "'apache2-80'" in str(refusal["incumbent"]) and "'nginx'" in str(refusal["rule"])
 
 
 def test_watcher_applies_added_broken_and_removed_files(catalog: Catalog, tmp_path: Path) -> None:

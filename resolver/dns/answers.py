@@ -1,6 +1,6 @@
 """What a DNS name means in one catalog snapshot: the typed outcome of a question.
 
-`resolve(snapshot, labels, qtype, ttl)` maps the design's name forms onto the
+`resolve(snapshot, labels, qtype, ttl, bare)` maps the design's name forms onto the
 snapshot and returns Success, NoData, NameError or OutOfZone, as CoreDNS's
 `plugin/file/lookup.go` does, separately from building the message (`wire.py`).
 It is pure: no I/O, no logging, no clock; the same snapshot and question always give
@@ -9,6 +9,7 @@ the same outcome, which is what lets the server compile it once per snapshot.
 
 from __future__ import annotations
 
+import enum
 import socket
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
@@ -21,6 +22,19 @@ from resolver.dns.records import (
 
 TYPE_ANY = 255
 TRANSPORT_LABELS = ("_tcp", "_udp")
+
+
+class BareNames(str, enum.Enum):
+    """Which names outside the domain are answered as if under it (`dns.bare_names`).
+
+    A bare name shadows the real host of that name for whoever asks us: with `app`
+    registered, `app.` is ours, never forwarded. `srv` keeps only `_<service>._tcp`
+    and `_<service>._udp`, which no real host is called.
+    """
+
+    ALL = "all"  # `<service>` and `_<service>._<transport>`
+    SRV = "srv"  # `_<service>._<transport>` only
+    OFF = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +79,19 @@ class _Service:
     srv: bool
 
 
-def resolve(snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int) -> Outcome:
+def resolve(
+    snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int, bare: BareNames = BareNames.ALL
+) -> Outcome:
     """Answer `labels` (lower-cased, no root label) of type `qtype` from `snapshot`."""
     zone = _zone(snapshot)
     domain = zone.labels
     if labels[len(labels) - len(domain) :] == domain:
         relative = labels[: len(labels) - len(domain)]
         return _in_zone(snapshot, zone, relative, qtype, ttl)
-    # Bare forms: `<service>` and `_<service>._<transport>`, only for services we have.
-    if len(labels) == 1 or (len(labels) == 2 and labels[1] in TRANSPORT_LABELS):
+    # Bare forms: `<service>` and `_<service>._<transport>`, only for services we have
+    # and as `bare` allows; anything else is outside the zone (REFUSED, or forwarded).
+    srv_form = len(labels) == 2 and labels[1] in TRANSPORT_LABELS and labels[0].startswith("_")
+    if (bare is BareNames.ALL and len(labels) == 1) or (bare is not BareNames.OFF and srv_form):
         service = _service_form(labels + ("service",))
         if service is not None and _exists(snapshot, _Service(service.name, None, False)):
             return _service_answer(snapshot, zone, service, qtype, ttl)

@@ -94,10 +94,12 @@ class Responder:
         ttl: float,
         recursing: bool,
         stats: DnsStats,
+        bare_names: answers.BareNames = answers.BareNames.ALL,
     ) -> None:
         self._get_snapshot = get_snapshot
         self._ttl = max(0, int(ttl))
         self._recursing = recursing
+        self._bare_names = bare_names
         self._stats = stats
         self._snapshot: Snapshot | None = None
         self._packets: PacketCache = {}
@@ -133,12 +135,13 @@ class Responder:
         except wire.FormError as error:
             self._stats.malformed += 1
             self._stats.count(("unknown", "FORMERR"))
-            return wire.error_reply(data, wire.RCODE_FORMERR, error.question)
+            return error.reply(data)
         qtype = wire.qtype_text(query.qtype)
+        # Every reply to a query with an OPT carries ours, errors and TC included (RFC 6891 7).
+        edns = query.edns_payload is not None
         if not whole:
             self._stats.count((qtype, "NOERROR"))
-            return wire.error_reply(data, 0, query.question, ra=self._recursing, tc=True)
-        edns = query.edns_payload is not None
+            return wire.error_reply(data, 0, query.question, edns, self._recursing, query.edns_do, tc=True)
         if query.opcode != wire.OPCODE_QUERY:
             self._stats.count((qtype, "NOTIMP"))
             return wire.error_reply(data, wire.RCODE_NOTIMP, query.question, edns, do=query.edns_do)
@@ -215,7 +218,7 @@ class Responder:
             return None
         basis = None
         try:
-            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
+            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl, self._bare_names)
             if isinstance(outcome, answers.OutOfZone):
                 return None
             if isinstance(outcome, answers.Success):

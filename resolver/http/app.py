@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from resolver.http.appkeys import GUARD, STATE
+from resolver.http.appkeys import GUARD, QUERY_RULES, STATE
 from resolver.http.guard import ConnectionGuard
 from resolver.http.middleware import api_middleware
+from resolver.http.openapi import OPERATIONS
+from resolver.http.params import QueryRules
 from resolver.http.routes_config import add_config_routes
 from resolver.http.routes_conflicts import add_conflict_routes
 from resolver.http.routes_consul import add_consul_routes
@@ -29,6 +31,8 @@ def build_app(state: DaemonState) -> web.Application:
     app[STATE] = state
     app[GUARD] = ConnectionGuard(lambda: state.config.http)
     app[SELECTOR] = Selector()
+    # What each route's query string may hold: what its OpenAPI operation declares.
+    app[QUERY_RULES] = QueryRules(OPERATIONS)
     add_service_routes(app)
     add_conflict_routes(app)
     add_config_routes(app)

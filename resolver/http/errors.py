@@ -66,8 +66,7 @@ def describe(exc: BaseException) -> ErrorBody | None:
     if isinstance(exc, ConflictError):
         return 409, "conflict", str(exc), exc.to_dict()
     if isinstance(exc, DuplicateIdError):
-        details = {"id": exc.instance_id, "node": exc.node, "holder": str(exc.holder), "file": exc.holder.path or None}
-        return 409, "duplicate_id", str(exc), details
+        return 409, "duplicate_id", str(exc), exc.to_dict()
     if isinstance(exc, ReadOnlyError):
         details = {"id": exc.instance_id, "source": str(exc.source), "file": exc.source.path or None}
         return 409, "read_only", str(exc), details

@@ -60,18 +60,35 @@ BLOCKING = [
     {**_query("wait", "longest wait of a blocking query (500ms, 30s, 5m; at most 10m; default 5m)"),
      "schema": {"type": "string", "pattern": DURATION_PATTERN}},
 ]
+# The meta filter is an object parameter: `style: deepObject` is how OpenAPI says
+# `meta[<key>]=<value>`, which generated clients send and the server reads (a
+# form-exploded object would go out as bare `<key>=<value>`, which no route takes).
+# The server reads `meta.<key>=<value>` too, which OpenAPI 3.0 cannot declare.
+META = {
+    "name": "meta",
+    "in": "query",
+    "required": False,
+    "description": "instances whose meta has every one of these key/value pairs",
+    "style": "deepObject",
+    "explode": True,
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
 FILTERS = [
     _query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
     _query("version", "exact version"),
     _query("node", "node name"),
     _query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
+    META,
 ]
-# `meta.<key>=<value>` filters have a name per key, which OpenAPI 3.0 cannot declare
-# (a form-exploded object would be sent as bare `<key>=<value>`): they are described
-# in words on each lookup.
-META_FILTER = "Filter on meta with `meta.<key>=<value>` (repeat for several keys; all must match)."
+META_FILTER = (
+    "Filter on meta with `meta[<key>]=<value>` (the `meta` parameter) or `meta.<key>=<value>`; repeat for "
+    "several keys, all must match. Any other query parameter is refused (400 `invalid`, naming it)."
+)
 NAME = _path_param("name", "service name")
-INSTANCE_ID = _path_param("name", "instance id (the path segment is shared with the service lookup)")
+INSTANCE_ID = _path_param("id", "instance id")
+# The older PUT and DELETE paths share the lookup's template: OpenAPI forbids two
+# templates that differ only in a parameter's name.
+LEGACY_INSTANCE_ID = _path_param("name", "the instance id, though named `name`: use /v1/instances/{id}")
 KEY = _path_param("key", "config key")
 NODE = _path_param("node", "node name")
 WRITE_ERRORS = {"401": _error("a token is configured and the request has no valid bearer token")}
@@ -82,6 +99,46 @@ STORAGE_ERRORS = {
     "503": _error("the database cannot be written: storage_read_only, storage_corrupt or storage_unavailable"),
     "507": _error("storage_full: the disk, or limits.database_size, is full; nothing was written"),
 }
+INDEX_HEADER = {
+    "X-Pilotfish-Index": {
+        "description": "the catalog index this answer was built from; send it back as `index` to block",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+}
+# The service lookups' answers (resolver/http/representation.py): a strong ETag of
+# the body, gzip when asked, 304 for a client that has it already.
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "the ETag of an answer held: 304 without a body while it is still the answer",
+    "schema": {"type": "string"},
+}
+REPRESENTATION_HEADERS = {
+    "ETag": {
+        "description": "strong, a digest of the body (the gzip body has its own); the same body keeps it",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Vary": {"description": "Accept-Encoding", "required": True, "schema": {"type": "string"}},
+    "Content-Encoding": {
+        "description": "gzip when Accept-Encoding takes it and the body is 1 KiB or more",
+        "schema": {"type": "string", "enum": ["gzip"]},
+    },
+}
+NOT_MODIFIED = {"304": {"description": "not modified: If-None-Match names the current ETag", "headers": REPRESENTATION_HEADERS}}
+
+
+def _conditional(responses: dict[str, Any]) -> dict[str, Any]:
+    """A lookup's responses with its representation headers on the 200, and the 304."""
+    ok = {**responses["200"], "headers": REPRESENTATION_HEADERS}
+    return {**responses, "200": ok, **NOT_MODIFIED}
+
+
+# Every operation of ours may answer this (resolver/http/params.py); `document` adds
+# it where an operation has no 400 of its own.
+PARAMETER_ERRORS = {"400": _error("a query parameter this operation does not take (`problems` names it)")}
 # Every operation with the blocking-query parameters may also answer these; they are
 # added by `document` so that no read can forget them.
 READ_ERRORS = {
@@ -104,6 +161,45 @@ CONFIG_BODY = {
     },
 }
 REGISTRATION_BODY = {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}}
+
+
+NODE_OF_INSTANCE = _query("node", "the instance's node (default: this node)")
+REPLACE: Operation = {
+    "summary": "Replace an instance registered through the API",
+    "parameters": [INSTANCE_ID],
+    "requestBody": REGISTRATION_BODY,
+    "responses": {
+        "200": _json(_ref("Instance"), "replaced"),
+        **INVALID,
+        **EXEC_REFUSED,
+        "404": _error("no such instance"),
+        "409": _error("owned by a file (`file`), or a conflict"),
+        **WRITE_ERRORS,
+        **STORAGE_ERRORS,
+    },
+}
+DEREGISTER: Operation = {
+    "summary": "Deregister an instance registered through the API",
+    "parameters": [INSTANCE_ID, NODE_OF_INSTANCE],
+    "responses": {
+        "200": _json({"type": "object"}, "deregistered"),
+        "404": _error("no such instance"),
+        "409": _error("owned by a file (`file` names it) or the cluster"),
+        **WRITE_ERRORS,
+        **STORAGE_ERRORS,
+    },
+}
+
+
+def _legacy(operation: Operation, method: str) -> Operation:
+    """The same operation on its older path, whose segment is named `name` (see LEGACY_INSTANCE_ID)."""
+    parameters = [LEGACY_INSTANCE_ID] + [p for p in operation["parameters"] if p is not INSTANCE_ID]
+    return {
+        **operation,
+        "summary": f"{operation['summary']} (older path: {method} /v1/instances/{{id}} is the same)",
+        "deprecated": True,
+        "parameters": parameters,
+    }
 
 
 def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[tuple[str, str], Operation]:
@@ -139,10 +235,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services"): {
         "summary": "Every discoverable instance, grouped by service name (all statuses unless `status` is given)",
         "description": META_FILTER,
-        "parameters": FILTERS + BLOCKING,
-        "responses": {
+        "parameters": FILTERS + BLOCKING + [IF_NONE_MATCH],
+        "responses": _conditional({
             "200": _json({"type": "object", "additionalProperties": {"type": "array", "items": _ref("Instance")}}, "by name")
-        },
+        }),
     },
     ("POST", "/v1/services"): {
         "summary": "Register an instance (durable before the answer); re-posting an API instance replaces it",
@@ -160,37 +256,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services/{name}"): {
         "summary": "Instances of a service (passing only unless `status` is given)",
         "description": META_FILTER,
-        "parameters": [NAME] + FILTERS + BLOCKING,
-        "responses": {
+        "parameters": [NAME] + FILTERS + BLOCKING + [IF_NONE_MATCH],
+        "responses": _conditional({
             "200": _json({"type": "array", "items": _ref("Instance")}, "matching instances"),
             "404": _error("no such service"),
-        },
+        }),
     },
-    ("PUT", "/v1/services/{name}"): {
-        "summary": "Replace an instance registered through the API",
-        "parameters": [INSTANCE_ID],
-        "requestBody": REGISTRATION_BODY,
-        "responses": {
-            "200": _json(_ref("Instance"), "replaced"),
-            **INVALID,
-            **EXEC_REFUSED,
-            "404": _error("no such instance"),
-            "409": _error("owned by a file (`file`), or a conflict"),
-            **WRITE_ERRORS,
-            **STORAGE_ERRORS,
-        },
-    },
-    ("DELETE", "/v1/services/{name}"): {
-        "summary": "Deregister an instance registered through the API",
-        "parameters": [INSTANCE_ID, _query("node", "the instance's node (default: this node)")],
-        "responses": {
-            "200": _json({"type": "object"}, "deregistered"),
-            "404": _error("no such instance"),
-            "409": _error("owned by a file (`file` names it) or the cluster"),
-            **WRITE_ERRORS,
-            **STORAGE_ERRORS,
-        },
-    },
+    ("PUT", "/v1/instances/{id}"): REPLACE,
+    ("DELETE", "/v1/instances/{id}"): DEREGISTER,
+    ("PUT", "/v1/services/{name}"): _legacy(REPLACE, "PUT"),
+    ("DELETE", "/v1/services/{name}"): _legacy(DEREGISTER, "DELETE"),
     ("GET", "/v1/services/{name}/url"): {
         "summary": "One instance's URL, chosen by a strategy",
         "description": (
@@ -319,8 +394,26 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # Health routes (resolver.http.routes_health, issue 4).
     ("PUT", "/v1/checks/{check_id}/{result}"): {
         "summary": "Report a TTL check's result (result: pass, warn or fail)",
-        "parameters": [_path_param("check_id", "check id"), _path_param("result", "pass, warn or fail")],
-        "responses": {"200": _json({"type": "object"}, "recorded"), "404": _error("no such TTL check"), **WRITE_ERRORS},
+        "parameters": [
+            _path_param("check_id", "check id"),
+            _path_param("result", "pass, warn or fail"),
+            _query("note", "kept as the check's output (a body's `note` wins)"),
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"note": {"type": "string", "nullable": True}}},
+                }
+            },
+        },
+        "responses": {
+            "200": _json({"type": "object"}, "recorded"),
+            "400": _error("a body that is not a JSON object, a note that is not a string, or a query parameter "
+                          "this operation does not take (`problems` names it)"),
+            "404": _error("no such TTL check"),
+            **WRITE_ERRORS,
+        },
     },
     ("GET", "/v1/node"): {
         "summary": "This node: state and psutil figures",

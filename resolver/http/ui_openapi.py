@@ -16,6 +16,8 @@ UI_VIEW = [
     {**_query("page", "page of services, 50 a page", "integer"), "schema": {"type": "integer", "minimum": 1}},
 ]
 UI_ERRORS = {"400": _error("a query parameter is invalid (`problems` names it)")}
+# /ui passes its query string on to /ui/ as it came, unread: the page checks it.
+UI_FORWARDED = [_query(name, "passed on to /ui/ as it is") for name in ("filter", "page")]
 
 
 def _html(description: str) -> dict[str, Any]:
@@ -25,6 +27,7 @@ def _html(description: str) -> dict[str, Any]:
 UI_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/ui"): {
         "summary": "Redirects to the status page, /ui/ (308), with the same query string",
+        "parameters": UI_FORWARDED,
         "responses": {"308": {"description": "to /ui/", "headers": {"Location": {"schema": {"type": "string"}}}}},
     },
     ("GET", "/ui/"): {
