@@ -61,6 +61,7 @@ class MaintenanceScheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._write_log = RateLimitedLog(log, logging.ERROR, "maintenance windows not saved; retrying")
+        self._failing = False
 
     # -- life cycle ------------------------------------------------------
 
@@ -267,9 +268,13 @@ class MaintenanceScheduler:
             except StorageError as exc:  # a full disk must not end the schedule, nor flood the log
                 self._write_log.note(error=str(exc), fault=exc.fault.value)
                 await asyncio.sleep(RETRY)
-            except Exception:  # nor must a bug
-                log.exception("applying maintenance windows failed; retrying")
+            except Exception:  # nor must a bug: logged once until an apply succeeds
+                if not self._failing:
+                    log.exception("applying maintenance windows failed; retrying every %gs", RETRY)
+                    self._failing = True
                 await asyncio.sleep(RETRY)
+            else:
+                self._failing = False
 
 
 def _time_trigger(old: Hold | None, new: Hold | None, window: Window | None) -> Trigger:

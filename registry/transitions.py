@@ -25,12 +25,14 @@ DRAINING, MAINTENANCE, OFFLINE = NodeState.DRAINING, NodeState.MAINTENANCE, Node
 
 # From each state, the states it may go to. No state goes to itself: turning
 # maintenance on twice, or off when it is not on, is refused rather than ignored.
+# A window that ends as the next one begins (back to back) hands the node over
+# without a recovery between them: maintenance and offline may go to draining or offline.
 TRANSITIONS: Mapping[NodeState, frozenset[NodeState]] = MappingProxyType({
     ONLINE: frozenset({DEGRADED, DRAINING, MAINTENANCE, OFFLINE}),
     DEGRADED: frozenset({ONLINE, RECOVERING, DRAINING, MAINTENANCE, OFFLINE}),
     DRAINING: frozenset({OFFLINE, RECOVERING, ONLINE, DEGRADED}),
-    MAINTENANCE: frozenset({RECOVERING, ONLINE, DEGRADED}),
-    OFFLINE: frozenset({RECOVERING, ONLINE, DEGRADED}),
+    MAINTENANCE: frozenset({RECOVERING, ONLINE, DEGRADED, DRAINING, OFFLINE}),
+    OFFLINE: frozenset({RECOVERING, ONLINE, DEGRADED, DRAINING}),
     RECOVERING: frozenset({ONLINE, DEGRADED, DRAINING, MAINTENANCE, OFFLINE}),
 })
 

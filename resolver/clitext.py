@@ -72,6 +72,7 @@ def maintenance_text(body: dict[str, Any], with_window: bool) -> str:
         reason = body.get("maintenance_reason")
         line = f"instance {body.get('id')}: {state}" + (f" ({reason})" if reason else "")
     if window:
-        until = f", until {window['end']}" if window.get("end") else ""
-        line += f"\nwindow {window['id']} {window['kind']} {window['phase']}: work from {window['start']}{until}"
+        until = f" until {window['end']}" if window.get("end") else " until ended"
+        line += (f"\nwindow {window['id']} ({window['kind']}, {window['phase']}): drains from {window['drain_at']}, "
+                 f"work from {window['start']}{until}")
     return line

@@ -188,6 +188,23 @@ def test_a_check_failing_during_recovery_degrades_the_node_until_it_passes(catal
     ]
 
 
+def test_back_to_back_windows_hand_the_node_over_without_a_recovery_between(catalog: Catalog) -> None:
+    async def scenario() -> None:
+        async with scheduling(catalog) as scheduler:
+            now = time.time()
+            first = scheduler.plan(planned(NODE.node, "", "first", now + 0.3, now + 1.0, 0, now))
+            second = scheduler.plan(planned(NODE.node, "", "second", now + 1.5, now + 2.0, 0.5, now))
+            assert second.drain_at == first.ends  # adjacent, not overlapping
+            await eventually(lambda: state(catalog) is NodeState.DRAINING, 3, "the second drains")
+            await eventually(lambda: scheduler.windows() == [] and state(catalog) is NodeState.ONLINE, 3, "both over")
+
+    run(scenario())
+    assert moves(catalog) == [
+        ("online", "offline", "schedule"), ("offline", "draining", "schedule"),
+        ("draining", "offline", "schedule"), ("offline", "online", "schedule"),
+    ]
+
+
 def test_a_cancelled_window_changes_nothing(catalog: Catalog) -> None:
     register(catalog, {"id": "redis-1", "name": "redis", "port": 6379})
 

@@ -30,6 +30,7 @@ DRAINING, MAINTENANCE, OFFLINE = NodeState.DRAINING, NodeState.MAINTENANCE, Node
         (MAINTENANCE, DEGRADED, True),
         (MAINTENANCE, RECOVERING, True),
         (OFFLINE, MAINTENANCE, False),
+        (OFFLINE, DRAINING, True),  # back to back windows
         (OFFLINE, RECOVERING, True),
         (OFFLINE, ONLINE, True),
         (RECOVERING, DEGRADED, True),
@@ -75,6 +76,8 @@ def moves(inputs: Inputs) -> list[Inputs]:
     else:
         if held is DRAINING:
             out.append((resources, OFFLINE, waiting, failing))
+        else:  # back to back: the next window begins as this one ends
+            out += [(resources, DRAINING, waiting, failing), (resources, OFFLINE, waiting, failing)]
         # It ends: the recovery begins afresh (waiting or not: a node without checks is back at once).
         out += [(resources, None, 3, False), (resources, None, 0, False)]
     return out

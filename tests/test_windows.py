@@ -27,8 +27,9 @@ def test_a_planned_window_goes_through_its_phases() -> None:
         assert planned_window.phase_at(at) is phase
         hold = planned_window.hold_at(at)
         assert (hold.state if hold else None) is state
-    assert planned_window.hold_at(NOW + 10) is not None and planned_window.hold_at(NOW + 10).until == NOW + 20  # type: ignore[union-attr]
-    assert planned_window.hold_at(NOW + 25).until == NOW + 30  # type: ignore[union-attr]
+    draining, working = planned_window.hold_at(NOW + 10), planned_window.hold_at(NOW + 25)
+    assert draining is not None and draining.until == NOW + 20  # draining: until the work starts
+    assert working is not None and working.until == NOW + 30
     assert [planned_window.next_change(t) for t in (NOW, NOW + 10, NOW + 25, NOW + 30)] == [NOW + 10, NOW + 20, NOW + 30, None]
 
 
