@@ -334,6 +334,7 @@ class Catalog(SnapshotHolder):
         if self._table.instances.get(key) != instance:
             return False  # a result for a version of the instance that has since changed or gone
         before = self._table.entries[key]
+        with_node = self._table.recovers_with_node(key)
         previous = self._table.set_check_state(key, state)
         counted = self._table.count_recovery(key, state.check_id, probe or state.status)
         entry = self._table.refresh(key)
@@ -345,7 +346,9 @@ class Catalog(SnapshotHolder):
             # Same status, new output: the writer's entry is current now and the next
             # snapshot carries it; it is not worth a new index on its own.
             return False
-        if entry.maintenance_state is not before.maintenance_state:
+        if entry.maintenance_state is not before.maintenance_state and not with_node:
+            # An instance's own recovery is its event; the node's recovery is the node's
+            # (one `node` event, not one per instance).
             reason = entry.maintenance_reason if entry.maintenance_state else None
             self._journal.record(
                 events.maintenance(key[1], before.maintenance_state, entry.maintenance_state, reason, Trigger.HEALTH)
@@ -370,6 +373,7 @@ class Catalog(SnapshotHolder):
         if entry.maintenance_state is not before.maintenance_state:
             reason = entry.maintenance_reason if entry.maintenance_state else None
             self._journal.record(events.maintenance(key[1], before.maintenance_state, entry.maintenance_state, reason, trigger))
+        self._settle_node(trigger)  # held, it no longer holds the node's recovery back
         self._publish_change()
         return entry
 

@@ -184,6 +184,11 @@ class InstanceTable:
             if checks:
                 self.recovering[key] = Recovery({check.id: _Pending() for check in checks}, for_node)
 
+    def recovers_with_node(self, key: Key) -> bool:
+        """Whether `key` recovers as part of its node's recovery (its events are the node's)."""
+        recovery = self.recovering.get(key)
+        return recovery is not None and recovery.for_node
+
     def count_recovery(self, key: Key, check_id: str, result: Status) -> bool:
         """Count a check's own result (before rise and fall) towards its recovery; True if it counted."""
         recovery = self.recovering.get(key)
@@ -203,7 +208,8 @@ class InstanceTable:
         """(checks still to pass, a failure to name or None) of the node's own recovery."""
         waiting, failing = 0, None
         for key, recovery in self.recovering.items():
-            if not recovery.for_node or key[0] != name:
+            # An instance put in maintenance of its own meanwhile no longer holds the node back.
+            if not recovery.for_node or key[0] != name or key in self._holds:
                 continue
             waiting += len(recovery.waiting)
             if failing is None:

@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable
 
 from registry import events
-from registry.background import cancel_and_wait
+from registry.background import cancel_and_wait, wait_or_wake
 from registry.catalog import Catalog
 from registry.errors import NotDraining, NotFoundError, StorageError
 from registry.model import Hold, MaintenanceKind, NodeState, Trigger, Window, WindowPhase
@@ -258,11 +258,7 @@ class MaintenanceScheduler:
             delay = MAX_SLEEP if due is None else min(MAX_SLEEP, due - now + CLOCK_SLACK)
             if self._leaving:
                 delay = min(delay, RETRY)
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(delay, 0.0))
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await wait_or_wake(self._wake, delay)
             try:
                 self._apply(None)
             except StorageError as exc:  # a full disk must not end the schedule, nor flood the log

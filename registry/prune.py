@@ -20,7 +20,7 @@ import logging
 import time
 
 from registry import events
-from registry.background import cancel_and_wait
+from registry.background import cancel_and_wait, wait_or_wake
 from registry.errors import StorageError
 from registry.ratelog import RateLimitedLog
 from registry.store import Retention, Store
@@ -93,9 +93,5 @@ class EventPruner:
                 self._fail_log.note(error=str(exc), fault=exc.fault.value)
             except Exception:  # a bug must not end pruning for good
                 log.exception("pruning the event log failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await wait_or_wake(self._wake, self.interval)
 

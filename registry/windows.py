@@ -94,7 +94,7 @@ def parse_reason(value: Any, default: str) -> str:
 
 
 def check_times(window: Window, now: float) -> None:
-    """A window must end after it starts and after now, and lie within MAX_AHEAD of now."""
+    """A window must end after it starts and after now, start within MAX_AHEAD of now and last at most that."""
     if window.starts > now + MAX_AHEAD:
         raise refused("start", "must be within a year from now")
     if window.ends is None:
@@ -103,7 +103,7 @@ def check_times(window: Window, now: float) -> None:
         raise refused("end", f"must be after the start ({rfc3339(window.starts)})")
     if window.ends <= now:
         raise refused("end", "is in the past: a window must end after now")
-    if window.ends > window.starts + MAX_AHEAD:
+    if window.ends > max(window.starts, now) + MAX_AHEAD:
         raise refused("end", "a window lasts at most a year")
 
 

@@ -159,6 +159,7 @@ def test_a_planned_window_drains_ahead_goes_offline_ends_and_recovers_through_a_
     ]
     actions = [e.detail["action"] for e in reversed(catalog.store.events(kind="window"))]
     assert actions == ["planned", "ended"]
+    assert catalog.store.events(kind="maintenance") == []  # the node's recovery is the node's event, not each instance's
 
 
 def test_a_check_failing_during_recovery_degrades_the_node_until_it_passes(catalog: Catalog) -> None:
@@ -203,6 +204,24 @@ def test_back_to_back_windows_hand_the_node_over_without_a_recovery_between(cata
         ("online", "offline", "schedule"), ("offline", "draining", "schedule"),
         ("draining", "offline", "schedule"), ("offline", "online", "schedule"),
     ]
+
+
+def test_a_service_that_does_not_come_back_holds_the_node_degraded_until_taken_out(catalog: Catalog) -> None:
+    async def scenario() -> None:
+        service = await TcpService().up()
+        register(catalog, {"id": "db-1", "name": "db", "port": service.port,
+                           "checks": [{"tcp": f"127.0.0.1:{service.port}", "interval": "1s"}]})
+        async with started(HealthRunner(catalog)), scheduling(catalog) as scheduler:
+            await eventually(lambda: status_of(catalog, "db-1") is Status.PASSING, 5, "db passing")
+            scheduler.begin(NODE_TARGET, MaintenanceKind.IMMEDIATE, "upgrade")
+            await service.down()
+            scheduler.end(NODE_TARGET)
+            await eventually(lambda: state(catalog) is NodeState.DEGRADED, 4, "degraded")
+            scheduler.begin((NODE.node, "db-1"), MaintenanceKind.IMMEDIATE, "broken since the upgrade")
+            assert state(catalog) is NodeState.ONLINE
+
+    run(scenario())
+    assert moves(catalog)[-1] == ("degraded", "online", "api")
 
 
 def test_a_cancelled_window_changes_nothing(catalog: Catalog) -> None:
