@@ -396,9 +396,6 @@ class Catalog(SnapshotHolder):
         if self._table.set_windows(self.identity.node, windows):
             self._publish_change()
 
-    def node_hold(self) -> Hold | None:
-        return self._table.node_holds.get(self.identity.node)
-
     def note_config_change(self) -> None:
         """A config key was written: a new index wakes the blocking queries on config reads."""
         self._publish_change()

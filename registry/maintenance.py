@@ -68,13 +68,13 @@ class MaintenanceScheduler:
     def load(self) -> None:
         """Read the stored windows and apply them now: called before anything is served.
 
-        The node's own windows and those of instances on any node are applied; a
-        window of another node itself is that node's to keep. A window of an
-        instance not registered (yet) holds it when it is.
+        Only this node's (a database carried over from a renamed node keeps the old
+        name's rows, untouched). A window of an instance not registered (yet) holds
+        it when it is.
         """
         local = self.catalog.identity.node
         for window in self.catalog.store.windows():
-            if window.instance or window.node == local:
+            if window.node == local:
                 self._windows[window.id] = window
         self.catalog.subscribe(self._on_swap)
         self._apply(None)
