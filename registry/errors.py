@@ -130,6 +130,37 @@ class InvalidTransition(RegistryError):
         super().__init__(f"cannot go from {current} to {requested}; allowed: {', '.join(allowed) or 'none'}")
 
 
+class NotDraining(InvalidTransition):
+    """`maint done` for a target that is not draining: there is no drain to cut short (HTTP 409)."""
+
+    def __init__(self, target: str, current: str) -> None:
+        self.current = current
+        self.requested = "offline"
+        self.allowed = []
+        RegistryError.__init__(self, f"{target} is {current}, not draining: nothing to mark done")
+
+
+class WindowOverlap(RegistryError):
+    """A maintenance window that would hold its target while another one does (HTTP 409)."""
+
+    def __init__(self, window_id: int, target: str, drain_at: str, ends: str | None) -> None:
+        self.window_id = window_id
+        self.target = target
+        self.drain_at = drain_at
+        self.ends = ends
+        until = f"until {ends}" if ends else "until it is ended"
+        super().__init__(f"window {window_id} holds {target} from {drain_at} {until}: change or cancel it first")
+
+
+class WindowLimit(RegistryError):
+    """A node already has as many maintenance windows as it may keep (HTTP 409)."""
+
+    def __init__(self, node: str, limit: int) -> None:
+        self.node = node
+        self.limit = limit
+        super().__init__(f"node {node} has {limit} maintenance windows, the most it keeps: cancel some first")
+
+
 class StorageFault(enum.Enum):
     """Why SQLite refused: each is answered differently (HTTP 507 for FULL, 503 otherwise)."""
 

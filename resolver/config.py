@@ -24,6 +24,7 @@ from registry.endpoints import Endpoint
 from registry.errors import Problem, ValidationError
 from registry.model import ConflictRule, NodeIdentity
 from registry.nodestate import NodeThresholds
+from registry.store import Retention
 from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, read_text
 from registry.yamldoc import LocatedDoc, compose
 from resolver.config_fields import ConfigReader, Section
@@ -99,6 +100,7 @@ class Config:
     health: HealthSettings = field(default_factory=HealthSettings)
     conflicts: tuple[ConflictRule, ...] = ()
     node_health: NodeThresholds = field(default_factory=NodeThresholds)
+    events: Retention = field(default_factory=Retention)  # the event log keeps max_age and max_rows
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     source: str | None = None  # the file this was read from; None for the embedded default
@@ -131,6 +133,7 @@ SECTION_KEYS = {
     "http": _keys(HttpSettings),
     "health": _keys(HealthSettings),
     "node_health": _keys(NodeThresholds),
+    "events": _keys(Retention),
     "cluster": _keys(ClusterSettings),
     "limits": _keys(LimitSettings),
 }
@@ -142,6 +145,9 @@ HTTP_TIMEOUT_RANGE = (0.1, 3600.0)
 MAX_CONNECTIONS_RANGE = (1, 1_000_000)
 # A database needs a few pages for its schema before it holds anything.
 MIN_DATABASE_SIZE = 64 * 1024
+# The event log's bounds: a floor that keeps a useful history, a ceiling a disk holds.
+MAX_ROWS_RANGE = (100, 100_000_000)
+MAX_AGE_RANGE = (60.0, 3650 * 24 * 3600.0)
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:
@@ -214,6 +220,7 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
     health = Section(read, top.data.get("node_health"), ("node_health",), SECTION_KEYS["node_health"])
     cluster = Section(read, top.data.get("cluster"), ("cluster",), SECTION_KEYS["cluster"])
     limits = Section(read, top.data.get("limits"), ("limits",), SECTION_KEYS["limits"])
+    history = Section(read, top.data.get("events"), ("events",), SECTION_KEYS["events"])
     settings_dns = DnsSettings(
         listen=tuple(_pick(dns.get("listen", read.listen), DnsSettings.listen)),
         ttl=_pick(dns.get("ttl", read.duration), DnsSettings.ttl),
@@ -250,6 +257,10 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
         check_interval=_pick(limits.get("check_interval", read.check_interval), LimitSettings.check_interval),
         database_size=limits.get("database_size", read.size, MIN_DATABASE_SIZE),
     )
+    retention = Retention(
+        max_age=_pick(history.get("max_age", read.age, MAX_AGE_RANGE), Retention.max_age),
+        max_rows=_pick(history.get("max_rows", read.integer, *MAX_ROWS_RANGE), Retention.max_rows),
+    )
     node = top.get("node", read.name)
     address = top.get("address", read.address)
     domain = top.get("domain", read.domain)
@@ -272,6 +283,7 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
         health=settings_health,
         conflicts=tuple(rules),
         node_health=thresholds,
+        events=retention,
         cluster=settings_cluster,
         limits=settings_limits,
         source=source,

@@ -9,6 +9,7 @@ config text again.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Callable, TypeVar
 
 from registry.endpoints import Endpoint, parse_address, parse_etcd
@@ -25,6 +26,7 @@ T = TypeVar("T")
 # limits.check_interval can only raise the floor.
 MIN_CHECK_INTERVAL_FLOOR = 1.0
 RULE_KEYS = ("a", "b", "type", "reason")
+DAYS = re.compile(r"([0-9]+)d")
 CONFLICT_TYPES = tuple(kind.value for kind in ConflictType)
 
 
@@ -135,6 +137,17 @@ class ConfigReader(FieldReader):
             return BareNames.OFF
         text = self.choice(value, at, [choice.value for choice in BareNames])
         return None if text is None else BareNames(text)
+
+    def age(self, value: Any, at: FieldPath, within: tuple[float, float]) -> float | None:
+        """A duration that may be counted in days too (`30d`), as retention periods are."""
+        days = DAYS.fullmatch(value) if isinstance(value, str) else None
+        if days is None:
+            return self.duration(value, at, within)
+        seconds = int(days.group(1)) * 86400.0
+        if not within[0] <= seconds <= within[1]:
+            self.problem(at, f"must be between {within[0]:g}s and {within[1] / 86400:g}d")
+            return None
+        return seconds
 
     def check_interval(self, value: Any, at: FieldPath) -> float | None:
         seconds = self.duration(value, at)

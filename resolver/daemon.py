@@ -1,8 +1,9 @@
 """`pilotfish serve`: start every part in order, reload on SIGHUP, stop cleanly.
 
 Start-up order is the data flow's: config -> store -> catalog (API registrations
-restored) -> the directory watcher, then every file of services_dir in one snapshot
--> DNS and HTTP listeners -> health checks and node monitor. The watcher starts
+restored, then the maintenance windows applied) -> the directory watcher, then every
+file of services_dir in one snapshot -> DNS and HTTP listeners -> health checks, node
+monitor, the maintenance scheduler's clock and the event log's pruning. The watcher starts
 before the scan so that a file written during start-up is caught by one or the
 other, and the listeners start after it so that the first query they answer already
 sees the whole registry.
@@ -27,7 +28,9 @@ from registry.endpoints import Endpoint
 from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
 from registry.health.runner import HealthRunner
+from registry.maintenance import MaintenanceScheduler
 from registry.nodestate import NodeMonitor
+from registry.prune import EventPruner
 from registry.ratelog import RateLimitedLog
 from registry.schema import parse_registration
 from registry.store import Store
@@ -64,6 +67,8 @@ class Daemon:
         self._http: HttpServer | None = None
         self._health: HealthRunner | None = None
         self._node_monitor: NodeMonitor | None = None
+        self._scheduler: MaintenanceScheduler | None = None
+        self._pruner: EventPruner | None = None
         self._watcher: DirectoryWatcher | None = None
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
@@ -92,6 +97,9 @@ class Daemon:
         state = DaemonState(config=config, catalog=catalog, store=store, identity=identity)
         state.extra.update(version=VERSION, config_path=config.source, services_dir=config.services_dir)
         self.state = state
+        # Windows apply before anything is served: a node left in maintenance is never answered.
+        self._scheduler = state.maintenance = MaintenanceScheduler(catalog)
+        self._scheduler.load()
         # Watch first, then scan: a file written in between is seen by one or the other.
         await self._start_watcher()
         self._rescan("start")
@@ -121,6 +129,10 @@ class Daemon:
         await self._health.start()
         self._node_monitor = state.node_monitor = NodeMonitor(catalog, config.node_health, interval=NODE_INTERVAL)
         await self._node_monitor.start()
+        await self._scheduler.start()
+        self._pruner = EventPruner(store, config.events)
+        if not store.read_only:
+            await self._pruner.start()
         self._expiry = asyncio.create_task(self._expire_instances(catalog), name="pilotfish-expiry")
         log.info(
             "ready",
@@ -216,6 +228,8 @@ class Daemon:
             self.state.store.limit_size(live.limits.database_size)
         if live.node_health != old.node_health and self._node_monitor is not None:
             self._node_monitor.thresholds = live.node_health
+        if live.events != old.events and self._pruner is not None and not self.state.store.read_only:
+            self._pruner.set_retention(live.events)
         if self._health is not None:
             # Turned off: the API's exec checks already registered stop running at their next run.
             self._health.exec_from_api = live.health.exec_from_api
@@ -258,6 +272,8 @@ class Daemon:
         self._expiry = None
         steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
             ("watcher", self._watcher.stop if self._watcher else None),
+            ("event pruner", self._pruner.stop if self._pruner else None),
+            ("maintenance scheduler", self._scheduler.stop if self._scheduler else None),
             ("node monitor", self._node_monitor.stop if self._node_monitor else None),
             ("health", self._health.stop if self._health else None),
             ("http", self._http.stop if self._http else None),
@@ -271,6 +287,7 @@ class Daemon:
             except Exception:  # keep stopping the rest: the store must still be closed
                 log.exception("stopping failed", extra={"part": name})
         self._watcher = self._node_monitor = self._health = self._http = self._dns = None
+        self._scheduler, self._pruner = None, None
         if self._store is None:
             return  # refused before the store opened: that refusal is the whole story
         self._store.close()

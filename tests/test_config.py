@@ -10,6 +10,7 @@ import pytest
 
 from registry.endpoints import Endpoint, parse_address
 from registry.model import ConflictType
+from registry.store import Retention
 from resolver.config import (
     ConfigError,
     HttpSettings,
@@ -219,6 +220,31 @@ limits: {database_size: 256MiB}
     ],
 )
 def test_http_limits_and_database_size_refusals(tmp_path: Path, text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text + "\n"))
+    [problem] = refused.value.problems
+    assert problem.field == key and message in problem.message and problem.line == 1
+
+
+def test_event_retention_reads_days_and_defaults_to_the_design(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "{}\n")).events == Retention(max_age=30 * 86400.0, max_rows=100_000)
+    config = load_config(write(tmp_path, "events: {max_age: 7d, max_rows: 5000}\n"))
+    assert config.events == Retention(max_age=7 * 86400.0, max_rows=5000)
+    assert load_config(write(tmp_path, "events: {max_age: 12h}\n")).events.max_age == 43200.0
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("events: {max_age: 30}", "events.max_age", "duration string"),
+        ("events: {max_age: 10s}", "events.max_age", "between 60s and"),
+        ("events: {max_age: 4000d}", "events.max_age", "between 60s and 3650d"),
+        ("events: {max_rows: 10}", "events.max_rows", "10 is outside 100..100000000"),
+        ("events: {max_rows: 1e5}", "events.max_rows", "must be an integer"),
+        ("events: {max_row: 100}", "events.max_row", "did you mean 'max_rows'"),
+    ],
+)
+def test_event_retention_refusals(tmp_path: Path, text: str, key: str, message: str) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config(write(tmp_path, text + "\n"))
     [problem] = refused.value.problems

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 from watchfiles import Change
 
-from conftest import eventually, started
+from conftest import eventually, hold, started
 from registry.catalog import Catalog
 from registry.model import CheckState, Status
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file, sync_files
@@ -212,7 +212,7 @@ def test_mv_of_a_file_keeps_check_results_and_maintenance(catalog: Catalog, tmp_
             web = catalog.instance("web-8080")
             assert web is not None
             catalog.set_check_state(web, CheckState("web-8080:tcp", Status.PASSING, "connected", time.time()))
-            catalog.set_instance_maintenance("web-8080", "resharding")
+            hold(catalog, "web-8080", "resharding")
             (tmp_path / "a.yaml").replace(tmp_path / "b.yaml")
             await watched(lambda: catalog.files() == [str(tmp_path / "b.yaml")])
             entry = catalog.current.entry("web-8080")

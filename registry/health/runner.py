@@ -104,7 +104,7 @@ class HealthRunner:
         # Probe results wait here for the end of the event loop's current pass, so
         # that results arriving together (a burst at start-up, a switch failing
         # under many checks) become one snapshot instead of one each.
-        self._pending: list[tuple[_Check, CheckState, float, float]] = []
+        self._pending: list[tuple[_Check, CheckState, Status, float, float]] = []
         self._flush_scheduled = False
         self._flush_failing = False
 
@@ -260,7 +260,7 @@ class HealthRunner:
         # interval + timeout. Never sooner than MIN_INTERVAL, whatever the spec says.
         spread = (0.0, 1.0) if check.runs == 1 else (0.9, 1.0)
         check.due = started + max(MIN_INTERVAL, spec.interval * random.uniform(*spread))
-        self._pending.append((check, self._result(check, outcome, counted=True), started, duration))
+        self._pending.append((check, self._result(check, outcome, counted=True), outcome.status, started, duration))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -281,8 +281,9 @@ class HealthRunner:
             check.critical_since = None
         return CheckState(check.spec.id, status, output, time.time())
 
-    def _tell(self, check: _Check, state: CheckState) -> None:
-        self.catalog.set_check_state(check.instance, state, {"kind": check.spec.kind.value})
+    def _tell(self, check: _Check, state: CheckState, probe: Status | None = None) -> None:
+        """Hand a result to the catalog; `probe` is what the probe found before rise and fall (recovery counts it)."""
+        self.catalog.set_check_state(check.instance, state, {"kind": check.spec.kind.value}, probe)
         check.told = state.status
 
     def _flush(self) -> None:
@@ -295,8 +296,8 @@ class HealthRunner:
         # refreshed outputs publishes none (a batch without a change publishes nothing).
         try:
             with self.catalog.batch():
-                for check, state, _, _ in pending:
-                    self._tell(check, state)
+                for check, state, probe, _, _ in pending:
+                    self._tell(check, state, probe)
         except Exception:  # a failed write (full disk): the next results are told again
             if not self._flush_failing:
                 log.exception("recording health results failed; checks go on and retry with their next results")
@@ -304,7 +305,7 @@ class HealthRunner:
             return
         self._flush_failing = False
         if self.observer is not None:
-            for check, _, started, duration in pending:
+            for check, _, _, started, duration in pending:
                 self.observer(check.spec.id, started, duration)
 
     def _deregister(self, check: _Check) -> None:

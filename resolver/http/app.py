@@ -19,6 +19,7 @@ from resolver.http.routes_config import add_config_routes
 from resolver.http.routes_conflicts import add_conflict_routes
 from resolver.http.routes_consul import add_consul_routes
 from resolver.http.routes_health import add_health_routes
+from resolver.http.routes_maintenance import add_maintenance_routes
 from resolver.http.routes_services import add_service_routes
 from resolver.http.routes_status import add_status_routes
 from resolver.http.routes_ui import add_ui_routes
@@ -38,6 +39,7 @@ def build_app(state: DaemonState) -> web.Application:
     add_config_routes(app)
     add_status_routes(app)
     add_health_routes(app)
+    add_maintenance_routes(app)
     add_consul_routes(app)
     add_ui_routes(app)
     return app

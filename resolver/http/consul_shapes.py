@@ -29,7 +29,7 @@ import uuid
 from typing import Any, Iterable
 
 from registry.snapshot import Snapshot
-from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, NodeState, Status
+from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, Status
 
 JSON = dict[str, Any]
 NodeMeta = tuple[tuple[str, str], ...]
@@ -132,14 +132,15 @@ def node_json(snapshot: Snapshot, name: str, datacenter: str) -> JSON:
 
 
 def node_checks(snapshot: Snapshot, name: str) -> list[JSON]:
-    """The node-level checks: serfHealth, plus _node_maintenance while the node is drained."""
+    """The node-level checks: serfHealth, plus _node_maintenance while the node is drained.
+
+    Draining, maintenance and offline all drain the node, so all three are Consul's
+    node maintenance; the agent answering them is alive all along.
+    """
     node = snapshot.nodes.get(name)
-    if node is not None and node.state is NodeState.OFFLINE:
-        serf = _check(name, SERF_HEALTH, "Serf Health Status", "critical", output="Agent not live or unreachable")
-    else:
-        serf = _check(name, SERF_HEALTH, "Serf Health Status", "passing", output="Agent alive and reachable")
+    serf = _check(name, SERF_HEALTH, "Serf Health Status", "passing", output="Agent alive and reachable")
     checks = [serf]
-    if node is not None and node.state is NodeState.MAINTENANCE:
+    if node is not None and node.state.drains:
         notes = node.reason or NODE_MAINTENANCE_DEFAULT
         checks.append(
             _check(name, NODE_MAINTENANCE, "Node Maintenance Mode", "critical", notes=notes, type_="maintenance")
@@ -323,7 +324,7 @@ def service_checks(snapshot: Snapshot, entry: Entry) -> list[JSON]:
     instance = entry.instance
     checks = []
     node = snapshot.nodes.get(instance.node)
-    node_drained = node is not None and node.state is NodeState.MAINTENANCE
+    node_drained = node is not None and node.state.drains
     if entry.status is Status.MAINTENANCE and not node_drained:
         notes = entry.maintenance_reason or SERVICE_MAINTENANCE_DEFAULT
         checks.append(_check(

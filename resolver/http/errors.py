@@ -26,6 +26,8 @@ from registry.errors import (
     StorageError,
     StorageFault,
     ValidationError,
+    WindowLimit,
+    WindowOverlap,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +75,11 @@ def describe(exc: BaseException) -> ErrorBody | None:
     if isinstance(exc, InvalidTransition):
         transition: dict[str, Any] = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
         return 409, "invalid_transition", str(exc), transition
+    if isinstance(exc, WindowOverlap):
+        overlap: dict[str, Any] = {"window": exc.window_id, "target": exc.target, "drain_at": exc.drain_at, "end": exc.ends}
+        return 409, "window_overlap", str(exc), overlap
+    if isinstance(exc, WindowLimit):
+        return 409, "too_many_windows", str(exc), {"node": exc.node, "limit": exc.limit}
     if isinstance(exc, StorageError):
         # 507 Insufficient Storage is WebDAV's, and says exactly this; anything else
         # the database refuses makes the write side unavailable until an operator acts.

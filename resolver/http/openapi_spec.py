@@ -13,7 +13,8 @@ from typing import Any
 
 from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
 from registry.events import EventKind
-from registry.model import REGISTRATION_FIELDS, ConflictType, Status, Transport
+from registry.model import REGISTRATION_FIELDS, ConflictType, MaintenanceKind, NodeState, Status, Transport, WindowPhase
+from registry.windows import DRAIN_PATTERN, MAX_REASON, TIME_PATTERN
 from resolver.client.selection import Strategy
 
 Operation = dict[str, Any]
@@ -161,6 +162,21 @@ CONFIG_BODY = {
     },
 }
 REGISTRATION_BODY = {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}}
+MAINTENANCE_BODY = {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}}
+MAINTENANCE_REFUSED = {
+    "409": _error("refused: a move the state table does not allow (`invalid_transition`: on twice, off when not on), "
+                  "a window overlapping another of the target (`window_overlap`), or `too_many_windows`"),
+}
+MAINTENANCE_WORDS = (
+    "enable true begins maintenance of the given kind: immediate (at once, until ended), draining (leaves DNS "
+    "and healthy lookups at once, offline after drain_timeout or .../done) or planned (from start to end, "
+    "draining drain_ahead before start). enable false ends the maintenance under way; the target then "
+    "recovers until each of its checks has passed rise times anew."
+)
+WINDOW_ID = _path_param("window_id", "window id (GET /v1/maintenance lists them)")
+TIME = {"type": "string", "pattern": TIME_PATTERN, "description": "RFC 3339 with its offset, or +<duration> from now"}
+DRAIN = {"type": "string", "pattern": DRAIN_PATTERN,
+         "description": "a duration: 5m, 30s; 0s for none (at most 24h)"}
 
 
 NODE_OF_INSTANCE = _query("node", "the instance's node (default: this node)")
@@ -416,20 +432,56 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
     },
     ("GET", "/v1/node"): {
-        "summary": "This node: state and psutil figures",
+        "summary": "This node: state, maintenance and windows, the state table (transitions), psutil figures",
         "parameters": BLOCKING,
         "responses": {"200": _json({"type": "object"}, "node")},
     },
     ("PUT", "/v1/node/maintenance"): {
-        "summary": "Turn this node's maintenance mode on or off (drains every instance)",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
-        "responses": {"200": _json({"type": "object"}, "node"), **INVALID, "409": _error("transition not allowed"), **WRITE_ERRORS},
+        "summary": "Maintenance of this node: begin one (immediate, draining or planned) or end the one under way",
+        "description": MAINTENANCE_WORDS,
+        "requestBody": MAINTENANCE_BODY,
+        "responses": {"200": _json(_ref("NodeMaintenance"), "the node, and the window the request opened or ended"),
+                      **INVALID, **MAINTENANCE_REFUSED, **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("PUT", "/v1/node/maintenance/done"): {
+        "summary": "The work may start: a draining node goes offline now",
+        "responses": {"200": _json(_ref("NodeMaintenance"), "the node, offline"),
+                      "409": _error("the node is not draining (`invalid_transition`)"), **WRITE_ERRORS, **STORAGE_ERRORS},
     },
     ("PUT", "/v1/services/{id}/maintenance"): {
-        "summary": "Turn one instance's maintenance mode on or off (drains it from DNS and healthy lookups)",
-        "parameters": [_path_param("id", "instance id"), _query("node", "node of the instance (default: this node)")],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
-        "responses": {"200": _json(_ref("Instance"), "the instance"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
+        "summary": "Maintenance of one instance of this node, as for the node (drains it from DNS and healthy lookups)",
+        "description": MAINTENANCE_WORDS,
+        "parameters": [_path_param("id", "instance id"), _query("node", "the instance's node: this node only")],
+        "requestBody": MAINTENANCE_BODY,
+        "responses": {"200": _json(_ref("InstanceMaintenance"), "the instance, and the window the request opened or ended"),
+                      **INVALID, "404": _error("no such instance on this node"), **MAINTENANCE_REFUSED,
+                      **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("PUT", "/v1/services/{id}/maintenance/done"): {
+        "summary": "The work may start: a draining instance goes offline now",
+        "parameters": [_path_param("id", "instance id"), _query("node", "the instance's node: this node only")],
+        "responses": {"200": _json(_ref("InstanceMaintenance"), "the instance, offline"),
+                      "404": _error("no such instance on this node"),
+                      "409": _error("the instance is not draining (`invalid_transition`)"), **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("GET", "/v1/maintenance"): {
+        "summary": "Every maintenance window of this node and its instances, planned ones too, by start",
+        "parameters": BLOCKING,
+        "responses": {"200": _json({"type": "object", "required": ["windows"],
+                                    "properties": {"windows": {"type": "array", "items": _ref("Window")}}}, "windows")},
+    },
+    ("PUT", "/v1/maintenance/{window_id}"): {
+        "summary": "Change a window: its reason and end; a planned window not begun, its start and drain_ahead too",
+        "parameters": [WINDOW_ID],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("WindowChange")}}},
+        "responses": {"200": _json(_ref("Window"), "the window as changed"), **INVALID,
+                      "404": _error("no such window"), **MAINTENANCE_REFUSED, **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("DELETE", "/v1/maintenance/{window_id}"): {
+        "summary": "Cancel a window: one not begun changes nothing, one under way ends now (its target recovers)",
+        "parameters": [WINDOW_ID],
+        "responses": {"200": _json(_ref("Window"), "the window cancelled"), "400": _error("not a window id"),
+                      "404": _error("no such window"), **WRITE_ERRORS, **STORAGE_ERRORS},
     },
 }
 
@@ -511,8 +563,63 @@ COMPONENTS: dict[str, Any] = {
         "Maintenance": {
             "type": "object",
             "required": ["enable"],
-            # A null reason is no reason, as an absent one.
-            "properties": {"enable": {"type": "boolean"}, "reason": {"type": "string", "nullable": True}},
+            "additionalProperties": False,
+            "properties": {
+                "enable": {"type": "boolean"},
+                "kind": _enum(MaintenanceKind, default=MaintenanceKind.IMMEDIATE.value),
+                # A null reason is no reason, as an absent one.
+                "reason": {"type": "string", "nullable": True, "maxLength": MAX_REASON},
+                "drain_timeout": {**DRAIN, "description": "kind draining: offline after this (default 5m)"},
+                "start": {**TIME, "description": "kind planned, required: when the work starts"},
+                "end": {**TIME, "description": "kind planned, required: when it ends by itself"},
+                "drain_ahead": {**DRAIN, "description": "kind planned: drain this long before start (default 5m)"},
+            },
+        },
+        "WindowChange": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "reason": {"type": "string", "nullable": True, "maxLength": MAX_REASON},
+                "start": TIME,
+                "end": {**TIME, "nullable": True},
+                "drain_ahead": DRAIN,
+            },
+        },
+        "Window": {
+            "type": "object",
+            "required": ["id", "node", "instance", "kind", "reason", "phase", "drain_at", "start", "end", "created"],
+            "properties": {
+                "id": {"type": "integer"},
+                "node": {"type": "string"},
+                "instance": {"type": "string", "nullable": True, "description": "null: the node itself"},
+                "kind": _enum(MaintenanceKind),
+                "reason": {"type": "string"},
+                "phase": _enum(WindowPhase),
+                "drain_at": {"type": "string", "description": "RFC 3339: drains from here"},
+                "start": {"type": "string", "description": "RFC 3339: the work, offline (maintenance when immediate)"},
+                "end": {"type": "string", "nullable": True, "description": "RFC 3339; null: until it is ended"},
+                "created": {"type": "string"},
+            },
+        },
+        "NodeMaintenance": {
+            "type": "object",
+            "description": "the node as GET /v1/node has it, with `window`",
+            "required": ["state", "window"],
+            "properties": {"state": _enum(NodeState), "window": _ref("Window")},
+            "additionalProperties": True,
+        },
+        "InstanceMaintenance": {
+            "type": "object",
+            "description": "the instance, with `window`",
+            "required": ["status", "window"],
+            "properties": {
+                "status": _enum(Status),
+                "maintenance_state": _enum(NodeState),
+                "maintenance_until": {"type": "string", "nullable": True},
+                "window": _ref("Window"),
+            },
+            "additionalProperties": True,
         },
         "Event": {
             "type": "object",

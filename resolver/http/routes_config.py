@@ -4,7 +4,8 @@ The store does the typing: a PUT is cast before anything is written, so a value 
 does not cast is refused (400) and the stored value stays. A node's read falls back to
 the global value and says which scope answered. Config is not part of the catalog
 snapshot, so these handlers read SQLite; they still carry the snapshot index so that
-clients can use one header for every read.
+clients can use one header for every read, and every write moves that index, so a
+blocking query on a config read returns when a key is written, as on catalog reads.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ async def put_value(request: web.Request) -> web.Response:
         raise bad_request("value_type", f"must be one of {', '.join(VALUE_TYPES)}")
     state = request.app[STATE]
     value = state.store.set_config(_node(request), request.match_info["key"], body["value"], value_type)
+    state.catalog.note_config_change()
     return json_response(value.to_dict(), state.catalog.current)
 
 
@@ -50,6 +52,7 @@ async def delete_value(request: web.Request) -> web.Response:
     key = request.match_info["key"]
     node = _node(request)
     state.store.delete_config(node, key)
+    state.catalog.note_config_change()
     return json_response({"deleted": key, "scope": "node" if node else "global"}, state.catalog.current)
 
 
