@@ -32,7 +32,7 @@ from registry.health.outcome import Outcome, truncate
 from registry.health.probes import Prober
 from registry.health.risefall import RiseFall
 from registry.instances import NOT_CHECKED
-from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, Status
+from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, SourceKind, Status
 from registry.snapshot import Key, Snapshot
 
 log = logging.getLogger(__name__)
@@ -158,8 +158,10 @@ class HealthRunner:
                 self._follow(entry.instance)
 
     def _follow(self, instance: Instance) -> None:
-        if instance.node != self.catalog.identity.node:
-            return  # another node's instance (cluster): that node checks it
+        if instance.source.kind is SourceKind.CLUSTER:
+            # Another daemon's instance (fleet mode): its owner checks it and publishes
+            # the status. One registered here for another node is ours to check.
+            return
         known = self._instances.get(instance.key)
         if known is instance:
             return
