@@ -349,7 +349,7 @@ def _conflict(where: ConflictKey, body: dict[str, Any]) -> ConflictRule:
     reason = _text(body, "reason")
     if not reason.strip():
         raise _Refused("reason: missing")
-    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, source=CLUSTER_RULE_SOURCE)
+    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, id=where.rule_id, source=CLUSTER_RULE_SOURCE)
 
 
 def _config(where: ConfigKey, body: dict[str, Any]) -> ConfigRecord:
