@@ -69,6 +69,7 @@ class DnsServer:
         recursion_allow: Sequence[str] = (),
         rate_limit: float | None = None,
         tcp_connections: int = DEFAULT_TOTAL,
+        prefer_local: bool = False,
     ) -> None:
         """`batched_udp`: recvmmsg/sendmmsg when true, recvfrom/sendto when false, by platform when None.
 
@@ -79,7 +80,7 @@ class DnsServer:
         self.stats = stats if stats is not None else DnsStats()
         self._batched = batchio.available() if batched_udp is None else batched_udp
         self._listen = list(listen)
-        self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats)
+        self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats, prefer_local)
         self._relay = Relay(Forwarder(recursors), RecursionPolicy(recursion_allow), self.stats) if recursors else None
         self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self._connections = TcpConnections(tcp_connections)
