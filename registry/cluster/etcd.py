@@ -39,7 +39,7 @@ from registry.cluster.errors import (
 )
 from registry.cluster.keepalive import KeepAlive
 from registry.cluster.kv import MAX_KEY_BYTES, KeyValue, Lease, RangeResult, Skipped, Write, decode_key, prefix_end
-from registry.cluster.rpc import code_of, details_of, unreached
+from registry.cluster.rpc import closed_under_us, code_of, details_of, unreached
 from registry.cluster.watch import Watch
 from registry.endpoints import Endpoint, parse_etcd
 
@@ -61,6 +61,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_KEYS = 1_000_000
 # etcd refuses client pings more often than --grpc-keepalive-min-time (5s by default).
 KEEPALIVE_PING = 10.0
+
+
+async def _awaited(call: Awaitable[T]) -> T:
+    return await call
 
 
 def parse_endpoint(text: str) -> Endpoint:
@@ -175,14 +179,27 @@ class EtcdClient:
             client, generation = await self.open_client()
             endpoint = self.endpoint
             try:
-                async with asyncio.timeout(self.timeout):
-                    return await op(client)
+                # wait_for runs the call in a task of its own and cancels only that one.
+                # asyncio.timeout cancels the caller, and when the call ends with an error
+                # of its own in the same turn, Python 3.11 leaves that cancellation pending
+                # for the caller's next await, where it ends whatever loop made the call.
+                return await asyncio.wait_for(_awaited(op(client)), self.timeout)
             except TimeoutError:
                 failures.append(f"{endpoint}: no answer within {self.timeout:g}s")
+            except asyncio.CancelledError:
+                if not closed_under_us():
+                    raise
+                failures.append(f"{endpoint}: the channel closed under the call")
             except (aetcd.ClientError, grpc.aio.AioRpcError, grpc.aio.UsageError) as exc:
                 if not unreached(exc):
                     raise self._refusal(operation, exc) from None
                 failures.append(f"{endpoint}: {details_of(exc)}")
+            except Exception as exc:
+                if self._client is client:
+                    raise
+                # Another call failed over while this one started on the old channel
+                # (aetcd's stubs are gone once it is closed): it never reached etcd.
+                failures.append(f"{endpoint}: the channel closed under the call ({type(exc).__name__})")
             await self.fail_over(generation)
         raise Unavailable(operation, self.endpoint_names(), tuple(failures))
 
