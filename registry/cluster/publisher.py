@@ -78,6 +78,7 @@ class Publisher:
             # Changes that arrived during the write are already in the new set.
             self._dirty |= keys
             self._node_dirty |= node_dirty
+            self._wake.set()  # still something to write, changes or not
             raise
 
     def _encode(self, keys: set[Key], node_dirty: bool, lease: Lease) -> tuple[list[Write], list[str]]:

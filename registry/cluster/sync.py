@@ -110,6 +110,7 @@ class ClusterSync:
         self.refused: dict[str, int] = {"instances": 0, "nodes": 0, "rules": 0, "config": 0}
         self._failing: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- life cycle -------------------------------------------------------------
 
@@ -119,6 +120,7 @@ class ClusterSync:
 
     async def stop(self) -> None:
         """Stop following and revoke the lease, so our instances leave every node at once."""
+        self._stopping = True
         await cancel_and_wait(self._task)
         self._task = None
         lease, self.lease = self.lease, None
@@ -181,11 +183,15 @@ class ClusterSync:
         while True:
             try:
                 await self._session(backoff)
-            except asyncio.CancelledError:
-                raise
             except EtcdError as exc:
                 self._failed("session", exc)
-            except Exception as exc:  # a bug must not end fleet mode for good
+            except asyncio.CancelledError:
+                if self._stopping:
+                    raise
+                # Not ours: a cancellation a library let through. It must not end fleet mode.
+                log.warning("fleet session cancelled from within; joining again")
+                self._failed("session", RuntimeError("cancelled"))
+            except Exception as exc:  # nor must a bug
                 log.exception("fleet session failed; joining again")
                 self._failed("session", exc)
             await asyncio.sleep(backoff.next())
@@ -217,8 +223,10 @@ class ClusterSync:
             try:
                 done, _ = await asyncio.wait([lost, *tasks], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
+                    # A loop ends only by raising (or by a stray cancellation): so does the session.
                     if task is not lost:
-                        task.result()  # a loop ends only by raising: raise it here
+                        error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+                        raise error or RuntimeError(f"{task.get_name()} ended")
                 loss = lost.result()
                 self._failed("lease", LeaseNotFound(loss.lease_id))
                 log.warning("lease lost; joining again", extra={"lease": f"{lease.id:x}", "reason": loss.reason})
