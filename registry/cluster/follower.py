@@ -8,19 +8,18 @@ neither stop the fleet view nor flood the log. This node's own keys are skipped
 before they are decoded: our files and SQLite are the truth for them, and another
 writer claiming our node is ignored.
 
-Decoding is pure CPU (tens of microseconds a record), so a whole read is decoded in
-slices that give the event loop back in between: a 100,000-instance read must not
-hold DNS answers for seconds.
+Decoding is pure CPU (tens of microseconds a record), so a whole read is decoded page
+by page while etcd prepares the next page, in slices that give the event loop back in
+between: a 100,000-instance read must not hold DNS answers for seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from registry.cluster.keys import (
     INSTANCES,
@@ -32,7 +31,8 @@ from registry.cluster.keys import (
     NodeKey,
     parse_key,
 )
-from registry.cluster.kv import Delete, KeyValue, Put, RangeResult, Skipped, WatchBatch
+from registry.background import cancel_and_wait
+from registry.cluster.kv import Delete, KeyValue, Put, RangeResult, WatchBatch
 from registry.cluster.records import ConfigRecord, NodeRecord, decode_record
 from registry.configvalues import ConfigValue
 from registry.model import ConflictRule, Entry, Node
@@ -86,36 +86,24 @@ class Follower:
     def is_own(self, key: str) -> bool:
         return key == self._own_node_key or key.startswith(self._own_instances)
 
-    async def full(self, result: RangeResult) -> FullRead:
-        """The whole view in `result`, decoded in slices that let the loop serve in between."""
-        batch = _Batch()
-        own: list[str] = []
-        for skipped in result.skipped:
-            self._refuse(skipped.key, skipped.reason)
-        started = time.monotonic()
-        for n, item in enumerate(result.items):
-            if n and n % DECODE_SLICE == 0:
-                await asyncio.sleep(0)
-            if self.is_own(item.key):
-                own.append(item.key)
-                continue
-            self._put(batch, item)
-        log.debug("read decoded", extra={"keys": len(result.items), "seconds": round(time.monotonic() - started, 3)})
-        return FullRead(batch.done(replace=True), result.revision, tuple(own))
+    def whole_read(self) -> WholeRead:
+        """A decoder for the pages of one whole read (`EtcdClient.range_prefix(on_page=...)`)."""
+        return WholeRead(self)
 
-    def changes(self, events: WatchBatch | Iterable[Put | Delete | Skipped]) -> RemoteBatch:
-        """One watch response as one batch; later events on a key win over earlier ones."""
+    def changes(self, responses: Iterable[WatchBatch]) -> RemoteBatch:
+        """Watch responses as one batch, in order: a later event on a key wins over an earlier one."""
         batch = _Batch()
-        for event in events.events if isinstance(events, WatchBatch) else events:
-            if self.is_own(event.key):
-                continue
-            if isinstance(event, Put):
-                self._put(batch, KeyValue(event.key, event.value, event.mod_revision))
-            elif isinstance(event, Delete):
-                self._remove(batch, event.key)
-            else:
-                self._refuse(event.key, event.reason)
-                self._remove(batch, event.key)
+        for response in responses:
+            for event in response.events:
+                if self.is_own(event.key):
+                    continue
+                if isinstance(event, Put):
+                    self._put(batch, KeyValue(event.key, event.value, event.mod_revision))
+                elif isinstance(event, Delete):
+                    self._remove(batch, event.key)
+                else:
+                    self._refuse(event.key, event.reason)
+                    self._remove(batch, event.key)
         return batch.done(replace=False)
 
     def _put(self, batch: _Batch, item: KeyValue) -> None:
@@ -159,6 +147,52 @@ class Follower:
         if len(self._said) > REMEMBERED_PROBLEMS:
             self._said.popitem(last=False)
         self._problem_log.note(key=said[0], reason=said[1])
+
+
+class WholeRead:
+    """Decodes a whole read's pages as they arrive, in a task of its own; `finish` hands over the view."""
+
+    def __init__(self, follower: Follower) -> None:
+        self._follower = follower
+        self._batch = _Batch()
+        self._own: list[str] = []
+        self._pages: deque[Sequence[KeyValue]] = deque()
+        self._more = asyncio.Event()
+        self._last = False
+        self._task = asyncio.create_task(self._decode(), name="pilotfish-cluster-decode")
+
+    def page(self, items: Sequence[KeyValue]) -> None:
+        self._pages.append(items)
+        self._more.set()
+
+    async def finish(self, result: RangeResult) -> FullRead:
+        """Once every page was handed over: the view at `result.revision`."""
+        self._last = True
+        self._more.set()
+        await self._task
+        for skipped in result.skipped:
+            self._follower._refuse(skipped.key, skipped.reason)
+        return FullRead(self._batch.done(replace=True), result.revision, tuple(self._own))
+
+    async def abort(self) -> None:
+        await cancel_and_wait(self._task)
+
+    async def _decode(self) -> None:
+        follower = self._follower
+        while True:
+            await self._more.wait()
+            self._more.clear()
+            while self._pages:
+                items = self._pages.popleft()
+                for start in range(0, len(items), DECODE_SLICE):
+                    for item in items[start : start + DECODE_SLICE]:
+                        if follower.is_own(item.key):
+                            self._own.append(item.key)
+                        else:
+                            follower._put(self._batch, item)
+                    await asyncio.sleep(0)  # DNS and HTTP answer between slices
+            if self._last:
+                return
 
 
 def _config_value(record: ConfigRecord) -> ConfigValue:

@@ -8,8 +8,11 @@ runs sessions, one per lease, each in three phases (see registry.cluster's note)
   what it held, so whatever vanished while we were away goes), take down keys of
   this node that we no longer own (a previous run's leftovers), and revoke the
   lease of the session before, whose keys are all written again now;
-- serve: the publisher writes what changes, the watch applies each response as one
-  batch, the keep-alive holds the lease;
+- serve: the publisher writes what changes, the watch applies what etcd sends (a
+  response is never split; responses arriving within SNAPSHOT_INTERVAL of the last
+  snapshot from the fleet wait and join the next one, so a fleet changing hundreds of
+  instances a second costs at most 1/SNAPSHOT_INTERVAL snapshots a second, and an
+  isolated change is applied at once), the keep-alive holds the lease;
 - recover: any failure marks the fleet view stale (DNS and HTTP keep serving it;
   local registrations keep working, the publisher only collects them) and retries
   with capped, jittered backoff. A broken watch resumes from its revision; a
@@ -36,7 +39,7 @@ from registry.cluster.errors import EtcdError, LeaseNotFound, ResyncNeeded, Unav
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.follower import Follower
 from registry.cluster.keys import config_key, conflict_key, instance_key, node_key, rule_id
-from registry.cluster.kv import Lease, Write
+from registry.cluster.kv import Lease, WatchBatch, Write
 from registry.cluster.publisher import Publisher
 from registry.cluster.records import MAX_RECORD_BYTES, encode_config, encode_conflict
 from registry.configvalues import ConfigValue, cast_value
@@ -55,6 +58,10 @@ BACKOFF_CAP = 3.0
 # A clean stop gives etcd this long to revoke the lease: a dead etcd must not hold up SIGTERM.
 STOP_TIMEOUT = 2.0
 CLIENT_TIMEOUT = 2.0
+# The fleet makes at most one snapshot per this interval (see the module's note).
+SNAPSHOT_INTERVAL = 0.05
+# Watch events waiting for the next snapshot past this are applied at once.
+MAX_PENDING_EVENTS = 10_000
 
 
 class SyncState(str, enum.Enum):
@@ -111,6 +118,11 @@ class ClusterSync:
         self._failing: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Watch responses received, not yet in a snapshot; when the last fleet snapshot was made.
+        self._pending: list[WatchBatch] = []
+        self._pending_events = 0
+        self._flush: asyncio.Handle | None = None
+        self._flushed_at = 0.0
 
     # -- life cycle -------------------------------------------------------------
 
@@ -123,6 +135,7 @@ class ClusterSync:
         self._stopping = True
         await cancel_and_wait(self._task)
         self._task = None
+        self._drop_pending()
         lease, self.lease = self.lease, None
         if lease is not None:
             try:
@@ -237,9 +250,20 @@ class ClusterSync:
 
     async def _read_all(self) -> None:
         """Read the whole prefix and make it the fleet view; drop our own leftovers."""
-        result = await self.client.range_prefix(self.settings.prefix)
-        read = await self.follower.full(result)
+        started = time.monotonic()
+        reading = self.follower.whole_read()
+        try:
+            result = await self.client.range_prefix(self.settings.prefix, on_page=reading.page)
+            read = await reading.finish(result)
+        except BaseException:
+            await reading.abort()
+            raise
+        decoded = time.monotonic()
+        self._drop_pending()  # older than the read, which holds their outcome
         self._apply(read.batch)
+        log.info("fleet read", extra={"revision": result.revision, "keys": len(result.items),
+                                      "read_s": round(decoded - started, 3),
+                                      "apply_s": round(time.monotonic() - decoded, 3)})
         owned = self._own_keys()
         leftovers = [key for key in read.own_keys if key not in owned]
         if leftovers:
@@ -288,8 +312,7 @@ class ClusterSync:
                     self._recovered("watch")
                     backoff.reset()
                     async for batch in watch:
-                        self._apply(self.follower.changes(batch))
-                        self.revision = batch.next_revision - 1
+                        self._received(batch)
             except ResyncNeeded as exc:
                 log.warning("watch cannot resume; reading the whole prefix again", extra={"error": str(exc)})
                 self.resyncs += 1
@@ -297,7 +320,44 @@ class ClusterSync:
                 continue
             except Unavailable as exc:
                 self._failed("watch", exc)
+                self._apply_pending()  # what arrived before the break is good: serve it
             await asyncio.sleep(backoff.next())
+
+    def _received(self, response: WatchBatch) -> None:
+        """Hold a watch response for the next fleet snapshot (at once, if none was made lately)."""
+        self._pending.append(response)
+        self._pending_events += len(response.events)
+        if self._pending_events > MAX_PENDING_EVENTS:
+            self._apply_pending()
+        elif self._flush is None:
+            loop = asyncio.get_running_loop()
+            delay = self._flushed_at + SNAPSHOT_INTERVAL - loop.time()
+            # Even at once, after this loop pass: responses read together join one snapshot.
+            self._flush = loop.call_later(delay, self._apply_pending) if delay > 0 else loop.call_soon(
+                self._apply_pending)
+
+    def _apply_pending(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        responses, self._pending = self._pending, []
+        self._pending_events = 0
+        if not responses:
+            return
+        self._flushed_at = asyncio.get_running_loop().time()
+        try:
+            self._apply(self.follower.changes(responses))
+        except Exception:  # a bug must not leave the view behind for good: the next read mends it
+            log.exception("applying the fleet's changes failed")
+            return
+        self.revision = responses[-1].next_revision - 1
+
+    def _drop_pending(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._pending = []
+        self._pending_events = 0
 
     async def _retrying(self, part: str, call: Callable[[], Awaitable[None]], backoff: Backoff) -> None:
         while True:
