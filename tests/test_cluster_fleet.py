@@ -15,6 +15,7 @@ from typing import Any, Callable
 import dns.rcode
 import dns.rdatatype
 import pytest
+import yaml
 
 from conftest import wait_for
 from daemonkit import Daemon, DaemonFactory
@@ -229,3 +230,34 @@ def test_prefer_local_puts_this_nodes_instances_first(
         if prefer_local:
             assert [rr.target.to_text() for rrset in reply.answer for rr in rrset][0] == "b.node.internal."
     assert (firsts == {"127.0.0.52"}) is prefer_local
+
+
+def test_sighup_moves_a_daemon_to_another_prefix(start_daemon: DaemonFactory, etcd: EtcdServer) -> None:
+    a, b = start_fleet(start_daemon, [etcd.endpoint] * 2, "/t/hup-old/")
+    (a.services_dir / "web.yaml").write_text(WEB)
+    wait_for(lambda: srv(b, "_web._tcp.service.internal"), 1 + SLACK, "web on b")
+    config = yaml.safe_load(a.config_path.read_text())
+    config["cluster"]["prefix"] = "/t/hup-new/"
+    a.config_path.write_text(yaml.safe_dump(config))
+    a.signal(signal.SIGHUP)
+    # a left the old fleet (its lease revoked: gone from b at once) and joined the new one, alone.
+    wait_for(lambda: not srv(b, "_web._tcp.service.internal"), 1 + SLACK, "a gone from b's fleet")
+    wait_for(lambda: a.status()["cluster"]["prefix"] == "/t/hup-new/" and a.status()["cluster"]["state"] == "synced",
+             2 + SLACK, "a in its new fleet")
+    assert a.status()["cluster"]["nodes"] == 0 and srv(a, "_web._tcp.service.internal")  # its own still served
+    assert not any(line["msg"].startswith("config keys changed") for line in a.logs())
+
+
+def test_a_fleet_write_etcd_does_not_take_is_refused_and_changes_nothing(
+    start_daemon: DaemonFactory, start_etcd: EtcdFactory
+) -> None:
+    server = start_etcd()
+    (a,) = start_fleet(start_daemon, [server.endpoint])
+    server.kill()
+    refused = a.write("POST", "/v1/conflicts", {"a": "x", "b": "y", "type": "port", "reason": "r"})
+    assert refused.status == 503 and refused.body["error"]["code"] == "cluster_unavailable"
+    assert all(rule["a"] != "x" for rule in a.get("/v1/conflicts")["rules"])
+    assert a.write("PUT", "/v1/config/pool", {"value": "8"}).status == 503
+    assert a.request("GET", "/v1/config/pool").status == 404
+    # Registrations are this node's own business: they go on.
+    assert a.write("POST", "/v1/services", {"name": "web", "port": 80}).status == 201

@@ -54,7 +54,7 @@ log = logging.getLogger("pilotfish.cluster")
 # ("full jitter"), so a fleet does not stampede a restarted etcd, and a daemon is back
 # within a few seconds of etcd.
 BACKOFF_FIRST = 0.25
-BACKOFF_CAP = 3.0
+BACKOFF_CAP = 2.0
 # A clean stop gives etcd this long to revoke the lease: a dead etcd must not hold up SIGTERM.
 STOP_TIMEOUT = 2.0
 CLIENT_TIMEOUT = 2.0
