@@ -134,7 +134,11 @@ class Daemon:
         assert self.state is not None
         if not settings.enabled:
             return
-        from registry.cluster.sync import ClusterSync, FleetSettings
+        try:
+            from registry.cluster.sync import ClusterSync, FleetSettings
+        except ImportError as exc:
+            raise StartupError(f"cluster.etcd is set, but the etcd client is not installed ({exc}): "
+                               "pip install 'pilotfish[cluster]'") from None
 
         fleet = FleetSettings(settings.etcd, settings.prefix, settings.lease_ttl, settings.datacenter)
         self.state.cluster = ClusterSync(self.state.catalog, fleet, VERSION)

@@ -110,6 +110,20 @@ def test_an_unreachable_etcd_delays_nothing_and_restart_only_keys_wait(start_dae
     assert time.monotonic() - started < 5  # a dead etcd does not hold up SIGTERM
 
 
+def test_fleet_mode_without_the_etcd_client_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """`cluster.etcd` set where the `cluster` extra is not installed: one line saying what to install."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "aetcd.py").write_text("raise ImportError('No module named aetcd')\n")
+    config_path, log_path = tmp_path / "pilotfish.yaml", tmp_path / "pilotfish.log"
+    write_config(config_path, tmp_path / "services.d", tmp_path / "state", None,
+                 {"cluster": {"etcd": [f"127.0.0.1:{free_port()}"]}})
+    proc = launch(config_path, log_path, env={"PYTHONPATH": f"{shadow}:{REPO}"})
+    assert proc.wait(START_TIMEOUT) == 1
+    [refusal] = [line for line in log_path.read_text().splitlines() if '"cannot start"' in line]
+    assert "pilotfish[cluster]" in refusal and "Traceback" not in log_path.read_text()
+
+
 def test_a_single_host_says_so(daemon: Daemon) -> None:
     assert daemon.status()["cluster"] == {"state": "off", "datacenter": "dc1"}
     assert "pilotfish_cluster" not in daemon.text("/metrics")
