@@ -15,7 +15,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from conftest import eventually, run
+from conftest import eventually, free_port, run
 from etcdkit import EtcdFactory, EtcdServer, keys_under, other_node
 from registry.catalog import Catalog
 from registry.cluster.etcd import EtcdClient
@@ -274,5 +274,25 @@ def test_stop_gives_up_on_a_dead_etcd_within_its_bound(tmp_path: Path, start_etc
             started = time.monotonic()
         assert time.monotonic() - started < 4  # the revoke gave up within its bound
         assert a.lease is None
+
+    run(main(), timeout=60)
+
+
+def test_ids_that_come_and_go_while_etcd_is_down_leave_nothing_to_publish(tmp_path: Path, store: Store) -> None:
+    """The publisher's set holds what we own and what etcd may hold from us: nothing else grows it."""
+
+    async def main() -> None:
+        catalog = Catalog(store, NodeIdentity("a", "127.0.0.51"))
+        nobody = parse_etcd(f"127.0.0.1:{free_port()}")
+        sync = ClusterSync(catalog, FleetSettings((nobody,), "/t/", 2, "dc1"), "test", client_timeout=0.2)
+        await sync.start()
+        try:
+            register(catalog, {"name": "kept", "port": 1})
+            for n in range(1000):
+                register(catalog, {"name": "brief", "id": f"brief{n}", "port": 2})
+                catalog.deregister(f"brief{n}")
+            assert sync.publisher.pending <= 2  # `kept` and the node record
+        finally:
+            await sync.stop()
 
     run(main(), timeout=60)

@@ -121,6 +121,8 @@ class EtcdClient:
         self._client: aetcd.Client | None = None
         self._generation = 0
         self._written: dict[str, tuple[bytes, int]] = {}
+        # Keys of failed transactions: etcd may or may not hold what we sent.
+        self._unsure: set[str] = set()
         self._keepalives: set[KeepAlive] = set()
         self._closed = False
 
@@ -279,6 +281,11 @@ class EtcdClient:
     def forget(self) -> None:
         """Drop the view of what we wrote, so the next writes go out whole (after a reconnect)."""
         self._written.clear()
+        self._unsure.clear()
+
+    def may_hold(self, key: str) -> bool:
+        """Whether etcd may hold `key` from us since the last `forget`: written and not deleted, or unsure."""
+        return key in self._written or key in self._unsure
 
     def _holds(self, write: Write) -> bool:
         return self._written.get(write.key) == (write.value, write.lease.id if write.lease else 0)
@@ -318,11 +325,13 @@ class EtcdClient:
             # Whether a failed transaction was applied is unknown: write these again next time.
             for key, _ in chunk:
                 self._written.pop(key, None)
+                self._unsure.add(key)
             leases = {op.lease.id for _, op in chunk if op is not None and op.lease is not None}
             if isinstance(exc, RequestRefused) and "lease not found" in exc.detail and len(leases) == 1:
                 raise LeaseNotFound(leases.pop()) from None
             raise
         for key, op in chunk:
+            self._unsure.discard(key)
             if op is None:
                 self._written.pop(key, None)
             else:

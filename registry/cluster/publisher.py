@@ -6,6 +6,10 @@ changes a thousand times while etcd is slow or down is written once, with its la
 value, and the set never holds more than the instances this daemon owns. The
 listener only adds to the set: a registration or a health change never waits on etcd.
 
+The set is bounded by what this daemon owns and what etcd may hold from it: a key
+that is gone here and was never written (registered and removed while etcd was
+down) is not kept, so churn of short-lived ids cannot grow it.
+
 A flush takes the whole set, encodes each key's value from the current snapshot and
 hands them to `EtcdClient.apply` as one batch (cut into transactions etcd accepts;
 values etcd already holds from us are left out). If the write fails, the keys go back
@@ -40,6 +44,7 @@ class Publisher:
         self._version = version
         self._node = catalog.identity.node
         self._dirty: set[Key] = set()
+        self._in_flight: set[Key] = set()
         self._node_dirty = True
         self._wake = asyncio.Event()
         self._too_large = RateLimitedLog(log, logging.ERROR, "instance too large to publish; other nodes do not see it")
@@ -52,7 +57,12 @@ class Publisher:
         return len(self._dirty) + int(self._node_dirty)
 
     def _on_local(self, keys: Collection[Key]) -> None:
-        self._dirty.update(keys)
+        entries = self._catalog.current.entries_by_key
+        for key in keys:
+            if key in entries or key in self._in_flight or self._client.may_hold(instance_key(self._prefix, *key)):
+                self._dirty.add(key)
+            else:
+                self._dirty.discard(key)  # came and went unwritten: nothing to take down
         self._node_dirty = True
         self._wake.set()
 
@@ -71,6 +81,7 @@ class Publisher:
         self._wake.clear()
         keys, self._dirty = self._dirty, set()
         node_dirty, self._node_dirty = self._node_dirty, False
+        self._in_flight = keys
         try:
             writes, deletes = self._encode(keys, node_dirty, lease)
             self.written += await self._client.apply(writes, deletes)
@@ -80,6 +91,8 @@ class Publisher:
             self._node_dirty |= node_dirty
             self._wake.set()  # still something to write, changes or not
             raise
+        finally:
+            self._in_flight = set()
 
     def _encode(self, keys: set[Key], node_dirty: bool, lease: Lease) -> tuple[list[Write], list[str]]:
         snapshot = self._catalog.current
