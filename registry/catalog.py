@@ -1,11 +1,18 @@
 """The catalog's one writer: every change goes through `Catalog`, which publishes snapshots.
 
 Every source of change (YAML files, API registrations, health results, node state,
-maintenance windows, and later the cluster) calls `Catalog`, which checks ownership and conflicts,
+maintenance windows, and the fleet) calls `Catalog`, which checks ownership and conflicts,
 commits to SQLite where a client waits on it, and then publishes a complete new
 `Snapshot` (registry.snapshot) with one assignment. Readers import registry.snapshot,
 never this module. The bookkeeping of one instance's change lives in
 `InstanceTable` (registry.instances), so that every source keeps the same books.
+
+What other nodes own (fleet mode) arrives through one door, `apply_remote`, and is
+kept apart in a `RemoteView` (registry.remote): it joins every snapshot, but is never
+checked, expired, written to SQLite or judged for conflicts here. Where this node
+owns an instance under the same key, ours is served. Fleet conflict rules join the
+rule book. The way out is `follow_local`: the keys of this node's own changes, for
+the publisher that writes them to etcd.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from registry import events
 from registry.conflicts import ConflictIndex, RuleBook
@@ -36,6 +43,7 @@ from registry.model import (
     Trigger,
     Window,
 )
+from registry.remote import RemoteBatch, RemoteOutcome, RemoteView
 from registry.snapshot import Change, Key, Snapshot, SnapshotHolder
 from registry.store import HealthRow, Store
 from registry.transitions import TRANSITIONS, settle
@@ -59,6 +67,7 @@ class Catalog(SnapshotHolder):
         self.domain = domain.strip(".").lower()
         self.answer_statuses = frozenset({Status.PASSING, Status.WARNING} if answer_warning else {Status.PASSING})
         self._config_rules = tuple(config_rules)
+        self.remote = RemoteView(identity.node)
         self._rules = RuleBook()
         self._conflicts = ConflictIndex(self._rules)
         self._reload_rules()
@@ -74,7 +83,13 @@ class Catalog(SnapshotHolder):
         # What the resource figures say of this node (the node monitor's say), and
         # the window holding it: with the recovery of its checks, its state (settle).
         self._resources: tuple[NodeState, str] = (NodeState.ONLINE, "")
-        super().__init__(Snapshot.first(self.domain, identity.node, self.answer_statuses, self._change()))
+        self._local_listeners: list[Callable[[Collection[Key]], None]] = []
+        self._told_node: Node | None = None
+        # The node map snapshots get: ours over the fleet's, rebuilt only when either changes.
+        self._nodes_basis: tuple[int, tuple[Node, ...]] = (-1, ())
+        self._nodes: Mapping[str, Node] = {}
+        change, _ = self._change()
+        super().__init__(Snapshot.first(self.domain, identity.node, self.answer_statuses, change))
 
     # -- the writer's view -------------------------------------------------
 
@@ -311,6 +326,8 @@ class Catalog(SnapshotHolder):
         book = RuleBook(self.store.rules())
         for rule in self._config_rules:
             book.add(rule)
+        for rule in self.remote.rules.values():
+            book.add(rule)
         self._rules = book
         self._conflicts.rules = book
 
@@ -419,6 +436,30 @@ class Catalog(SnapshotHolder):
             self._journal.record(events.node_changed(name, node.state, state, reason, trigger))
         self._table.set_node_state(name, state, reason, refresh)
 
+    # -- the fleet ---------------------------------------------------------
+
+    def apply_remote(self, batch: RemoteBatch) -> RemoteOutcome:
+        """Take what other nodes published (or a fleet rule) as one snapshot; never fails on content.
+
+        The values were decoded and validated by the caller; here they are only
+        held, bounded (registry.remote) and merged into the next snapshot.
+        """
+        outcome = self.remote.apply(batch)
+        if outcome.rules_changed:
+            self._reload_rules()
+        if outcome.changed:
+            self._publish_change()
+        return outcome
+
+    def follow_local(self, listener: Callable[[Collection[Key]], None]) -> None:
+        """Call `listener(keys)` after each snapshot that changed this daemon's own instances
+        (their keys; the entries are in the snapshot) or the local node's record (keys may be empty)."""
+        self._local_listeners.append(listener)
+
+    def owned_keys(self) -> Collection[Key]:
+        """The keys of every instance this daemon owns (files and API), whatever node they name."""
+        return self._table.instances.keys()
+
     # -- internals -----------------------------------------------------------
 
     def _publish_change(self) -> None:
@@ -432,11 +473,38 @@ class Catalog(SnapshotHolder):
         self._settle_node(Trigger.HEALTH)
         self._journal.flush()
         self._changed_in_batch = False
-        self.swap(self.current.successor(self._change()))
+        change, local_keys = self._change()
+        self.swap(self.current.successor(change))
+        node = self._table.nodes[self.identity.node]
+        if self._local_listeners and (local_keys or node is not self._told_node):
+            self._told_node = node
+            for listener in self._local_listeners:
+                listener(local_keys)
 
-    def _change(self) -> Change:
+    def _change(self) -> tuple[Change, Collection[Key]]:
+        """The next snapshot's change, and the keys of it this daemon owns."""
         table = self._table
-        return Change(table.take_changes(), table.nodes, tuple(self._rules), self._file_errors)
+        entries = table.take_changes()
+        local_keys = tuple(entries)
+        remote = self.remote
+        if remote.entries:
+            # One of ours leaving uncovers a fleet instance under the same key.
+            for key in local_keys:
+                if entries[key] is None and key in remote.entries:
+                    entries[key] = remote.entries[key]
+        for key, entry in remote.take_changes().items():
+            if key not in table.instances:
+                entries[key] = entry
+        return Change(entries, self._merged_nodes(), tuple(self._rules), self._file_errors), local_keys
+
+    def _merged_nodes(self) -> Mapping[str, Node]:
+        if not self.remote.nodes:
+            return self._table.nodes
+        basis = (self.remote.nodes_version, tuple(self._table.nodes.values()))
+        if basis != self._nodes_basis:
+            self._nodes_basis = basis
+            self._nodes = {**self.remote.nodes, **self._table.nodes}
+        return self._nodes
 
 
 def stored_body(instance: Instance) -> dict[str, Any]:

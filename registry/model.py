@@ -427,14 +427,15 @@ class ConflictRule:
     """Services `a` and `b` must not both be registered on one node.
 
     Pairs are unordered: `a` and `b` are stored sorted so that (x, y) and (y, x)
-    are the same rule and compare equal.
+    are the same rule and compare equal. `id` is SQLite's for a stored rule, the
+    pair `<a>+<b>` for a fleet rule (etcd's key), None for a shipped or config one.
     """
 
     a: str
     b: str
     type: ConflictType
     reason: str
-    id: int | None = None
+    id: int | str | None = None
     source: str = "builtin"
     pair: frozenset[str] = field(init=False, compare=False)
 

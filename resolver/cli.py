@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--type", default="port", choices=["port", "dependency", "resource"])
     add.add_argument("--reason", required=True)
     remove = actions.add_parser("rm", parents=[common])
-    remove.add_argument("rule_id", metavar="ID", type=int)
+    # A stored rule's number, or a fleet rule's `<a>+<b>` (fleet mode).
+    remove.add_argument("rule_id", metavar="ID")
     conflicts.set_defaults(func=cmd_conflicts)
 
     maint = verbs.add_parser(

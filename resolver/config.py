@@ -37,6 +37,7 @@ class DnsSettings:
     ttl: float = 5.0
     recursors: tuple[Endpoint, ...] = ()
     answer_warning: bool = False
+    prefer_local: bool = False  # this node's instances first in A/AAAA, and among equal SRV priority
     recursion_allow: tuple[str, ...] = ()  # networks besides loopback that may recurse
     rate_limit: float | None = None  # UDP answers a second per client /24 (/56); None = off
     tcp_connections: int = 1000  # open DNS TCP connections at most
@@ -83,9 +84,16 @@ class LimitSettings:
 
 @dataclass(frozen=True)
 class ClusterSettings:
+    """Fleet mode (registry.cluster): on when `etcd` names at least one endpoint."""
+
     etcd: tuple[Endpoint, ...] = ()
     prefix: str = "/pilotfish/"
-    datacenter: str = "dc1"  # named in Consul-shaped answers (and the fleet's view)
+    lease_ttl: int = 10  # whole seconds, as etcd grants leases: a killed daemon's keys go after this
+    datacenter: str = "dc1"  # named in /v1/status and Consul-shaped answers
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.etcd)
 
 
 @dataclass(frozen=True)
@@ -137,9 +145,10 @@ SECTION_KEYS = {
     "cluster": _keys(ClusterSettings),
     "limits": _keys(LimitSettings),
 }
-# Keys whose new value only takes effect after a restart (identity, storage, listeners
-# and the fleet): a SIGHUP keeps their running values and names those that changed.
-RESTART_ONLY = ("node", "address", "domain", "state_dir", "dns", "http.listen", "cluster")
+# Keys whose new value only takes effect after a restart (identity, storage and
+# listeners): a SIGHUP keeps their running values and names those that changed.
+# `cluster` is not one: a SIGHUP that changes it leaves the fleet and joins again.
+RESTART_ONLY = ("node", "address", "domain", "state_dir", "dns", "http.listen")
 # Timeouts an operator may set: long enough for any real client, short enough to matter.
 HTTP_TIMEOUT_RANGE = (0.1, 3600.0)
 MAX_CONNECTIONS_RANGE = (1, 1_000_000)
@@ -226,6 +235,7 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
         ttl=_pick(dns.get("ttl", read.duration), DnsSettings.ttl),
         recursors=tuple(_pick(dns.get("recursors", read.recursors), [])),
         answer_warning=_pick(dns.get("answer_warning", read.boolean), False),
+        prefer_local=_pick(dns.get("prefer_local", read.boolean), False),
         recursion_allow=tuple(_pick(dns.get("recursion_allow", read.networks), [])),
         rate_limit=_float_or_none(dns.get("rate_limit", read.number, 0.001)),
         tcp_connections=int(_pick(dns.get("tcp_connections", read.number, 1, True), DnsSettings.tcp_connections)),
@@ -249,7 +259,8 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
     )
     settings_cluster = ClusterSettings(
         etcd=tuple(_pick(cluster.get("etcd", read.etcd), [])),
-        prefix=_pick(cluster.get("prefix", read.string, None, "", True), ClusterSettings.prefix),
+        prefix=_pick(cluster.get("prefix", read.etcd_prefix), ClusterSettings.prefix),
+        lease_ttl=_pick(cluster.get("lease_ttl", read.lease_ttl), ClusterSettings.lease_ttl),
         datacenter=_pick(cluster.get("datacenter", read.name), ClusterSettings.datacenter),
     )
     settings_limits = LimitSettings(

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from typing import Any, Callable, TypeVar
 
+from registry.cluster.keys import check_prefix
 from registry.endpoints import Endpoint, parse_address, parse_etcd
 from registry.fields import FieldReader
 from registry.model import ConflictRule, ConflictType
@@ -27,6 +28,9 @@ T = TypeVar("T")
 MIN_CHECK_INTERVAL_FLOOR = 1.0
 RULE_KEYS = ("a", "b", "type", "reason")
 DAYS = re.compile(r"([0-9]+)d")
+# A lease shorter than a second cannot be granted; one longer than an hour would keep
+# a killed daemon's instances in every answer for that long.
+LEASE_TTL_RANGE = (1.0, 3600.0)
 CONFLICT_TYPES = tuple(kind.value for kind in ConflictType)
 
 
@@ -100,6 +104,26 @@ class ConfigReader(FieldReader):
 
     def etcd(self, value: Any, at: FieldPath) -> list[Endpoint] | None:
         return self.each(value, at, _etcd_endpoint)
+
+    def etcd_prefix(self, value: Any, at: FieldPath) -> str | None:
+        text = self.string(value, at, non_empty=True)
+        if text is None:
+            return None
+        try:
+            return check_prefix(text)
+        except ValueError as exc:
+            self.problem(at, str(exc))
+            return None
+
+    def lease_ttl(self, value: Any, at: FieldPath) -> int | None:
+        """Whole seconds (etcd grants leases in seconds), within LEASE_TTL_RANGE."""
+        seconds = self.duration(value, at, LEASE_TTL_RANGE)
+        if seconds is None:
+            return None
+        if seconds != int(seconds):
+            self.problem(at, f"must be a whole number of seconds (etcd leases count seconds), not {seconds:g}s")
+            return None
+        return int(seconds)
 
     def networks(self, value: Any, at: FieldPath) -> list[str] | None:
         """CIDR networks (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or /128)."""

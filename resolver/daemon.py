@@ -2,11 +2,14 @@
 
 Start-up order is the data flow's: config -> store -> catalog (API registrations
 restored, then the maintenance windows applied) -> the directory watcher, then every
-file of services_dir in one snapshot -> DNS and HTTP listeners -> health checks, node
-monitor, the maintenance scheduler's clock and the event log's pruning. The watcher starts
-before the scan so that a file written during start-up is caught by one or the
-other, and the listeners start after it so that the first query they answer already
-sees the whole registry.
+file of services_dir in one snapshot -> fleet mode (when `cluster.etcd` is set) -> DNS
+and HTTP listeners -> health checks, node monitor, the maintenance scheduler's clock
+and the event log's pruning. The watcher starts before the scan so that a file written
+during start-up is caught by one or the other, and the listeners start after it so
+that the first query they answer already sees the whole local registry. Fleet mode
+joins in the background: etcd being down delays nothing here (the fleet view is then
+`connecting`, and fills in when etcd answers). Stopping runs the other way, fleet
+mode first, so that our instances leave every other node before we stop answering.
 
 The daemon owns lifecycles only: it never answers a query, parses a registration or
 touches SQLite beyond opening and closing the store.
@@ -24,6 +27,7 @@ from typing import Awaitable, Callable
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
+from registry.remote import RemoteBatch
 from registry.endpoints import Endpoint
 from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
@@ -78,10 +82,6 @@ class Daemon:
         config = self.config
         if config.http.writes_open:
             raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
-        if config.cluster != ClusterSettings():
-            # Fleet mode (issue 12) removes this: until then the section is read, checked and unused.
-            log.warning("cluster is set, but fleet mode is not in effect yet: this daemon serves its own host only",
-                        extra={"etcd": [str(e) for e in config.cluster.etcd], "prefix": config.cluster.prefix})
         os.makedirs(config.state_dir, exist_ok=True)
         self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"), config.limits.database_size)
         if store.read_only:
@@ -103,12 +103,14 @@ class Daemon:
         # Watch first, then scan: a file written in between is seen by one or the other.
         await self._start_watcher()
         self._rescan("start")
+        await self._start_cluster(config.cluster)
 
         state.dns_stats = DnsStats()
         self._dns = DnsServer(
             lambda: catalog.current, config.dns.listen, config.dns.ttl, config.dns.recursors, state.dns_stats,
             recursion_allow=config.dns.recursion_allow, rate_limit=config.dns.rate_limit,
             tcp_connections=config.dns.tcp_connections, bare_names=config.dns.bare_names,
+            prefer_local=config.dns.prefer_local,
         )
         await self._dns.start()
         state.bound["dns_udp"] = [str(endpoint) for endpoint in self._dns.bound_udp]
@@ -139,6 +141,43 @@ class Daemon:
             extra={"bound": state.bound, "node": config.node, "index": catalog.current.index, "version": VERSION},
         )
         return state
+
+    async def _start_cluster(self, settings: ClusterSettings) -> None:
+        """Join the fleet when `cluster.etcd` is set; the etcd client is imported only then."""
+        assert self.state is not None
+        if not settings.enabled:
+            return
+        try:
+            from registry.cluster.sync import ClusterSync, FleetSettings
+        except ImportError as exc:
+            raise StartupError(f"cluster.etcd is set, but the etcd client is not installed ({exc}): "
+                               "pip install 'pilotfish[cluster]'") from None
+
+        fleet = FleetSettings(settings.etcd, settings.prefix, settings.lease_ttl, settings.datacenter)
+        self.state.cluster = ClusterSync(self.state.catalog, fleet, VERSION)
+        await self.state.cluster.start()
+        log.info("fleet mode: joining", extra={"etcd": [str(e) for e in settings.etcd], "prefix": settings.prefix,
+                                               "lease_ttl": settings.lease_ttl, "datacenter": settings.datacenter})
+
+    async def _stop_cluster(self) -> None:
+        """Leave the fleet (the lease is revoked) and forget its view."""
+        assert self.state is not None
+        cluster, self.state.cluster = self.state.cluster, None
+        if cluster is None:
+            return
+        await cluster.stop()
+        self.state.catalog.apply_remote(RemoteBatch(replace=True))
+
+    async def _reload_cluster(self, old: ClusterSettings, new: ClusterSettings) -> None:
+        """A changed `cluster` section: leave and join again (the datacenter alone is only a label)."""
+        assert self.state is not None
+        if dataclasses.replace(old, datacenter=new.datacenter) == new:
+            if self.state.cluster is not None:
+                self.state.cluster.settings = dataclasses.replace(self.state.cluster.settings, datacenter=new.datacenter)
+            return
+        log.info("cluster settings changed: leaving the fleet and joining again")
+        await self._stop_cluster()
+        await self._start_cluster(new)
 
     async def _expire_instances(self, catalog: Catalog) -> None:
         """Remove instances whose `ttl` ran out without a re-registration."""
@@ -220,6 +259,8 @@ class Daemon:
         self.config = self.state.config = live
         if live.conflicts != old.conflicts:
             self.state.catalog.set_config_rules(live.conflicts)
+        if live.cluster != old.cluster:
+            await self._reload_cluster(old.cluster, live.cluster)
         if live.limits.check_interval != old.limits.check_interval:
             # Applies to what is read from now on; what is registered stays.
             identity = dataclasses.replace(self.state.identity, min_check_interval=live.limits.check_interval)
@@ -271,6 +312,7 @@ class Daemon:
         await cancel_and_wait(self._expiry)
         self._expiry = None
         steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
+            ("cluster", self._stop_cluster if self.state is not None and self.state.cluster else None),
             ("watcher", self._watcher.stop if self._watcher else None),
             ("event pruner", self._pruner.stop if self._pruner else None),
             ("maintenance scheduler", self._scheduler.stop if self._scheduler else None),

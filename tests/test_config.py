@@ -69,7 +69,7 @@ http: {listen: "0.0.0.0:8500", token: s3cret}
 conflicts:
   - {a: redis-server, b: keydb, type: port, reason: "both bind 6379"}
 node_health: {cpu: 80, memory: 85.5, disk: 95}
-cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, datacenter: eu-west}
+cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, lease_ttl: 1m, datacenter: eu-west}
 """))
     assert (config.node, config.address, config.domain) == ("web1", "10.1.2.3", "consul")
     assert config.services_dir == str(tmp_path / "drop-ins")
@@ -82,7 +82,8 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, datacenter: eu-west}
     assert (rule.a, rule.b, rule.type, rule.source) == ("keydb", "redis-server", ConflictType.PORT, "config")
     assert (config.node_health.cpu, config.node_health.memory) == (80.0, 85.5)
     assert config.cluster.prefix == "/fleet/" and config.cluster.etcd == (Endpoint("10.0.0.1", 2379),)
-    assert config.cluster.datacenter == "eu-west"
+    assert config.cluster.datacenter == "eu-west" and config.cluster.lease_ttl == 60 and config.cluster.enabled
+    assert config.dns.prefer_local is False and load_config(None).cluster.lease_ttl == 10
 
 
 @pytest.mark.parametrize(
@@ -128,6 +129,17 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, datacenter: eu-west}
         ("dns: {tcp_connections: 0}\n", ":1: dns.tcp_connections: must be an integer >= 1, not 0"),
         ("dns: {tcp_connections: 10.5}\n", ":1: dns.tcp_connections: must be an integer >= 1, not 10.5"),
         ("dns: {tcp_conections: 10}\n", ":1: dns.tcp_conections: unknown key (did you mean 'tcp_connections'?)"),
+        # Fleet mode (issue 12).
+        ("cluster: {lease_ttl: 10}\n", ":1: cluster.lease_ttl: must be a duration string, not an integer (add a unit"),
+        ("cluster: {lease_ttl: 1500ms}\n", ":1: cluster.lease_ttl: must be a whole number of seconds"),
+        ("cluster: {lease_ttl: 500ms}\n", ":1: cluster.lease_ttl: must be between 1s and 3600s"),
+        ("cluster: {lease_ttl: 2h}\n", ":1: cluster.lease_ttl: must be between 1s and 3600s"),
+        ("cluster: {prefix: pilotfish}\n", ":1: cluster.prefix: cluster prefix 'pilotfish' must start and end with '/'"),
+        ("cluster: {prefix: '/a//b/'}\n", ":1: cluster.prefix: cluster prefix '/a//b/' must start and end with '/'"),
+        ("cluster: {prefix: ''}\n", ":1: cluster.prefix: must be a non-empty string"),
+        ("cluster: {etcd: ['https://10.0.0.1:2379']}\n", ":1: cluster.etcd: 'https://10.0.0.1:2379': https is not supported"),
+        ("cluster: {lease: 10s}\n", ":1: cluster.lease: unknown key (did you mean 'lease_ttl'?)"),
+        ("dns: {prefer_local: 1}\n", ":1: dns.prefer_local: must be true or false, not an integer"),
     ],
 )
 def test_refusals_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -255,11 +267,12 @@ def test_a_reload_keeps_the_running_value_of_every_restart_only_key(tmp_path: Pa
     old = load_config(write(tmp_path, "node: a\ndns: {ttl: 5s}\nhttp: {listen: '127.0.0.1:8500', token: one}\n"))
     new = load_config(write(tmp_path, "node: b\ndns: {ttl: 1s}\nhttp: {listen: '127.0.0.1:9500', token: two}\n"
                                       "cluster: {etcd: ['10.0.0.1:2379']}\n"))
-    assert restart_only_changes(old, new) == ["node", "dns", "http.listen", "cluster"]
+    assert restart_only_changes(old, new) == ["node", "dns", "http.listen"]
     live = with_running_values(old, new)
     assert restart_only_changes(old, live) == []
-    assert (live.node, live.dns, live.http.listen, live.cluster) == (old.node, old.dns, old.http.listen, old.cluster)
-    assert live.http.token == "two"  # everything else takes the new value
+    assert (live.node, live.dns, live.http.listen) == (old.node, old.dns, old.http.listen)
+    # Everything else takes the new value; the daemon leaves the fleet and joins again on `cluster`.
+    assert live.http.token == "two" and live.cluster == new.cluster
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,10 @@ import yaml
 from conftest import NODE, REPO, bound_socket, wait_for
 from consulkit import PrometheusConsulSD
 from daemonkit import DaemonFactory
+from registry.cluster.keys import config_key, conflict_key, instance_key, node_key
 from registry.schema import load_text
 from registry.transitions import transitions_dict
+from resolver.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -153,3 +155,21 @@ def test_the_maintenance_timeline_in_readme_runs_as_shown(start_daemon: DaemonFa
     triggers = [""] + [e["trigger"] for e in events]
     assert [(state, trigger, answered) for (state, answered), trigger in zip(seen, triggers)] == expected
     assert [e["to"] for e in events] == [state for state, _ in seen[1:]]
+
+
+def fleet_section() -> str:
+    return README.split("## Fleet mode", 1)[1].split("\n## ", 1)[0]
+
+
+def test_fleet_walkthrough_config_loads_and_its_keys_table_is_the_layout(tmp_path: Path) -> None:
+    lines = fleet_section().split("$ cat a.yaml", 1)[1].splitlines()[1:]
+    config_text = "\n".join(line[4:] for line in lines[: next(i for i, line in enumerate(lines) if "$ " in line)])
+    (tmp_path / "a.yaml").write_text(config_text + "\n")
+    config = load_config(str(tmp_path / "a.yaml"))
+    assert (config.node, config.address, config.cluster.lease_ttl, config.cluster.enabled) == ("a", "127.0.0.51", 5, True)
+    table = re.findall(r"^\| `(<prefix>[^`]+)` \|", fleet_section(), re.MULTILINE)
+    built = [node_key("<prefix>", "n"), instance_key("<prefix>", "n", "i"), conflict_key("<prefix>", "a", "b"),
+             config_key("<prefix>", "k"), config_key("<prefix>", "k", "n")]
+    spelled = [key.replace("<node>", "n").replace("<id>", "i").replace("<a>+<b>", "a+b").replace("<key>", "k")
+               for key in table]
+    assert spelled == built

@@ -1,7 +1,8 @@
 """The health runner: runs every check of every local instance on its own schedule.
 
-It follows the catalog (a swap listener) to start checks of new or changed
-instances and cancel those of removed ones, runs their probes (registry.health.probes)
+It follows the catalog's own instances (`Catalog.follow_local`: the keys each
+snapshot changed, never other nodes' in fleet mode) to start checks of new or
+changed instances and cancel those of removed ones, runs their probes (registry.health.probes)
 under one global concurrency bound, counts rise/fall, and tells the
 catalog each result. The catalog publishes a snapshot only when a status
 changes, so a steady fleet of checks costs no snapshots and no SQLite writes.
@@ -21,7 +22,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Collection
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
@@ -32,8 +33,8 @@ from registry.health.outcome import Outcome, truncate
 from registry.health.probes import Prober
 from registry.health.risefall import RiseFall
 from registry.instances import NOT_CHECKED
-from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, Status
-from registry.snapshot import Key, Snapshot
+from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, SourceKind, Status
+from registry.snapshot import Key
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class HealthRunner:
         await self._prober.open()
         self._running = True
         if not self._subscribed:
-            self.catalog.subscribe(self._on_swap)
+            self.catalog.follow_local(self._on_local)
             self._subscribed = True
         for entry in self.catalog.current.entries_by_key.values():
             self._follow(entry.instance)
@@ -141,25 +142,27 @@ class HealthRunner:
 
     # -- following the catalog ---------------------------------------------
 
-    def _on_swap(self, old: Snapshot, new: Snapshot) -> None:
-        """Reschedule only what changed: names whose entry tuples were rebuilt."""
+    def _on_local(self, keys: Collection[Key]) -> None:
+        """Reschedule only what changed: this daemon's instances a snapshot touched.
+
+        O(change) whatever the catalog holds: in fleet mode a swap that only brought
+        other nodes' instances (100,000 of them) costs nothing here.
+        """
         if not self._running:
             return
-        old_names, new_names = old.entries_by_name, new.entries_by_name
-        for name in old_names.keys() | new_names.keys():
-            before, after = old_names.get(name, ()), new_names.get(name, ())
-            if before is after:
-                continue
-            present = {entry.instance.key for entry in after}
-            for entry in before:
-                if entry.instance.key not in present:
-                    self._forget(entry.instance.key)
-            for entry in after:
+        entries = self.catalog.current.entries_by_key
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None or entry.instance.source.kind is SourceKind.CLUSTER:
+                self._forget(key)
+            else:
                 self._follow(entry.instance)
 
     def _follow(self, instance: Instance) -> None:
-        if instance.node != self.catalog.identity.node:
-            return  # another node's instance (cluster): that node checks it
+        if instance.source.kind is SourceKind.CLUSTER:
+            # Another daemon's instance (fleet mode): its owner checks it and publishes
+            # the status. One registered here for another node is ours to check.
+            return
         known = self._instances.get(instance.key)
         if known is instance:
             return

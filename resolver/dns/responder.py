@@ -95,8 +95,10 @@ class Responder:
         recursing: bool,
         stats: DnsStats,
         bare_names: answers.BareNames = answers.BareNames.ALL,
+        prefer_local: bool = False,
     ) -> None:
         self._get_snapshot = get_snapshot
+        self._prefer_local = prefer_local
         self._ttl = max(0, int(ttl))
         self._recursing = recursing
         self._bare_names = bare_names
@@ -218,13 +220,13 @@ class Responder:
             return None
         basis = None
         try:
-            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl, self._bare_names)
+            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl, self._bare_names, self._prefer_local)
             if isinstance(outcome, answers.OutOfZone):
                 return None
             if isinstance(outcome, answers.Success):
                 basis = outcome.basis
                 rotations = min(len(outcome.answer), MAX_ROTATIONS) if outcome.rotate else 1
-                sections = wire.Sections(0, outcome.answer, rotations, additional=outcome.additional)
+                sections = wire.Sections(0, outcome.answer, rotations, outcome.groups, additional=outcome.additional)
             elif isinstance(outcome, answers.NoData):
                 sections = wire.Sections(0, authority=(outcome.soa,))
             else:

@@ -71,6 +71,7 @@ class DnsServer:
         rate_limit: float | None = None,
         tcp_connections: int = DEFAULT_TOTAL,
         bare_names: BareNames = BareNames.ALL,
+        prefer_local: bool = False,
     ) -> None:
         """`batched_udp`: recvmmsg/sendmmsg when true, recvfrom/sendto when false, by platform when None.
 
@@ -82,7 +83,7 @@ class DnsServer:
         self.stats = stats if stats is not None else DnsStats()
         self._batched = batchio.available() if batched_udp is None else batched_udp
         self._listen = list(listen)
-        self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats, bare_names)
+        self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats, bare_names, prefer_local)
         self._relay = Relay(Forwarder(recursors), RecursionPolicy(recursion_allow), self.stats) if recursors else None
         self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self._connections = TcpConnections(tcp_connections)

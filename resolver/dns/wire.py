@@ -298,6 +298,9 @@ class Sections:
     rcode: int
     answer: tuple[Record, ...] = ()
     rotations: int = 1  # orders of the answer to compile, each starting at another record
+    # Lengths of consecutive runs of the answer that rotate each within itself and keep
+    # their order (dns.prefer_local: this node's instances first); () = one run.
+    groups: tuple[int, ...] = ()
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
 
@@ -349,12 +352,19 @@ def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Com
     joined = b"".join(answer)
     if sections.rotations <= 1 or len(answer) < 2:
         return Compiled(head, (joined + rest,), stat)
-    offsets = [0]
-    for packed in answer:
-        offsets.append(offsets[-1] + len(packed))
     count = min(sections.rotations, len(answer))
-    cuts = [offsets[i * len(answer) // count] for i in range(count)]
-    return Compiled(head, tuple(joined[cut:] + joined[:cut] + rest for cut in cuts), stat)
+    runs = sections.groups or (len(answer),)
+    tails = []
+    for turn in range(count):
+        parts: list[bytes] = []
+        start = 0
+        for size in runs:
+            run = answer[start : start + size]
+            cut = turn * size // count
+            parts += run[cut:] + run[:cut]
+            start += size
+        tails.append(b"".join(parts) + rest)
+    return Compiled(head, tuple(tails), stat)
 
 
 def qtype_text(qtype: int) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from registry.cluster.errors import EtcdError
 from registry.errors import (
     ConfigValueError,
     ConflictError,
@@ -85,6 +86,9 @@ def describe(exc: BaseException) -> ErrorBody | None:
         # the database refuses makes the write side unavailable until an operator acts.
         status = 507 if exc.fault is StorageFault.FULL else 503
         return status, exc.fault.value, str(exc), {"file": exc.path}
+    if isinstance(exc, EtcdError):
+        # A fleet-wide write (fleet mode's rules and config) that etcd did not take: nothing changed.
+        return 503, "cluster_unavailable", f"etcd did not take the write, nothing changed: {exc}", {}
     return None
 
 

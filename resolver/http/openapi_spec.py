@@ -140,6 +140,12 @@ def _conditional(responses: dict[str, Any]) -> dict[str, Any]:
 # Every operation of ours may answer this (resolver/http/params.py); `document` adds
 # it where an operation has no 400 of its own.
 PARAMETER_ERRORS = {"400": _error("a query parameter this operation does not take (`problems` names it)")}
+# Conflict rules and config: SQLite on one host, etcd in fleet mode.
+FLEET_WRITE_ERRORS = {
+    **STORAGE_ERRORS,
+    "503": _error("the database cannot be written (storage_read_only, storage_corrupt, storage_unavailable), "
+                  "or in fleet mode etcd did not take the write (cluster_unavailable); nothing changed"),
+}
 # Every operation with the blocking-query parameters may also answer these; they are
 # added by `document` so that no read can forget them.
 READ_ERRORS = {
@@ -227,21 +233,22 @@ def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[t
             "responses": {"200": _json(_ref("ConfigValue"), "the value, cast"), "404": _error("no such key")},
         },
         ("PUT", prefix): {
-            "summary": f"Set a {scope} config value",
+            "summary": f"Set a {scope} config value (fleet mode: in etcd, for every node)",
             "parameters": params,
             "requestBody": CONFIG_BODY,
             "responses": {
                 "200": _json(_ref("ConfigValue"), "the stored value, cast"),
-                "400": _error("the value does not cast to value_type"),
+                "400": _error("the value does not cast to value_type (fleet mode: or a key or node name etcd cannot hold)"),
                 **WRITE_ERRORS,
-                **STORAGE_ERRORS,
+                **FLEET_WRITE_ERRORS,
             },
         },
         ("DELETE", prefix): {
             "summary": f"Delete a {scope} config value",
             "parameters": params,
             "responses": {
-                "200": _json({"type": "object"}, "deleted"), "404": _error("no such key"), **WRITE_ERRORS, **STORAGE_ERRORS,
+                "200": _json({"type": "object"}, "deleted"), "404": _error("no such key"), **WRITE_ERRORS,
+                **FLEET_WRITE_ERRORS,
             },
         },
     }
@@ -338,12 +345,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "responses": {"200": _json({"type": "object"}, "rules with the registered instances in the way")},
     },
     ("GET", "/v1/conflicts"): {
-        "summary": "Every conflict rule in force (shipped, config file, API)",
+        "summary": "Every conflict rule in force (shipped, config file, API; fleet rules with `source: cluster`)",
         "parameters": BLOCKING,
         "responses": {"200": _json({"type": "object", "properties": {"rules": {"type": "array", "items": _ref("ConflictRule")}}}, "rules")},
     },
     ("POST", "/v1/conflicts"): {
-        "summary": "Add a conflict rule (applies to later registrations)",
+        "summary": "Add a conflict rule (applies to later registrations; fleet mode: in etcd, on every node, id `<a>+<b>`)",
         "requestBody": {
             "required": True,
             "content": {
@@ -365,18 +372,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "201": _json(_ref("ConflictRule"), "the rule (the existing one when the pair exists)"),
             **INVALID,
             **WRITE_ERRORS,
-            **STORAGE_ERRORS,
+            **FLEET_WRITE_ERRORS,
         },
     },
     ("DELETE", "/v1/conflicts/{id}"): {
-        "summary": "Delete a stored conflict rule",
-        "parameters": [_path_param("id", "rule id")],
+        "summary": "Delete a stored conflict rule (a number), or a fleet rule (`<a>+<b>`, either order: off etcd, every node)",
+        "parameters": [_path_param("id", "a stored rule's number, or a fleet rule's `<a>+<b>`")],
         "responses": {
             "200": _json({"type": "object"}, "deleted"),
             "400": _error("not an id"),
-            "404": _error("no such rule"),
+            "404": _error("no such rule (a pair on a single host: there are no fleet rules)"),
             **WRITE_ERRORS,
-            **STORAGE_ERRORS,
+            **FLEET_WRITE_ERRORS,
         },
     },
     **_config_ops("/v1/config/{key}", "global", [KEY]),
@@ -397,7 +404,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "responses": {"200": _json({"type": "object", "properties": {"events": {"type": "array", "items": _ref("Event")}, "next_before": {"type": "integer", "nullable": True}}}, "a page")},
     },
     ("GET", "/v1/status"): {
-        "summary": "Version, node, bound ports, snapshot index, counts and rejected files",
+        "summary": "Version, node, bound ports, snapshot index, counts, rejected files and the fleet (`cluster`)",
         "parameters": BLOCKING,
         "responses": {"200": _json({"type": "object"}, "status")},
     },
@@ -543,7 +550,8 @@ COMPONENTS: dict[str, Any] = {
         "ConflictRule": {
             "type": "object",
             "properties": {
-                "id": {"type": "integer", "nullable": True},
+                "id": {"oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True,
+                       "description": "a stored rule's number, a fleet rule's `<a>+<b>`, null for shipped and config rules"},
                 "a": {"type": "string"},
                 "b": {"type": "string"},
                 "type": {"type": "string"},

@@ -79,6 +79,10 @@ async def status(request: web.Request) -> web.Response:
             "max_connections": state.config.http.max_connections,
             "blocking_queries": guard.blocking,
         },
+        "cluster": (
+            state.cluster.status() if state.cluster is not None
+            else {"state": "off", "datacenter": state.config.cluster.datacenter}
+        ),
     }
     # The daemon's own facts (config path, last reload, ...) never shadow the fields above.
     return json_response({**state.extra, **body}, snapshot)
