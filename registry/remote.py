@@ -116,9 +116,13 @@ class RemoteView:
         rules_changed = False
         for rule_id, rule in sorted(rules.items(), key=_removals_first):
             rules_changed |= _put(self.rules, rule_id, rule, self.limits.rules, refused, "rules")
+        # Config is not in the snapshot, but a new one moves the index: that is what
+        # wakes blocking reads of /v1/config (as a local write does).
+        config_changed = False
         for config_key, value in sorted(config.items(), key=_removals_first):
-            _put(self.config, config_key, value, self.limits.config, refused, "config")
-        return RemoteOutcome(changed or nodes_changed or rules_changed, rules_changed, refused, ignored)
+            config_changed |= _put(self.config, config_key, value, self.limits.config, refused, "config")
+        changed = changed or nodes_changed or rules_changed or config_changed
+        return RemoteOutcome(changed, rules_changed, refused, ignored)
 
     # -- config reads ---------------------------------------------------------
 

@@ -25,6 +25,7 @@ from registry.cluster.records import encode_instance
 from registry.cluster.sync import Backoff, ClusterSync, FleetSettings
 from registry.endpoints import parse_etcd
 from registry.health.runner import HealthRunner
+from registry.configvalues import ConfigValue
 from registry.model import CLUSTER, Entry, Hold, Node, NodeIdentity, NodeState, Status, Trigger
 from registry.remote import RemoteBatch, RemoteLimits
 from registry.schema import parse_registration
@@ -182,6 +183,15 @@ def test_the_fleet_has_no_say_on_this_node(store: Store) -> None:
                                                nodes={"a": Node("a", "10.6.6.6")}))
     assert outcome.ignored_own == 2 and not outcome.changed
     assert catalog.current.entry("web-80") is None and catalog.current.nodes["a"].address == "127.0.0.51"
+
+
+def test_fleet_config_moves_the_index_so_blocking_config_reads_wake(store: Store) -> None:
+    catalog = Catalog(store, NodeIdentity("a", "127.0.0.51"))
+    before = catalog.current.index
+    pool = ConfigValue("pool", 8, "int", "global", None)
+    assert catalog.apply_remote(RemoteBatch(config={(None, "pool"): pool})).changed
+    assert catalog.current.index > before
+    assert not catalog.apply_remote(RemoteBatch(config={(None, "pool"): pool})).changed  # the same value: no wake
 
 
 def test_remote_instances_take_no_part_in_this_nodes_conflicts(store: Store) -> None:
