@@ -15,7 +15,8 @@ from aiohttp import web
 
 from resolver.http import openapi_spec
 from resolver.http.consul_openapi import CONSUL_OPERATIONS, CONSUL_SCHEMAS
-from resolver.http.openapi_spec import DOCUMENTED_METHODS, INDEX_HEADER, PARAMETER_ERRORS, READ_ERRORS, Operation
+from resolver.http.openapi_parts import Operation
+from resolver.http.openapi_spec import DOCUMENTED_METHODS, INDEX_HEADER, PARAMETER_ERRORS, READ_ERRORS
 from resolver.http.ui_openapi import UI_OPERATIONS
 from resolver.state import VERSION
 
