@@ -17,13 +17,12 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from registry.errors import Problem, ValidationError
 from registry.model import NodeIdentity
 from registry.schema import EXTENSION_PREFIX, load_file
-from registry.textfile import DEFAULT_MAX_BYTES
+from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, read_text
 from registry.yamldoc import FieldPath, compose
 from resolver.client import ApiError, ConnectionChange, DaemonUnavailable, Discovery, detect, quote
 from resolver.clitext import config_text, instance_rows, maintenance_text, rule_rows, status_text, window_rows
@@ -136,12 +135,13 @@ def registration_bodies(path: str) -> list[Any]:
     """The services a YAML/JSON file declares, as API bodies (one file, one or many).
 
     Read as services.d reads it: `version: 1.10` stays the text "1.10", where plain
-    YAML loading would send the number 1.1 (which the API refuses).
+    YAML loading would send the number 1.1 (which the API refuses). And read as
+    services.d is read: a FIFO or `/dev/zero` given by mistake is refused, not waited on.
     """
     try:
-        located = compose(Path(path).read_text(encoding="utf-8"), path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"pilotfish: cannot read {path}: {exc}") from None
+        located = compose(read_text(path, MAX_MAX_BYTES), path)
+    except ValidationError as exc:
+        raise SystemExit("\n".join(f"pilotfish: cannot read {problem}" for problem in exc.problems)) from None
     if located.problems:
         raise SystemExit("\n".join(f"pilotfish: cannot read {problem}" for problem in located.problems))
     doc = located.value
