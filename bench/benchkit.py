@@ -56,16 +56,18 @@ def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
 
 def start_daemon(
     home: Path, node: str, files: Mapping[str, str] = {}, extra_config: str = "", launcher: Sequence[str] = (),
-    within: float = 30.0,
+    within: float = 30.0, address: str = "127.0.0.1",
 ) -> Started:
-    """The daemon of `home`, serving `files` in its services.d; `launcher` prefixes the command (taskset)."""
+    """The daemon of `home`, serving `files` in its services.d; `launcher` prefixes the command (taskset).
+
+    `address` is the node's (what fleet mode publishes); its listeners stay on 127.0.0.1."""
     services = home / "services.d"
     services.mkdir()
     for name, text in files.items():
         (services / name).write_text(text)
     config = home / "pilotfish.yaml"
     config.write_text(
-        f"node: {node}\naddress: 127.0.0.1\nservices_dir: {services}\nstate_dir: {home / 'state'}\n"
+        f"node: {node}\naddress: {address}\nservices_dir: {services}\nstate_dir: {home / 'state'}\n"
         "dns: {listen: ['127.0.0.1:0']}\nhttp: {listen: '127.0.0.1:0'}\n" + extra_config
     )
     log_path = home / "pilotfish.log"

@@ -8,6 +8,11 @@ at least 90%), so that drift on a shared host hits both sides of each ratio alik
 Both are one memo lookup per request; the Consul body is Consul's shape, about 2.5
 times ours for the same three instances, and that size is most of the difference.
 
+It also measures the two conditional ways of asking the same lookup, on the same
+server after each round's lookup measurement: with `Accept-Encoding: gzip` (the
+memoised gzip body) and with `If-None-Match: <its ETag>` (a 304 without a body),
+each reported beside the plain lookup of the same round.
+
 Both servers run in their own process pinned to one core (taskset), one after the
 other, with uvloop as the daemon uses it and access logging off; wrk runs pinned to
 another core. The bare server answers the same route template with a fixed JSON body
@@ -19,7 +24,15 @@ least disturbed. It also prints the server's CPU time per request (user + system
 from /proc/<pid>/stat, median of the rounds), which shared cores disturb less. Prints
 every round, both figures and the ratio; the last line is one JSON object for tooling.
 
+With `--against DIR` it measures nothing of the above: it serves the plain lookup
+from this checkout and from another one (DIR, e.g. `git worktree add /tmp/main main`)
+side by side on the same core, and alternates 2-second wrk slices between them in
+ABBA order; the medians of the neighbouring-slice ratios (requests/s and CPU per
+request) say whether a change slowed the hot path, on a host too busy for the
+absolute figures to mean much.
+
     python3 bench/http.py [--duration 8] [--connections 50] [--rounds 3]
+    python3 bench/http.py --against /tmp/main [--pairs 20]
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -126,9 +140,10 @@ def ensure_wrk() -> str:
     return wrk
 
 
-def start_server(kind: str, arg: str, core: int) -> tuple[subprocess.Popen[str], int]:
-    command = ["taskset", "-c", str(core), sys.executable, __file__, "--serve", kind, arg]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+def start_server(kind: str, arg: str, core: int, script: str = __file__) -> tuple[subprocess.Popen[str], int]:
+    """A server in its own process pinned to `core`; `script` is this file of another checkout for --against."""
+    command = ["taskset", "-c", str(core), sys.executable, script, "--serve", kind, arg]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=Path(script).parent)
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
@@ -150,9 +165,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(wrk: str, pid: int, port: int, core: int, duration: int, connections: int, path: str = PATH,
-            warm_up: bool = True) -> Round:
+            warm_up: bool = True, headers: tuple[str, ...] = ()) -> Round:
     url = f"http://127.0.0.1:{port}{path}"
     base = ["taskset", "-c", str(core), wrk, "-t1", f"-c{connections}"]
+    for header in headers:
+        base += ["-H", header]
     if warm_up:
         subprocess.run(base + ["-d2s", url], check=True, capture_output=True)
     before = cpu_seconds(pid)
@@ -172,6 +189,29 @@ def fetch(port: int, path: str = PATH) -> bytes:
         return response.read()  # type: ignore[no-any-return]
 
 
+def conditional_headers(port: int) -> dict[str, tuple[str, ...]]:
+    """The headers of the gzip and the 304 requests, checked to get what they are named for."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{PATH}", timeout=5) as response:
+        etag = response.headers["ETag"]
+    gzipped = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(gzipped, timeout=5) as response:
+        assert response.headers["Content-Encoding"] == "gzip", "the lookup's body is too small to be gzipped"
+    unchanged = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers={"If-None-Match": etag})
+    try:
+        urllib.request.urlopen(unchanged, timeout=5).close()
+        raise SystemExit("If-None-Match with the current ETag was not answered 304")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            assert exc.code == 304
+    return {"gzip": ("Accept-Encoding: gzip",), "304": (f"If-None-Match: {etag}",)}
+
+
+def gzip_size(port: int) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return len(response.read())
+
+
 def measure(duration: int, connections: int, rounds: int) -> None:
     wrk = ensure_wrk()
     cores = sorted(os.sched_getaffinity(0))
@@ -180,6 +220,7 @@ def measure(duration: int, connections: int, rounds: int) -> None:
     lookups: list[Round] = []
     consul: list[Round] = []
     consul_ratios: list[float] = []
+    conditional: dict[str, list[Round]] = {"gzip": [], "304": []}
     bare: list[Round] = []
     with tempfile.TemporaryDirectory() as tmp:
         body_file = str(Path(tmp) / "body.json")
@@ -201,6 +242,10 @@ def measure(duration: int, connections: int, rounds: int) -> None:
                     consul.append(got["consul"])
                     lookups.append(got["ours"])
                     consul_ratios.append(got["consul"].rps / got["ours"].rps)
+                for kind, headers in conditional_headers(port).items():
+                    conditional[kind].append(run_wrk(wrk, process.pid, port, client_core, duration, connections,
+                                                     headers=headers))
+                packed = gzip_size(port)
             finally:
                 stop_process(process)
             process, port = start_server("bare", body_file, server_core)
@@ -230,8 +275,55 @@ def measure(duration: int, connections: int, rounds: int) -> None:
     print(f"Consul lookup / our lookup: {consul_ratio:.1%} (median of {len(consul_ratios)} neighbouring-slice "
           f"ratios, {min(consul_ratios):.1%} to {max(consul_ratios):.1%}; best of each: {consul_rps / lookup_rps:.1%}; "
           f"CPU per request: {lookup_cpu / consul_cpu:.1%}; target: at least 90%)")
+    figures = {}
+    for kind, label in (("gzip", f"Accept-Encoding: gzip ({packed} bytes)"), ("304", "If-None-Match (304, no body)")):
+        best = max(r.rps for r in conditional[kind])
+        kind_cpu = statistics.median(r.cpu_per_request for r in conditional[kind])
+        figures[kind] = best
+        print(f"pilotfish GET {PATH} with {label}: {best:,.0f} req/s (best of "
+              f"{', '.join(f'{r.rps:,.0f}' for r in conditional[kind])}; plain lookup: best {rps:,.0f}), "
+              f"server CPU per request {kind_cpu * 1e6:.1f} us (plain: {cpu * 1e6:.1f} us)")
     print(json.dumps({"bench": "http", "rps": round(rps), "bare_rps": round(bare_rps), "ratio": round(ratio, 3),
-                      "consul_rps": round(consul_rps), "consul_ratio": round(consul_ratio, 3)}))
+                      "consul_rps": round(consul_rps), "consul_ratio": round(consul_ratio, 3),
+                      "gzip_rps": round(figures["gzip"]), "not_modified_rps": round(figures["304"])}))
+
+
+def compare(against: Path, connections: int, pairs: int) -> None:
+    """The plain lookup of this checkout against another's, in alternating slices on one core."""
+    wrk = ensure_wrk()
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_core = cores[0], cores[-1]
+    checkouts = {"this": Path(__file__), "other": against.resolve() / "bench" / "http.py"}
+    rounds: dict[str, list[Round]] = {name: [] for name in checkouts}
+    rps_ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    with tempfile.TemporaryDirectory() as this_tmp, tempfile.TemporaryDirectory() as other_tmp:
+        servers = {}
+        try:
+            for (name, script), tmp in zip(checkouts.items(), (this_tmp, other_tmp)):
+                servers[name] = start_server("ours", tmp, server_core, str(script))
+            for process, port in servers.values():
+                assert len(fetch(port)) > 0
+                run_wrk(wrk, process.pid, port, client_core, 1, connections)  # warm up
+            for order in (("other", "this"), ("this", "other")) * pairs:
+                got = {name: run_wrk(wrk, servers[name][0].pid, servers[name][1], client_core, SLICE_SECONDS,
+                                     connections, warm_up=False) for name in order}
+                for name, measured in got.items():
+                    rounds[name].append(measured)
+                rps_ratios.append(got["this"].rps / got["other"].rps)
+                cpu_ratios.append(got["other"].cpu_per_request / got["this"].cpu_per_request)
+        finally:
+            for process, _ in servers.values():
+                stop_process(process)
+    for name, label in (("this", f"this checkout ({Path(__file__).resolve().parent.parent})"), ("other", f"{against}")):
+        print(f"{label}: best {max(r.rps for r in rounds[name]):,.0f} req/s, server CPU per request (median) "
+              f"{statistics.median(r.cpu_per_request for r in rounds[name]) * 1e6:.1f} us")
+    print(f"this / other, requests/s: median {statistics.median(rps_ratios):.1%} of {len(rps_ratios)} neighbouring "
+          f"slices ({min(rps_ratios):.1%} to {max(rps_ratios):.1%})")
+    print(f"other / this, CPU per request: median {statistics.median(cpu_ratios):.1%} "
+          f"({min(cpu_ratios):.1%} to {max(cpu_ratios):.1%}); above 100% means this checkout costs less")
+    print(json.dumps({"bench": "http-against", "rps_ratio": round(statistics.median(rps_ratios), 3),
+                      "cpu_ratio": round(statistics.median(cpu_ratios), 3)}))
 
 
 def main() -> None:
@@ -239,6 +331,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per measurement")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="measurements per server; the best is reported")
+    parser.add_argument("--against", type=Path, metavar="DIR", help="another checkout: compare plain lookups")
+    parser.add_argument("--pairs", type=int, default=20, help="with --against: ABBA slice pairs")
     parser.add_argument("--serve", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -248,6 +342,9 @@ def main() -> None:
         serve = serve_ours(arg) if kind == "ours" else serve_bare(arg)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(serve)
+        return
+    if args.against:
+        compare(args.against, args.connections, args.pairs)
         return
     measure(args.duration, args.connections, args.rounds)
 

@@ -1,4 +1,4 @@
-"""How a background task of ours ends: cancelled, then waited for, whatever it raised.
+"""How a background task of ours ends (cancelled, then waited for, whatever it raised), and how it sleeps.
 
 Every long-lived task (the node monitor, the orphan reaper, the HTTP guard's sweeper,
 TTL expiry) has one owner that starts it and stops it through here, so that `stop()`
@@ -18,3 +18,18 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
         task.cancel()
     if running:
         await asyncio.gather(*running, return_exceptions=True)
+
+
+async def wait_or_wake(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less if `wake` is set meanwhile; `wake` is clear again after.
+
+    asyncio.timeout, not wait_for: on Python 3.11, wait_for returns normally when the
+    event is set in the same pass as the task is cancelled, and the cancellation is
+    lost (the task's owner then waits for it in `stop()` until its next wake).
+    """
+    try:
+        async with asyncio.timeout(max(seconds, 0.0)):
+            await wake.wait()
+    except TimeoutError:
+        pass
+    wake.clear()

@@ -1,22 +1,30 @@
 """The catalog's one writer: every change goes through `Catalog`, which publishes snapshots.
 
 Every source of change (YAML files, API registrations, health results, node state,
-and later the cluster) calls `Catalog`, which checks ownership and conflicts,
+maintenance windows, and the fleet) calls `Catalog`, which checks ownership and conflicts,
 commits to SQLite where a client waits on it, and then publishes a complete new
 `Snapshot` (registry.snapshot) with one assignment. Readers import registry.snapshot,
 never this module. The bookkeeping of one instance's change lives in
 `InstanceTable` (registry.instances), so that every source keeps the same books.
+
+What other nodes own (fleet mode) arrives through one door, `apply_remote`, and is
+kept apart in a `RemoteView` (registry.remote): it joins every snapshot, but is never
+checked, expired, written to SQLite or judged for conflicts here. Where this node
+owns an instance under the same key, ours is served. Fleet conflict rules join the
+rule book. The way out is `follow_local`: the keys of this node's own changes, for
+the publisher that writes them to etcd.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from registry import events
 from registry.conflicts import ConflictIndex, RuleBook
-from registry.errors import ConflictError, DuplicateIdError, NotFoundError, Problem, ReadOnlyError
+from registry.errors import ConflictError, DuplicateIdError, NotFoundError, Problem, ReadOnlyError, refusal_problem
 from registry.instances import InstanceTable
 from registry.journal import Journal
 from registry.model import (
@@ -24,6 +32,7 @@ from registry.model import (
     ConflictRule,
     ConflictType,
     Entry,
+    Hold,
     Instance,
     Node,
     NodeIdentity,
@@ -31,9 +40,15 @@ from registry.model import (
     Source,
     SourceKind,
     Status,
+    Trigger,
+    Window,
 )
+from registry.remote import RemoteBatch, RemoteOutcome, RemoteView
 from registry.snapshot import Change, Key, Snapshot, SnapshotHolder
 from registry.store import HealthRow, Store
+from registry.transitions import TRANSITIONS, settle
+
+log = logging.getLogger("pilotfish.catalog")
 
 
 class Catalog(SnapshotHolder):
@@ -52,6 +67,7 @@ class Catalog(SnapshotHolder):
         self.domain = domain.strip(".").lower()
         self.answer_statuses = frozenset({Status.PASSING, Status.WARNING} if answer_warning else {Status.PASSING})
         self._config_rules = tuple(config_rules)
+        self.remote = RemoteView(identity.node)
         self._rules = RuleBook()
         self._conflicts = ConflictIndex(self._rules)
         self._reload_rules()
@@ -64,7 +80,16 @@ class Catalog(SnapshotHolder):
         # every blocking query and empty every reader cache for no reason.
         self._changed_in_batch = False
         self._journal = Journal(store)
-        super().__init__(Snapshot.first(self.domain, identity.node, self.answer_statuses, self._change()))
+        # What the resource figures say of this node (the node monitor's say), and
+        # the window holding it: with the recovery of its checks, its state (settle).
+        self._resources: tuple[NodeState, str] = (NodeState.ONLINE, "")
+        self._local_listeners: list[Callable[[Collection[Key]], None]] = []
+        self._told_node: Node | None = None
+        # The node map snapshots get: ours over the fleet's, rebuilt only when either changes.
+        self._nodes_basis: tuple[int, tuple[Node, ...]] = (-1, ())
+        self._nodes: Mapping[str, Node] = {}
+        change, _ = self._change()
+        super().__init__(Snapshot.first(self.domain, identity.node, self.answer_statuses, change))
 
     # -- the writer's view -------------------------------------------------
 
@@ -144,9 +169,7 @@ class Catalog(SnapshotHolder):
         self._publish_change()
 
     def _reject_file(self, path: str, error: ConflictError | DuplicateIdError) -> None:
-        field_name = "id" if isinstance(error, DuplicateIdError) else "name"
-        problem = Problem(path, None, field_name, str(error))
-        self.reject_file(path, [problem])
+        self.reject_file(path, [refusal_problem(path, error)])
         raise error
 
     def _reject_if_check_taken(self, path: str, instance: Instance, replacing: Mapping[Key, None]) -> None:
@@ -303,6 +326,8 @@ class Catalog(SnapshotHolder):
         book = RuleBook(self.store.rules())
         for rule in self._config_rules:
             book.add(rule)
+        for rule in self.remote.rules.values():
+            book.add(rule)
         self._rules = book
         self._conflicts.rules = book
 
@@ -311,47 +336,129 @@ class Catalog(SnapshotHolder):
 
     # -- health and maintenance --------------------------------------------
 
-    def set_check_state(self, instance: Instance, state: CheckState, event: dict[str, Any] | None = None) -> bool:
+    def set_check_state(
+        self, instance: Instance, state: CheckState, event: dict[str, Any] | None = None, probe: Status | None = None
+    ) -> bool:
         """Record a check result; builds a snapshot only when the instance's status changes.
 
-        Returns True when the instance's status changed.
+        `probe` is what the probe found before rise and fall (default: the state's
+        status): it is what a recovery after maintenance counts. Returns True when
+        the instance's status changed.
         """
         key = instance.key
         if self._table.instances.get(key) != instance:
             return False  # a result for a version of the instance that has since changed or gone
-        before = self._table.entries[key].status
+        before = self._table.entries[key]
+        with_node = self._table.recovers_with_node(key)
         previous = self._table.set_check_state(key, state)
+        counted = self._table.count_recovery(key, state.check_id, probe or state.status)
         entry = self._table.refresh(key)
         check_changed = previous is None or previous.status is not state.status
         if check_changed:
             self._journal.record_health(HealthRow(key[0], key[1], state.check_id, state.status, state.output, state.updated))
             self._journal.record(events.check_changed(key[1], state, previous, event))
-        elif entry.status is before:
+        elif entry.status is before.status and not counted:
             # Same status, new output: the writer's entry is current now and the next
             # snapshot carries it; it is not worth a new index on its own.
             return False
+        if entry.maintenance_state is not before.maintenance_state and not with_node:
+            # An instance's own recovery is its event; the node's recovery is the node's
+            # (one `node` event, not one per instance).
+            reason = entry.maintenance_reason if entry.maintenance_state else None
+            self._journal.record(
+                events.maintenance(key[1], before.maintenance_state, entry.maintenance_state, reason, Trigger.HEALTH)
+            )
+        self._settle_node(Trigger.HEALTH)
         self._publish_change()
-        return entry.status is not before
+        return entry.status is not before.status
 
-    def set_instance_maintenance(self, instance_id: str, reason: str | None, node: str | None = None) -> Entry:
-        key = (node or self.identity.node, instance_id)
+    def hold_instance(self, key: Key, hold: Hold | None, trigger: Trigger) -> Entry | None:
+        """Hold an instance for a window (None: release it, and its checks recover).
+
+        A hold for an instance not registered (yet) is kept for it: one loaded after
+        its window, at start-up, arrives held. Returns its entry, None when absent.
+        """
+        if self._table.hold(key) == hold:
+            return self._table.entries.get(key)
+        self._table.set_hold(key, hold)
         if key not in self._table.instances:
-            raise NotFoundError("instance", instance_id)
-        entry = self._table.set_maintenance(key, reason)
-        self._journal.record(events.maintenance(instance_id, reason))
+            return None
+        before = self._table.entries[key]
+        entry = self._table.refresh(key)
+        if entry.maintenance_state is not before.maintenance_state:
+            reason = entry.maintenance_reason if entry.maintenance_state else None
+            self._journal.record(events.maintenance(key[1], before.maintenance_state, entry.maintenance_state, reason, trigger))
+        self._settle_node(trigger)  # held, it no longer holds the node's recovery back
         self._publish_change()
         return entry
 
-    def set_node_state(self, state: NodeState, reason: str = "") -> Node:
-        """Record the local node's state; every local instance's entry follows it."""
+    def set_node_resources(self, state: NodeState, reason: str) -> Node:
+        """What the resource figures say of this node: online or degraded (the node monitor's say)."""
+        self._resources = (state, reason)
+        self._settle_node(Trigger.HEALTH)
+        self._publish_change()
+        return self._table.nodes[self.identity.node]
+
+    def set_node_maintenance(self, hold: Hold | None, trigger: Trigger) -> Node:
+        """Hold this node for a window (None: release it, and its instances' checks recover)."""
+        changed = self._table.set_node_hold(self.identity.node, hold)
+        self._settle_node(trigger, refresh=changed)
+        self._publish_change()
+        return self._table.nodes[self.identity.node]
+
+    def set_windows(self, windows: tuple[Window, ...]) -> None:
+        """Announce this node's windows (its own and its instances', planned ones too) in its record."""
+        if self._table.set_windows(self.identity.node, windows):
+            self._publish_change()
+
+    def note_config_change(self) -> None:
+        """A config key was written: a new index wakes the blocking queries on config reads."""
+        self._publish_change()
+
+    def _settle_node(self, trigger: Trigger, refresh: bool = False) -> None:
+        """Bring this node's state in line with its inputs (`refresh`: its hold changed).
+
+        A move of the state is checked against the transition table and recorded
+        as a `node` event naming `trigger`; a new reason alone is not an event.
+        """
         name = self.identity.node
         node = self._table.nodes[name]
-        if node.state is state and node.reason == reason:
-            return node
-        self._table.set_node_state(name, state, reason)
-        self._journal.record(events.node_changed(name, node.state, state, reason))
-        self._publish_change()
-        return self._table.nodes[name]
+        waiting, failing = self._table.node_recovery(name)
+        state, reason = settle(*self._resources, self._table.node_holds.get(name), waiting, failing)
+        if state is node.state and reason == node.reason and not refresh:
+            return
+        if state is not node.state:
+            if state not in TRANSITIONS[node.state]:
+                # Requests are checked against the table before they change anything
+                # (HTTP 409); a move derived from them that is not in it is a bug of
+                # ours, and the node's state must still follow its window.
+                log.error("node %s: %s -> %s is not in the transition table", name, node.state.value, state.value)
+            self._journal.record(events.node_changed(name, node.state, state, reason, trigger))
+        self._table.set_node_state(name, state, reason, refresh)
+
+    # -- the fleet ---------------------------------------------------------
+
+    def apply_remote(self, batch: RemoteBatch) -> RemoteOutcome:
+        """Take what other nodes published (or a fleet rule) as one snapshot; never fails on content.
+
+        The values were decoded and validated by the caller; here they are only
+        held, bounded (registry.remote) and merged into the next snapshot.
+        """
+        outcome = self.remote.apply(batch)
+        if outcome.rules_changed:
+            self._reload_rules()
+        if outcome.changed:
+            self._publish_change()
+        return outcome
+
+    def follow_local(self, listener: Callable[[Collection[Key]], None]) -> None:
+        """Call `listener(keys)` after each snapshot that changed this daemon's own instances
+        (their keys; the entries are in the snapshot) or the local node's record (keys may be empty)."""
+        self._local_listeners.append(listener)
+
+    def owned_keys(self) -> Collection[Key]:
+        """The keys of every instance this daemon owns (files and API), whatever node they name."""
+        return self._table.instances.keys()
 
     # -- internals -----------------------------------------------------------
 
@@ -361,13 +468,43 @@ class Catalog(SnapshotHolder):
             self._publish()
 
     def _publish(self) -> None:
+        # An instance removed in this change may have been the last one the node's
+        # recovery waited for.
+        self._settle_node(Trigger.HEALTH)
         self._journal.flush()
         self._changed_in_batch = False
-        self.swap(self.current.successor(self._change()))
+        change, local_keys = self._change()
+        self.swap(self.current.successor(change))
+        node = self._table.nodes[self.identity.node]
+        if self._local_listeners and (local_keys or node is not self._told_node):
+            self._told_node = node
+            for listener in self._local_listeners:
+                listener(local_keys)
 
-    def _change(self) -> Change:
+    def _change(self) -> tuple[Change, Collection[Key]]:
+        """The next snapshot's change, and the keys of it this daemon owns."""
         table = self._table
-        return Change(table.take_changes(), table.nodes, tuple(self._rules), self._file_errors)
+        entries = table.take_changes()
+        local_keys = tuple(entries)
+        remote = self.remote
+        if remote.entries:
+            # One of ours leaving uncovers a fleet instance under the same key.
+            for key in local_keys:
+                if entries[key] is None and key in remote.entries:
+                    entries[key] = remote.entries[key]
+        for key, entry in remote.take_changes().items():
+            if key not in table.instances:
+                entries[key] = entry
+        return Change(entries, self._merged_nodes(), tuple(self._rules), self._file_errors), local_keys
+
+    def _merged_nodes(self) -> Mapping[str, Node]:
+        if not self.remote.nodes:
+            return self._table.nodes
+        basis = (self.remote.nodes_version, tuple(self._table.nodes.values()))
+        if basis != self._nodes_basis:
+            self._nodes_basis = basis
+            self._nodes = {**self.remote.nodes, **self._table.nodes}
+        return self._nodes
 
 
 def stored_body(instance: Instance) -> dict[str, Any]:

@@ -86,6 +86,14 @@ class DuplicateIdError(RegistryError):
         self.holder = holder
         super().__init__(f"id {instance_id!r} on node {node} is already registered by {holder}")
 
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.instance_id, "node": self.node, "holder": str(self.holder), "file": self.holder.path or None}
+
+
+def refusal_problem(path: str, error: ConflictError | DuplicateIdError) -> Problem:
+    """How a file refused for what is in its way is reported beside files that did not parse."""
+    return Problem(path, None, "id" if isinstance(error, DuplicateIdError) else "name", str(error))
+
 
 class NotFoundError(RegistryError):
     def __init__(self, what: str, name: str) -> None:
@@ -120,6 +128,37 @@ class InvalidTransition(RegistryError):
         self.requested = requested
         self.allowed = allowed
         super().__init__(f"cannot go from {current} to {requested}; allowed: {', '.join(allowed) or 'none'}")
+
+
+class NotDraining(InvalidTransition):
+    """`maint done` for a target that is not draining: there is no drain to cut short (HTTP 409)."""
+
+    def __init__(self, target: str, current: str) -> None:
+        self.current = current
+        self.requested = "offline"
+        self.allowed = []
+        RegistryError.__init__(self, f"{target} is {current}, not draining: nothing to mark done")
+
+
+class WindowOverlap(RegistryError):
+    """A maintenance window that would hold its target while another one does (HTTP 409)."""
+
+    def __init__(self, window_id: int, target: str, drain_at: str, ends: str | None) -> None:
+        self.window_id = window_id
+        self.target = target
+        self.drain_at = drain_at
+        self.ends = ends
+        until = f"until {ends}" if ends else "until it is ended"
+        super().__init__(f"window {window_id} holds {target} from {drain_at} {until}: change or cancel it first")
+
+
+class WindowLimit(RegistryError):
+    """A node already has as many maintenance windows as it may keep (HTTP 409)."""
+
+    def __init__(self, node: str, limit: int) -> None:
+        self.node = node
+        self.limit = limit
+        super().__init__(f"node {node} has {limit} maintenance windows, the most it keeps: cancel some first")
 
 
 class StorageFault(enum.Enum):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from registry.errors import ConflictError, Problem
-from registry.model import CheckState, ConflictRule, Instance, NodeState, Source
+from registry.model import CheckState, ConflictRule, Instance, NodeState, Source, Trigger, Window
 
 
 class EventKind(str, enum.Enum):
@@ -26,8 +26,10 @@ class EventKind(str, enum.Enum):
     HEALTH = "health"
     MAINTENANCE = "maintenance"
     NODE = "node"
+    WINDOW = "window"
     CONFLICT_RULE = "conflict_rule"
     CONFLICT_RULE_DELETED = "conflict_rule_deleted"
+    PRUNE = "prune"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +112,34 @@ def check_changed(
     return Event(EventKind.HEALTH, instance_id, detail)
 
 
-def maintenance(instance_id: str, reason: str | None) -> Event:
-    return Event(EventKind.MAINTENANCE, instance_id, {"on": reason is not None, "reason": reason})
+def maintenance(
+    instance_id: str, before: NodeState | None, after: NodeState | None, reason: str | None, trigger: Trigger
+) -> Event:
+    """An instance's own maintenance moved (None: not in maintenance, serving as its checks say)."""
+    detail = {
+        "on": after is not None and after.drains,
+        "from": before.value if before else None,
+        "to": after.value if after else None,
+        "reason": reason,
+        "trigger": trigger.value,
+    }
+    return Event(EventKind.MAINTENANCE, instance_id, detail)
 
 
-def node_changed(node: str, before: NodeState, after: NodeState, reason: str) -> Event:
-    return Event(EventKind.NODE, node, {"from": before.value, "to": after.value, "reason": reason})
+def node_changed(node: str, before: NodeState, after: NodeState, reason: str, trigger: Trigger) -> Event:
+    return Event(EventKind.NODE, node, {"from": before.value, "to": after.value, "reason": reason, "trigger": trigger.value})
+
+
+def window(action: str, window: Window, detail: Mapping[str, Any], trigger: Trigger) -> Event:
+    """A maintenance window planned, opened, changed, cancelled or ended; `detail` is how the API shows it."""
+    subject = window.instance or window.node
+    return Event(EventKind.WINDOW, subject, {"action": action, "trigger": trigger.value, "window": dict(detail)})
+
+
+def pruned(deleted: int, max_age: float, max_rows: int, oldest_seq: int | None) -> Event:
+    """Events older than max_age or beyond max_rows went; the log now starts at `oldest_seq`."""
+    detail = {"deleted": deleted, "max_age": max_age, "max_rows": max_rows, "oldest_seq": oldest_seq}
+    return Event(EventKind.PRUNE, "events", detail)
 
 
 # -- conflict rules ----------------------------------------------------------------

@@ -8,7 +8,9 @@ reference back into the mutable writer state.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
@@ -52,6 +54,14 @@ def format_duration(seconds: float) -> str:
     return f"{whole}s"
 
 
+def rfc3339(seconds: float | None) -> str | None:
+    """Unix seconds as RFC 3339 in UTC, to the millisecond (`2025-06-01T22:00:00.000Z`); None stays None."""
+    if seconds is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Transport(str, enum.Enum):
     TCP = "tcp"
     UDP = "udp"
@@ -72,12 +82,124 @@ class ConflictType(str, enum.Enum):
 
 
 class NodeState(str, enum.Enum):
-    """Operational state of a node; `maintenance` drains every instance on it."""
+    """Operational state of a node (registry.transitions holds the moves between them).
+
+    `draining`, `maintenance` and `offline` drain every instance of the node from DNS
+    and healthy lookups: `maintenance` was entered at once, `draining` is the time
+    given to clients to leave before the work, `offline` the work after it.
+    `recovering` follows any of them until the node's checks have passed anew. An
+    instance's own maintenance is told with the same names (Entry.maintenance_state).
+    """
 
     ONLINE = "online"
     DEGRADED = "degraded"
+    DRAINING = "draining"
     MAINTENANCE = "maintenance"
     OFFLINE = "offline"
+    RECOVERING = "recovering"
+
+    @property
+    def drains(self) -> bool:
+        """True for the states that take the target's instances out of DNS and healthy lookups."""
+        return self in _DRAINING_STATES
+
+
+_DRAINING_STATES = frozenset({NodeState.DRAINING, NodeState.MAINTENANCE, NodeState.OFFLINE})
+
+
+class Trigger(str, enum.Enum):
+    """What made a node or an instance change state: every transition event names one."""
+
+    API = "api"  # an operator, through the HTTP API or the CLI
+    SCHEDULE = "schedule"  # a planned window's time came
+    TIMEOUT = "timeout"  # a drain's drain_timeout ran out
+    HEALTH = "health"  # resource figures or check results
+
+
+class MaintenanceKind(str, enum.Enum):
+    """How a maintenance begins: at once, after a drain, or at a planned time."""
+
+    IMMEDIATE = "immediate"
+    DRAINING = "draining"
+    PLANNED = "planned"
+
+
+class WindowPhase(str, enum.Enum):
+    """Where a maintenance window stands at a given time."""
+
+    PLANNED = "planned"  # announced, not begun: the target serves as usual
+    DRAINING = "draining"
+    ACTIVE = "active"  # the work: the target is `maintenance` (immediate) or `offline`
+    OVER = "over"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One maintenance of a node (`instance` empty) or of one of its instances.
+
+    Times are Unix seconds. The target drains from `drain_at`, is at work from
+    `starts` and comes back at `ends` (None: when an operator ends it). Every kind is
+    a window: `immediate` drains and starts at once, `draining` starts when its
+    drain_timeout runs out (or an operator says the work may start).
+    """
+
+    id: int
+    node: str
+    instance: str
+    kind: MaintenanceKind
+    reason: str
+    drain_at: float
+    starts: float
+    ends: float | None
+    created: float
+
+    def phase_at(self, now: float) -> WindowPhase:
+        if self.ends is not None and now >= self.ends:
+            return WindowPhase.OVER
+        if now >= self.starts:
+            return WindowPhase.ACTIVE
+        if now >= self.drain_at:
+            return WindowPhase.DRAINING
+        return WindowPhase.PLANNED
+
+    def hold_at(self, now: float) -> Hold | None:
+        """What this window does to its target at `now`: None before it drains and once it is over."""
+        phase = self.phase_at(now)
+        if phase is WindowPhase.DRAINING:
+            return Hold(NodeState.DRAINING, self.reason, self.starts, self.id)
+        if phase is WindowPhase.ACTIVE:
+            state = NodeState.MAINTENANCE if self.kind is MaintenanceKind.IMMEDIATE else NodeState.OFFLINE
+            return Hold(state, self.reason, self.ends, self.id)
+        return None
+
+    def next_change(self, now: float) -> float | None:
+        """The first of its times after `now` (None: nothing more happens by itself)."""
+        return min((t for t in (self.drain_at, self.starts, self.ends) if t is not None and t > now), default=None)
+
+    def overlaps(self, other: Window) -> bool:
+        """Both hold the same target at some moment, drains included (an open end is forever)."""
+        mine = self.ends if self.ends is not None else math.inf
+        theirs = other.ends if other.ends is not None else math.inf
+        return self.drain_at < theirs and other.drain_at < mine
+
+    @property
+    def target(self) -> tuple[str, str]:
+        """(node, instance id); the instance is "" for the node itself."""
+        return (self.node, self.instance)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What keeps a node or an instance out of service now, and from which window.
+
+    `until` is when that ends by itself: for `draining` when the work begins (the
+    target turns `offline`), otherwise the window's end (None: when an operator ends it).
+    """
+
+    state: NodeState
+    reason: str
+    until: float | None
+    window: int
 
 
 class SourceKind(str, enum.Enum):
@@ -246,6 +368,11 @@ class Entry:
     status: Status
     checks: tuple[CheckState, ...] = ()
     maintenance_reason: str | None = None
+    # Set while the status is `maintenance`: which part of it (draining, maintenance,
+    # offline, recovering; the node's when the node is held) and, for the first
+    # three, until when (Unix seconds; None: until an operator ends it).
+    maintenance_state: NodeState | None = None
+    maintenance_until: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         out = self.instance.registration_dict()
@@ -258,6 +385,9 @@ class Entry:
         ]
         if self.maintenance_reason is not None:
             out["maintenance_reason"] = self.maintenance_reason
+        if self.maintenance_state is not None:
+            out["maintenance_state"] = self.maintenance_state.value
+            out["maintenance_until"] = rfc3339(self.maintenance_until)
         return out
 
 
@@ -278,10 +408,18 @@ class NodeIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Node:
+    """A node as readers see it: its state, why, and its maintenance windows.
+
+    `windows` are every window of the node and of its instances, planned ones
+    included, by start: what `GET /v1/maintenance` lists and what fleet mode
+    publishes in the node record.
+    """
+
     name: str
     address: str
     state: NodeState = NodeState.ONLINE
     reason: str = ""
+    windows: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,14 +427,15 @@ class ConflictRule:
     """Services `a` and `b` must not both be registered on one node.
 
     Pairs are unordered: `a` and `b` are stored sorted so that (x, y) and (y, x)
-    are the same rule and compare equal.
+    are the same rule and compare equal. `id` is SQLite's for a stored rule, the
+    pair `<a>+<b>` for a fleet rule (etcd's key), None for a shipped or config one.
     """
 
     a: str
     b: str
     type: ConflictType
     reason: str
-    id: int | None = None
+    id: int | str | None = None
     source: str = "builtin"
     pair: frozenset[str] = field(init=False, compare=False)
 

@@ -1,14 +1,12 @@
-"""The local node's state: online or degraded from psutil, maintenance from the operator.
+"""The local node's resource figures: online or degraded, from psutil.
 
-The allowed transitions are one table (`TRANSITIONS`); anything else raises
-InvalidTransition (HTTP 409). Resource figures move the node between online and
-degraded only, with a hysteresis so that a load hovering at a threshold does not
-flap: the node degrades after `degrade_after` samples in a row above a threshold,
-and recovers after `recover_after` samples in a row with every figure at least
-`margin` points below its threshold. Maintenance is the operator's alone; while it
-lasts the figures are still sampled, so leaving it lands on online or degraded as
-the machine is. Maintenance survives a restart: it is read back from the last
-`node` event in the store.
+Resource figures move the node between online and degraded only, with a hysteresis
+so that a load hovering at a threshold does not flap: the node degrades after
+`degrade_after` samples in a row above a threshold, and recovers after
+`recover_after` samples in a row with every figure at least `margin` points below its
+threshold. The monitor only tells the catalog what the figures say; maintenance
+windows and the recovery after them weigh in there too (registry.transitions), so
+figures sampled during maintenance decide where the node lands when it ends.
 
 Never imports from `resolver`: the config holds its `node_health` as NodeThresholds.
 """
@@ -19,35 +17,16 @@ import asyncio
 import logging
 import os
 from dataclasses import asdict, dataclass
-from types import MappingProxyType
-from typing import Mapping
 
 import psutil
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
-from registry.errors import InvalidTransition
 from registry.model import Node, NodeState
 
 log = logging.getLogger(__name__)
 
-ONLINE, DEGRADED, MAINTENANCE, OFFLINE = NodeState.ONLINE, NodeState.DEGRADED, NodeState.MAINTENANCE, NodeState.OFFLINE
-
-# From each state, the states it may go to. No state goes to itself: turning
-# maintenance on twice, or off when it is not on, is refused rather than ignored.
-TRANSITIONS: Mapping[NodeState, frozenset[NodeState]] = MappingProxyType({
-    ONLINE: frozenset({DEGRADED, MAINTENANCE, OFFLINE}),
-    DEGRADED: frozenset({ONLINE, MAINTENANCE, OFFLINE}),
-    MAINTENANCE: frozenset({ONLINE, DEGRADED, OFFLINE}),
-    OFFLINE: frozenset({ONLINE, DEGRADED}),
-})
-
-
-def check_transition(current: NodeState, requested: NodeState) -> None:
-    """Raise InvalidTransition unless the table allows `current` -> `requested`."""
-    allowed = TRANSITIONS[current]
-    if requested not in allowed:
-        raise InvalidTransition(current.value, requested.value, sorted(state.value for state in allowed))
+ONLINE, DEGRADED = NodeState.ONLINE, NodeState.DEGRADED
 
 
 @dataclass(frozen=True)
@@ -89,7 +68,6 @@ class NodeMonitor:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._restore_maintenance()
         psutil.cpu_percent(interval=None)  # the first call only sets the baseline
         self._task = asyncio.create_task(self._loop(), name="node monitor")
 
@@ -107,21 +85,6 @@ class NodeMonitor:
     @property
     def node(self) -> Node:
         return self.catalog.current.nodes[self.catalog.identity.node]
-
-    def set_maintenance(self, on: bool, reason: str = "") -> Node:
-        """Drain (on) or restore (off) every instance of this node; raises InvalidTransition."""
-        current = self.node.state
-        if on:
-            check_transition(current, MAINTENANCE)
-            target, why = MAINTENANCE, reason or "maintenance mode"
-        else:
-            if current is not MAINTENANCE:
-                # Not in maintenance: leaving it would be a self-transition, which the table refuses.
-                check_transition(current, current)
-            target, why = self._resource_state, self._resource_reason
-            check_transition(current, target)
-        log.warning("node %s: %s -> %s (%s)", self.node.name, current.value, target.value, why)
-        return self.catalog.set_node_state(target, why)
 
     # -- sampling ----------------------------------------------------------
 
@@ -151,15 +114,5 @@ class NodeMonitor:
             self._resource_state, self._resource_reason = ONLINE, "resources back under thresholds"
         else:
             return
-        current = self.node.state
-        if current in (ONLINE, DEGRADED) and current is not self._resource_state:
-            check_transition(current, self._resource_state)
-            log.warning("node %s: %s -> %s (%s)", self.node.name, current.value, self._resource_state.value, self._resource_reason)
-            self.catalog.set_node_state(self._resource_state, self._resource_reason)
-
-    def _restore_maintenance(self) -> None:
-        """Come back in maintenance if the node was left in it before a restart."""
-        node = self.node
-        last = next((e for e in self.catalog.store.events(limit=50, kind="node") if e.subject == node.name), None)
-        if last is not None and last.detail.get("to") == MAINTENANCE.value and node.state is not MAINTENANCE:
-            self.catalog.set_node_state(MAINTENANCE, str(last.detail.get("reason") or "maintenance mode"))
+        log.warning("node %s: resources say %s (%s)", self.node.name, self._resource_state.value, self._resource_reason)
+        self.catalog.set_node_resources(self._resource_state, self._resource_reason)

@@ -1,7 +1,7 @@
 """SQLite: what must survive a restart.
 
-API registrations, conflict rules, node and global config, health state and the
-append-only event log. Readers on the hot path never come here: the catalog copies
+API registrations, conflict rules, node and global config, health state, maintenance
+windows and the event log, append-only within its retention (see `prune_events`). Readers on the hot path never come here: the catalog copies
 what they need into its snapshot. Every method that writes returns only after its
 transaction has committed, so an acknowledged write survives a crash.
 
@@ -15,6 +15,7 @@ reading (`read_only`), so the daemon still serves what it holds.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -30,12 +31,15 @@ from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import NotFoundError, StorageError, StorageFault
 from registry.events import Event, LoggedEvent
 from registry.migrations import MIGRATIONS, SCHEMA_VERSION
-from registry.model import ConflictRule, ConflictType, Status
+from registry.model import ConflictRule, ConflictType, MaintenanceKind, Status, Window
 from registry.storagefaults import fault_advice, fault_of
 
 # The largest max_page_count SQLite accepts: what "no cap" sets, leaving the disk as the limit.
 SQLITE_MAX_PAGES = 4294967294
 GLOBAL = ""  # the `node` column value of global config rows
+# Events deleted per transaction when pruning: each is a few milliseconds of the
+# writer's time, so a reader never waits long behind one.
+PRUNE_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -327,6 +331,105 @@ class Store:
             (ts, event.kind.value, event.subject, json.dumps(event.detail, sort_keys=True, default=str)),
         )
 
+    # -- retention --------------------------------------------------------
+
+    @_translated
+    def set_retention(self, retention: Retention) -> None:
+        """Record what may be pruned; the delete trigger reads it, so nothing younger or newer goes."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE event_retention SET max_age = ?, max_rows = ? WHERE id = 1",
+                (retention.max_age, retention.max_rows),
+            )
+
+    @_translated
+    def retention(self) -> Retention:
+        row = self._db.execute("SELECT max_age, max_rows FROM event_retention WHERE id = 1").fetchone()
+        return Retention(float(row[0]), int(row[1]))
+
+    @_translated
+    def event_log_size(self) -> EventLogSize:
+        """An upper bound of the rows (by seq, O(log n)) and the oldest event's time."""
+        low, high = self._db.execute("SELECT min(seq), max(seq) FROM events").fetchone()
+        if low is None:
+            return EventLogSize(0, None, None)
+        oldest = self._db.execute("SELECT ts FROM events WHERE seq = ?", (low,)).fetchone()
+        return EventLogSize(int(high) - int(low) + 1, int(low), float(oldest[0]))
+
+    @_translated
+    def count_events(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    @_translated
+    def prune_events_batch(self, now: float | None = None) -> int:
+        """Delete up to PRUNE_BATCH of the oldest events the retention lets go; how many went.
+
+        Beyond `max_rows` (by seq) or older than `max_age` may go, and nothing else:
+        the delete trigger refuses the rest even if asked. One short transaction.
+        """
+        retention = self.retention()
+        # A second inside the trigger's own cut-off: SQLite's clock reads milliseconds,
+        # and one row it refuses would abort the whole batch.
+        cutoff = (time.time() if now is None else now) - retention.max_age - 1.0
+        with self._transaction():
+            top = self._db.execute("SELECT max(seq) FROM events").fetchone()[0]
+            if top is None:
+                return 0
+            rows = self._db.execute("SELECT seq FROM events ORDER BY seq LIMIT ?", (PRUNE_BATCH,)).fetchall()
+            cursor = self._db.execute(
+                "DELETE FROM events WHERE seq <= ? AND (seq <= ? OR ts < ?)",
+                (rows[-1][0], int(top) - retention.max_rows, cutoff),
+            )
+        return int(cursor.rowcount)
+
+    # -- maintenance windows ----------------------------------------------
+
+    @_translated
+    def windows(self) -> list[Window]:
+        rows = self._db.execute("SELECT * FROM maintenance_windows ORDER BY starts, id")
+        return [self._window(row) for row in rows]
+
+    @_translated
+    def add_window(self, window: Window, event_of: Callable[[Window], Event]) -> Window:
+        """Store a new window (its `id` is ignored) with the event `event_of` makes of it; the window with its id."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO maintenance_windows (node, instance, kind, reason, drain_at, starts, ends, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (window.node, window.instance, window.kind.value, window.reason, window.drain_at, window.starts,
+                 window.ends, window.created),
+            )
+            stored = dataclasses.replace(window, id=int(cursor.lastrowid or 0))
+            self._append(time.time(), event_of(stored))
+        return stored
+
+    @_translated
+    def update_window(self, window: Window, event: Event) -> None:
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE maintenance_windows SET reason = ?, drain_at = ?, starts = ?, ends = ? WHERE id = ?",
+                (window.reason, window.drain_at, window.starts, window.ends, window.id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError("maintenance window", str(window.id))
+            self._append(time.time(), event)
+
+    @_translated
+    def delete_window(self, window_id: int, event: Event) -> None:
+        """Delete a window with its event; one already gone is not an error (nothing is recorded)."""
+        with self._transaction():
+            cursor = self._db.execute("DELETE FROM maintenance_windows WHERE id = ?", (window_id,))
+            if cursor.rowcount:
+                self._append(time.time(), event)
+
+    @staticmethod
+    def _window(row: sqlite3.Row) -> Window:
+        return Window(
+            int(row["id"]), row["node"], row["instance"], MaintenanceKind(row["kind"]), row["reason"],
+            float(row["drain_at"]), float(row["starts"]), None if row["ends"] is None else float(row["ends"]),
+            float(row["created"]),
+        )
+
     @_translated
     def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[LoggedEvent]:
         """Newest first; page with `before` = the smallest `seq` of the previous page."""
@@ -340,6 +443,23 @@ class Store:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(f"SELECT * FROM events {where} ORDER BY seq DESC LIMIT ?", (*params, limit))
         return [LoggedEvent(r["seq"], r["ts"], r["kind"], r["subject"], json.loads(r["detail"])) for r in rows]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long, and how many, events are kept (the config's `events`)."""
+
+    max_age: float = 30 * 24 * 3600.0
+    max_rows: int = 100_000
+
+
+@dataclass(frozen=True)
+class EventLogSize:
+    """How many events the log holds (`rows`, at most), and the seq and time of its oldest."""
+
+    rows: int
+    oldest_seq: int | None
+    oldest_ts: float | None
 
 
 class _Transaction:

@@ -25,12 +25,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from watchfiles import Change, awatch
 
 from registry.catalog import Catalog
-from registry.errors import ConflictError, DuplicateIdError, Problem, ValidationError
+from registry.errors import ConflictError, DuplicateIdError, Problem, ValidationError, refusal_problem
 from registry.schema import is_registration_file, load_file
 from registry.textfile import DEFAULT_MAX_BYTES
 from registry.yamldoc import unclean
@@ -78,6 +78,9 @@ class FileResult:
     # Rejected only because another registration holds its id or is in its way:
     # worth retrying once that other registration goes.
     blocked: bool = False
+    # What is in the way, for the log: the rule, the reason and the incumbent of a
+    # conflict (ConflictError.to_dict), or the id and its holder (DuplicateIdError).
+    refusal: Mapping[str, object] | None = None
 
 
 class RegistrationFilter:
@@ -162,9 +165,11 @@ def sync_file(catalog: Catalog, path: str, max_bytes: int = DEFAULT_MAX_BYTES) -
         return _failed(catalog, path, "reading", exc)
     try:
         catalog.apply_file(path, instances)
-    except (ConflictError, DuplicateIdError):
-        # The catalog has already recorded the rejection (and kept the old state).
-        return FileResult(path, FileOutcome.REJECTED, catalog.current.file_errors.get(path, ()), blocked=True)
+    except (ConflictError, DuplicateIdError) as exc:
+        # The catalog has already recorded the rejection (and kept the old state). Its
+        # snapshot is not published until the batch ends, so the problem is read from
+        # the error itself, as the catalog recorded it.
+        return FileResult(path, FileOutcome.REJECTED, (refusal_problem(path, exc),), blocked=True, refusal=exc.to_dict())
     except Exception as exc:
         return _failed(catalog, path, "applying", exc)
     return FileResult(path, FileOutcome.APPLIED, instances=len(instances))

@@ -17,16 +17,15 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from registry.errors import Problem, ValidationError
 from registry.model import NodeIdentity
 from registry.schema import EXTENSION_PREFIX, load_file
-from registry.textfile import DEFAULT_MAX_BYTES
+from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, read_text
 from registry.yamldoc import FieldPath, compose
 from resolver.client import ApiError, ConnectionChange, DaemonUnavailable, Discovery, detect, quote
-from resolver.clitext import config_text, instance_rows, rule_rows, status_text
+from resolver.clitext import config_text, instance_rows, maintenance_text, rule_rows, status_text, window_rows
 from resolver.watchlines import WatchLines
 
 EXIT_REFUSED = 1
@@ -136,12 +135,13 @@ def registration_bodies(path: str) -> list[Any]:
     """The services a YAML/JSON file declares, as API bodies (one file, one or many).
 
     Read as services.d reads it: `version: 1.10` stays the text "1.10", where plain
-    YAML loading would send the number 1.1 (which the API refuses).
+    YAML loading would send the number 1.1 (which the API refuses). And read as
+    services.d is read: a FIFO or `/dev/zero` given by mistake is refused, not waited on.
     """
     try:
-        located = compose(Path(path).read_text(encoding="utf-8"), path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"pilotfish: cannot read {path}: {exc}") from None
+        located = compose(read_text(path, MAX_MAX_BYTES), path)
+    except ValidationError as exc:
+        raise SystemExit("\n".join(f"pilotfish: cannot read {problem}" for problem in exc.problems)) from None
     if located.problems:
         raise SystemExit("\n".join(f"pilotfish: cannot read {problem}" for problem in located.problems))
     doc = located.value
@@ -176,7 +176,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_deregister(args: argparse.Namespace) -> int:
-    body = client_of(args).request("DELETE", f"/v1/services/{quote(args.id)}", query={"node": args.node})
+    body = client_of(args).request("DELETE", f"/v1/instances/{quote(args.id)}", query={"node": args.node})
     show(args, body, lambda b: f"deregistered {b['deregistered']['id']} ({b['deregistered']['name']})")
     return 0
 
@@ -195,10 +195,48 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
 
 
 def cmd_maint(args: argparse.Namespace) -> int:
-    body = {"enable": args.state == "on", "reason": args.reason or ""}
-    node = client_of(args).request("PUT", "/v1/node/maintenance", body)
-    show(args, node, lambda n: f"node {n.get('name')}: {n.get('state')}" + (f" ({n['reason']})" if n.get("reason") else ""))
+    """Maintenance of the node, or of one instance with --instance; windows by their id."""
+    client = client_of(args)
+    if args.action == "ls":
+        show(args, client.request("GET", "/v1/maintenance"), lambda body: window_rows(body["windows"]))
+        return 0
+    if args.action in ("change", "cancel"):
+        if args.window is None:
+            raise UsageError(f"maint {args.action} needs the window's ID (pilotfish maint ls lists them)")
+        path = f"/v1/maintenance/{quote(args.window)}"
+        if args.action == "cancel":
+            show(args, client.request("DELETE", path), lambda w: f"cancelled window {w['id']}")
+            return 0
+        changes = {key: value for key, value in (("start", args.start), ("end", args.end),
+                                                 ("drain_ahead", args.drain_ahead), ("reason", args.reason)) if value}
+        show(args, client.request("PUT", path, changes), lambda w: window_rows([w]))
+        return 0
+    if args.window is not None:
+        raise UsageError(f"maint {args.action} takes no window ID (use --instance for an instance)")
+    base = f"/v1/services/{quote(args.instance)}/maintenance" if args.instance else "/v1/node/maintenance"
+    if args.action == "done":
+        answer = client.request("PUT", base + "/done")
+    else:
+        answer = client.request("PUT", base, maintenance_body(args))
+    # The window is news when it was planned or drains; `on` and `off` say all in the state.
+    show(args, answer, lambda body: maintenance_text(body, args.action in ("drain", "plan", "done")))
     return 0
+
+
+def maintenance_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The body of `maint on|drain|plan|off`: the kind and its fields, as the API takes them."""
+    body: dict[str, Any] = {"enable": args.action != "off"}
+    if args.reason:
+        body["reason"] = args.reason
+    if args.action == "drain":
+        body.update(kind="draining", **({"drain_timeout": args.timeout} if args.timeout else {}))
+    elif args.action == "plan":
+        if not (args.start and args.end):
+            raise UsageError("maint plan needs --start and --end (RFC 3339, or +30m from now)")
+        body.update(kind="planned", start=args.start, end=args.end)
+        if args.drain_ahead:
+            body["drain_ahead"] = args.drain_ahead
+    return body
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -331,12 +369,22 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--type", default="port", choices=["port", "dependency", "resource"])
     add.add_argument("--reason", required=True)
     remove = actions.add_parser("rm", parents=[common])
-    remove.add_argument("rule_id", metavar="ID", type=int)
+    # A stored rule's number, or a fleet rule's `<a>+<b>` (fleet mode).
+    remove.add_argument("rule_id", metavar="ID")
     conflicts.set_defaults(func=cmd_conflicts)
 
-    maint = verbs.add_parser("maint", parents=[common], help="drain this node from DNS and lookups, or bring it back")
-    maint.add_argument("state", choices=["on", "off"])
+    maint = verbs.add_parser(
+        "maint", parents=[common],
+        help="maintenance of this node (or --instance): on, drain, plan, done, off; windows: ls, change ID, cancel ID",
+    )
+    maint.add_argument("action", choices=["on", "drain", "plan", "done", "off", "ls", "change", "cancel"])
+    maint.add_argument("window", nargs="?", metavar="ID", help="the window to change or cancel")
+    maint.add_argument("--instance", metavar="ID", help="one instance of this node instead of the node")
     maint.add_argument("--reason", help="shown in status and events")
+    maint.add_argument("--timeout", metavar="DURATION", help="drain: how long before offline (default 5m)")
+    maint.add_argument("--start", metavar="TIME", help="plan, change: RFC 3339, or +30m from now")
+    maint.add_argument("--end", metavar="TIME", help="plan, change: RFC 3339, or +2h from now")
+    maint.add_argument("--drain-ahead", metavar="DURATION", help="plan, change: drain this long before the start (default 5m)")
     maint.set_defaults(func=cmd_maint)
 
     config = verbs.add_parser("config", parents=[common], help="typed config values: get [KEY], set KEY VALUE")

@@ -51,3 +51,28 @@ def status_text(body: dict[str, Any]) -> str:
 
 def config_text(value: dict[str, Any]) -> str:
     return f"{value['key']} = {json.dumps(value['value'])} ({value['value_type']}, {value['scope']})"
+
+
+def window_rows(windows: list[dict[str, Any]]) -> str:
+    rows = [
+        [str(w["id"]), w["instance"] or "(node)", w["kind"], w["phase"], w["drain_at"], w["start"], w["end"] or "-",
+         w.get("reason", "")]
+        for w in windows
+    ]
+    return table(["ID", "TARGET", "KIND", "PHASE", "DRAINS", "STARTS", "ENDS", "REASON"], rows)
+
+
+def maintenance_text(body: dict[str, Any], with_window: bool) -> str:
+    """A maintenance answer: the node's (or instance's) state now, and (`with_window`) the window it opened."""
+    window = body.get("window") if with_window else None
+    if "state" in body:  # the node
+        line = f"node {body.get('name')}: {body.get('state')}" + (f" ({body['reason']})" if body.get("reason") else "")
+    else:
+        state = body.get("maintenance_state") or body.get("status")
+        reason = body.get("maintenance_reason")
+        line = f"instance {body.get('id')}: {state}" + (f" ({reason})" if reason else "")
+    if window:
+        until = f" until {window['end']}" if window.get("end") else " until ended"
+        line += (f"\nwindow {window['id']} ({window['kind']}, {window['phase']}): drains from {window['drain_at']}, "
+                 f"work from {window['start']}{until}")
+    return line

@@ -24,9 +24,11 @@ from registry.endpoints import Endpoint
 from registry.errors import Problem, ValidationError
 from registry.model import ConflictRule, NodeIdentity
 from registry.nodestate import NodeThresholds
+from registry.store import Retention
 from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, read_text
 from registry.yamldoc import LocatedDoc, compose
 from resolver.config_fields import ConfigReader, Section
+from resolver.dns.answers import BareNames
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,11 @@ class DnsSettings:
     ttl: float = 5.0
     recursors: tuple[Endpoint, ...] = ()
     answer_warning: bool = False
+    prefer_local: bool = False  # this node's instances first in A/AAAA, and among equal SRV priority
     recursion_allow: tuple[str, ...] = ()  # networks besides loopback that may recurse
     rate_limit: float | None = None  # UDP answers a second per client /24 (/56); None = off
     tcp_connections: int = 1000  # open DNS TCP connections at most
+    bare_names: BareNames = BareNames.ALL  # names outside the domain answered as under it
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,16 @@ class LimitSettings:
 
 @dataclass(frozen=True)
 class ClusterSettings:
+    """Fleet mode (registry.cluster): on when `etcd` names at least one endpoint."""
+
     etcd: tuple[Endpoint, ...] = ()
     prefix: str = "/pilotfish/"
-    datacenter: str = "dc1"  # named in Consul-shaped answers (and the fleet's view)
+    lease_ttl: int = 10  # whole seconds, as etcd grants leases: a killed daemon's keys go after this
+    datacenter: str = "dc1"  # named in /v1/status and Consul-shaped answers
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.etcd)
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ class Config:
     health: HealthSettings = field(default_factory=HealthSettings)
     conflicts: tuple[ConflictRule, ...] = ()
     node_health: NodeThresholds = field(default_factory=NodeThresholds)
+    events: Retention = field(default_factory=Retention)  # the event log keeps max_age and max_rows
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     source: str | None = None  # the file this was read from; None for the embedded default
@@ -129,17 +141,22 @@ SECTION_KEYS = {
     "http": _keys(HttpSettings),
     "health": _keys(HealthSettings),
     "node_health": _keys(NodeThresholds),
+    "events": _keys(Retention),
     "cluster": _keys(ClusterSettings),
     "limits": _keys(LimitSettings),
 }
-# Keys whose new value only takes effect after a restart (identity, storage, listeners
-# and the fleet): a SIGHUP keeps their running values and names those that changed.
-RESTART_ONLY = ("node", "address", "domain", "state_dir", "dns", "http.listen", "cluster")
+# Keys whose new value only takes effect after a restart (identity, storage and
+# listeners): a SIGHUP keeps their running values and names those that changed.
+# `cluster` is not one: a SIGHUP that changes it leaves the fleet and joins again.
+RESTART_ONLY = ("node", "address", "domain", "state_dir", "dns", "http.listen")
 # Timeouts an operator may set: long enough for any real client, short enough to matter.
 HTTP_TIMEOUT_RANGE = (0.1, 3600.0)
 MAX_CONNECTIONS_RANGE = (1, 1_000_000)
 # A database needs a few pages for its schema before it holds anything.
 MIN_DATABASE_SIZE = 64 * 1024
+# The event log's bounds: a floor that keeps a useful history, a ceiling a disk holds.
+MAX_ROWS_RANGE = (100, 100_000_000)
+MAX_AGE_RANGE = (60.0, 3650 * 24 * 3600.0)
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:
@@ -212,14 +229,17 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
     health = Section(read, top.data.get("node_health"), ("node_health",), SECTION_KEYS["node_health"])
     cluster = Section(read, top.data.get("cluster"), ("cluster",), SECTION_KEYS["cluster"])
     limits = Section(read, top.data.get("limits"), ("limits",), SECTION_KEYS["limits"])
+    history = Section(read, top.data.get("events"), ("events",), SECTION_KEYS["events"])
     settings_dns = DnsSettings(
         listen=tuple(_pick(dns.get("listen", read.listen), DnsSettings.listen)),
         ttl=_pick(dns.get("ttl", read.duration), DnsSettings.ttl),
         recursors=tuple(_pick(dns.get("recursors", read.recursors), [])),
         answer_warning=_pick(dns.get("answer_warning", read.boolean), False),
+        prefer_local=_pick(dns.get("prefer_local", read.boolean), False),
         recursion_allow=tuple(_pick(dns.get("recursion_allow", read.networks), [])),
         rate_limit=_float_or_none(dns.get("rate_limit", read.number, 0.001)),
         tcp_connections=int(_pick(dns.get("tcp_connections", read.number, 1, True), DnsSettings.tcp_connections)),
+        bare_names=_pick(dns.get("bare_names", read.bare_names), DnsSettings.bare_names),
     )
     settings_http = HttpSettings(
         listen=_pick(http.get("listen", read.one_listen), HttpSettings.listen),
@@ -239,13 +259,18 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
     )
     settings_cluster = ClusterSettings(
         etcd=tuple(_pick(cluster.get("etcd", read.etcd), [])),
-        prefix=_pick(cluster.get("prefix", read.string, None, "", True), ClusterSettings.prefix),
+        prefix=_pick(cluster.get("prefix", read.etcd_prefix), ClusterSettings.prefix),
+        lease_ttl=_pick(cluster.get("lease_ttl", read.lease_ttl), ClusterSettings.lease_ttl),
         datacenter=_pick(cluster.get("datacenter", read.name), ClusterSettings.datacenter),
     )
     settings_limits = LimitSettings(
         file_size=_pick(limits.get("file_size", read.size, 1, MAX_MAX_BYTES), LimitSettings.file_size),
         check_interval=_pick(limits.get("check_interval", read.check_interval), LimitSettings.check_interval),
         database_size=limits.get("database_size", read.size, MIN_DATABASE_SIZE),
+    )
+    retention = Retention(
+        max_age=_pick(history.get("max_age", read.age, MAX_AGE_RANGE), Retention.max_age),
+        max_rows=_pick(history.get("max_rows", read.integer, *MAX_ROWS_RANGE), Retention.max_rows),
     )
     node = top.get("node", read.name)
     address = top.get("address", read.address)
@@ -269,6 +294,7 @@ def _build(located: LocatedDoc, path: str, base: Path, source: str | None) -> Co
         health=settings_health,
         conflicts=tuple(rules),
         node_health=thresholds,
+        events=retention,
         cluster=settings_cluster,
         limits=settings_limits,
         source=source,

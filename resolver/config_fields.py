@@ -9,14 +9,17 @@ config text again.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Callable, TypeVar
 
+from registry.cluster.keys import check_prefix
 from registry.endpoints import Endpoint, parse_address, parse_etcd
 from registry.fields import FieldReader
 from registry.model import ConflictRule, ConflictType
 from registry.names import DNS_LABEL, DNS_NAME
 from registry.textfile import parse_size
 from registry.yamldoc import FieldPath, kind_of
+from resolver.dns.answers import BareNames
 
 T = TypeVar("T")
 
@@ -24,6 +27,10 @@ T = TypeVar("T")
 # limits.check_interval can only raise the floor.
 MIN_CHECK_INTERVAL_FLOOR = 1.0
 RULE_KEYS = ("a", "b", "type", "reason")
+DAYS = re.compile(r"([0-9]+)d")
+# A lease shorter than a second cannot be granted; one longer than an hour would keep
+# a killed daemon's instances in every answer for that long.
+LEASE_TTL_RANGE = (1.0, 3600.0)
 CONFLICT_TYPES = tuple(kind.value for kind in ConflictType)
 
 
@@ -98,6 +105,26 @@ class ConfigReader(FieldReader):
     def etcd(self, value: Any, at: FieldPath) -> list[Endpoint] | None:
         return self.each(value, at, _etcd_endpoint)
 
+    def etcd_prefix(self, value: Any, at: FieldPath) -> str | None:
+        text = self.string(value, at, non_empty=True)
+        if text is None:
+            return None
+        try:
+            return check_prefix(text)
+        except ValueError as exc:
+            self.problem(at, str(exc))
+            return None
+
+    def lease_ttl(self, value: Any, at: FieldPath) -> int | None:
+        """Whole seconds (etcd grants leases in seconds), within LEASE_TTL_RANGE."""
+        seconds = self.duration(value, at, LEASE_TTL_RANGE)
+        if seconds is None:
+            return None
+        if seconds != int(seconds):
+            self.problem(at, f"must be a whole number of seconds (etcd leases count seconds), not {seconds:g}s")
+            return None
+        return int(seconds)
+
     def networks(self, value: Any, at: FieldPath) -> list[str] | None:
         """CIDR networks (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or /128)."""
         return self.each(value, at, _network)
@@ -127,6 +154,24 @@ class ConfigReader(FieldReader):
         except ValueError as exc:
             self.problem(at, str(exc))
             return None
+
+    def bare_names(self, value: Any, at: FieldPath) -> BareNames | None:
+        """`all`, `srv` or `off`; YAML reads a bare `off` as false, which means it too."""
+        if value is False:
+            return BareNames.OFF
+        text = self.choice(value, at, [choice.value for choice in BareNames])
+        return None if text is None else BareNames(text)
+
+    def age(self, value: Any, at: FieldPath, within: tuple[float, float]) -> float | None:
+        """A duration that may be counted in days too (`30d`), as retention periods are."""
+        days = DAYS.fullmatch(value) if isinstance(value, str) else None
+        if days is None:
+            return self.duration(value, at, within)
+        seconds = int(days.group(1)) * 86400.0
+        if not within[0] <= seconds <= within[1]:
+            self.problem(at, f"must be between {within[0]:g}s and {within[1] / 86400:g}d")
+            return None
+        return seconds
 
     def check_interval(self, value: Any, at: FieldPath) -> float | None:
         seconds = self.duration(value, at)

@@ -1,11 +1,15 @@
 """`pilotfish serve`: start every part in order, reload on SIGHUP, stop cleanly.
 
 Start-up order is the data flow's: config -> store -> catalog (API registrations
-restored) -> the directory watcher, then every file of services_dir in one snapshot
--> DNS and HTTP listeners -> health checks and node monitor. The watcher starts
-before the scan so that a file written during start-up is caught by one or the
-other, and the listeners start after it so that the first query they answer already
-sees the whole registry.
+restored, then the maintenance windows applied) -> the directory watcher, then every
+file of services_dir in one snapshot -> fleet mode (when `cluster.etcd` is set) -> DNS
+and HTTP listeners -> health checks, node monitor, the maintenance scheduler's clock
+and the event log's pruning. The watcher starts before the scan so that a file written
+during start-up is caught by one or the other, and the listeners start after it so
+that the first query they answer already sees the whole local registry. Fleet mode
+joins in the background: etcd being down delays nothing here (the fleet view is then
+`connecting`, and fills in when etcd answers). Stopping runs the other way, fleet
+mode first, so that our instances leave every other node before we stop answering.
 
 The daemon owns lifecycles only: it never answers a query, parses a registration or
 touches SQLite beyond opening and closing the store.
@@ -23,11 +27,14 @@ from typing import Awaitable, Callable
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
+from registry.remote import RemoteBatch
 from registry.endpoints import Endpoint
 from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
 from registry.health.runner import HealthRunner
+from registry.maintenance import MaintenanceScheduler
 from registry.nodestate import NodeMonitor
+from registry.prune import EventPruner
 from registry.ratelog import RateLimitedLog
 from registry.schema import parse_registration
 from registry.store import Store
@@ -64,6 +71,8 @@ class Daemon:
         self._http: HttpServer | None = None
         self._health: HealthRunner | None = None
         self._node_monitor: NodeMonitor | None = None
+        self._scheduler: MaintenanceScheduler | None = None
+        self._pruner: EventPruner | None = None
         self._watcher: DirectoryWatcher | None = None
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
@@ -73,10 +82,6 @@ class Daemon:
         config = self.config
         if config.http.writes_open:
             raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
-        if config.cluster != ClusterSettings():
-            # Fleet mode (issue 12) removes this: until then the section is read, checked and unused.
-            log.warning("cluster is set, but fleet mode is not in effect yet: this daemon serves its own host only",
-                        extra={"etcd": [str(e) for e in config.cluster.etcd], "prefix": config.cluster.prefix})
         os.makedirs(config.state_dir, exist_ok=True)
         self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"), config.limits.database_size)
         if store.read_only:
@@ -92,15 +97,20 @@ class Daemon:
         state = DaemonState(config=config, catalog=catalog, store=store, identity=identity)
         state.extra.update(version=VERSION, config_path=config.source, services_dir=config.services_dir)
         self.state = state
+        # Windows apply before anything is served: a node left in maintenance is never answered.
+        self._scheduler = state.maintenance = MaintenanceScheduler(catalog)
+        self._scheduler.load()
         # Watch first, then scan: a file written in between is seen by one or the other.
         await self._start_watcher()
         self._rescan("start")
+        await self._start_cluster(config.cluster)
 
         state.dns_stats = DnsStats()
         self._dns = DnsServer(
             lambda: catalog.current, config.dns.listen, config.dns.ttl, config.dns.recursors, state.dns_stats,
             recursion_allow=config.dns.recursion_allow, rate_limit=config.dns.rate_limit,
-            tcp_connections=config.dns.tcp_connections,
+            tcp_connections=config.dns.tcp_connections, bare_names=config.dns.bare_names,
+            prefer_local=config.dns.prefer_local,
         )
         await self._dns.start()
         state.bound["dns_udp"] = [str(endpoint) for endpoint in self._dns.bound_udp]
@@ -121,12 +131,53 @@ class Daemon:
         await self._health.start()
         self._node_monitor = state.node_monitor = NodeMonitor(catalog, config.node_health, interval=NODE_INTERVAL)
         await self._node_monitor.start()
+        await self._scheduler.start()
+        self._pruner = EventPruner(store, config.events)
+        if not store.read_only:
+            await self._pruner.start()
         self._expiry = asyncio.create_task(self._expire_instances(catalog), name="pilotfish-expiry")
         log.info(
             "ready",
             extra={"bound": state.bound, "node": config.node, "index": catalog.current.index, "version": VERSION},
         )
         return state
+
+    async def _start_cluster(self, settings: ClusterSettings) -> None:
+        """Join the fleet when `cluster.etcd` is set; the etcd client is imported only then."""
+        assert self.state is not None
+        if not settings.enabled:
+            return
+        try:
+            from registry.cluster.sync import ClusterSync, FleetSettings
+        except ImportError as exc:
+            raise StartupError(f"cluster.etcd is set, but the etcd client is not installed ({exc}): "
+                               "pip install 'pilotfish[cluster]'") from None
+
+        fleet = FleetSettings(settings.etcd, settings.prefix, settings.lease_ttl, settings.datacenter)
+        self.state.cluster = ClusterSync(self.state.catalog, fleet, VERSION)
+        await self.state.cluster.start()
+        log.info("fleet mode: joining", extra={"etcd": [str(e) for e in settings.etcd], "prefix": settings.prefix,
+                                               "lease_ttl": settings.lease_ttl, "datacenter": settings.datacenter})
+
+    async def _stop_cluster(self) -> None:
+        """Leave the fleet (the lease is revoked) and forget its view."""
+        assert self.state is not None
+        cluster, self.state.cluster = self.state.cluster, None
+        if cluster is None:
+            return
+        await cluster.stop()
+        self.state.catalog.apply_remote(RemoteBatch(replace=True))
+
+    async def _reload_cluster(self, old: ClusterSettings, new: ClusterSettings) -> None:
+        """A changed `cluster` section: leave and join again (the datacenter alone is only a label)."""
+        assert self.state is not None
+        if dataclasses.replace(old, datacenter=new.datacenter) == new:
+            if self.state.cluster is not None:
+                self.state.cluster.settings = dataclasses.replace(self.state.cluster.settings, datacenter=new.datacenter)
+            return
+        log.info("cluster settings changed: leaving the fleet and joining again")
+        await self._stop_cluster()
+        await self._start_cluster(new)
 
     async def _expire_instances(self, catalog: Catalog) -> None:
         """Remove instances whose `ttl` ran out without a re-registration."""
@@ -175,9 +226,11 @@ class Daemon:
                 log.info("file applied", extra={"path": result.path, "instances": result.instances})
             elif result.outcome is FileOutcome.REJECTED:
                 REJECTIONS.labels(source="file").inc()
+                # A refusal's rule, reason and incumbent (or id and holder) are fields of
+                # their own, so that an operator reading the log needs nothing else.
                 log.error(
                     "file rejected; what it registered before stays",
-                    extra={"path": result.path, "problems": [str(p) for p in result.problems]},
+                    extra={"path": result.path, "problems": [str(p) for p in result.problems], **(result.refusal or {})},
                 )
             else:
                 log.info("file removed", extra={"path": result.path})
@@ -206,6 +259,8 @@ class Daemon:
         self.config = self.state.config = live
         if live.conflicts != old.conflicts:
             self.state.catalog.set_config_rules(live.conflicts)
+        if live.cluster != old.cluster:
+            await self._reload_cluster(old.cluster, live.cluster)
         if live.limits.check_interval != old.limits.check_interval:
             # Applies to what is read from now on; what is registered stays.
             identity = dataclasses.replace(self.state.identity, min_check_interval=live.limits.check_interval)
@@ -214,6 +269,8 @@ class Daemon:
             self.state.store.limit_size(live.limits.database_size)
         if live.node_health != old.node_health and self._node_monitor is not None:
             self._node_monitor.thresholds = live.node_health
+        if live.events != old.events and self._pruner is not None and not self.state.store.read_only:
+            self._pruner.set_retention(live.events)
         if self._health is not None:
             # Turned off: the API's exec checks already registered stop running at their next run.
             self._health.exec_from_api = live.health.exec_from_api
@@ -255,7 +312,10 @@ class Daemon:
         await cancel_and_wait(self._expiry)
         self._expiry = None
         steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
+            ("cluster", self._stop_cluster if self.state is not None and self.state.cluster else None),
             ("watcher", self._watcher.stop if self._watcher else None),
+            ("event pruner", self._pruner.stop if self._pruner else None),
+            ("maintenance scheduler", self._scheduler.stop if self._scheduler else None),
             ("node monitor", self._node_monitor.stop if self._node_monitor else None),
             ("health", self._health.stop if self._health else None),
             ("http", self._http.stop if self._http else None),
@@ -269,6 +329,7 @@ class Daemon:
             except Exception:  # keep stopping the rest: the store must still be closed
                 log.exception("stopping failed", extra={"part": name})
         self._watcher = self._node_monitor = self._health = self._http = self._dns = None
+        self._scheduler, self._pruner = None, None
         if self._store is None:
             return  # refused before the store opened: that refusal is the whole story
         self._store.close()

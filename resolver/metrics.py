@@ -92,6 +92,7 @@ class StateCollector(Collector):
         errors = GaugeMetricFamily("pilotfish_rejected_files", "Registration files currently rejected.")
         errors.add_metric([], len(snapshot.file_errors))
         yield errors
+        yield from self._cluster()
         stats = self._state.dns_stats
         if stats is None:
             return
@@ -114,6 +115,39 @@ class StateCollector(Collector):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], value)
             yield counter
+
+
+    def _cluster(self) -> Iterator[Metric]:
+        """Fleet mode's figures; nothing on a single host."""
+        cluster = self._state.cluster
+        if cluster is None:
+            return
+        status = cluster.status()
+        for name, text, value in (
+            ("pilotfish_cluster_stale", "1 while the fleet view is not in sync with etcd (stale or still connecting).",
+             int(status["state"] != "synced")),
+            ("pilotfish_cluster_revision", "The etcd revision the fleet view reflects.", status["revision"]),
+            ("pilotfish_cluster_nodes", "Other nodes in the fleet view.", status["nodes"]),
+            ("pilotfish_cluster_instances", "Other nodes' instances in the fleet view.", status["instances"]),
+            ("pilotfish_cluster_publish_pending", "Own keys waiting to be written to etcd.", status["pending"]),
+        ):
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], value)
+            yield gauge
+        for name, text, value in (
+            ("pilotfish_cluster_bad_records", "etcd keys refused as unreadable (treated as absent).",
+             status["bad_records"]),
+            ("pilotfish_cluster_resyncs", "Whole re-reads of the prefix (compacted revision, overflow).",
+             status["resyncs"]),
+        ):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], value)
+            yield counter
+        refused = CounterMetricFamily("pilotfish_cluster_refused", "Fleet keys refused past the bounds, by kind.",
+                                      labels=["kind"])
+        for kind, count in sorted(status["refused"].items()):
+            refused.add_metric([kind], count)
+        yield refused
 
 
 def render(state: "DaemonState") -> bytes:

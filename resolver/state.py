@@ -17,7 +17,9 @@ from registry.model import NodeIdentity
 from registry.store import Store
 
 if TYPE_CHECKING:
+    from registry.cluster.sync import ClusterSync
     from registry.health.runner import HealthRunner
+    from registry.maintenance import MaintenanceScheduler
     from registry.nodestate import NodeMonitor
     from resolver.config import Config
     from resolver.dns.stats import DnsStats
@@ -46,5 +48,8 @@ class DaemonState:
     dns_stats: "DnsStats | None" = None
     health: "HealthRunner | None" = None
     node_monitor: "NodeMonitor | None" = None
+    maintenance: "MaintenanceScheduler | None" = None
+    # Fleet mode's owner (None on a single host): its status, and the way fleet-wide writes go.
+    cluster: "ClusterSync | None" = None
     # Free-form facts the daemon wants in /v1/status (config path, last reload, ...).
     extra: dict[str, Any] = field(default_factory=dict)

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import NODE, LoopThread, Reply, http_request
 from registry.catalog import Catalog
+from registry.maintenance import MaintenanceScheduler
 from registry.schema import load_text
 from registry.store import Store
 from resolver.config import Config, HttpSettings
@@ -33,12 +34,15 @@ class ApiServer:
         self.catalog: Catalog = self.call(lambda: Catalog(self.store, self.identity))
         config = Config(node=NODE.node, address=NODE.address, http=HttpSettings(token=token))
         self.state = DaemonState(config, self.catalog, self.store, self.identity)
+        self.state.maintenance = self.scheduler = self.call(lambda: MaintenanceScheduler(self.catalog))
         self.app = build_app(self.state)
         self.server = HttpServer(self.app)
         self.port = self.loop.run(self._start())
         self.base = f"http://127.0.0.1:{self.port}"
 
     async def _start(self) -> int:
+        self.scheduler.load()
+        await self.scheduler.start()
         await self.server.start("127.0.0.1", 0)
         host, port = self.server.addresses[0]
         self.state.bound["http"] = [f"{host}:{port}"]
@@ -70,6 +74,7 @@ class ApiServer:
 
     def close(self) -> None:
         self.loop.run(self.server.stop())
+        self.loop.run(self.scheduler.stop())
         self.loop.close()
         self.store.close()
 

@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator,
 import pytest
 
 from registry.catalog import Catalog
-from registry.model import Entry, NodeIdentity, Status
+from registry.model import Entry, Hold, NodeIdentity, NodeState, Status, Trigger
 from registry.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,6 +162,12 @@ def entry_of(catalog: Catalog, instance_id: str) -> Entry | None:
 def status_of(catalog: Catalog, instance_id: str) -> Status | None:
     entry = entry_of(catalog, instance_id)
     return entry.status if entry is not None else None
+
+
+def hold(catalog: Catalog, instance_id: str, reason: str | None) -> None:
+    """Hold one of NODE's instances as an immediate window would (None: release it), without a scheduler."""
+    held = None if reason is None else Hold(NodeState.MAINTENANCE, reason, None, 0)
+    catalog.hold_instance((NODE.node, instance_id), held, Trigger.API)
 
 
 # -- HTTP -------------------------------------------------------------------------

@@ -14,12 +14,14 @@ import contextlib
 import importlib.resources
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import aetcd
 import pytest
@@ -172,6 +174,105 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
 def etcd_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix no other test in the module writes under."""
     return f"/t/{request.node.name}/"
+
+
+# -- a network between one daemon and etcd, that can fail --------------------------
+
+
+class TcpRelay:
+    """A TCP relay to etcd on a port of its own: `cut()` breaks every connection and refuses
+    new ones (one host losing its network while etcd and everyone else carry on), `restore()`
+    listens again on the same port. Threads, so it works whatever loop the client runs."""
+
+    def __init__(self, target: EtcdServer) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        listener.settimeout(0.05)
+        self._listener = listener
+        self._spawn(self._accept, listener)
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            connections, self._open = self._open, set()
+        for sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.cut()
+        for thread in self._threads:
+            thread.join(5)
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target.client_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            self._spawn(self._pump, client, upstream)
+            self._spawn(self._pump, upstream, client)
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def etcd_relay() -> Iterator[Callable[[EtcdServer], TcpRelay]]:
+    """`etcd_relay(server)`: a relay to `server` that the test can cut; closed at teardown."""
+    relays: list[TcpRelay] = []
+
+    def make(server: EtcdServer) -> TcpRelay:
+        relay = TcpRelay(server)
+        relay.restore()
+        relays.append(relay)
+        return relay
+
+    try:
+        yield make
+    finally:
+        for relay in relays:
+            relay.close()
 
 
 # -- clients --------------------------------------------------------------------

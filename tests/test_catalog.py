@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NODE, status_of
+from conftest import NODE, hold, status_of
 from registry.catalog import Catalog
 from registry.errors import (
     ConflictError,
@@ -21,7 +21,7 @@ from registry.errors import (
 )
 from registry.events import Event, EventKind
 from registry.instances import NOT_CHECKED
-from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Source, Status
+from registry.model import CheckKind, CheckSpec, CheckState, Hold, Instance, NodeState, Source, Status, Trigger
 from registry.schema import load_text, parse_registration
 from registry.store import Store
 
@@ -146,13 +146,13 @@ def test_health_changes_publish_only_on_status_change(catalog: Catalog) -> None:
 def test_node_and_instance_maintenance_drain_answers(catalog: Catalog) -> None:
     catalog.register(api({"name": "web", "port": 80}))
     catalog.register(api({"name": "web", "port": 81}))
-    catalog.set_instance_maintenance("web-80", "disk swap")
+    hold(catalog, "web-80", "disk swap")
     assert [e.instance.port for e in catalog.current.answerable("web")] == [81]
-    catalog.set_node_state(NodeState.MAINTENANCE, "kernel upgrade")
+    catalog.set_node_maintenance(Hold(NodeState.MAINTENANCE, "kernel upgrade", None, 1), Trigger.API)
     assert catalog.current.answerable("web") == ()
     assert status_of(catalog, "web-81") is Status.MAINTENANCE
-    catalog.set_node_state(NodeState.ONLINE)
-    catalog.set_instance_maintenance("web-80", None)
+    catalog.set_node_maintenance(None, Trigger.API)
+    hold(catalog, "web-80", None)
     assert len(catalog.current.answerable("web")) == 2
     assert [e.detail["to"] for e in catalog.store.events(kind="node")] == ["online", "maintenance"]
 
@@ -263,7 +263,7 @@ def test_an_instance_moving_between_files_in_one_batch_keeps_checks_and_maintena
     assert web is not None and db is not None
     for instance in (web, db):
         catalog.set_check_state(instance, CheckState(instance.checks[0].id, Status.PASSING, "connected", time.time()))
-    catalog.set_instance_maintenance("db-5432", "resharding")
+    hold(catalog, "db-5432", "resharding")
     with catalog.batch():  # `mv a.yaml b.yaml` as the watcher applies it: removal first
         catalog.remove_file(old)
         catalog.apply_file(new, load_text(text, new, NODE))
@@ -284,7 +284,7 @@ def test_a_check_changed_by_the_move_starts_afresh_and_a_later_return_is_new(cat
     web = catalog.instance("web-8080")
     assert web is not None
     catalog.set_check_state(web, CheckState(web.checks[0].id, Status.PASSING, "connected", time.time()))
-    catalog.set_instance_maintenance("web-8080", "resharding")
+    hold(catalog, "web-8080", "resharding")
     with catalog.batch():
         catalog.remove_file(old)
         catalog.apply_file(new, load_text("name: web\nport: 8080\nchecks:\n  - tcp: 127.0.0.1:9999\n", new, NODE))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +91,15 @@ def test_register_reads_the_file_as_a_drop_in_does(cli: Cli, tmp_path: Path) -> 
     listed.write_text("services:\n  - {name: api, id: api-2, port: 9101, version: 2.0}\n")
     assert cli("register", str(listed))[0] == 0
     assert cli.daemon.get("/v1/services/api?version=2.0")[0]["id"] == "api-2"
+
+
+def test_register_refuses_a_fifo_or_a_device_instead_of_waiting_on_it(cli: Cli, tmp_path: Path) -> None:
+    fifo = tmp_path / "services.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        done = subprocess.run([sys.executable, "-m", "resolver.cli", "--http", cli.daemon.http_url, "register", str(path)],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0 and "not a regular file" in done.stderr, done.stderr
 
 
 def test_register_refused_on_conflict_prints_the_reason(cli: Cli, tmp_path: Path) -> None:

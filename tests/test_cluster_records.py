@@ -34,7 +34,19 @@ from registry.cluster.records import (
     encode_instance,
     encode_node,
 )
-from registry.model import CLUSTER, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, NodeState, Status
+from registry.model import (
+    CLUSTER,
+    CheckState,
+    ConflictRule,
+    ConflictType,
+    Entry,
+    MaintenanceKind,
+    Node,
+    NodeIdentity,
+    NodeState,
+    Status,
+    Window,
+)
 from registry.schema import load_text
 
 P = "/pilotfish/"
@@ -212,6 +224,35 @@ def test_other_records_round_trip() -> None:
         assert decode_record(P, key, encode_config(value, value_type)) == ConfigRecord("k", value, value_type, "web1")
 
 
+def test_a_node_record_carries_its_maintenance_windows_soonest_first_and_bounded() -> None:
+    windows = tuple(
+        Window(n, "web1", "web-8080" if n % 2 else "", MaintenanceKind.PLANNED, "r" * 1024, 1000.0 + n, 2000.0 + n,
+               None if n == 3 else 3000.0 + n, 900.0)
+        for n in range(40)
+    )
+    node = Node("web1", "192.0.2.10", NodeState.DRAINING, "kernel", windows)
+    raw = encode_node(node, "1")
+    assert len(raw) < records.MAX_RECORD_BYTES // 2  # every reason at its longest
+    decoded = decode_record(P, node_key(P, "web1"), raw)
+    assert isinstance(decoded, NodeRecord) and decoded.node.state is NodeState.DRAINING
+    assert len(decoded.node.windows) == records.MAX_WINDOWS
+    assert decoded.node.windows[3] == dataclasses.replace(windows[3], reason="r" * records.WINDOW_REASON)
+
+
+def test_an_instance_held_by_maintenance_says_which_part_and_until_when() -> None:
+    web = rich_entries()[0]
+    held = dataclasses.replace(web, status=Status.MAINTENANCE, maintenance_reason="kernel",
+                               maintenance_state=NodeState.DRAINING, maintenance_until=1_900_000_000.0)
+    decoded = decode_record(P, WEB_KEY, encode_instance(held))
+    assert isinstance(decoded, Entry)
+    assert (decoded.status, decoded.maintenance_state, decoded.maintenance_until) == (
+        Status.MAINTENANCE, NodeState.DRAINING, 1_900_000_000.0)
+    until_ended = dataclasses.replace(held, maintenance_state=NodeState.MAINTENANCE, maintenance_until=None)
+    decoded = decode_record(P, WEB_KEY, encode_instance(until_ended))
+    assert isinstance(decoded, Entry)
+    assert (decoded.maintenance_state, decoded.maintenance_until) == (NodeState.MAINTENANCE, None)
+
+
 def test_text_from_other_programs_is_made_printable_before_it_is_published() -> None:
     web = rich_entries()[0]
     noisy = dataclasses.replace(
@@ -247,6 +288,11 @@ def check_state(n: int, **fields: Any) -> Callable[[dict[str, Any]], object]:
 
 
 NODE_VALUE = {"node": "web1", "address": "192.0.2.10", "state": "online", "reason": "", "version": "0.1.0"}
+
+
+def window_value(**fields: Any) -> dict[str, Any]:
+    return {"id": 1, "instance": "", "kind": "planned", "reason": "kernel", "drain_at": 100, "starts": 150,
+            "ends": 300, "created": 90, **fields}
 
 
 def node_value(**fields: Any) -> bytes:
@@ -303,6 +349,21 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("node record reason a number", node_key(P, "web1"), node_value(reason=5), "reason: must be a string"),
     ("node record address missing", node_key(P, "web1"), b'{"node": "web1", "state": "online"}', "address: missing"),
     ("node record long version", node_key(P, "web1"), node_value(version="v" * 65), "over 64"),
+    ("window not an object", node_key(P, "web1"), node_value(windows=[1]), "windows[0]: must be an object"),
+    ("window bad kind", node_key(P, "web1"), node_value(windows=[window_value(kind="soon")]), "windows[0].kind:"),
+    ("window ends first", node_key(P, "web1"), node_value(windows=[window_value(ends=50)]), "drain_at <= starts < ends"),
+    ("window drains after it starts", node_key(P, "web1"), node_value(windows=[window_value(drain_at=200)]),
+     "drain_at <= starts"),
+    ("window past year 9999", node_key(P, "web1"), node_value(windows=[window_value(ends=10**400)]), "is not a time"),
+    ("window before 1970", node_key(P, "web1"), node_value(windows=[window_value(drain_at=-1)]), "is not a time"),
+    ("window time a string", node_key(P, "web1"), node_value(windows=[window_value(starts="soon")]),
+     "starts: must be"),
+    ("window long reason", node_key(P, "web1"), node_value(windows=[window_value(reason="r" * 201)]), "over 200"),
+    ("window id a bool", node_key(P, "web1"), node_value(windows=[window_value(id=True)]), "id: must be"),
+    ("instance held until +30m", WEB_KEY, spoil(lambda v: v.update(status="maintenance", maintenance_state="draining",
+                                                                   maintenance_until="+30m")), "not an RFC 3339"),
+    ("instance held in a bad state", WEB_KEY, spoil(lambda v: v.update(status="maintenance", maintenance_state="nap")),
+     "maintenance_state:"),
     ("conflict pair disagrees", conflict_key(P, "a", "b"), b'{"a": "a", "b": "c", "type": "port", "reason": "r"}',
      "disagrees with the key's rule"),
     ("conflict with itself", P + "conflicts/a+a", b'{"a": "a", "b": "a", "type": "port", "reason": "r"}', "itself"),

@@ -7,6 +7,7 @@ that kill, freeze, restart or compact etcd start their own (tests/etcdkit.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Awaitable, Callable
 
@@ -249,5 +250,30 @@ def test_calls_fail_over_to_the_next_endpoint(start_etcd: EtcdFactory) -> None:
                 await client.range_prefix("/f/")
             # Each endpoint was tried once, starting with the one that had answered.
             assert [f.split(": ")[0] for f in caught.value.failures] == [live.endpoint, dead.endpoint, frozen.endpoint]
+
+    run(main())
+
+
+def test_a_fail_over_under_an_open_watch_ends_it_as_unavailable(etcd: EtcdServer, etcd_prefix: str) -> None:
+    """Closing the channel (another call failing over) cancels the calls on it inside gRPC:
+    the watch must say Unavailable, not end its task as if the task had been cancelled."""
+
+    async def main() -> None:
+        async with EtcdClient([etcd.endpoint]) as client:
+            start = (await client.range_prefix(etcd_prefix)).revision + 1
+            async with client.watch_prefix(etcd_prefix, start) as watch:
+                waiting = asyncio.ensure_future(watch.__anext__())
+                await asyncio.sleep(0.1)
+                _, generation = await client.open_client()
+                await client.fail_over(generation)
+                with pytest.raises(Unavailable):
+                    await waiting
+            # And a unary call in flight when the channel closes under it.
+            _, generation = await client.open_client()
+            call = asyncio.ensure_future(client.range_prefix(etcd_prefix))
+            await asyncio.sleep(0)
+            await client.fail_over(generation)
+            with contextlib.suppress(Unavailable):  # what it says; never a cancellation, nor a stub gone
+                await call
 
     run(main())

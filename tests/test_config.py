@@ -10,6 +10,7 @@ import pytest
 
 from registry.endpoints import Endpoint, parse_address
 from registry.model import ConflictType
+from registry.store import Retention
 from resolver.config import (
     ConfigError,
     HttpSettings,
@@ -18,6 +19,7 @@ from resolver.config import (
     restart_only_changes,
     with_running_values,
 )
+from resolver.dns.answers import BareNames
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -67,7 +69,7 @@ http: {listen: "0.0.0.0:8500", token: s3cret}
 conflicts:
   - {a: redis-server, b: keydb, type: port, reason: "both bind 6379"}
 node_health: {cpu: 80, memory: 85.5, disk: 95}
-cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, datacenter: eu-west}
+cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, lease_ttl: 1m, datacenter: eu-west}
 """))
     assert (config.node, config.address, config.domain) == ("web1", "10.1.2.3", "consul")
     assert config.services_dir == str(tmp_path / "drop-ins")
@@ -80,7 +82,8 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, datacenter: eu-west}
     assert (rule.a, rule.b, rule.type, rule.source) == ("keydb", "redis-server", ConflictType.PORT, "config")
     assert (config.node_health.cpu, config.node_health.memory) == (80.0, 85.5)
     assert config.cluster.prefix == "/fleet/" and config.cluster.etcd == (Endpoint("10.0.0.1", 2379),)
-    assert config.cluster.datacenter == "eu-west"
+    assert config.cluster.datacenter == "eu-west" and config.cluster.lease_ttl == 60 and config.cluster.enabled
+    assert config.dns.prefer_local is False and load_config(None).cluster.lease_ttl == 10
 
 
 @pytest.mark.parametrize(
@@ -126,6 +129,17 @@ cluster: {etcd: ["http://10.0.0.1:2379"], prefix: /fleet/, datacenter: eu-west}
         ("dns: {tcp_connections: 0}\n", ":1: dns.tcp_connections: must be an integer >= 1, not 0"),
         ("dns: {tcp_connections: 10.5}\n", ":1: dns.tcp_connections: must be an integer >= 1, not 10.5"),
         ("dns: {tcp_conections: 10}\n", ":1: dns.tcp_conections: unknown key (did you mean 'tcp_connections'?)"),
+        # Fleet mode (issue 12).
+        ("cluster: {lease_ttl: 10}\n", ":1: cluster.lease_ttl: must be a duration string, not an integer (add a unit"),
+        ("cluster: {lease_ttl: 1500ms}\n", ":1: cluster.lease_ttl: must be a whole number of seconds"),
+        ("cluster: {lease_ttl: 500ms}\n", ":1: cluster.lease_ttl: must be between 1s and 3600s"),
+        ("cluster: {lease_ttl: 2h}\n", ":1: cluster.lease_ttl: must be between 1s and 3600s"),
+        ("cluster: {prefix: pilotfish}\n", ":1: cluster.prefix: cluster prefix 'pilotfish' must start and end with '/'"),
+        ("cluster: {prefix: '/a//b/'}\n", ":1: cluster.prefix: cluster prefix '/a//b/' must start and end with '/'"),
+        ("cluster: {prefix: ''}\n", ":1: cluster.prefix: must be a non-empty string"),
+        ("cluster: {etcd: ['https://10.0.0.1:2379']}\n", ":1: cluster.etcd: 'https://10.0.0.1:2379': https is not supported"),
+        ("cluster: {lease: 10s}\n", ":1: cluster.lease: unknown key (did you mean 'lease_ttl'?)"),
+        ("dns: {prefer_local: 1}\n", ":1: dns.prefer_local: must be true or false, not an integer"),
     ],
 )
 def test_refusals_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -158,6 +172,22 @@ dns:
     assert config.dns.recursion_allow == ("10.0.0.0/8", "192.0.2.7/32", "fd00::/8")
     assert config.dns.rate_limit == 20.0 and config.dns.tcp_connections == 64
     assert load_config(write(tmp_path, "dns: {rate_limit: 2.5, recursion_allow: 10.1.0.0/16}\n")).dns.rate_limit == 2.5
+
+
+@pytest.mark.parametrize(
+    ("text", "bare"),
+    [("", BareNames.ALL), ("dns: {bare_names: srv}\n", BareNames.SRV), ("dns: {bare_names: all}\n", BareNames.ALL),
+     # YAML reads a bare `off` as false: it means off all the same.
+     ("dns: {bare_names: off}\n", BareNames.OFF), ("dns: {bare_names: 'off'}\n", BareNames.OFF)],
+)
+def test_dns_bare_names(tmp_path: Path, text: str, bare: BareNames) -> None:
+    assert load_config(write(tmp_path, text)).dns.bare_names is bare
+
+
+def test_dns_bare_names_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "dns: {bare_names: none}\n"))
+    assert str(caught.value).endswith(":1: dns.bare_names: 'none' must be one of all, srv, off")
 
 
 @pytest.mark.parametrize("text,size", [("", 2**20), ("limits: {file_size: 512KiB}\n", 512 * 1024), ("limits: {file_size: 4096}\n", 4096)])
@@ -208,15 +238,41 @@ def test_http_limits_and_database_size_refusals(tmp_path: Path, text: str, key: 
     assert problem.field == key and message in problem.message and problem.line == 1
 
 
+def test_event_retention_reads_days_and_defaults_to_the_design(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "{}\n")).events == Retention(max_age=30 * 86400.0, max_rows=100_000)
+    config = load_config(write(tmp_path, "events: {max_age: 7d, max_rows: 5000}\n"))
+    assert config.events == Retention(max_age=7 * 86400.0, max_rows=5000)
+    assert load_config(write(tmp_path, "events: {max_age: 12h}\n")).events.max_age == 43200.0
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("events: {max_age: 30}", "events.max_age", "duration string"),
+        ("events: {max_age: 10s}", "events.max_age", "between 60s and"),
+        ("events: {max_age: 4000d}", "events.max_age", "between 60s and 3650d"),
+        ("events: {max_rows: 10}", "events.max_rows", "10 is outside 100..100000000"),
+        ("events: {max_rows: 1e5}", "events.max_rows", "must be an integer"),
+        ("events: {max_row: 100}", "events.max_row", "did you mean 'max_rows'"),
+    ],
+)
+def test_event_retention_refusals(tmp_path: Path, text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text + "\n"))
+    [problem] = refused.value.problems
+    assert problem.field == key and message in problem.message and problem.line == 1
+
+
 def test_a_reload_keeps_the_running_value_of_every_restart_only_key(tmp_path: Path) -> None:
     old = load_config(write(tmp_path, "node: a\ndns: {ttl: 5s}\nhttp: {listen: '127.0.0.1:8500', token: one}\n"))
     new = load_config(write(tmp_path, "node: b\ndns: {ttl: 1s}\nhttp: {listen: '127.0.0.1:9500', token: two}\n"
                                       "cluster: {etcd: ['10.0.0.1:2379']}\n"))
-    assert restart_only_changes(old, new) == ["node", "dns", "http.listen", "cluster"]
+    assert restart_only_changes(old, new) == ["node", "dns", "http.listen"]
     live = with_running_values(old, new)
     assert restart_only_changes(old, live) == []
-    assert (live.node, live.dns, live.http.listen, live.cluster) == (old.node, old.dns, old.http.listen, old.cluster)
-    assert live.http.token == "two"  # everything else takes the new value
+    assert (live.node, live.dns, live.http.listen) == (old.node, old.dns, old.http.listen)
+    # Everything else takes the new value; the daemon leaves the fleet and joins again on `cluster`.
+    assert live.http.token == "two" and live.cluster == new.cluster
 
 
 @pytest.mark.parametrize(

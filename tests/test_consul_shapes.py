@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from resolver.http.consul_http import parse_go_duration
-from resolver.http.consul_shapes import go_duration, node_id
+from resolver.http.consul_checks import go_duration
+from resolver.http.consul_shapes import node_id
 
 
 @pytest.mark.parametrize(

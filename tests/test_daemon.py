@@ -19,7 +19,7 @@ from typing import Any
 import dns.rcode
 import yaml
 
-from conftest import REPO, wait_for
+from conftest import REPO, free_port, wait_for
 from daemonkit import START_TIMEOUT, Daemon, DaemonFactory, launch, ready_line, write_config
 
 
@@ -63,6 +63,33 @@ def test_file_refused_on_conflict_keeps_the_incumbent(daemon: Daemon) -> None:
     assert any(e["subject"] == f"file:{challenger}" for e in events)
 
 
+def rejected_lines(daemon: Daemon, path: Path) -> list[dict[str, Any]]:
+    return [line for line in daemon.logs() if line["msg"].startswith("file rejected") and line["path"] == str(path)]
+
+
+def test_a_file_refused_for_what_is_in_its_way_is_logged_with_why(daemon: Daemon) -> None:
+    """Operators read the log first: a conflict's rule, reason and incumbent, a duplicate's holder."""
+    incumbent = daemon.services_dir / "a-redis.yaml"
+    incumbent.write_text("name: redis-server\nport: 6379\n")
+    wait_for(lambda: daemon.srv_ports("_redis-server._tcp") == [6379], what="the incumbent")
+    challenger = daemon.services_dir / "b-stack.yaml"
+    challenger.write_text("name: redis-stack-server\nport: 6390\n")
+    [line] = wait_for(lambda: rejected_lines(daemon, challenger), what="the conflict's log line")
+    assert line["level"] == "error"
+    assert line["rule"]["a"] == "redis-server" and line["rule"]["b"] == "redis-stack-server"
+    assert line["rule"]["type"] == "port" and line["reason"] == line["rule"]["reason"] != ""
+    assert line["incumbent"]["id"] == "redis-server-6379" and line["incumbent"]["source"] == f"file:{incumbent}"
+    [problem] = line["problems"]
+    assert "conflicts with redis-server (redis-server-6379)" in problem and line["reason"] in problem
+    # The same id from another file: the holder is named.
+    twin = daemon.services_dir / "c-twin.yaml"
+    twin.write_text("name: redis-server\nport: 6379\n")
+    [line] = wait_for(lambda: rejected_lines(daemon, twin), what="the duplicate's log line")
+    assert line["id"] == "redis-server-6379" and line["file"] == str(incumbent)
+    assert line["holder"] == f"file:{incumbent}" and "already registered by" in line["problems"][0]
+    assert file_errors(daemon)[str(twin)][0]["message"] in line["problems"][0]
+
+
 def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     daemon = start_daemon(files={"web.yaml": "name: web\nport: 8080\n"})
     other = tmp_path / "other.d"
@@ -88,10 +115,15 @@ def test_sighup_rereads_config_and_rescans(start_daemon: DaemonFactory, tmp_path
     assert daemon.proc.poll() is None
 
 
-def test_cluster_is_not_in_effect_yet_and_restart_only_keys_wait(start_daemon: DaemonFactory) -> None:
-    daemon = start_daemon(config={"cluster": {"etcd": ["127.0.0.1:2379"], "prefix": "/fleet/"}})
-    [warning] = [line for line in daemon.logs() if line["msg"].startswith("cluster is set")]
-    assert warning["level"] == "warning" and warning["etcd"] == ["127.0.0.1:2379"] and "not in effect" in warning["msg"]
+def test_an_unreachable_etcd_delays_nothing_and_restart_only_keys_wait(start_daemon: DaemonFactory) -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    daemon = start_daemon(config={"cluster": {"etcd": [nobody], "prefix": "/fleet/"}},
+                          files={"db.yaml": "name: db\nport: 5432\n"})
+    # Ready, and serving its own host, while fleet mode is still trying to reach etcd.
+    assert daemon.srv_ports("_db._tcp") == [5432]
+    cluster = daemon.status()["cluster"]
+    assert (cluster["state"], cluster["prefix"], cluster["endpoints"]) == ("connecting", "/fleet/", [nobody])
+    assert "pilotfish_cluster_stale 1.0" in daemon.text("/metrics")
     config = yaml.safe_load(daemon.config_path.read_text())
     config["dns"]["ttl"] = "30s"
     daemon.config_path.write_text(yaml.safe_dump(config))
@@ -100,10 +132,28 @@ def test_cluster_is_not_in_effect_yet_and_restart_only_keys_wait(start_daemon: D
                        what="the restart-only warning")
     assert waiting[0]["keys"] == ["dns"]
     assert daemon.query("redis.service.internal", "A").rcode() == dns.rcode.NXDOMAIN  # still serving
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5  # a dead etcd does not hold up SIGTERM
 
 
-def test_no_cluster_warning_without_a_cluster(daemon: Daemon) -> None:
-    assert not [line for line in daemon.logs() if line["msg"].startswith("cluster is set")]
+def test_fleet_mode_without_the_etcd_client_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """`cluster.etcd` set where the `cluster` extra is not installed: one line saying what to install."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "aetcd.py").write_text("raise ImportError('No module named aetcd')\n")
+    config_path, log_path = tmp_path / "pilotfish.yaml", tmp_path / "pilotfish.log"
+    write_config(config_path, tmp_path / "services.d", tmp_path / "state", None,
+                 {"cluster": {"etcd": [f"127.0.0.1:{free_port()}"]}})
+    proc = launch(config_path, log_path, env={"PYTHONPATH": f"{shadow}:{REPO}"})
+    assert proc.wait(START_TIMEOUT) == 1
+    [refusal] = [line for line in log_path.read_text().splitlines() if '"cannot start"' in line]
+    assert "pilotfish[cluster]" in refusal and "Traceback" not in log_path.read_text()
+
+
+def test_a_single_host_says_so(daemon: Daemon) -> None:
+    assert daemon.status()["cluster"] == {"state": "off", "datacenter": "dc1"}
+    assert "pilotfish_cluster" not in daemon.text("/metrics")
 
 
 def park_blocking_query(daemon: Daemon) -> tuple[threading.Thread, list[object]]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import dns.message
 import pytest
 
 from registry.catalog import Catalog
-from registry.model import CheckKind, CheckSpec, Entry, Instance, Node, NodeIdentity, Status
+from registry.model import CLUSTER, CheckKind, CheckSpec, Entry, Instance, Node, NodeIdentity, Status
+from registry.remote import RemoteBatch
 from registry.snapshot import Change, Key, Snapshot
 from registry.store import Store
-from resolver.dns import answers
+from resolver.dns import answers, wire
 from resolver.dns.answers import NameError, NoData, OutOfZone, Success
 from resolver.dns.records import SOA as SOAData
 from resolver.dns.records import SRV as SRVData
@@ -101,6 +103,73 @@ def test_negative_outcomes_carry_the_zone_soa(snapshot: Snapshot) -> None:
     assert isinstance(result, NameError)
     assert result.soa.owner == "dc1.internal."
     assert isinstance(result.soa.rdata, SOAData) and result.soa.rdata.times == (snapshot.index, 3600, 600, 86400, 7)
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "bare", "outcome"),
+    [
+        ("api", A, answers.BareNames.ALL, Success),
+        ("_api._tcp", SRV, answers.BareNames.ALL, Success),
+        ("api", A, answers.BareNames.SRV, OutOfZone),
+        ("api", SRV, answers.BareNames.SRV, OutOfZone),
+        ("_api._tcp", SRV, answers.BareNames.SRV, Success),
+        ("_api._udp", SRV, answers.BareNames.SRV, Success),
+        ("api", A, answers.BareNames.OFF, OutOfZone),
+        ("_api._tcp", SRV, answers.BareNames.OFF, OutOfZone),
+        # Under the domain, nothing changes.
+        ("api.service.dc1.internal", A, answers.BareNames.OFF, Success),
+        ("_api._tcp.service.dc1.internal", SRV, answers.BareNames.OFF, Success),
+    ],
+)
+def test_bare_names_answer_as_dns_bare_names_says(
+    snapshot: Snapshot, name: str, qtype: int, bare: answers.BareNames, outcome: type
+) -> None:
+    assert type(answers.resolve(snapshot, tuple(name.split(".")), qtype, 5, bare)) is outcome
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    """Alpha's own web instances, and Beta's from the fleet (one at Alpha's own priority, one after)."""
+    path: Path = tmp_path_factory.mktemp("fleet")
+    catalog = Catalog(Store(path / "p.db"), NodeIdentity("alpha", "10.0.0.1"), "internal")
+    catalog.apply_file("f.yaml", [
+        Instance("w1", "web", "alpha", "10.0.0.1", 80, priority=2, address_is_node=True),
+        Instance("w2", "web", "alpha", "10.0.0.2", 80, priority=2),
+    ])
+    theirs = [Instance(f"b{n}", "web", "beta", f"10.0.1.{n}", 80, priority=p, source=CLUSTER)
+              for n, p in ((1, 1), (2, 2), (3, 2), (4, 3))]
+    catalog.apply_remote(RemoteBatch(instances={i.key: Entry(i, Status.PASSING) for i in theirs},
+                                     nodes={"beta": Node("beta", "10.0.1.100")}))
+    current = catalog.current
+    catalog.store.close()
+    return current
+
+
+def test_prefer_local_puts_ours_first_in_every_rotation(fleet: Snapshot) -> None:
+    name = ("web", "service", "internal")
+    plain = answers.resolve(fleet, name, A, 5)
+    assert isinstance(plain, Success) and plain.groups == ()
+    result = answers.resolve(fleet, name, A, 5, prefer_local=True)
+    assert isinstance(result, Success) and result.groups == (2, 4)
+    assert [r.rdata.address for r in result.answer[:2]] == ["10.0.0.1", "10.0.0.2"]  # type: ignore[union-attr]
+    query = wire.parse_query(dns.message.make_query("web.service.internal", "A").to_wire(), True)
+    compiled = wire.compile_reply(query, wire.Sections(0, result.answer, 8, result.groups), 1232, ra=False)
+    firsts = set()
+    for rotation in range(len(compiled.tails)):
+        reply = dns.message.from_wire(compiled.reply(b"\0\0", query.question, rotation))
+        addresses = [rr.address for rrset in reply.answer for rr in rrset]
+        assert set(addresses[:2]) == {"10.0.0.1", "10.0.0.2"} and len(addresses) == 6
+        firsts.add(addresses[0])
+    assert firsts == {"10.0.0.1", "10.0.0.2"}  # ours still take turns
+
+
+def test_prefer_local_leads_each_srv_priority_with_ours(fleet: Snapshot) -> None:
+    result = answers.resolve(fleet, ("_web", "_tcp", "service", "internal"), SRV, 5, prefer_local=True)
+    assert isinstance(result, Success)
+    order = [(r.rdata.priority, str(r.rdata.target).split(".")[0]) for r in result.answer]  # type: ignore[union-attr]
+    assert order[0] == (1, "0a000101")  # priority first: theirs at 1 still lead
+    assert [target for priority, target in order if priority == 2][:2] == ["alpha", "0a000002"]
+    assert result.groups == (1, 2, 2, 1)
 
 
 # -- across snapshots: what a zone takes over from the one before -----------------------------------

@@ -89,3 +89,11 @@ def test_a_black_holed_upstream_cannot_take_the_zone_down(start_daemon: DaemonFa
         assert len(trouble(daemon)) <= 10
     finally:
         hole.close()
+
+
+def test_dns_bare_names_reaches_the_server(start_daemon: DaemonFactory) -> None:
+    """`dns.bare_names: srv` in the config file: bare `web` is outside the zone, `_web._tcp` ours."""
+    daemon = start_daemon(config={"dns": {"bare_names": "srv"}}, files={"web.yaml": "name: web\nport: 8080\n"})
+    assert daemon.query("web", "A").rcode() == dns.rcode.REFUSED
+    assert daemon.srv_ports("_web._tcp") == [8080]
+    assert daemon.srv_ports("_web._tcp.service.internal") == [8080]

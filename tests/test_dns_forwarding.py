@@ -18,6 +18,7 @@ import dns.rrset
 
 from conftest import bound_socket, free_port
 from dnskit import TIMEOUT, DnsLoop, instance, new_catalog, outside_address, records, serve
+from resolver.dns.answers import BareNames
 
 
 def test_recursors_forward_names_outside_the_zone(tmp_path: Path, loop_thread: DnsLoop) -> None:
@@ -140,3 +141,41 @@ def test_forwarded_udp_replies_are_clamped_to_the_clients_size(tmp_path: Path, l
         loop_thread.run(served.server.stop())
         catalog.store.close()
         upstream.close()
+
+
+def test_bare_names_shadow_real_names_unless_dns_bare_names_says_otherwise(tmp_path: Path, loop_thread: DnsLoop) -> None:
+    """`app` registered here answers bare `app` (all), or leaves it to the recursors (srv, off)."""
+    (tmp_path / "up").mkdir()
+    # The upstream answers the bare names `app` and `other` (it is a pilotfish too, bare_names: all).
+    upstream_catalog = new_catalog(tmp_path / "up", domain="upstream", instances=[
+        instance("app-80", "app", "192.0.2.7", 80), instance("other-80", "other", "192.0.2.8", 80),
+    ])
+    upstream = serve(loop_thread, upstream_catalog)
+    catalog = new_catalog(tmp_path, instances=[instance("app-80", "app", "10.0.0.9", 80)])
+    recursors = (f"127.0.0.1:{upstream.port}",)
+    servers = {bare: serve(loop_thread, catalog, recursors=recursors, bare_names=bare) for bare in BareNames}
+    alone = serve(loop_thread, catalog, bare_names=BareNames.OFF)
+    try:
+        for ask in ("udp", "tcp"):
+            def addresses(bare: BareNames, name: str, rdtype: str = "A") -> list[str]:
+                reply = getattr(servers[bare], ask)(name, rdtype)
+                return records(reply.answer, rdtype)
+
+            assert addresses(BareNames.ALL, "app") == ["10.0.0.9"]  # ours shadows the real `app`
+            assert addresses(BareNames.SRV, "app") == ["192.0.2.7"]
+            assert addresses(BareNames.OFF, "app") == ["192.0.2.7"]
+            assert addresses(BareNames.SRV, "_app._tcp", "SRV") == ["1 100 80 0a000009.addr.internal."]
+            assert addresses(BareNames.OFF, "_app._tcp", "SRV") == ["1 100 80 c0000207.addr.upstream."]
+            # A bare name we do not serve was forwarded all along.
+            for bare in BareNames:
+                assert addresses(bare, "other") == ["192.0.2.8"]
+            # Under the domain, every mode answers.
+            assert addresses(BareNames.OFF, "app.service.internal") == ["10.0.0.9"]
+            # Without recursors a bare name that is not ours is outside the zone: REFUSED.
+            reply = getattr(alone, ask)("app", "A")
+            assert reply.rcode() == dns.rcode.REFUSED and reply.answer == []
+    finally:
+        for served in [*servers.values(), alone, upstream]:
+            loop_thread.run(served.server.stop())
+        catalog.store.close()
+        upstream_catalog.store.close()

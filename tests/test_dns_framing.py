@@ -61,6 +61,33 @@ def test_unknown_edns_version_is_badvers(served: Served) -> None:
     assert reply.edns == 0
 
 
+def test_a_cookie_only_query_gets_formerr_with_an_opt(served: Served) -> None:
+    """QDCOUNT 0 with an OPT (RFC 7873 5.4): we do no cookies, so FORMERR, but with our OPT
+    (RFC 6891 7), or the client may decide that we do not speak EDNS."""
+    cookie = dns.edns.CookieOption(bytes(range(8)), b"")
+    query = dns.message.make_query("redis.service.internal", "A", use_edns=0, want_dnssec=True, options=[cookie])
+    query.question = []
+    packet = query.to_wire()
+    assert packet[4:6] == b"\x00\x00"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendto(packet, (served.host, served.port))
+        over_udp = dns.message.from_wire(sock.recv(65535))
+    with socket.create_connection((served.host, served.port), timeout=TIMEOUT) as conn:
+        conn.sendall(struct.pack("!H", len(packet)) + packet)
+        over_tcp = dns.message.from_wire(recv_exactly(conn, struct.unpack("!H", recv_exactly(conn, 2))[0]))
+    for reply in (over_udp, over_tcp):
+        assert reply.id == query.id and reply.rcode() == dns.rcode.FORMERR
+        assert reply.edns == 0 and reply.payload == 1232 and reply.ednsflags & dns.flags.DO
+    # Without an OPT, none comes back.
+    plain = dns.message.make_query("redis.service.internal", "A")
+    plain.question = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendto(plain.to_wire(), (served.host, served.port))
+        assert dns.message.from_wire(sock.recv(65535)).edns == -1
+
+
 def test_truncated_over_udp_full_over_tcp(tmp_path: Path, loop_thread: DnsLoop) -> None:
     catalog = new_catalog(tmp_path, instances=BASE + many_instances(60))
     served = serve(loop_thread, catalog)
@@ -91,6 +118,7 @@ def test_a_long_udp_query_is_sent_to_tcp(served: Served) -> None:
     padding = [dns.edns.GenericOption(dns.edns.OptionType.make(65001), b"x" * 600)]
     reply = served.udp("redis.service.inTERnal", "A", use_edns=0, options=padding)
     assert reply.flags & dns.flags.TC
+    assert reply.edns == 0  # its OPT was read before the cut: the TC reply carries ours (RFC 6891 7)
     assert reply.rcode() == dns.rcode.NOERROR and reply.answer == []
     assert reply.question[0].name.to_text() == "redis.service.inTERnal."
     full = served.tcp("redis.service.internal", "A", use_edns=0, options=padding)

@@ -349,15 +349,15 @@ def seen(reply: bytes) -> tuple[object, ...]:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(changes=FLEET_CHANGES)
+@given(changes=FLEET_CHANGES, prefer_local=st.booleans(), bare=st.sampled_from(list(answers.BareNames)))
 def test_replies_carried_over_a_swap_are_the_replies_of_the_new_snapshot(
-    changes: list[tuple[list[Entry | int], Node]],
+    changes: list[tuple[list[Entry | int], Node]], prefer_local: bool, bare: answers.BareNames,
 ) -> None:
     """Whatever changed (instances, health, tags, a node's address), UDP and TCP replies after
     the swap are exactly those of a responder that never saw the snapshot before."""
     nodes = {"n1": FLEET_NODES[0], "n2": FLEET_NODES[1]}
     holder = SnapshotHolder(Snapshot.first("internal", "n1", frozenset({Status.PASSING}), Change({}, nodes, (), {})))
-    carrying = Responder(lambda: holder.current, 5, False, DnsStats())
+    carrying = Responder(lambda: holder.current, 5, False, DnsStats(), bare, prefer_local)
     queries = [dns.message.make_query(name, rdtype, id=7).to_wire() for name, rdtype in QUESTIONS]
     for items, node in changes:
         for query in queries:  # fill every cache of the snapshot about to be left
@@ -370,7 +370,7 @@ def test_replies_carried_over_a_swap_are_the_replies_of_the_new_snapshot(
             else:
                 delta[("n1", f"i{item}")] = None
         holder.swap(holder.current.successor(Change(delta, {"n1": FLEET_NODES[0], "n2": node}, (), {})))
-        fresh = Responder(lambda: holder.current, 5, False, DnsStats())
+        fresh = Responder(lambda: holder.current, 5, False, DnsStats(), bare, prefer_local)
         for query in queries:
             assert seen(ask_wire(carrying, query)) == seen(ask_wire(fresh, query)), dns.message.from_wire(query).question
             tcp, expected = carrying.answer(query, tcp=True), fresh.answer(query, tcp=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import struct
 
-import dns.message
+import dns.edns
 import dns.flags
+import dns.message
 import dns.rcode
 import pytest
 from hypothesis import given, settings
@@ -145,3 +146,53 @@ def test_mutated_queries_parse_or_raise_drop_or_formerr(at: int, value: int, cut
     except (wire.Drop, wire.FormError):
         return
     assert len(query.question) >= 5
+
+
+def header(qdcount: int, arcount: int, flags: int = 0x0100) -> bytes:
+    return struct.pack("!HHHHHH", 7, flags, qdcount, 0, 0, arcount)
+
+
+def opt(do: bool = False, payload: int = 1232) -> bytes:
+    """An OPT record with a client cookie (RFC 7873), as a cookie-only query sends it."""
+    option = struct.pack("!HH", 10, 8) + bytes(range(8))
+    return b"\x00" + struct.pack("!HHIH", 41, payload, 0x8000 if do else 0, len(option)) + option
+
+
+QUESTION = b"\x05redis\x00\x00\x01\x00\x01"
+
+
+@pytest.mark.parametrize(
+    ("packet", "edns", "do"),
+    [
+        (header(0, 1) + opt(), True, False),  # cookie-only: QDCOUNT 0 and an OPT (RFC 7873 5.4)
+        (header(0, 1) + opt(do=True), True, True),
+        (header(2, 1) + QUESTION * 2 + opt(), True, False),
+        (header(1, 2) + QUESTION + opt() + opt(), True, False),  # two OPTs (RFC 6891 6.1.1)
+        (header(1, 2) + QUESTION + opt() + b"\x00\x00\x01", True, False),  # a record after the OPT runs short
+        (header(0, 0), False, False),
+        (header(2, 0) + QUESTION * 2, False, False),
+        (header(0, 1) + opt()[:5], False, False),  # an OPT cut before its fixed part: none known
+    ],
+    ids=["cookie-only", "cookie-only-do", "two-questions", "two-opts", "short-after-opt", "empty", "two-questions-no-opt",
+         "opt-cut-short"],
+)
+def test_formerr_carries_an_opt_when_the_query_had_one(packet: bytes, edns: bool, do: bool) -> None:
+    """RFC 6891 7: a reply to a query with an OPT has one, FORMERR included."""
+    with pytest.raises(wire.FormError) as caught:
+        wire.parse_query(packet)
+    reply = dns.message.from_wire(caught.value.reply(packet))
+    assert reply.id == 7 and reply.rcode() == dns.rcode.FORMERR
+    assert reply.edns == (0 if edns else -1)
+    assert bool(reply.ednsflags & dns.flags.DO) is do
+
+
+def test_a_query_read_cut_short_keeps_the_opt_it_shows() -> None:
+    """A UDP query longer than the read: the OPT whose fixed part was read gives the TC reply its OPT."""
+    padding = struct.pack("!HH", 12, 600) + bytes(600)  # EDNS padding (RFC 7830) makes it long
+    packet = query_bytes(use_edns=0, payload=1232, options=[dns.edns.GenericOption(dns.edns.OptionType.PADDING, bytes(600))])
+    assert packet.endswith(padding)
+    cut = packet[: wire.MAX_UDP_QUERY]
+    query = wire.parse_query(cut, whole=False)
+    assert query.edns_payload == 1232
+    reply = dns.message.from_wire(wire.error_reply(cut, 0, query.question, edns=True, tc=True))
+    assert reply.flags & dns.flags.TC and reply.edns == 0

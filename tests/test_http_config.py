@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pytest
+
 from apikit import ApiServer
+from conftest import Reply
 
 
 def test_global_value_round_trip_cast(api: ApiServer) -> None:
@@ -61,3 +67,40 @@ def test_delete_and_missing_keys(api: ApiServer) -> None:
     assert api.get("/v1/nodes/node1/config/x").body["value"] == "1"
     assert api.delete("/v1/config/x").status == 200
     assert api.get("/v1/nodes/node1/config/x").error["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("read", "write"),
+    [
+        ("/v1/config/pool", ("PUT", "/v1/config/pool", {"value": "31", "value_type": "int"})),
+        ("/v1/nodes/node1/config", ("PUT", "/v1/nodes/node1/config/pool", {"value": "32", "value_type": "int"})),
+        ("/v1/nodes/node1/config/pool", ("DELETE", "/v1/config/pool", None)),
+    ],
+)
+def test_a_blocking_config_read_wakes_within_a_second_of_a_write(
+    api: ApiServer, read: str, write: tuple[str, str, dict[str, str] | None]
+) -> None:
+    api.put("/v1/config/pool", {"value": "30", "value_type": "int"})
+    index = api.get(read).index
+    replies: list[tuple[float, Reply]] = []
+
+    def wait() -> None:
+        reply = api.get(f"{read}?index={index}&wait=30s", timeout=40)
+        replies.append((time.monotonic(), reply))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:  # parked until something is written
+        assert not replies
+        time.sleep(0.02)
+    written_at = time.monotonic()
+    assert api.request(*write).status == 200
+    waiter.join(10)
+    [(woke_at, reply)] = replies
+    assert woke_at - written_at < 1.0, "the blocking read slept through the write"
+    assert reply.index > index
+    if write[0] == "DELETE":
+        assert reply.status == 404  # the key it waited on is gone: said at once
+    else:
+        assert reply.body is not None and "pool" in str(reply.body)

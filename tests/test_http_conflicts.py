@@ -72,3 +72,8 @@ def test_service_conflicts_names_what_is_in_the_way(api: ApiServer) -> None:
     assert blocked["rules"][0]["registered"][0]["id"] == "redis-server-6379"
     assert api.get("/v1/services/redis-stack-server/conflicts?node=elsewhere").body["blocked"] is False
     assert api.get("/v1/services/unruled/conflicts").body["rules"] == []
+
+
+def test_a_fleet_rule_id_on_a_single_host_is_not_found(api: ApiServer) -> None:
+    reply = api.delete("/v1/conflicts/memcached+varnish")
+    assert reply.status == 404 and reply.error["code"] == "not_found"

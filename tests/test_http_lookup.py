@@ -60,6 +60,9 @@ def test_instances_carry_the_api_shape(api: ApiServer) -> None:
         ("?node=far", ["web-3"]),
         ("?meta.team=core", ["web-2"]),
         ("?meta.team=edge&version=2", ["web-1"]),
+        # As OpenAPI clients send the deepObject `meta` (issue 15).
+        ("?meta[team]=core", ["web-2"]),
+        ("?meta%5Bteam%5D=edge&meta.team=edge", ["web-1"]),
         ("?status=any", ["web-1", "web-2", "web-3"]),
         ("?status=critical", []),
     ],

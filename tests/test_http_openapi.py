@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import schemathesis
 from aiohttp import web
 
 from apikit import ApiServer
@@ -51,6 +56,8 @@ def test_design_routes_are_served(api: ApiServer) -> None:
         ("POST", "/v1/services"),
         ("PUT", "/v1/services/{name}"),
         ("DELETE", "/v1/services/{name}"),
+        ("PUT", "/v1/instances/{id}"),
+        ("DELETE", "/v1/instances/{id}"),
         ("GET", "/v1/conflicts"),
         ("POST", "/v1/conflicts"),
         ("DELETE", "/v1/conflicts/{id}"),
@@ -96,19 +103,118 @@ def test_every_read_carries_the_index_header(api: ApiServer) -> None:
         assert int(reply.headers[header]) == api.catalog.current.index, path
 
 
-def test_no_query_parameter_is_an_object_clients_would_send_as_bare_keys(api: ApiServer) -> None:
+def test_an_object_parameter_is_a_deep_object_clients_send_as_the_server_reads_it(api: ApiServer) -> None:
     # Found by schemathesis: `meta` was declared a form-exploded object, which OpenAPI
-    # clients send as `team=edge`; the API reads `meta.team=edge`, so such a filter
-    # was silently ignored. The meta filters are described in words instead.
+    # clients send as `team=edge`; the API read only `meta.team=edge`, so such a filter
+    # was silently ignored. Now it is a deepObject: `meta[team]=edge`.
+    doc = api.get("/v1/openapi.json").body
+    objects = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for param in op.get("parameters", []):
+                if param["schema"].get("type") == "object":
+                    assert (param["in"], param.get("style"), param.get("explode")) == ("query", "deepObject", True), (
+                        method, path, param["name"])
+                    objects += 1
+    assert objects == 3  # the meta filter of the three lookups
+    assert "meta.<key>=<value>" in doc["paths"]["/v1/services/{name}"]["get"]["description"]
+
+
+def test_a_meta_filter_built_from_the_document_by_an_openapi_library_is_understood(api: ApiServer) -> None:
+    """schemathesis serialises the parameters as the served document describes them;
+    the real server must filter on what it sends (issue 15)."""
+    api.apply_yaml("/srv/web.yaml", "services:\n" + "".join(
+        f"  - {{name: web, id: web-{n}, port: {8000 + n}, meta: {{owner: {owner}, tier: '{n}'}}}}\n"
+        for n, owner in ((1, "web-team"), (2, "web-team"), (3, "db-team"))
+    ))
+    schema = schemathesis.openapi.from_dict(api.get("/v1/openapi.json").body)
+    for path, parameters in [("/v1/services/{name}", {"name": "web"}), ("/v1/services", {}),
+                             ("/v1/services/{name}/url", {"name": "web"})]:
+        operation = schema[path]["GET"]
+        serialise = operation.get_parameter_serializer("query")
+        assert serialise is not None
+        for meta, expected in [({"owner": "web-team"}, {"web-1", "web-2"}),
+                               ({"owner": "web-team", "tier": "2"}, {"web-2"}), ({"owner": "db-team"}, {"web-3"})]:
+            query = serialise({"meta": meta})
+            assert set(query) == {f"meta[{key}]" for key in meta}  # what a generated client sends
+            response = operation.Case(path_parameters=parameters, query=query).call(base_url=api.base)
+            assert response.status_code == 200, (path, response.text)
+            found = instance_ids(response.json())
+            # /url picks one of them.
+            assert found == expected if "url" not in path else len(found) == 1 and found <= expected, (path, meta)
+
+
+def instance_ids(body: Any) -> set[str]:
+    """The instance ids in a lookup's, the listing's or /url's answer."""
+    if isinstance(body, list):
+        return {item["id"] for item in body}
+    if "instance" in body:
+        return {body["instance"]["id"]}
+    return {item["id"] for items in body.values() for item in items}
+
+
+def test_every_read_documents_the_index_header_and_blocks_as_documented(api: ApiServer) -> None:
+    """Every GET of ours carries X-Pilotfish-Index; those that document `index` and `wait`
+    (all but the few that must answer at once) really wait on them."""
+    doc = api.get("/v1/openapi.json").body
+    api.apply_yaml("/srv/web.yaml", "name: web\nport: 8080\n")
+    api.put("/v1/config/k", {"value": "v"})
+    values = {"name": "web", "node": "node1", "key": "k"}
+    blocking = []
+    for path, ops in doc["paths"].items():
+        op = ops.get("get")
+        if op is None or path.startswith(CONSUL_PREFIXES):
+            continue
+        for status, response in op["responses"].items():
+            header = response.get("headers", {}).get("X-Pilotfish-Index")
+            assert header is not None and header["schema"]["type"] == "integer", (path, status)
+        names = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        if path in NOT_BLOCKING:
+            assert not names & {"index", "wait"}, path
+        else:
+            assert {"index", "wait"} <= names, path
+            # /v1/node needs the node monitor, which this harness does not run (the health tests do).
+            if path != "/v1/node":
+                blocking.append(path.format(**values))
+    assert len(blocking) >= 11
+    index = api.catalog.current.index
+
+    def waited(path: str) -> float:
+        started = time.monotonic()
+        reply = api.get(f"{path}?index={index}&wait=300ms")
+        assert reply.status == 200 and reply.index == index, (path, reply.text)
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(len(blocking)) as pool:
+        durations = dict(zip(blocking, pool.map(waited, blocking)))
+    # At most 1/16 of the wait goes to jitter: each parked for 281 ms or more.
+    assert all(seconds >= 0.28 for seconds in durations.values()), durations
+
+
+# Reads that answer at once, whatever the catalog does: a supervisor's probe, a
+# scrape, this document, and the status page itself (its fragment blocks).
+NOT_BLOCKING = {"/healthz", "/metrics", "/v1/openapi.json", "/ui", "/ui/"}
+
+
+def test_instance_writes_name_the_instance_id_and_the_older_paths_still_work(api: ApiServer) -> None:
     doc = api.get("/v1/openapi.json").body
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             for param in op.get("parameters", []):
-                assert param["schema"].get("type") != "object", (method, path, param["name"])
-    assert "meta.<key>=<value>" in doc["paths"]["/v1/services/{name}"]["get"]["description"]
-    api.apply_yaml("/srv/web.yaml", "name: web\nport: 8080\nmeta: {team: edge}\n")
-    assert len(api.get("/v1/services/web?meta.team=edge").body) == 1
-    assert api.get("/v1/services/web?meta.team=core").body == []
+                if param["in"] == "path" and "instance id" in param["description"] and not op.get("deprecated"):
+                    assert param["name"] == "id", (method, path)
+    for method in ("put", "delete"):
+        assert doc["paths"]["/v1/instances/{id}"][method]["parameters"][0]["name"] == "id"
+        older = doc["paths"]["/v1/services/{name}"][method]
+        assert older["deprecated"] is True and "/v1/instances/{id}" in older["summary"]
+    body = {"name": "api", "port": 9000}
+    assert api.post("/v1/services", body).status == 201
+    assert api.put("/v1/instances/api-9000", {**body, "tags": ["a"]}).body["tags"] == ["a"]
+    assert api.put("/v1/services/api-9000", {**body, "tags": ["b"]}).body["tags"] == ["b"]
+    assert api.delete("/v1/instances/api-9000").status == 200
+    assert api.post("/v1/services", body).status == 201
+    assert api.delete("/v1/services/api-9000").status == 200
+    assert api.get("/v1/services/api").status == 404
 
 
 def test_null_optional_strings_are_accepted_as_documented(api: ApiServer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from registry.model import Entry, Instance, Node, Status
 from registry.snapshot import Change, Snapshot
-from resolver.http.reads import memo_body
+from resolver.http.reads import INDEX_HEADER, memo_body, memo_representation
 
 NODES = {"n1": Node("n1", "10.0.0.1")}
 WEB = Instance("web-1", "web", "n1", "10.0.0.1", 80)
@@ -51,3 +51,14 @@ def test_a_body_is_rebuilt_when_the_snapshot_before_is_gone() -> None:
     after = before.successor(Change({DB.key: None}, NODES, (), {}))
     del before
     assert body(after) == b"2"
+
+
+def test_an_answer_taken_over_keeps_its_body_and_etag_under_the_new_index() -> None:
+    """`GET /v1/services/{name}` answers carry the snapshot's index: a body taken over says the new one."""
+    before = first()
+    basis = (before.entries_by_name.get("web"),)
+    old = memo_representation(before, ("http", "test", "web"), lambda: before.index, basis)
+    after = before.successor(Change({DB.key: None}, NODES, (), {}))
+    new = memo_representation(after, ("http", "test", "web"), lambda: after.index, (after.entries_by_name.get("web"),))
+    assert new.plain.body == old.plain.body == b"1"
+    assert new.plain.headers[INDEX_HEADER] == "2" and new.plain.headers["ETag"] == old.plain.headers["ETag"]

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import consul
 import pytest
 import yaml
 
-from conftest import NODE
-from daemonkit import DaemonFactory
+from conftest import NODE, REPO, bound_socket, wait_for
 from consulkit import PrometheusConsulSD
+from daemonkit import DaemonFactory
+from registry.cluster.keys import config_key, conflict_key, instance_key, node_key
 from registry.schema import load_text
+from registry.transitions import transitions_dict
+from resolver.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -101,3 +108,68 @@ def test_consul_py_consul_example_runs(start_daemon: DaemonFactory, monkeypatch:
         if isinstance(client, consul.Consul):
             client.http.session.close()  # py-consul's close() leaves its requests session open
     assert sorted(capsys.readouterr().out.splitlines()) == ["web-1 127.0.0.1:8080", "web-2 10.0.0.7:8081"]
+
+
+def maintenance_section() -> str:
+    return README.split("## Maintenance", 1)[1].split("\n## ", 1)[0]
+
+
+def markdown_rows(text: str, header: str) -> list[list[str]]:
+    """The rows of the markdown table whose header row starts with `header`, cells stripped."""
+    lines = text.split(header, 1)[1].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_state_table_in_readme_is_the_code_s() -> None:
+    rows = markdown_rows(maintenance_section(), "| from | to |")
+    assert {state: to.split(", ") for state, to in rows} == transitions_dict()
+
+
+def test_the_maintenance_timeline_in_readme_runs_as_shown(start_daemon: DaemonFactory) -> None:
+    section = maintenance_section()
+    [command] = [line.strip()[2:] for line in section.splitlines() if line.strip().startswith("$ pilotfish maint plan")]
+    expected = [(row[1], row[2], row[3]) for row in markdown_rows(section, "| after | state | trigger |")]
+    with bound_socket() as sock:
+        port = sock.getsockname()[1]
+        daemon = start_daemon(files={"db.yaml": f"name: db\nport: {port}\nchecks:\n"
+                                                f"  - tcp: 127.0.0.1:{port}\n    interval: 1s\n    rise: 2\n"})
+        wait_for(lambda: daemon.srv_ports("_db._tcp") == [port], 10, "db in DNS")
+        args = shlex.split(command)[1:]
+        done = subprocess.run([sys.executable, "-m", "resolver.cli", "--http", daemon.http_url, *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=30)
+        assert done.returncode == 0, done.stderr
+        seen: list[tuple[str, str]] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not seen or seen[-1] != ("online", "answered") or len(seen) == 1):
+            answered = "answered" if daemon.srv_ports("_db._tcp") == [port] else "empty"
+            now = (str(daemon.get("/v1/node")["state"]), answered)
+            if not seen or seen[-1] != now:
+                seen.append(now)
+            time.sleep(0.05)
+    events = [e["detail"] for e in reversed(daemon.get("/v1/events?kind=node")["events"])]
+    triggers = [""] + [e["trigger"] for e in events]
+    assert [(state, trigger, answered) for (state, answered), trigger in zip(seen, triggers)] == expected
+    assert [e["to"] for e in events] == [state for state, _ in seen[1:]]
+
+
+def fleet_section() -> str:
+    return README.split("## Fleet mode", 1)[1].split("\n## ", 1)[0]
+
+
+def test_fleet_walkthrough_config_loads_and_its_keys_table_is_the_layout(tmp_path: Path) -> None:
+    lines = fleet_section().split("$ cat a.yaml", 1)[1].splitlines()[1:]
+    config_text = "\n".join(line[4:] for line in lines[: next(i for i, line in enumerate(lines) if "$ " in line)])
+    (tmp_path / "a.yaml").write_text(config_text + "\n")
+    config = load_config(str(tmp_path / "a.yaml"))
+    assert (config.node, config.address, config.cluster.lease_ttl, config.cluster.enabled) == ("a", "127.0.0.51", 5, True)
+    table = re.findall(r"^\| `(<prefix>[^`]+)` \|", fleet_section(), re.MULTILINE)
+    built = [node_key("<prefix>", "n"), instance_key("<prefix>", "n", "i"), conflict_key("<prefix>", "a", "b"),
+             config_key("<prefix>", "k"), config_key("<prefix>", "k", "n")]
+    spelled = [key.replace("<node>", "n").replace("<id>", "i").replace("<a>+<b>", "a+b").replace("<key>", "k")
+               for key in table]
+    assert spelled == built

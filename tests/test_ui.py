@@ -288,3 +288,15 @@ def test_pages_are_kept_per_snapshot_within_a_byte_budget(api: ApiServer, monkey
     assert snapshot.memo[("ui", "memo-bytes")] <= len(kept) * 3
     # Past the budget pages are still right, only made per request.
     assert all(page.services() == ([] if words == "x" else ["web"]) for words, page in pages.items())
+
+
+def test_maintenance_windows_are_announced_on_the_page_and_capped(api: ApiServer) -> None:
+    api.apply_yaml("/srv/web.yaml", "name: web\nport: 8080\n")
+    for hour in range(1, ui_page.WINDOWS_SHOWN + 3):
+        body = {"enable": True, "kind": "planned", "start": f"+{hour}h", "end": f"+{hour}h30m", "reason": f"patch {hour}"}
+        assert api.put("/v1/node/maintenance", body).status == 200
+    assert api.put("/v1/services/web-8080/maintenance", {"enable": True, "kind": "draining", "reason": "reshard"}).status == 200
+    page = Page(api.get("/ui/").text)
+    assert "Maintenance windows" in page.text and "patch 1" in page.text and "draining of instance web-8080" in page.text
+    assert "and 3 more: see /v1/maintenance" in page.text
+    assert [attrs["class"] for _, attrs in page.elements if attrs.get("class") == "badge s-planned"]

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 from watchfiles import Change
 
-from conftest import eventually, started
+from conftest import eventually, hold, started
 from registry.catalog import Catalog
 from registry.model import CheckState, Status
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file, sync_files
@@ -63,6 +63,14 @@ def test_sync_file_reports_a_conflict_as_rejected(catalog: Catalog, tmp_path: Pa
     assert refused.outcome is FileOutcome.REJECTED
     assert "apache2" in refused.problems[0].message
     assert catalog.current.query("nginx") == []
+    # In a batch (as the watcher applies changes) the snapshot is published only at its
+    # end: the result still says why, and what is in the way.
+    with catalog.batch():
+        [batched] = sync_files(catalog, [str(second)], set())
+    assert batched.problems == refused.problems == catalog.current.file_errors[str(second)]
+    refusal = batched.refusal
+    assert refusal is not None and refusal == refused.refusal
+    assert refusal["reason"] and "'apache2-80'" in str(refusal["incumbent"]) and "'nginx'" in str(refusal["rule"])
 
 
 def test_watcher_applies_added_broken_and_removed_files(catalog: Catalog, tmp_path: Path) -> None:
@@ -262,7 +270,7 @@ def test_mv_of_a_file_keeps_check_results_and_maintenance(catalog: Catalog, tmp_
             web = catalog.instance("web-8080")
             assert web is not None
             catalog.set_check_state(web, CheckState("web-8080:tcp", Status.PASSING, "connected", time.time()))
-            catalog.set_instance_maintenance("web-8080", "resharding")
+            hold(catalog, "web-8080", "resharding")
             (tmp_path / "a.yaml").replace(tmp_path / "b.yaml")
             await watched(lambda: catalog.files() == [str(tmp_path / "b.yaml")])
             entry = catalog.current.entry("web-8080")

@@ -14,7 +14,9 @@ cutting itself off from older ones. Encoding is canonical (sorted keys, no space
 so equal records are equal bytes and the publisher can skip unchanged writes. The
 keys they sit under are registry.cluster.keys'.
 
-    <prefix>nodes/<node>                 {"node", "address", "state", "reason", "version"}
+    <prefix>nodes/<node>                 {"node", "address", "state", "reason", "version",
+                                          "windows": [{"id", "instance", "kind", "reason",
+                                          "drain_at", "starts", "ends", "created"}]}  (Unix seconds)
     <prefix>instances/<node>/<id>        an instance as GET /v1/services shows it, plus
                                          "address_is_node" (SRV targets name the node)
     <prefix>conflicts/<a>+<b>            {"a", "b", "type", "reason"}   (a < b)
@@ -51,18 +53,26 @@ from registry.model import (
     ConflictRule,
     ConflictType,
     Entry,
+    MaintenanceKind,
     Node,
     NodeIdentity,
     NodeState,
     Status,
+    Window,
 )
 from registry.schema import parse_registration
+from registry.windows import parse_time
 
 # Nodes refuse to read a value larger than this; a record is about 1 KiB.
 MAX_RECORD_BYTES = 64 * 1024
 # A json config value nested deeper than this is refused (readers print it back).
 MAX_DEPTH = 32
 MAX_TEXT = 1024  # reasons and versions
+# A node announces its first windows (its own and its instances', soonest first) with
+# their reasons cut short, so that the record stays far below MAX_RECORD_BYTES with
+# every reason at its longest; readers read no more than that either.
+MAX_WINDOWS = 32
+WINDOW_REASON = 200
 # The controls as they can appear in JSON text: raw (strict parsing already refuses
 # raw C0 inside strings) or escaped after an even run of backslashes. Scanning the
 # text once is several times cheaper than walking the decoded value.
@@ -76,10 +86,15 @@ CONTROL_IN_JSON = re.compile(
     """,
     re.VERBOSE,
 )
+RAW_CONTROL = re.compile(r"[\x7f-\x9f]")
 # A surrogate can only come from an escape. A pair is one character (an emoji from an
 # ASCII-only encoder); only when the text has one is the value walked for a lone one.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A tab or a newline as JSON writes them (strict parsing refuses them raw), in the raw bytes.
+TAB_OR_NEWLINE = re.compile(rb"\\[tn]|\\u000[9aA]")
+# 9999-12-31T23:59:59Z: a later time has no RFC 3339 form for readers to print.
+MAX_UNIX_TIME = 253402300800.0
 # A conflict rule read from etcd says so in its `source` (rule sources are labels).
 CLUSTER_RULE_SOURCE = "cluster"
 
@@ -132,6 +147,19 @@ def encode_node(node: Node, version: str) -> bytes:
             "state": node.state.value,
             "reason": printable(node.reason),
             "version": version,
+            "windows": [
+                {
+                    "id": w.id,
+                    "instance": w.instance,
+                    "kind": w.kind.value,
+                    "reason": printable(w.reason[:WINDOW_REASON]),
+                    "drain_at": w.drain_at,
+                    "starts": w.starts,
+                    "ends": w.ends,
+                    "created": w.created,
+                }
+                for w in node.windows[:MAX_WINDOWS]
+            ],
         }
     )
 
@@ -162,7 +190,10 @@ def decode_record(prefix: str, key: str, raw: bytes) -> Record:
         if isinstance(where, NodeKey):
             return _node(where, body)
         if isinstance(where, InstanceKey):
-            return _instance(where, body)
+            # _load refused every control character but tab and newline, and every lone
+            # surrogate; check output may hold a tab or a newline, a registration may not.
+            # Without either anywhere in the text, the validator need not walk its strings.
+            return _instance(where, body, strings_clean=not TAB_OR_NEWLINE.search(raw))
         if isinstance(where, ConflictKey):
             return _conflict(where, body)
         return _config(where, body)
@@ -181,7 +212,10 @@ def _load(key: str, raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRecord(key, f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    found = CONTROL_IN_JSON.search(text)
+    # Most records hold no backslash at all: then only a raw DEL or C1 can be a control,
+    # and one plain character class finds it several times faster than the full scan.
+    escaped = "\\" in text
+    found = (CONTROL_IN_JSON if escaped else RAW_CONTROL).search(text)
     if found:
         raise BadRecord(key, f"value holds a control character ({found.group()[-6:]!r})")
     try:
@@ -192,7 +226,7 @@ def _load(key: str, raw: bytes) -> dict[str, Any]:
         raise BadRecord(key, f"value is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BadRecord(key, f"value must be a JSON object, not {type(value).__name__}")
-    if SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+    if escaped and SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
         raise BadRecord(key, "value holds a lone surrogate (not a character)")
     return value
 
@@ -282,10 +316,43 @@ def _node(where: NodeKey, body: dict[str, Any]) -> NodeRecord:
     except ValueError:
         raise _Refused(f"address: {address[:64]!r} is not an IPv4 or IPv6 address") from None
     state = _enum(body, "state", NodeState)
-    return NodeRecord(Node(name, address, state, _text(body, "reason")), _text(body, "version", 64))
+    items = _field(body, "windows", list, [])
+    windows = []
+    for n, item in enumerate(items[:MAX_WINDOWS]):
+        if not isinstance(item, dict):
+            raise _Refused(f"windows[{n}]: must be an object, not {type(item).__name__}")
+        try:
+            windows.append(_window(name, item))
+        except _Refused as exc:
+            raise _Refused(f"windows[{n}].{exc}") from None
+    windows.sort(key=lambda w: (w.drain_at, w.id))
+    return NodeRecord(Node(name, address, state, _text(body, "reason"), tuple(windows)), _text(body, "version", 64))
 
 
-def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
+def _window(node: str, item: dict[str, Any]) -> Window:
+    times = []
+    for name in ("drain_at", "starts", "created"):
+        times.append(_time(item, name))
+    ends = _time(item, "ends") if item.get("ends") is not None else None
+    drain_at, starts, created = times
+    if not drain_at <= starts or (ends is not None and not starts < ends):
+        raise _Refused("times: must be drain_at <= starts < ends")
+    window_id = _field(item, "id", int)
+    if not 0 <= window_id < 2**63:
+        raise _Refused(f"id: {window_id} is out of range")
+    kind = _enum(item, "kind", MaintenanceKind)
+    return Window(window_id, node, _text(item, "instance", 256), kind, _text(item, "reason", WINDOW_REASON), drain_at, starts, ends, created)
+
+
+def _time(item: dict[str, Any], name: str) -> float:
+    """Unix seconds, finite and within what a reader can print as RFC 3339."""
+    value = _field(item, name, (int, float))
+    if not 0 <= value < MAX_UNIX_TIME:  # compared before float(): an int may be too long for one
+        raise _Refused(f"{name}: {str(value)[:40]} is not a time")
+    return float(value)
+
+
+def _instance(where: InstanceKey, body: dict[str, Any], strings_clean: bool) -> Entry:
     for name in ("id", "node"):
         value = _field(body, name, str)
         expected = where.instance_id if name == "id" else where.node
@@ -298,7 +365,7 @@ def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
         # The address came from the node: register without one so the instance says so.
         del registration["address"]
     try:
-        instance = parse_registration(registration, NodeIdentity(where.node, address), source=CLUSTER)
+        instance = parse_registration(registration, NodeIdentity(where.node, address), CLUSTER, strings_clean)
     except ValidationError as exc:
         raise _Refused("; ".join(f"{p.field}: {p.message}" for p in exc.problems)) from None
     # The validator reads "1000...0s" (400 digits) as infinity, which no reader can print.
@@ -320,7 +387,20 @@ def _instance(where: InstanceKey, body: dict[str, Any]) -> Entry:
     reason = _field(body, "maintenance_reason", str, None)
     if reason is not None and len(reason) > MAX_TEXT:
         raise _Refused(f"maintenance_reason: {len(reason)} characters, over {MAX_TEXT}")
-    return Entry(instance, status, tuple(states), reason)
+    held = _field(body, "maintenance_state", str, None)
+    if held is None or status is not Status.MAINTENANCE:
+        return Entry(instance, status, tuple(states), reason)
+    # None (JSON null) is "until an operator ends it".
+    until_text = _field(body, "maintenance_until", str, None) if body.get("maintenance_until") is not None else None
+    until = None
+    if until_text is not None:
+        try:
+            if until_text.startswith("+"):
+                raise ValueError("a time relative to nothing")
+            until = parse_time(until_text, 0.0, "maintenance_until")
+        except (ValidationError, ValueError):
+            raise _Refused(f"maintenance_until: {until_text[:64]!r} is not an RFC 3339 time") from None
+    return Entry(instance, status, tuple(states), reason, _enum(body, "maintenance_state", NodeState), until)
 
 
 def _check_state(item: dict[str, Any], open_ids: set[str]) -> CheckState:
@@ -349,7 +429,7 @@ def _conflict(where: ConflictKey, body: dict[str, Any]) -> ConflictRule:
     reason = _text(body, "reason")
     if not reason.strip():
         raise _Refused("reason: missing")
-    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, source=CLUSTER_RULE_SOURCE)
+    return ConflictRule(a, b, _enum(body, "type", ConflictType), reason, id=where.rule_id, source=CLUSTER_RULE_SOURCE)
 
 
 def _config(where: ConfigKey, body: dict[str, Any]) -> ConfigRecord:

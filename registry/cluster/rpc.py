@@ -6,6 +6,7 @@ the only modules that know aetcd and gRPC.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -36,6 +37,18 @@ UNREACHED = {
     grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.INTERNAL,
 }
+
+
+def closed_under_us() -> bool:
+    """True when a CancelledError just caught was not meant for the running task.
+
+    gRPC raises CancelledError in every call still open on a channel that is closed,
+    and the client closes its channel to fail over while other calls (a watch, a
+    keep-alive) are in flight on it. Those calls did not reach etcd; their tasks
+    were not cancelled, and must not end as if they had been.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
 
 
 def unreached(exc: BaseException) -> bool:

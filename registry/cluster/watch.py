@@ -16,7 +16,7 @@ from aetcd import rpc
 
 from registry.cluster.errors import Compacted, RequestRefused, Unavailable, WatchOverflow
 from registry.cluster.kv import Delete, Put, Skipped, WatchBatch, WatchEvent, decode_key, prefix_end
-from registry.cluster.rpc import code_of, details_of
+from registry.cluster.rpc import closed_under_us, code_of, details_of
 
 class Connection(Protocol):
     """What a watch needs of the client that opened it (registry.cluster.etcd.EtcdClient)."""
@@ -75,15 +75,24 @@ class Watch:
                 fragment=True,
             )
         )
-        self._call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
+        self._call = call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
+
+        async def create() -> Any:
+            await call.write(request)
+            return await call.read()
+
         try:
-            async with asyncio.timeout(owner.timeout):
-                await self._call.write(request)
-                created = await self._call.read()
+            # In a task of its own, as EtcdClient's calls (see there): a timeout must not
+            # leave a cancellation pending for whoever opened the watch.
+            created = await asyncio.wait_for(create(), owner.timeout)
         except TimeoutError:
             await self._broken(f"{owner.endpoint}: no answer to the watch within {owner.timeout:g}s")
         except (grpc.aio.AioRpcError, grpc.aio.UsageError) as exc:
             await self._broken(f"{owner.endpoint}: {details_of(exc)}")
+        except asyncio.CancelledError:
+            if not closed_under_us():
+                raise
+            await self._broken(f"{owner.endpoint}: the channel closed under the watch")
         if created is grpc.aio.EOF or not created.created:
             await self._broken(f"{owner.endpoint}: the watch was not created")
         await self._check(created)
@@ -117,6 +126,10 @@ class Watch:
                     await self.aclose()
                     raise WatchOverflow(None, self._owner.max_message_bytes) from None
                 await self._broken(f"{self._owner.endpoint}: {details_of(exc)}")
+            except asyncio.CancelledError:
+                if not closed_under_us():
+                    raise
+                await self._broken(f"{self._owner.endpoint}: the channel closed under the watch")
             if response is grpc.aio.EOF:
                 await self._broken(f"{self._owner.endpoint}: the watch stream ended")
             await self._check(response)

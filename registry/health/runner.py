@@ -1,7 +1,8 @@
 """The health runner: runs every check of every local instance on its own schedule.
 
-It follows the catalog (a swap listener) to start checks of new or changed
-instances and cancel those of removed ones, runs their probes (registry.health.probes)
+It follows the catalog's own instances (`Catalog.follow_local`: the keys each
+snapshot changed, never other nodes' in fleet mode) to start checks of new or
+changed instances and cancel those of removed ones, runs their probes (registry.health.probes)
 under one global concurrency bound, counts rise/fall, and tells the
 catalog each result. The catalog publishes a snapshot only when a status
 changes, so a steady fleet of checks costs no snapshots and no SQLite writes.
@@ -21,7 +22,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Collection
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
@@ -32,8 +33,8 @@ from registry.health.outcome import Outcome, truncate
 from registry.health.probes import Prober
 from registry.health.risefall import RiseFall
 from registry.instances import NOT_CHECKED
-from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, Status
-from registry.snapshot import Key, Snapshot
+from registry.model import CheckKind, CheckSpec, CheckState, Entry, Instance, SourceKind, Status
+from registry.snapshot import Key
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class HealthRunner:
         # Probe results wait here for the end of the event loop's current pass, so
         # that results arriving together (a burst at start-up, a switch failing
         # under many checks) become one snapshot instead of one each.
-        self._pending: list[tuple[_Check, CheckState, float, float]] = []
+        self._pending: list[tuple[_Check, CheckState, Status, float, float]] = []
         self._flush_scheduled = False
         self._flush_failing = False
 
@@ -122,7 +123,7 @@ class HealthRunner:
         await self._prober.open()
         self._running = True
         if not self._subscribed:
-            self.catalog.subscribe(self._on_swap)
+            self.catalog.follow_local(self._on_local)
             self._subscribed = True
         for entry in self.catalog.current.entries_by_key.values():
             self._follow(entry.instance)
@@ -141,25 +142,27 @@ class HealthRunner:
 
     # -- following the catalog ---------------------------------------------
 
-    def _on_swap(self, old: Snapshot, new: Snapshot) -> None:
-        """Reschedule only what changed: the keys the new snapshot set or removed.
+    def _on_local(self, keys: Collection[Key]) -> None:
+        """Reschedule only what changed: this daemon's instances a snapshot touched.
 
-        The snapshot records them, so a swap costs its change even when the catalog
-        holds a fleet's worth of other nodes' instances.
+        O(change) whatever the catalog holds: in fleet mode a swap that only brought
+        other nodes' instances (100,000 of them) costs nothing here.
         """
         if not self._running:
             return
-        entries = new.entries_by_key
-        for key in new.changed_since(old):
+        entries = self.catalog.current.entries_by_key
+        for key in keys:
             entry = entries.get(key)
-            if entry is None:
+            if entry is None or entry.instance.source.kind is SourceKind.CLUSTER:
                 self._forget(key)
             else:
                 self._follow(entry.instance)
 
     def _follow(self, instance: Instance) -> None:
-        if instance.node != self.catalog.identity.node:
-            return  # another node's instance (cluster): that node checks it
+        if instance.source.kind is SourceKind.CLUSTER:
+            # Another daemon's instance (fleet mode): its owner checks it and publishes
+            # the status. One registered here for another node is ours to check.
+            return
         known = self._instances.get(instance.key)
         if known is instance:
             return
@@ -260,7 +263,7 @@ class HealthRunner:
         # interval + timeout. Never sooner than MIN_INTERVAL, whatever the spec says.
         spread = (0.0, 1.0) if check.runs == 1 else (0.9, 1.0)
         check.due = started + max(MIN_INTERVAL, spec.interval * random.uniform(*spread))
-        self._pending.append((check, self._result(check, outcome, counted=True), started, duration))
+        self._pending.append((check, self._result(check, outcome, counted=True), outcome.status, started, duration))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -281,8 +284,9 @@ class HealthRunner:
             check.critical_since = None
         return CheckState(check.spec.id, status, output, time.time())
 
-    def _tell(self, check: _Check, state: CheckState) -> None:
-        self.catalog.set_check_state(check.instance, state, {"kind": check.spec.kind.value})
+    def _tell(self, check: _Check, state: CheckState, probe: Status | None = None) -> None:
+        """Hand a result to the catalog; `probe` is what the probe found before rise and fall (recovery counts it)."""
+        self.catalog.set_check_state(check.instance, state, {"kind": check.spec.kind.value}, probe)
         check.told = state.status
 
     def _flush(self) -> None:
@@ -295,8 +299,8 @@ class HealthRunner:
         # refreshed outputs publishes none (a batch without a change publishes nothing).
         try:
             with self.catalog.batch():
-                for check, state, _, _ in pending:
-                    self._tell(check, state)
+                for check, state, probe, _, _ in pending:
+                    self._tell(check, state, probe)
         except Exception:  # a failed write (full disk): the next results are told again
             if not self._flush_failing:
                 log.exception("recording health results failed; checks go on and retry with their next results")
@@ -304,7 +308,7 @@ class HealthRunner:
             return
         self._flush_failing = False
         if self.observer is not None:
-            for check, _, started, duration in pending:
+            for check, _, _, started, duration in pending:
                 self.observer(check.spec.id, started, duration)
 
     def _deregister(self, check: _Check) -> None:

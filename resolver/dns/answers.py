@@ -1,6 +1,6 @@
 """What a DNS name means in one catalog snapshot: the typed outcome of a question.
 
-`resolve(snapshot, labels, qtype, ttl)` maps the design's name forms onto the
+`resolve(snapshot, labels, qtype, ttl, bare, prefer_local)` maps the design's name forms onto the
 snapshot and returns Success, NoData, NameError or OutOfZone, as CoreDNS's
 `plugin/file/lookup.go` does, separately from building the message (`wire.py`).
 It is pure: no I/O, no logging, no clock; the same snapshot and question always give
@@ -12,6 +12,7 @@ serial aside, so the server carries its reply over a swap instead of building it
 
 from __future__ import annotations
 
+import enum
 import socket
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping
@@ -30,11 +31,25 @@ Basis = tuple[Read, ...]
 _ZONE = ("dns", "zone")  # the memo key of a snapshot's `_Zone`
 
 
+class BareNames(str, enum.Enum):
+    """Which names outside the domain are answered as if under it (`dns.bare_names`).
+
+    A bare name shadows the real host of that name for whoever asks us: with `app`
+    registered, `app.` is ours, never forwarded. `srv` keeps only `_<service>._tcp`
+    and `_<service>._udp`, which no real host is called.
+    """
+
+    ALL = "all"  # `<service>` and `_<service>._<transport>`
+    SRV = "srv"  # `_<service>._<transport>` only
+    OFF = "off"
+
+
 @dataclass(frozen=True, slots=True)
 class Success:
     answer: tuple[Record, ...]
     additional: tuple[Record, ...] = ()
     rotate: bool = False  # answer order cycles between replies (several instances)
+    groups: tuple[int, ...] = ()  # runs of the answer that rotate apart (wire.Sections.groups)
     basis: Basis | None = None
 
 
@@ -71,10 +86,23 @@ class _Service:
     srv: bool
 
 
-def resolve(snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int) -> Outcome:
-    """Answer `labels` (lower-cased, no root label) of type `qtype` from `snapshot`."""
+def resolve(
+    snapshot: Snapshot,
+    labels: tuple[str, ...],
+    qtype: int,
+    ttl: int,
+    bare: BareNames = BareNames.ALL,
+    prefer_local: bool = False,
+) -> Outcome:
+    """Answer `labels` (lower-cased, no root label) of type `qtype` from `snapshot`.
+
+    `prefer_local`: this node's instances come first in A/AAAA answers, and first
+    among equal priority in SRV answers (each part still rotates within itself).
+    `bare` and `prefer_local` are the server's, the same for every snapshot, so the
+    reads (`basis`) need not hold them.
+    """
     reads: list[Read] = []
-    outcome = _resolve(snapshot, labels, qtype, ttl, reads)
+    outcome = _resolve(snapshot, labels, qtype, ttl, bare, prefer_local, reads)
     if isinstance(outcome, OutOfZone) or outcome.basis is not None:
         return outcome
     return replace(outcome, basis=tuple(reads))
@@ -89,22 +117,38 @@ def unchanged(snapshot: Snapshot, basis: Basis) -> bool:
     return all(_VIEWS[view](snapshot, key) is seen for view, key, seen in basis)
 
 
-def _resolve(snapshot: Snapshot, labels: tuple[str, ...], qtype: int, ttl: int, reads: list[Read]) -> Outcome:
+def _resolve(
+    snapshot: Snapshot,
+    labels: tuple[str, ...],
+    qtype: int,
+    ttl: int,
+    bare: BareNames,
+    prefer_local: bool,
+    reads: list[Read],
+) -> Outcome:
     zone = _zone(snapshot)
     domain = zone.labels
     if labels[len(labels) - len(domain) :] == domain:
         relative = labels[: len(labels) - len(domain)]
-        return _in_zone(snapshot, zone, relative, qtype, ttl, reads)
-    # Bare forms: `<service>` and `_<service>._<transport>`, only for services we have.
-    if len(labels) == 1 or (len(labels) == 2 and labels[1] in TRANSPORT_LABELS):
+        return _in_zone(snapshot, zone, relative, qtype, ttl, prefer_local, reads)
+    # Bare forms: `<service>` and `_<service>._<transport>`, only for services we have
+    # and as `bare` allows; anything else is outside the zone (REFUSED, or forwarded).
+    srv_form = len(labels) == 2 and labels[1] in TRANSPORT_LABELS and labels[0].startswith("_")
+    if (bare is BareNames.ALL and len(labels) == 1) or (bare is not BareNames.OFF and srv_form):
         service = _service_form(labels + ("service",))
         if service is not None and _exists(snapshot, _Service(service.name, None, False), reads):
-            return _service_answer(snapshot, zone, service, qtype, ttl, reads)
+            return _service_answer(snapshot, zone, service, qtype, ttl, prefer_local, reads)
     return OutOfZone()
 
 
 def _in_zone(
-    snapshot: Snapshot, zone: "_Zone", relative: tuple[str, ...], qtype: int, ttl: int, reads: list[Read]
+    snapshot: Snapshot,
+    zone: "_Zone",
+    relative: tuple[str, ...],
+    qtype: int,
+    ttl: int,
+    prefer_local: bool,
+    reads: list[Read],
 ) -> Outcome:
     if not relative:
         return _apex(snapshot, zone, qtype, ttl, reads)
@@ -124,7 +168,7 @@ def _in_zone(
         service = _service_form(relative)
         if service is None or not _exists(snapshot, service, reads):
             return NameError(zone.soa(snapshot, ttl))
-        return _service_answer(snapshot, zone, service, qtype, ttl, reads)
+        return _service_answer(snapshot, zone, service, qtype, ttl, prefer_local, reads)
     if kind == "node" and len(relative) >= 2:
         reads.append(("nodes", "", snapshot.nodes))
         node = zone.node(".".join(relative[:-1]))
@@ -192,24 +236,35 @@ def _tagged(entry: Entry, tag: str | None) -> bool:
 
 
 def _service_answer(
-    snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int, reads: list[Read]
+    snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int, prefer_local: bool, reads: list[Read]
 ) -> Outcome:
     name = service.name
     served = snapshot.answerable_by_name.get(name)
     reads.append(("answerable", name, served))
     answerable = served or ()
     entries = [e for e in answerable if _tagged(e, service.tag)]
+    local = snapshot.local_node
     if service.srv or qtype == TYPE_SRV:
         # `<service>.service` and `<tag>.<service>.service` answer SRV too, as Consul's do.
         if qtype not in (TYPE_SRV, TYPE_ANY) or not entries:
             return NoData(zone.soa(snapshot, ttl))
-        outcome: Outcome = _srv(zone, entries, ttl)
+        groups: tuple[int, ...] = ()
+        if prefer_local and any(e.instance.node == local for e in entries):
+            # Clients pick among equal priority by weight: ours lead each priority.
+            entries.sort(key=lambda e: (e.instance.priority, e.instance.node != local))
+            groups = _runs([(e.instance.priority, e.instance.node != local) for e in entries])
+        srv = _srv(zone, entries, ttl)
+        outcome: Outcome = replace(srv, groups=groups) if len(groups) > 1 else srv
     elif qtype == TYPE_TXT:
         texts = sorted({f"{k}={v}" for e in entries for k, v in e.instance.meta.items()})
         if not texts:
             return NoData(zone.soa(snapshot, ttl))
         # One record per key=value; a value past 255 bytes spans several character-strings.
         outcome = Success(tuple(Record(None, TYPE_TXT, TXT(character_strings(text)), ttl) for text in texts))
+    elif prefer_local and any(e.instance.node == local for e in entries):
+        ours = [e.instance.address for e in entries if e.instance.node == local]
+        theirs = [e.instance.address for e in entries if e.instance.node != local]
+        outcome = _addresses(snapshot, zone, ours, qtype, ttl, then=theirs)
     else:
         outcome = _addresses(snapshot, zone, [e.instance.address for e in entries], qtype, ttl)
     if isinstance(outcome, Success):
@@ -220,14 +275,24 @@ def _service_answer(
     return outcome
 
 
-def _addresses(snapshot: Snapshot, zone: "_Zone", addresses: Iterable[str], qtype: int, ttl: int) -> Outcome:
-    """A/AAAA of `addresses`; ANY gets just these (RFC 8482: a minimal subset of types)."""
-    records = _address_records(None, addresses, ttl)
-    if qtype != TYPE_ANY:
-        records = [r for r in records if r.rtype == qtype]
+def _addresses(
+    snapshot: Snapshot, zone: "_Zone", addresses: Iterable[str], qtype: int, ttl: int, then: Iterable[str] = ()
+) -> Outcome:
+    """A/AAAA of `addresses`, then of `then` (each part rotating apart); ANY gets just these
+    (RFC 8482: a minimal subset of types)."""
+    first = list(addresses)
+    leading = _typed(_address_records(None, first, ttl), qtype)
+    known = set(first)
+    following = _typed(_address_records(None, [a for a in then if a not in known], ttl), qtype)
+    records = leading + following
     if not records:
         return NoData(zone.soa(snapshot, ttl))
-    return Success(tuple(records), rotate=len(records) > 1)
+    groups = (len(leading), len(following)) if leading and following else ()
+    return Success(tuple(records), rotate=len(records) > 1, groups=groups)
+
+
+def _typed(records: list[Record], qtype: int) -> list[Record]:
+    return records if qtype == TYPE_ANY else [r for r in records if r.rtype == qtype]
 
 
 def _srv(zone: "_Zone", entries: list[Entry], ttl: int) -> Success:
@@ -249,6 +314,17 @@ def _srv(zone: "_Zone", entries: list[Entry], ttl: int) -> Success:
         if (target, instance.address) not in additional:
             additional[target, instance.address] = _address_record(target, instance.address, ttl)
     return Success(tuple(answer), tuple(additional.values()), rotate=len(answer) > 1)
+
+
+def _runs(keys: list[tuple[int, bool]]) -> tuple[int, ...]:
+    """Lengths of the runs of equal keys in `keys`."""
+    runs: list[int] = []
+    for n, key in enumerate(keys):
+        if n and key == keys[n - 1]:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return tuple(runs)
 
 
 def _glue(target: str, addresses: list[str], ttl: int) -> tuple[Record, ...]:

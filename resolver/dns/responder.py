@@ -112,10 +112,14 @@ class Responder:
         ttl: float,
         recursing: bool,
         stats: DnsStats,
+        bare_names: answers.BareNames = answers.BareNames.ALL,
+        prefer_local: bool = False,
     ) -> None:
         self._get_snapshot = get_snapshot
+        self._prefer_local = prefer_local
         self._ttl = max(0, int(ttl))
         self._recursing = recursing
+        self._bare_names = bare_names
         self._stats = stats
         self._snapshot: Snapshot | None = None
         self._packets: PacketCache = {}
@@ -156,12 +160,13 @@ class Responder:
         except wire.FormError as error:
             self._stats.malformed += 1
             self._stats.count(("unknown", "FORMERR"))
-            return wire.error_reply(data, wire.RCODE_FORMERR, error.question)
+            return error.reply(data)
         qtype = wire.qtype_text(query.qtype)
+        # Every reply to a query with an OPT carries ours, errors and TC included (RFC 6891 7).
+        edns = query.edns_payload is not None
         if not whole:
             self._stats.count((qtype, "NOERROR"))
-            return wire.error_reply(data, 0, query.question, ra=self._recursing, tc=True)
-        edns = query.edns_payload is not None
+            return wire.error_reply(data, 0, query.question, edns, self._recursing, query.edns_do, tc=True)
         if query.opcode != wire.OPCODE_QUERY:
             self._stats.count((qtype, "NOTIMP"))
             return wire.error_reply(data, wire.RCODE_NOTIMP, query.question, edns, do=query.edns_do)
@@ -260,13 +265,13 @@ class Responder:
         basis: answers.Basis | None = None
         serial_from_end = None
         try:
-            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl)
+            outcome = answers.resolve(snapshot, query.labels, query.qtype, self._ttl, self._bare_names, self._prefer_local)
             if isinstance(outcome, answers.OutOfZone):
                 return None
             basis = outcome.basis
             if isinstance(outcome, answers.Success):
                 rotations = min(len(outcome.answer), MAX_ROTATIONS) if outcome.rotate else 1
-                sections = wire.Sections(0, outcome.answer, rotations, additional=outcome.additional)
+                sections = wire.Sections(0, outcome.answer, rotations, outcome.groups, additional=outcome.additional)
                 soa = next((record.rdata for record in outcome.answer if isinstance(record.rdata, SOA)), None)
             else:
                 sections = wire.Sections(0 if isinstance(outcome, answers.NoData) else 3, authority=(outcome.soa,))

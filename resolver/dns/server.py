@@ -32,6 +32,7 @@ from typing import Any, Callable, Coroutine, Sequence
 from registry.endpoints import Endpoint
 from registry.snapshot import Snapshot
 from resolver.dns import batchio, ratelimit, wire
+from resolver.dns.answers import BareNames
 from resolver.dns.connections import DEFAULT_TOTAL, TcpConnections
 from resolver.dns.forward import Forwarder, RecursionPolicy
 from resolver.dns.ratelimit import RateLimiter
@@ -69,17 +70,20 @@ class DnsServer:
         recursion_allow: Sequence[str] = (),
         rate_limit: float | None = None,
         tcp_connections: int = DEFAULT_TOTAL,
+        bare_names: BareNames = BareNames.ALL,
+        prefer_local: bool = False,
     ) -> None:
         """`batched_udp`: recvmmsg/sendmmsg when true, recvfrom/sendto when false, by platform when None.
 
         `recursion_allow`: networks (CIDR) besides loopback whose names outside the zone
         are forwarded; `rate_limit`: UDP answers a second per client network, None for
-        no limit; `tcp_connections`: open TCP connections at most.
+        no limit; `tcp_connections`: open TCP connections at most; `bare_names`: which
+        names outside the domain are answered as under it.
         """
         self.stats = stats if stats is not None else DnsStats()
         self._batched = batchio.available() if batched_udp is None else batched_udp
         self._listen = list(listen)
-        self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats)
+        self._responder = Responder(get_snapshot, ttl, bool(recursors), self.stats, bare_names, prefer_local)
         self._relay = Relay(Forwarder(recursors), RecursionPolicy(recursion_allow), self.stats) if recursors else None
         self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self._connections = TcpConnections(tcp_connections)
@@ -272,7 +276,7 @@ class DnsServer:
             query = wire.parse_query(data, whole=False)
         except (wire.Drop, wire.FormError):
             return None
-        return wire.error_reply(data, 0, query.question, tc=True)
+        return wire.error_reply(data, 0, query.question, query.edns_payload is not None, do=query.edns_do, tc=True)
 
     def _wake_up(self) -> tuple[Callable[[bytes], PacketEntry | None], list[int], int]:
         """What a UDP reader keeps in locals for one wake-up: the packet cache's `get`,

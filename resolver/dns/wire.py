@@ -61,12 +61,26 @@ class Drop(Exception):
     """Not worth an answer: shorter than a header, a response, or oversized."""
 
 
-class FormError(Exception):
-    """A query we cannot read; answered FORMERR, echoing the question when it parsed."""
+Edns = tuple[int, int, bool]  # an OPT's UDP payload size, version and DO bit
 
-    def __init__(self, message: str, question: bytes = b"") -> None:
+
+class FormError(Exception):
+    """A query we cannot read; answered FORMERR, echoing the question when it parsed.
+
+    `opt` is the query's OPT as far as it could be read (None when it had none): the
+    FORMERR then carries ours, so that the client does not conclude that we do not
+    speak EDNS (RFC 6891 section 7).
+    """
+
+    def __init__(self, message: str, question: bytes = b"", opt: Edns | None = None) -> None:
         super().__init__(message)
         self.question = question
+        self.opt = opt
+
+    def reply(self, data: bytes) -> bytes:
+        """The FORMERR for the query `data`."""
+        opt = self.opt
+        return error_reply(data, RCODE_FORMERR, self.question, opt is not None, do=opt is not None and opt[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +124,9 @@ class Query:
 def parse_query(data: bytes, whole: bool = True) -> Query:
     """Read header, question and OPT; raise Drop or FormError on anything else.
 
-    `whole=False` is for a datagram read cut short: its records cannot be trusted,
-    so only header and question are read.
+    `whole=False` is for a datagram read cut short: its records cannot be trusted
+    whole, so only an OPT whose fixed part was read is taken from them (for the
+    OPT of the TC reply) and a record running past the end is no error.
     """
     size = len(data)
     if size < 12 or size > MAX_QUERY:
@@ -120,7 +135,10 @@ def parse_query(data: bytes, whole: bool = True) -> Query:
     if flags & 0x8000:
         raise Drop("a response, not a query")
     if qdcount != 1:
-        raise FormError(f"{qdcount} questions")
+        # A cookie-only query (RFC 7873 5.4) has no question and an OPT: look for it
+        # past whatever questions there are, so that the FORMERR carries ours.
+        opt = _opt_after_questions(data, qdcount, ancount + nscount, ancount + nscount + arcount)
+        raise FormError(f"{qdcount} questions", b"", opt)
     pos = 12
     labels: list[bytes] = []
     while True:
@@ -145,23 +163,7 @@ def parse_query(data: bytes, whole: bool = True) -> Query:
     qtype, qclass = _TYPE_CLASS.unpack_from(data, pos)
     pos += 4
     question = data[12:pos]
-    edns_payload: int | None = None
-    edns_version = 0
-    edns_do = False
-    for index in range(ancount + nscount + arcount if whole else 0):
-        name_end = _skip_name(data, pos, question)
-        if name_end + 10 > size:
-            raise FormError("record runs past the packet", question)
-        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, name_end)
-        if rtype == TYPE_OPT:
-            if index < ancount + nscount or edns_payload is not None or name_end != pos + 1:
-                raise FormError("misplaced or repeated OPT", question)
-            edns_payload = rclass
-            edns_version = (ttl >> 16) & 0xFF
-            edns_do = bool(ttl & 0x8000)
-        pos = name_end + 10 + rdlength
-        if pos > size:
-            raise FormError("record data runs past the packet", question)
+    edns = _read_opt(data, pos, ancount + nscount, ancount + nscount + arcount, question, whole)
     lowered = [label.lower() for label in labels]
     return Query(
         flags=flags,
@@ -170,10 +172,57 @@ def parse_query(data: bytes, whole: bool = True) -> Query:
         labels=tuple(label.decode("latin-1") for label in lowered),
         qtype=qtype,
         qclass=qclass,
-        edns_payload=edns_payload,
-        edns_version=edns_version,
-        edns_do=edns_do,
+        edns_payload=edns[0] if edns is not None else None,
+        edns_version=edns[1] if edns is not None else 0,
+        edns_do=edns is not None and edns[2],
     )
+
+
+def _read_opt(data: bytes, pos: int, additional: int, records: int, question: bytes, whole: bool) -> Edns | None:
+    """The OPT among the `records` from `pos` (the additional section from record
+    number `additional`), or None; FormError for a record that does not read.
+
+    An error found after an OPT was read says so, so that the FORMERR carries an OPT
+    too. With `whole` false the packet was cut short: reading stops quietly at the
+    first record that runs past the end.
+    """
+    size = len(data)
+    edns: Edns | None = None
+    for index in range(records):
+        try:
+            name_end = _skip_name(data, pos, question)
+        except FormError:
+            if not whole:
+                break
+            raise
+        if name_end + 10 > size:
+            if not whole:
+                break
+            raise FormError("record runs past the packet", question, edns)
+        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, name_end)
+        if rtype == TYPE_OPT:
+            opt = (rclass, (ttl >> 16) & 0xFF, bool(ttl & 0x8000))
+            if index < additional or edns is not None or name_end != pos + 1:
+                # An OPT all the same: the FORMERR carries ours (RFC 6891 6.1.1 and 7).
+                raise FormError("misplaced or repeated OPT", question, opt)
+            edns = opt
+        pos = name_end + 10 + rdlength
+        if pos > size:
+            if not whole:
+                break
+            raise FormError("record data runs past the packet", question, edns)
+    return edns
+
+
+def _opt_after_questions(data: bytes, questions: int, additional: int, records: int) -> Edns | None:
+    """The OPT of a query without exactly one question, as far as its bytes can be read."""
+    pos = 12
+    try:
+        for _ in range(questions):
+            pos = _skip_name(data, pos, b"") + 4
+        return _read_opt(data, pos, additional, records, b"", whole=False)
+    except FormError as error:
+        return error.opt
 
 
 def _skip_name(data: bytes, pos: int, question: bytes) -> int:
@@ -249,6 +298,9 @@ class Sections:
     rcode: int
     answer: tuple[Record, ...] = ()
     rotations: int = 1  # orders of the answer to compile, each starting at another record
+    # Lengths of consecutive runs of the answer that rotate each within itself and keep
+    # their order (dns.prefer_local: this node's instances first); () = one run.
+    groups: tuple[int, ...] = ()
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
 
@@ -300,12 +352,19 @@ def compile_reply(query: Query, sections: Sections, limit: int, ra: bool) -> Com
     joined = b"".join(answer)
     if sections.rotations <= 1 or len(answer) < 2:
         return Compiled(head, (joined + rest,), stat)
-    offsets = [0]
-    for packed in answer:
-        offsets.append(offsets[-1] + len(packed))
     count = min(sections.rotations, len(answer))
-    cuts = [offsets[i * len(answer) // count] for i in range(count)]
-    return Compiled(head, tuple(joined[cut:] + joined[:cut] + rest for cut in cuts), stat)
+    runs = sections.groups or (len(answer),)
+    tails = []
+    for turn in range(count):
+        parts: list[bytes] = []
+        start = 0
+        for size in runs:
+            run = answer[start : start + size]
+            cut = turn * size // count
+            parts += run[cut:] + run[:cut]
+            start += size
+        tails.append(b"".join(parts) + rest)
+    return Compiled(head, tuple(tails), stat)
 
 
 def qtype_text(qtype: int) -> str:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from resolver.http.appkeys import GUARD, STATE
+from resolver.http.appkeys import GUARD, QUERY_RULES, STATE
 from resolver.http.guard import ConnectionGuard
 from resolver.http.middleware import api_middleware
+from resolver.http.openapi import OPERATIONS
+from resolver.http.params import QueryRules
 from resolver.http.routes_config import add_config_routes
 from resolver.http.routes_conflicts import add_conflict_routes
 from resolver.http.routes_consul import add_consul_routes
 from resolver.http.routes_health import add_health_routes
+from resolver.http.routes_maintenance import add_maintenance_routes
 from resolver.http.routes_services import add_service_routes
 from resolver.http.routes_status import add_status_routes
 from resolver.http.routes_ui import add_ui_routes
@@ -29,11 +32,14 @@ def build_app(state: DaemonState) -> web.Application:
     app[STATE] = state
     app[GUARD] = ConnectionGuard(lambda: state.config.http)
     app[SELECTOR] = Selector()
+    # What each route's query string may hold: what its OpenAPI operation declares.
+    app[QUERY_RULES] = QueryRules(OPERATIONS)
     add_service_routes(app)
     add_conflict_routes(app)
     add_config_routes(app)
     add_status_routes(app)
     add_health_routes(app)
+    add_maintenance_routes(app)
     add_consul_routes(app)
     add_ui_routes(app)
     return app

@@ -45,6 +45,13 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+async def optional_object(request: web.Request) -> dict[str, Any]:
+    """A JSON object body, or {} when the body is empty (curl -X PUT without -d)."""
+    if not request.can_read_body:
+        return {}
+    return await read_object(request)
+
+
 def required_string(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value:

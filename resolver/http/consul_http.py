@@ -137,6 +137,12 @@ def parse_query(request: web.Request, extra: frozenset[str], datacenter: str) ->
     max_stale = query.get("max_stale", "")
     if max_stale and parse_go_duration(max_stale) is None:
         raise ConsulError(400, f"Invalid max_stale value {json.dumps(max_stale[:ECHO_LIMIT])}")
+    # Go would read the first of repeated values; no client repeats these, and a
+    # blocking query built from the first of several is a guess, so they are refused.
+    if len(query.getall("index", ())) > 1:
+        raise ConsulError(400, "Invalid index")
+    if len(query.getall("wait", ())) > 1:
+        raise ConsulError(400, "Invalid wait time")
     wait, index = _wait(query.get("wait", "")), _index(query.get("index", ""))
     dc = query.get("dc", "")
     if dc and dc != datacenter:

@@ -10,34 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-Operation = dict[str, Any]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _text(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
-
-
-def _query(name: str, description: str, type_: str = "string", repeat: bool = False) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": type_}
-    if repeat:
-        schema = {"type": "array", "items": schema}
-    param = {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
-    if repeat:
-        param.update(style="form", explode=True)
-    return param
-
-
-def _path(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
-
+from resolver.http.openapi_parts import Operation, json_body, path_param, query, ref, text_body
 
 HEADERS = {
     "X-Consul-Index": {
@@ -47,25 +20,25 @@ HEADERS = {
     "X-Consul-LastContact": {"description": "always 0", "schema": {"type": "integer"}},
 }
 COMMON = [
-    _query("index", "blocking query: answer once the catalog index exceeds this (0: at once)", "integer"),
-    _query("wait", "longest wait of a blocking query, a Go duration (120000ms, 10s, 5m; at most 10m; default 5m)"),
-    _query("dc", "this daemon's datacenter (cluster.datacenter) only; another answers 400 No path to datacenter"),
-    _query("node-meta", "k:v, repeatable: nodes whose meta has that value (every node: consul-network-segment:)",
+    query("index", "blocking query: answer once the catalog index exceeds this (0: at once)", "integer"),
+    query("wait", "longest wait of a blocking query, a Go duration (120000ms, 10s, 5m; at most 10m; default 5m)"),
+    query("dc", "this daemon's datacenter (cluster.datacenter) only; another answers 400 No path to datacenter"),
+    query("node-meta", "k:v, repeatable: nodes whose meta has that value (every node: consul-network-segment:)",
            repeat=True),
-    _query("stale", "accepted with or without a value; every answer comes from the local snapshot"),
-    _query("consistent", "accepted with or without a value (not with stale or cached)"),
-    _query("cached", "accepted with or without a value"),
-    _query("near", "accepted and ignored: no network coordinates"),
+    query("stale", "accepted with or without a value; every answer comes from the local snapshot"),
+    query("consistent", "accepted with or without a value (not with stale or cached)"),
+    query("cached", "accepted with or without a value"),
+    query("near", "accepted and ignored: no network coordinates"),
 ]
 REFUSALS = {
-    "400": _text(
+    "400": text_body(
         "a query parameter refused, in Consul's words: Invalid wait time, Invalid index, Invalid value for ?passing, "
         "filter (not served), a namespace, partition or peer, a name that is not a parameter of this endpoint, "
         "or dc naming another datacenter (No path to datacenter)"
     ),
 }
-NAME = _path("name", "service name (any case)")
-TAGS = _query("tag", "instances carrying this tag (any case); repeat it, every tag must match", repeat=True)
+NAME = path_param("name", "service name (any case)")
+TAGS = query("tag", "instances carrying this tag (any case); repeat it, every tag must match", repeat=True)
 
 
 def _op(summary: str, description: str, body: dict[str, Any], parameters: list[dict[str, Any]]) -> Operation:
@@ -78,32 +51,32 @@ CONSUL_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/agent/self"): _op(
         "Consul: this agent (Config.Datacenter, Config.NodeName, Member.Addr, Meta)",
         "Every top-level value is an object, as Consul's clients decode it.",
-        _json({"type": "object", "additionalProperties": {"type": "object"}}, "the agent"),
+        json_body({"type": "object", "additionalProperties": {"type": "object"}}, "the agent"),
         COMMON,
     ),
     ("GET", "/v1/agent/services"): _op(
         "Consul: this node's discoverable services, keyed by ID",
         "Consul's AgentService per instance registered on this node.",
-        _json({"type": "object", "additionalProperties": _ref("ConsulAgentService")}, "by service ID"),
+        json_body({"type": "object", "additionalProperties": ref("ConsulAgentService")}, "by service ID"),
         COMMON,
     ),
     ("GET", "/v1/status/leader"): _op(
         "Consul: the leader's address, here this daemon's (\"address:port\")",
         "pilotfish has no Raft; the daemon is the one writer of its catalog.",
-        _json({"type": "string"}, "address:port"),
+        json_body({"type": "string"}, "address:port"),
         COMMON,
     ),
     ("GET", "/v1/catalog/services"): _op(
         "Consul: every service name with its instances' tags",
         "All discoverable services, whatever their health (the catalog's view).",
-        _json({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        json_body({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
               "name -> tags"),
         COMMON,
     ),
     ("GET", "/v1/catalog/service/{name}"): _op(
         "Consul: a service's instances as flat catalog rows",
         "Every discoverable instance whatever its health; an unknown service is an empty list.",
-        _json({"type": "array", "items": _ref("ConsulCatalogService")}, "rows"),
+        json_body({"type": "array", "items": ref("ConsulCatalogService")}, "rows"),
         [NAME, TAGS] + COMMON,
     ),
     ("GET", "/v1/health/service/{name}"): _op(
@@ -111,15 +84,15 @@ CONSUL_OPERATIONS: dict[tuple[str, str], Operation] = {
         "Every discoverable instance unless `passing`; each carries its node's serfHealth check, its own checks and "
         "maintenance as _service_maintenance:<id> / _node_maintenance critical checks. An unknown service is an "
         "empty list.",
-        _json({"type": "array", "items": _ref("ConsulServiceEntry")}, "rows"),
-        [NAME, TAGS, _query("passing", "only instances whose every check passes; empty or a Go bool (1, true, ...)")]
+        json_body({"type": "array", "items": ref("ConsulServiceEntry")}, "rows"),
+        [NAME, TAGS, query("passing", "only instances whose every check passes; empty or a Go bool (1, true, ...)")]
         + COMMON,
     ),
     ("GET", "/v1/health/state/{state}"): _op(
         "Consul: node and service checks in a state",
         "state is any, passing, warning or critical; any other state answers an empty list, as Consul's does.",
-        _json({"type": "array", "items": _ref("ConsulHealthCheck")}, "checks, by node then check ID"),
-        [_path("state", "any, passing, warning or critical")] + COMMON,
+        json_body({"type": "array", "items": ref("ConsulHealthCheck")}, "checks, by node then check ID"),
+        [path_param("state", "any, passing, warning or critical")] + COMMON,
     ),
 }
 
@@ -162,9 +135,9 @@ CONSUL_SCHEMAS: dict[str, Any] = {
     "ConsulServiceEntry": {
         "type": "object",
         "properties": {
-            "Node": _ref("ConsulNode"),
-            "Service": _ref("ConsulAgentService"),
-            "Checks": {"type": "array", "items": _ref("ConsulHealthCheck")},
+            "Node": ref("ConsulNode"),
+            "Service": ref("ConsulAgentService"),
+            "Checks": {"type": "array", "items": ref("ConsulHealthCheck")},
         },
     },
     "ConsulCatalogService": {

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from registry.cluster.errors import EtcdError
 from registry.errors import (
     ConfigValueError,
     ConflictError,
@@ -26,6 +27,8 @@ from registry.errors import (
     StorageError,
     StorageFault,
     ValidationError,
+    WindowLimit,
+    WindowOverlap,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -66,19 +69,26 @@ def describe(exc: BaseException) -> ErrorBody | None:
     if isinstance(exc, ConflictError):
         return 409, "conflict", str(exc), exc.to_dict()
     if isinstance(exc, DuplicateIdError):
-        details = {"id": exc.instance_id, "node": exc.node, "holder": str(exc.holder), "file": exc.holder.path or None}
-        return 409, "duplicate_id", str(exc), details
+        return 409, "duplicate_id", str(exc), exc.to_dict()
     if isinstance(exc, ReadOnlyError):
         details = {"id": exc.instance_id, "source": str(exc.source), "file": exc.source.path or None}
         return 409, "read_only", str(exc), details
     if isinstance(exc, InvalidTransition):
         transition: dict[str, Any] = {"current": exc.current, "requested": exc.requested, "allowed": exc.allowed}
         return 409, "invalid_transition", str(exc), transition
+    if isinstance(exc, WindowOverlap):
+        overlap: dict[str, Any] = {"window": exc.window_id, "target": exc.target, "drain_at": exc.drain_at, "end": exc.ends}
+        return 409, "window_overlap", str(exc), overlap
+    if isinstance(exc, WindowLimit):
+        return 409, "too_many_windows", str(exc), {"node": exc.node, "limit": exc.limit}
     if isinstance(exc, StorageError):
         # 507 Insufficient Storage is WebDAV's, and says exactly this; anything else
         # the database refuses makes the write side unavailable until an operator acts.
         status = 507 if exc.fault is StorageFault.FULL else 503
         return status, exc.fault.value, str(exc), {"file": exc.path}
+    if isinstance(exc, EtcdError):
+        # A fleet-wide write (fleet mode's rules and config) that etcd did not take: nothing changed.
+        return 503, "cluster_unavailable", f"etcd did not take the write, nothing changed: {exc}", {}
     return None
 
 

@@ -1,8 +1,10 @@
 """The API's one middleware: token check on writes, error mapping, request counting.
 
 One layer rather than three because every request of the lookup hot path pays for
-each layer it crosses. The token is checked before the handler runs, so a refused
-write changes nothing; errors of any kind leave here in the shape `describe` gives
+each layer it crosses. The token and the query parameters are checked before the
+handler runs (the parameters only when there is a query string: the plain lookup
+pays one test), so a refused write changes nothing and a typo is refused instead of
+widening the answer; errors of any kind leave here in the shape `describe` gives
 them; and every request is counted by route template, method and final status
 (templates, not paths, so that the label set stays bounded). It also tells the
 connection guard when a handler starts and ends (resolver/http/guard.py), which is
@@ -22,7 +24,7 @@ from aiohttp import web
 
 from registry.errors import StorageError
 from registry.ratelog import RateLimitedLog
-from resolver.http.appkeys import GUARD, STATE
+from resolver.http.appkeys import GUARD, QUERY_RULES, STATE
 from resolver.http.auth import READ_METHODS, require_token
 from resolver.http.consul_http import CONSUL_PREFIXES, answer_consul
 from resolver.http.errors import Handler, describe, error_response
@@ -51,6 +53,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         if request.method not in READ_METHODS:
             require_token(request)
+        if request.query_string:
+            _check_query(request)
         response = await handler(request)
     except web.HTTPException as exc:
         # aiohttp's own refusals (no such route, method not allowed) get our shape too.
@@ -79,6 +83,16 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     route = resource.canonical if resource is not None else "unmatched"
     count_request(route, request.method, response.status)
     return response
+
+
+def _check_query(request: web.Request) -> None:
+    """400 for a query parameter the route does not declare (resolver/http/params.py).
+
+    A request no route matched is left to the handler, whose 404 or 405 says more.
+    """
+    resource = request.match_info.route.resource
+    if resource is not None:
+        request.app[QUERY_RULES].check(request.method, resource.canonical, request.query)
 
 
 def _refused(request: web.Request, response: web.Response) -> web.Response:

@@ -8,85 +8,114 @@ declarations. resolver.http.openapi builds the served document from this.
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
 from registry.events import EventKind
-from registry.model import REGISTRATION_FIELDS, ConflictType, Status, Transport
+from registry.model import REGISTRATION_FIELDS, ConflictType, MaintenanceKind, NodeState, Status, Transport, WindowPhase
+from registry.windows import DRAIN_PATTERN, MAX_REASON, TIME_PATTERN
 from resolver.client.selection import Strategy
-
-Operation = dict[str, Any]
+from resolver.http.openapi_parts import Operation, enum_schema, error, json_body, path_param, query, ref
 
 DOCUMENTED_METHODS = ("GET", "POST", "PUT", "DELETE")
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _path_param(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
-
-
-def _query(name: str, description: str, type_: str = "string", repeat: bool = False) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": type_}
-    if repeat:
-        schema = {"type": "array", "items": schema}
-    param = {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
-    if repeat:
-        param.update(style="form", explode=True)
-    return param
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
-
-
-def _enum(values: type[enum.Enum] | tuple[str, ...], **extra: Any) -> dict[str, Any]:
-    """A string schema whose values are a Python enum's (or a declared tuple's), never retyped here."""
-    names = [member.value for member in values] if isinstance(values, type) else list(values)
-    return {"type": "string", "enum": names, **extra}
-
-
 DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+$"
 BLOCKING = [
-    {**_query("index", "blocking query: return once the catalog index exceeds this", "integer"),
+    {**query("index", "blocking query: return once the catalog index exceeds this", "integer"),
      "schema": {"type": "integer", "minimum": 0}},
-    {**_query("wait", "longest wait of a blocking query (500ms, 30s, 5m; at most 10m; default 5m)"),
+    {**query("wait", "longest wait of a blocking query (500ms, 30s, 5m; at most 10m; default 5m)"),
      "schema": {"type": "string", "pattern": DURATION_PATTERN}},
 ]
+# The meta filter is an object parameter: `style: deepObject` is how OpenAPI says
+# `meta[<key>]=<value>`, which generated clients send and the server reads (a
+# form-exploded object would go out as bare `<key>=<value>`, which no route takes).
+# The server reads `meta.<key>=<value>` too, which OpenAPI 3.0 cannot declare.
+META = {
+    "name": "meta",
+    "in": "query",
+    "required": False,
+    "description": "instances whose meta has every one of these key/value pairs",
+    "style": "deepObject",
+    "explode": True,
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
 FILTERS = [
-    _query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
-    _query("version", "exact version"),
-    _query("node", "node name"),
-    _query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
+    query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
+    query("version", "exact version"),
+    query("node", "node name"),
+    query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
+    META,
 ]
-# `meta.<key>=<value>` filters have a name per key, which OpenAPI 3.0 cannot declare
-# (a form-exploded object would be sent as bare `<key>=<value>`): they are described
-# in words on each lookup.
-META_FILTER = "Filter on meta with `meta.<key>=<value>` (repeat for several keys; all must match)."
-NAME = _path_param("name", "service name")
-INSTANCE_ID = _path_param("name", "instance id (the path segment is shared with the service lookup)")
-KEY = _path_param("key", "config key")
-NODE = _path_param("node", "node name")
-WRITE_ERRORS = {"401": _error("a token is configured and the request has no valid bearer token")}
-INVALID = {"400": _error("invalid JSON or a field at fault (`problems` names it)")}
-EXEC_REFUSED = {"403": _error("an exec check, and the config does not set health.exec_from_api: true with http.token (`exec_not_allowed`)")}
+META_FILTER = (
+    "Filter on meta with `meta[<key>]=<value>` (the `meta` parameter) or `meta.<key>=<value>`; repeat for "
+    "several keys, all must match. Any other query parameter is refused (400 `invalid`, naming it)."
+)
+NAME = path_param("name", "service name")
+INSTANCE_ID = path_param("id", "instance id")
+# The older PUT and DELETE paths share the lookup's template: OpenAPI forbids two
+# templates that differ only in a parameter's name.
+LEGACY_INSTANCE_ID = path_param("name", "the instance id, though named `name`: use /v1/instances/{id}")
+KEY = path_param("key", "config key")
+NODE = path_param("node", "node name")
+WRITE_ERRORS = {"401": error("a token is configured and the request has no valid bearer token")}
+INVALID = {"400": error("invalid JSON or a field at fault (`problems` names it)")}
+EXEC_REFUSED = {"403": error("an exec check, and the config does not set health.exec_from_api: true with http.token (`exec_not_allowed`)")}
 # Writes that SQLite must commit before the answer (`file` names the database).
 STORAGE_ERRORS = {
-    "503": _error("the database cannot be written: storage_read_only, storage_corrupt or storage_unavailable"),
-    "507": _error("storage_full: the disk, or limits.database_size, is full; nothing was written"),
+    "503": error("the database cannot be written: storage_read_only, storage_corrupt or storage_unavailable"),
+    "507": error("storage_full: the disk, or limits.database_size, is full; nothing was written"),
+}
+INDEX_HEADER = {
+    "X-Pilotfish-Index": {
+        "description": "the catalog index this answer was built from; send it back as `index` to block",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+}
+# The service lookups' answers (resolver/http/representation.py): a strong ETag of
+# the body, gzip when asked, 304 for a client that has it already.
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "the ETag of an answer held: 304 without a body while it is still the answer",
+    "schema": {"type": "string"},
+}
+REPRESENTATION_HEADERS = {
+    "ETag": {
+        "description": "strong, a digest of the body (the gzip body has its own); the same body keeps it",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Vary": {"description": "Accept-Encoding", "required": True, "schema": {"type": "string"}},
+    "Content-Encoding": {
+        "description": "gzip when Accept-Encoding takes it and the body is 1 KiB or more",
+        "schema": {"type": "string", "enum": ["gzip"]},
+    },
+}
+NOT_MODIFIED = {"304": {"description": "not modified: If-None-Match names the current ETag", "headers": REPRESENTATION_HEADERS}}
+
+
+def _conditional(responses: dict[str, Any]) -> dict[str, Any]:
+    """A lookup's responses with its representation headers on the 200, and the 304."""
+    ok = {**responses["200"], "headers": REPRESENTATION_HEADERS}
+    return {**responses, "200": ok, **NOT_MODIFIED}
+
+
+# Every operation of ours may answer this (resolver/http/params.py); `document` adds
+# it where an operation has no 400 of its own.
+PARAMETER_ERRORS = {"400": error("a query parameter this operation does not take (`problems` names it)")}
+# Conflict rules and config: SQLite on one host, etcd in fleet mode.
+FLEET_WRITE_ERRORS = {
+    **STORAGE_ERRORS,
+    "503": error("the database cannot be written (storage_read_only, storage_corrupt, storage_unavailable), "
+                  "or in fleet mode etcd did not take the write (cluster_unavailable); nothing changed"),
 }
 # Every operation with the blocking-query parameters may also answer these; they are
 # added by `document` so that no read can forget them.
 READ_ERRORS = {
-    "400": _error("a query parameter is invalid (`problems` names it)"),
-    "503": _error("too_many_waiting: too many blocking queries wait already; or the database cannot be read"),
+    "400": error("a query parameter is invalid (`problems` names it)"),
+    "503": error("too_many_waiting: too many blocking queries wait already; or the database cannot be read"),
 }
 CONFIG_BODY = {
     "required": True,
@@ -97,13 +126,67 @@ CONFIG_BODY = {
                 "required": ["value"],
                 "properties": {
                     "value": {"description": "the value, or its text form"},
-                    "value_type": _enum(VALUE_TYPES, default="string"),
+                    "value_type": enum_schema(VALUE_TYPES, default="string"),
                 },
             }
         }
     },
 }
-REGISTRATION_BODY = {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}}
+REGISTRATION_BODY = {"required": True, "content": {"application/json": {"schema": ref("Registration")}}}
+MAINTENANCE_BODY = {"required": True, "content": {"application/json": {"schema": ref("Maintenance")}}}
+MAINTENANCE_REFUSED = {
+    "409": error("refused: a move the state table does not allow (`invalid_transition`: on twice, off when not on), "
+                  "a window overlapping another of the target (`window_overlap`), or `too_many_windows`"),
+}
+MAINTENANCE_WORDS = (
+    "enable true begins maintenance of the given kind: immediate (at once, until ended), draining (leaves DNS "
+    "and healthy lookups at once, offline after drain_timeout or .../done) or planned (from start to end, "
+    "draining drain_ahead before start). enable false ends the maintenance under way; the target then "
+    "recovers until each of its checks has passed rise times anew."
+)
+WINDOW_ID = path_param("window_id", "window id (GET /v1/maintenance lists them)")
+TIME = {"type": "string", "pattern": TIME_PATTERN, "description": "RFC 3339 with its offset, or +<duration> from now"}
+DRAIN = {"type": "string", "pattern": DRAIN_PATTERN,
+         "description": "a duration: 5m, 30s; 0s for none (at most 24h)"}
+
+
+NODE_OF_INSTANCE = query("node", "the instance's node (default: this node)")
+REPLACE: Operation = {
+    "summary": "Replace an instance registered through the API",
+    "parameters": [INSTANCE_ID],
+    "requestBody": REGISTRATION_BODY,
+    "responses": {
+        "200": json_body(ref("Instance"), "replaced"),
+        **INVALID,
+        **EXEC_REFUSED,
+        "404": error("no such instance"),
+        "409": error("owned by a file (`file`), or a conflict"),
+        **WRITE_ERRORS,
+        **STORAGE_ERRORS,
+    },
+}
+DEREGISTER: Operation = {
+    "summary": "Deregister an instance registered through the API",
+    "parameters": [INSTANCE_ID, NODE_OF_INSTANCE],
+    "responses": {
+        "200": json_body({"type": "object"}, "deregistered"),
+        "404": error("no such instance"),
+        "409": error("owned by a file (`file` names it) or the cluster"),
+        **WRITE_ERRORS,
+        **STORAGE_ERRORS,
+    },
+}
+
+
+def _legacy(operation: Operation, method: str) -> Operation:
+    """The same operation on its older path, whose segment is named `name` (see LEGACY_INSTANCE_ID)."""
+    parameters = [LEGACY_INSTANCE_ID] + [p for p in operation["parameters"] if p is not INSTANCE_ID]
+    return {
+        **operation,
+        "summary": f"{operation['summary']} (older path: {method} /v1/instances/{{id}} is the same)",
+        "deprecated": True,
+        "parameters": parameters,
+    }
 
 
 def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[tuple[str, str], Operation]:
@@ -112,24 +195,25 @@ def _config_ops(prefix: str, scope: str, params: list[dict[str, Any]]) -> dict[t
         ("GET", prefix): {
             "summary": f"Read a {scope} config value{fallback}",
             "parameters": params + BLOCKING,
-            "responses": {"200": _json(_ref("ConfigValue"), "the value, cast"), "404": _error("no such key")},
+            "responses": {"200": json_body(ref("ConfigValue"), "the value, cast"), "404": error("no such key")},
         },
         ("PUT", prefix): {
-            "summary": f"Set a {scope} config value",
+            "summary": f"Set a {scope} config value (fleet mode: in etcd, for every node)",
             "parameters": params,
             "requestBody": CONFIG_BODY,
             "responses": {
-                "200": _json(_ref("ConfigValue"), "the stored value, cast"),
-                "400": _error("the value does not cast to value_type"),
+                "200": json_body(ref("ConfigValue"), "the stored value, cast"),
+                "400": error("the value does not cast to value_type (fleet mode: or a key or node name etcd cannot hold)"),
                 **WRITE_ERRORS,
-                **STORAGE_ERRORS,
+                **FLEET_WRITE_ERRORS,
             },
         },
         ("DELETE", prefix): {
             "summary": f"Delete a {scope} config value",
             "parameters": params,
             "responses": {
-                "200": _json({"type": "object"}, "deleted"), "404": _error("no such key"), **WRITE_ERRORS, **STORAGE_ERRORS,
+                "200": json_body({"type": "object"}, "deleted"), "404": error("no such key"), **WRITE_ERRORS,
+                **FLEET_WRITE_ERRORS,
             },
         },
     }
@@ -139,20 +223,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services"): {
         "summary": "Every discoverable instance, grouped by service name (all statuses unless `status` is given)",
         "description": META_FILTER,
-        "parameters": FILTERS + BLOCKING,
-        "responses": {
-            "200": _json({"type": "object", "additionalProperties": {"type": "array", "items": _ref("Instance")}}, "by name")
-        },
+        "parameters": FILTERS + BLOCKING + [IF_NONE_MATCH],
+        "responses": _conditional({
+            "200": json_body({"type": "object", "additionalProperties": {"type": "array", "items": ref("Instance")}}, "by name")
+        }),
     },
     ("POST", "/v1/services"): {
         "summary": "Register an instance (durable before the answer); re-posting an API instance replaces it",
         "requestBody": REGISTRATION_BODY,
         "responses": {
-            "201": _json(_ref("Instance"), "registered"),
-            "200": _json(_ref("Instance"), "replaced an instance registered through the API"),
+            "201": json_body(ref("Instance"), "registered"),
+            "200": json_body(ref("Instance"), "replaced an instance registered through the API"),
             **INVALID,
             **EXEC_REFUSED,
-            "409": _error("refused: a conflict rule or an instance in the way (`rule`, `reason`, `incumbent`), or the id is owned by a file"),
+            "409": error("refused: a conflict rule or an instance in the way (`rule`, `reason`, `incumbent`), or the id is owned by a file"),
             **WRITE_ERRORS,
             **STORAGE_ERRORS,
         },
@@ -160,37 +244,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services/{name}"): {
         "summary": "Instances of a service (passing only unless `status` is given)",
         "description": META_FILTER,
-        "parameters": [NAME] + FILTERS + BLOCKING,
-        "responses": {
-            "200": _json({"type": "array", "items": _ref("Instance")}, "matching instances"),
-            "404": _error("no such service"),
-        },
+        "parameters": [NAME] + FILTERS + BLOCKING + [IF_NONE_MATCH],
+        "responses": _conditional({
+            "200": json_body({"type": "array", "items": ref("Instance")}, "matching instances"),
+            "404": error("no such service"),
+        }),
     },
-    ("PUT", "/v1/services/{name}"): {
-        "summary": "Replace an instance registered through the API",
-        "parameters": [INSTANCE_ID],
-        "requestBody": REGISTRATION_BODY,
-        "responses": {
-            "200": _json(_ref("Instance"), "replaced"),
-            **INVALID,
-            **EXEC_REFUSED,
-            "404": _error("no such instance"),
-            "409": _error("owned by a file (`file`), or a conflict"),
-            **WRITE_ERRORS,
-            **STORAGE_ERRORS,
-        },
-    },
-    ("DELETE", "/v1/services/{name}"): {
-        "summary": "Deregister an instance registered through the API",
-        "parameters": [INSTANCE_ID, _query("node", "the instance's node (default: this node)")],
-        "responses": {
-            "200": _json({"type": "object"}, "deregistered"),
-            "404": _error("no such instance"),
-            "409": _error("owned by a file (`file` names it) or the cluster"),
-            **WRITE_ERRORS,
-            **STORAGE_ERRORS,
-        },
-    },
+    ("PUT", "/v1/instances/{id}"): REPLACE,
+    ("DELETE", "/v1/instances/{id}"): DEREGISTER,
+    ("PUT", "/v1/services/{name}"): _legacy(REPLACE, "PUT"),
+    ("DELETE", "/v1/services/{name}"): _legacy(DEREGISTER, "DELETE"),
     ("GET", "/v1/services/{name}/url"): {
         "summary": "One instance's URL, chosen by a strategy",
         "description": (
@@ -205,19 +268,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "name": "strategy",
                 "in": "query",
                 "required": False,
-                "schema": _enum(Strategy, default=Strategy.ROUND_ROBIN.value),
+                "schema": enum_schema(Strategy, default=Strategy.ROUND_ROBIN.value),
             },
         ]
         + FILTERS
         + BLOCKING,
         "responses": {
-            "200": _json(
-                {"type": "object", "properties": {"url": {"type": "string"}, "strategy": {"type": "string"}, "instance": _ref("Instance")}},
+            "200": json_body(
+                {"type": "object", "properties": {"url": {"type": "string"}, "strategy": {"type": "string"}, "instance": ref("Instance")}},
                 "the chosen instance",
             ),
-            "400": _error("unknown strategy or filter value"),
-            "404": _error("no such service"),
-            "503": _error("no instance matches"),
+            "400": error("unknown strategy or filter value"),
+            "404": error("no such service"),
+            "503": error("no instance matches"),
         },
     },
     ("POST", "/v1/services/{name}/feedback"): {
@@ -239,20 +302,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 }
             },
         },
-        "responses": {"200": _json({"type": "object"}, "recorded"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
+        "responses": {"200": json_body({"type": "object"}, "recorded"), **INVALID, "404": error("no such instance"), **WRITE_ERRORS},
     },
     ("GET", "/v1/services/{name}/conflicts"): {
         "summary": "Conflict rules naming a service, and what on the node each would clash with",
-        "parameters": [NAME, _query("node", "node to check (default: this node)")] + BLOCKING,
-        "responses": {"200": _json({"type": "object"}, "rules with the registered instances in the way")},
+        "parameters": [NAME, query("node", "node to check (default: this node)")] + BLOCKING,
+        "responses": {"200": json_body({"type": "object"}, "rules with the registered instances in the way")},
     },
     ("GET", "/v1/conflicts"): {
-        "summary": "Every conflict rule in force (shipped, config file, API)",
+        "summary": "Every conflict rule in force (shipped, config file, API; fleet rules with `source: cluster`)",
         "parameters": BLOCKING,
-        "responses": {"200": _json({"type": "object", "properties": {"rules": {"type": "array", "items": _ref("ConflictRule")}}}, "rules")},
+        "responses": {"200": json_body({"type": "object", "properties": {"rules": {"type": "array", "items": ref("ConflictRule")}}}, "rules")},
     },
     ("POST", "/v1/conflicts"): {
-        "summary": "Add a conflict rule (applies to later registrations)",
+        "summary": "Add a conflict rule (applies to later registrations; fleet mode: in etcd, on every node, id `<a>+<b>`)",
         "requestBody": {
             "required": True,
             "content": {
@@ -263,7 +326,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                         "properties": {
                             "a": {"type": "string"},
                             "b": {"type": "string"},
-                            "type": _enum(ConflictType),
+                            "type": enum_schema(ConflictType),
                             "reason": {"type": "string"},
                         },
                     }
@@ -271,21 +334,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             },
         },
         "responses": {
-            "201": _json(_ref("ConflictRule"), "the rule (the existing one when the pair exists)"),
+            "201": json_body(ref("ConflictRule"), "the rule (the existing one when the pair exists)"),
             **INVALID,
             **WRITE_ERRORS,
-            **STORAGE_ERRORS,
+            **FLEET_WRITE_ERRORS,
         },
     },
     ("DELETE", "/v1/conflicts/{id}"): {
-        "summary": "Delete a stored conflict rule",
-        "parameters": [_path_param("id", "rule id")],
+        "summary": "Delete a stored conflict rule (a number), or a fleet rule (`<a>+<b>`, either order: off etcd, every node)",
+        "parameters": [path_param("id", "a stored rule's number, or a fleet rule's `<a>+<b>`")],
         "responses": {
-            "200": _json({"type": "object"}, "deleted"),
-            "400": _error("not an id"),
-            "404": _error("no such rule"),
+            "200": json_body({"type": "object"}, "deleted"),
+            "400": error("not an id"),
+            "404": error("no such rule (a pair on a single host: there are no fleet rules)"),
             **WRITE_ERRORS,
-            **STORAGE_ERRORS,
+            **FLEET_WRITE_ERRORS,
         },
     },
     **_config_ops("/v1/config/{key}", "global", [KEY]),
@@ -293,50 +356,104 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/nodes/{node}/config"): {
         "summary": "Every config key a node sees: its own values over the global ones",
         "parameters": [NODE] + BLOCKING,
-        "responses": {"200": _json({"type": "object"}, "merged view")},
+        "responses": {"200": json_body({"type": "object"}, "merged view")},
     },
     ("GET", "/v1/events"): {
         "summary": "The event log, newest first",
         "parameters": [
-            _query("kind", ", ".join(kind.value for kind in EventKind)),
-            _query("before", "page: events older than this seq (the previous page's next_before)", "integer"),
-            _query("limit", "page size, 1..1000 (default 100)", "integer"),
+            query("kind", ", ".join(kind.value for kind in EventKind)),
+            query("before", "page: events older than this seq (the previous page's next_before)", "integer"),
+            query("limit", "page size, 1..1000 (default 100)", "integer"),
         ]
         + BLOCKING,
-        "responses": {"200": _json({"type": "object", "properties": {"events": {"type": "array", "items": _ref("Event")}, "next_before": {"type": "integer", "nullable": True}}}, "a page")},
+        "responses": {"200": json_body({"type": "object", "properties": {"events": {"type": "array", "items": ref("Event")}, "next_before": {"type": "integer", "nullable": True}}}, "a page")},
     },
     ("GET", "/v1/status"): {
-        "summary": "Version, node, bound ports, snapshot index, counts and rejected files",
+        "summary": "Version, node, bound ports, snapshot index, counts, rejected files and the fleet (`cluster`)",
         "parameters": BLOCKING,
-        "responses": {"200": _json({"type": "object"}, "status")},
+        "responses": {"200": json_body({"type": "object"}, "status")},
     },
-    ("GET", "/healthz"): {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}},
+    ("GET", "/healthz"): {"summary": "Liveness", "responses": {"200": json_body({"type": "object"}, "alive")}},
     ("GET", "/metrics"): {
         "summary": "Prometheus metrics (text exposition format)",
         "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
     },
-    ("GET", "/v1/openapi.json"): {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}},
+    ("GET", "/v1/openapi.json"): {"summary": "This document", "responses": {"200": json_body({"type": "object"}, "OpenAPI 3.0")}},
     # Health routes (resolver.http.routes_health, issue 4).
     ("PUT", "/v1/checks/{check_id}/{result}"): {
         "summary": "Report a TTL check's result (result: pass, warn or fail)",
-        "parameters": [_path_param("check_id", "check id"), _path_param("result", "pass, warn or fail")],
-        "responses": {"200": _json({"type": "object"}, "recorded"), "404": _error("no such TTL check"), **WRITE_ERRORS},
+        "parameters": [
+            path_param("check_id", "check id"),
+            path_param("result", "pass, warn or fail"),
+            query("note", "kept as the check's output (a body's `note` wins)"),
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"note": {"type": "string", "nullable": True}}},
+                }
+            },
+        },
+        "responses": {
+            "200": json_body({"type": "object"}, "recorded"),
+            "400": error("a body that is not a JSON object, a note that is not a string, or a query parameter "
+                          "this operation does not take (`problems` names it)"),
+            "404": error("no such TTL check"),
+            **WRITE_ERRORS,
+        },
     },
     ("GET", "/v1/node"): {
-        "summary": "This node: state and psutil figures",
+        "summary": "This node: state, maintenance and windows, the state table (transitions), psutil figures",
         "parameters": BLOCKING,
-        "responses": {"200": _json({"type": "object"}, "node")},
+        "responses": {"200": json_body({"type": "object"}, "node")},
     },
     ("PUT", "/v1/node/maintenance"): {
-        "summary": "Turn this node's maintenance mode on or off (drains every instance)",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
-        "responses": {"200": _json({"type": "object"}, "node"), **INVALID, "409": _error("transition not allowed"), **WRITE_ERRORS},
+        "summary": "Maintenance of this node: begin one (immediate, draining or planned) or end the one under way",
+        "description": MAINTENANCE_WORDS,
+        "requestBody": MAINTENANCE_BODY,
+        "responses": {"200": json_body(ref("NodeMaintenance"), "the node, and the window the request opened or ended"),
+                      **INVALID, **MAINTENANCE_REFUSED, **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("PUT", "/v1/node/maintenance/done"): {
+        "summary": "The work may start: a draining node goes offline now",
+        "responses": {"200": json_body(ref("NodeMaintenance"), "the node, offline"),
+                      "409": error("the node is not draining (`invalid_transition`)"), **WRITE_ERRORS, **STORAGE_ERRORS},
     },
     ("PUT", "/v1/services/{id}/maintenance"): {
-        "summary": "Turn one instance's maintenance mode on or off (drains it from DNS and healthy lookups)",
-        "parameters": [_path_param("id", "instance id"), _query("node", "node of the instance (default: this node)")],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
-        "responses": {"200": _json(_ref("Instance"), "the instance"), **INVALID, "404": _error("no such instance"), **WRITE_ERRORS},
+        "summary": "Maintenance of one instance of this node, as for the node (drains it from DNS and healthy lookups)",
+        "description": MAINTENANCE_WORDS,
+        "parameters": [path_param("id", "instance id"), query("node", "the instance's node: this node only")],
+        "requestBody": MAINTENANCE_BODY,
+        "responses": {"200": json_body(ref("InstanceMaintenance"), "the instance, and the window the request opened or ended"),
+                      **INVALID, "404": error("no such instance on this node"), **MAINTENANCE_REFUSED,
+                      **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("PUT", "/v1/services/{id}/maintenance/done"): {
+        "summary": "The work may start: a draining instance goes offline now",
+        "parameters": [path_param("id", "instance id"), query("node", "the instance's node: this node only")],
+        "responses": {"200": json_body(ref("InstanceMaintenance"), "the instance, offline"),
+                      "404": error("no such instance on this node"),
+                      "409": error("the instance is not draining (`invalid_transition`)"), **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("GET", "/v1/maintenance"): {
+        "summary": "Every maintenance window of this node and its instances, planned ones too, by start",
+        "parameters": BLOCKING,
+        "responses": {"200": json_body({"type": "object", "required": ["windows"],
+                                    "properties": {"windows": {"type": "array", "items": ref("Window")}}}, "windows")},
+    },
+    ("PUT", "/v1/maintenance/{window_id}"): {
+        "summary": "Change a window: its reason and end; a planned window not begun, its start and drain_ahead too",
+        "parameters": [WINDOW_ID],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("WindowChange")}}},
+        "responses": {"200": json_body(ref("Window"), "the window as changed"), **INVALID,
+                      "404": error("no such window"), **MAINTENANCE_REFUSED, **WRITE_ERRORS, **STORAGE_ERRORS},
+    },
+    ("DELETE", "/v1/maintenance/{window_id}"): {
+        "summary": "Cancel a window: one not begun changes nothing, one under way ends now (its target recovers)",
+        "parameters": [WINDOW_ID],
+        "responses": {"200": json_body(ref("Window"), "the window cancelled"), "400": error("not a window id"),
+                      "404": error("no such window"), **WRITE_ERRORS, **STORAGE_ERRORS},
     },
 }
 
@@ -348,7 +465,7 @@ REGISTRATION_SCHEMAS: dict[str, dict[str, Any]] = {
     "address": {"type": "string"},
     "port": {"type": "integer"},
     "protocol": {"type": "string"},
-    "transport": _enum(Transport),
+    "transport": enum_schema(Transport),
     "endpoint_path": {"type": "string"},
     "version": {"type": "string"},
     "tags": {"type": "array", "items": {"type": "string"}},
@@ -389,7 +506,7 @@ COMPONENTS: dict[str, Any] = {
                 "node": {"type": "string"},
                 "address": {"type": "string"},
                 "port": {"type": "integer"},
-                "status": _enum(Status),
+                "status": enum_schema(Status),
                 "url": {"type": "string"},
                 "source": {"type": "string"},
             },
@@ -398,7 +515,8 @@ COMPONENTS: dict[str, Any] = {
         "ConflictRule": {
             "type": "object",
             "properties": {
-                "id": {"type": "integer", "nullable": True},
+                "id": {"oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True,
+                       "description": "a stored rule's number, a fleet rule's `<a>+<b>`, null for shipped and config rules"},
                 "a": {"type": "string"},
                 "b": {"type": "string"},
                 "type": {"type": "string"},
@@ -412,14 +530,69 @@ COMPONENTS: dict[str, Any] = {
                 "key": {"type": "string"},
                 "value": {},
                 "value_type": {"type": "string"},
-                "scope": _enum(CONFIG_SCOPES),
+                "scope": enum_schema(CONFIG_SCOPES),
             },
         },
         "Maintenance": {
             "type": "object",
             "required": ["enable"],
-            # A null reason is no reason, as an absent one.
-            "properties": {"enable": {"type": "boolean"}, "reason": {"type": "string", "nullable": True}},
+            "additionalProperties": False,
+            "properties": {
+                "enable": {"type": "boolean"},
+                "kind": enum_schema(MaintenanceKind, default=MaintenanceKind.IMMEDIATE.value),
+                # A null reason is no reason, as an absent one.
+                "reason": {"type": "string", "nullable": True, "maxLength": MAX_REASON},
+                "drain_timeout": {**DRAIN, "description": "kind draining: offline after this (default 5m)"},
+                "start": {**TIME, "description": "kind planned, required: when the work starts"},
+                "end": {**TIME, "description": "kind planned, required: when it ends by itself"},
+                "drain_ahead": {**DRAIN, "description": "kind planned: drain this long before start (default 5m)"},
+            },
+        },
+        "WindowChange": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "reason": {"type": "string", "nullable": True, "maxLength": MAX_REASON},
+                "start": TIME,
+                "end": {**TIME, "nullable": True},
+                "drain_ahead": DRAIN,
+            },
+        },
+        "Window": {
+            "type": "object",
+            "required": ["id", "node", "instance", "kind", "reason", "phase", "drain_at", "start", "end", "created"],
+            "properties": {
+                "id": {"type": "integer"},
+                "node": {"type": "string"},
+                "instance": {"type": "string", "nullable": True, "description": "null: the node itself"},
+                "kind": enum_schema(MaintenanceKind),
+                "reason": {"type": "string"},
+                "phase": enum_schema(WindowPhase),
+                "drain_at": {"type": "string", "description": "RFC 3339: drains from here"},
+                "start": {"type": "string", "description": "RFC 3339: the work, offline (maintenance when immediate)"},
+                "end": {"type": "string", "nullable": True, "description": "RFC 3339; null: until it is ended"},
+                "created": {"type": "string"},
+            },
+        },
+        "NodeMaintenance": {
+            "type": "object",
+            "description": "the node as GET /v1/node has it, with `window`",
+            "required": ["state", "window"],
+            "properties": {"state": enum_schema(NodeState), "window": ref("Window")},
+            "additionalProperties": True,
+        },
+        "InstanceMaintenance": {
+            "type": "object",
+            "description": "the instance, with `window`",
+            "required": ["status", "window"],
+            "properties": {
+                "status": enum_schema(Status),
+                "maintenance_state": enum_schema(NodeState),
+                "maintenance_until": {"type": "string", "nullable": True},
+                "window": ref("Window"),
+            },
+            "additionalProperties": True,
         },
         "Event": {
             "type": "object",

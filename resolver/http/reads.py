@@ -4,14 +4,16 @@ A read takes one snapshot and answers from it alone. With `?index=N` the read fi
 waits (on the catalog's change event, so a waiting client costs no CPU) until the
 snapshot index passes N or `wait` runs out; the answer then carries the index it was
 built from in `X-Pilotfish-Index`, which the client sends back as its next `index`.
-Nothing here may touch SQLite or the filesystem.
+Reads whose body is the snapshot's alone (the service lookups) memoise it per
+snapshot as a `Representation`, which also answers ETag/304 and gzip
+(resolver/http/representation.py). Nothing here may touch SQLite or the filesystem.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 
@@ -19,8 +21,10 @@ from registry.fields import parse_duration
 from registry.snapshot import Snapshot
 from resolver.http.appkeys import GUARD, STATE
 from resolver.http.errors import bad_request
+# INDEX_HEADER is every read's, so every route module takes it from here.
+from resolver.http.representation import INDEX_HEADER as INDEX_HEADER
+from resolver.http.representation import JSON, Representation
 
-INDEX_HEADER = "X-Pilotfish-Index"
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
 # Consul's choice: up to 1/16 of the wait, so that clients woken by one timeout
@@ -83,12 +87,13 @@ def json_response(value: Any, snapshot: Snapshot | None, status: int = 200) -> w
 
 def bytes_response(body: bytes, snapshot: Snapshot | None, status: int = 200) -> web.Response:
     headers = {INDEX_HEADER: str(snapshot.index)} if snapshot is not None else None
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
 
 
-def memo_body(
-    snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], Any], basis: tuple[object, ...] | None = None
-) -> bytes:
+Basis = tuple[object, ...]
+
+
+def memo_body(snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], Any], basis: Basis | None = None) -> bytes:
     """The JSON body for `key`, built once per snapshot (keys start with "http").
 
     `basis` is what the body is made of (a name's entries tuple, the node map): a
@@ -97,22 +102,44 @@ def memo_body(
     is the same object. In a fleet that changes many times a second, a body is then
     built once per change of its own name, not once per snapshot.
     """
+    return _memoised(snapshot, key, lambda: json_body(build()), basis, lambda body: body)
+
+
+def memo_representation(
+    snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], Any], basis: Basis | None = None
+) -> Representation:
+    """The answer for `key` (its body, ETag and gzip twin), built once per snapshot.
+
+    Taken over as `memo_body`'s body is, under this snapshot's index.
+    """
+    return _memoised(snapshot, key, lambda: Representation(json_body(build()), snapshot.index), basis,
+                     lambda before: Representation(before.plain.body, snapshot.index))
+
+
+T = TypeVar("T")
+
+
+def _memoised(
+    snapshot: Snapshot, key: tuple[Any, ...], build: Callable[[], T], basis: Basis | None, carry: Callable[[T], T]
+) -> T:
+    """`snapshot.memo[key]`, built (or carried from the snapshot before) when missing; kept while the
+    memo holds fewer than MEMO_LIMIT."""
     memo = snapshot.memo
-    body = memo.get(key)
-    if body is None:
-        body = _carried_over(snapshot, key, basis)
-        if body is None:
-            body = json_body(build())
+    value: T | None = memo.get(key)
+    if value is None:
+        before: T | None = _carried_over(snapshot, key, basis)
+        value = build() if before is None else carry(before)
         count = memo.get(_MEMO_COUNT, 0)
         if count < MEMO_LIMIT:
-            memo[key] = body
+            memo[key] = value
             memo[_MEMO_COUNT] = count + 1
             if basis is not None:
                 memo.setdefault(_MEMO_BASES, {})[key] = basis
-    return body
+    return value
 
 
-def _carried_over(snapshot: Snapshot, key: tuple[Any, ...], basis: tuple[object, ...] | None) -> bytes | None:
+def _carried_over(snapshot: Snapshot, key: tuple[Any, ...], basis: Basis | None) -> Any:
+    """What the snapshot before memoised for `key`, when it was built from this very `basis`; else None."""
     if basis is None:
         return None
     before = snapshot.predecessor()
@@ -121,5 +148,4 @@ def _carried_over(snapshot: Snapshot, key: tuple[Any, ...], basis: tuple[object,
     built_from = before.memo.get(_MEMO_BASES, {}).get(key)
     if built_from is None or len(built_from) != len(basis) or any(a is not b for a, b in zip(built_from, basis)):
         return None
-    body: bytes | None = before.memo.get(key)
-    return body
+    return before.memo.get(key)

@@ -1,9 +1,13 @@
 """Conflict rules: `/v1/conflicts` and `/v1/services/{name}/conflicts`.
 
-Reads come from the snapshot (which carries every rule in force: shipped, config and
-API ones); writes go through the catalog so that a new rule applies to the very next
-registration. A rule never evicts what is already registered, so adding one needs no
-check here.
+Reads come from the snapshot (which carries every rule in force: shipped, config,
+API and fleet ones); writes go through the catalog so that a new rule applies to the
+very next registration. A rule never evicts what is already registered, so adding one
+needs no check here.
+
+In fleet mode a rule added here goes to etcd (`conflicts/<a>+<b>`) and applies on
+every node; its id is that pair, and `DELETE /v1/conflicts/<a>+<b>` takes it off the
+fleet. Rules stored before fleet mode keep their numbers and stay on this node.
 """
 
 from __future__ import annotations
@@ -44,20 +48,31 @@ async def add_rule(request: web.Request) -> web.Response:
         problems.append(Problem("<request>", None, "b", "a service cannot conflict with itself"))
     if problems:
         raise ValidationError(problems)
-    catalog = request.app[STATE].catalog
-    rule = catalog.add_rule(body["a"], body["b"], ConflictType(body["type"]), body["reason"])
+    state = request.app[STATE]
+    catalog = state.catalog
+    if state.cluster is not None:
+        rule = await state.cluster.add_rule(body["a"], body["b"], ConflictType(body["type"]), body["reason"])
+    else:
+        rule = catalog.add_rule(body["a"], body["b"], ConflictType(body["type"]), body["reason"])
     return json_response(rule.to_dict(), catalog.current, 201)
 
 
 async def delete_rule(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
+    state = request.app[STATE]
+    catalog = state.catalog
+    a, plus, b = raw.partition("+")
+    if plus and DNS_LABEL.fullmatch(a) and DNS_LABEL.fullmatch(b):
+        if state.cluster is None:
+            raise NotFoundError("conflict rule", raw)  # fleet rules exist in fleet mode only
+        rule = await state.cluster.delete_rule(raw)
+        return json_response({"deleted": rule.to_dict()}, catalog.current)
     try:
         rule_id = int(raw)
     except ValueError:
-        raise bad_request("id", f"{raw!r} is not a rule id (an integer)") from None
+        raise bad_request("id", f"{raw!r} is not a rule id (an integer, or <a>+<b> for a fleet rule)") from None
     if rule_id.bit_length() > 63:
         raise NotFoundError("conflict rule", raw)  # beyond any SQLite rowid
-    catalog = request.app[STATE].catalog
     rule = catalog.delete_rule(rule_id)
     return json_response({"deleted": rule.to_dict()}, catalog.current)
 

@@ -1,7 +1,8 @@
-"""Service lookups and API registrations: `/v1/services...`.
+"""Service lookups and API registrations: `/v1/services...` and `/v1/instances/{id}`.
 
-Lookups answer from one snapshot and cache their JSON bodies in `snapshot.memo`, so a
-repeated `GET /v1/services/{name}` costs a dict lookup until the catalog changes.
+Lookups answer from one snapshot and cache their answers in `snapshot.memo` (body,
+ETag and gzip twin: resolver/http/representation.py), so a repeated
+`GET /v1/services/{name}` costs a dict lookup until the catalog changes.
 Registrations go through the catalog, the single writer, which commits to SQLite
 before it returns: when a handler answers 201, the instance is durable and already
 served by DNS and HTTP. Handlers never build error responses; they raise.
@@ -22,7 +23,9 @@ from resolver.config import Config
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_string, read_object, required_string
 from resolver.http.errors import ApiError, bad_request
-from resolver.http.reads import bytes_response, json_response, memo_body, read_snapshot
+from resolver.http.params import object_entries
+from resolver.http.reads import json_response, memo_representation, read_snapshot
+from resolver.http.representation import Representation
 from resolver.http.selection import SELECTOR
 from resolver.metrics import REGISTRATIONS, REJECTIONS
 
@@ -39,7 +42,8 @@ def parse_filters(request: web.Request, default_status: frozenset[Status] | None
     statuses = default_status
     if "status" in query:
         statuses = parse_statuses(query.getall("status"))
-    meta = tuple(sorted((key[5:], value) for key, value in query.items() if key.startswith("meta.") and key[5:]))
+    # `meta[<key>]` as OpenAPI clients send the deepObject, `meta.<key>` as pilotfish took it first.
+    meta = tuple(sorted(set(object_entries(query, "meta"))))
     return tags, query.get("version"), query.get("node"), statuses, meta
 
 
@@ -77,28 +81,28 @@ async def list_services(request: web.Request) -> web.Response:
         grouped = {name: [e.to_dict() for e in matching(snapshot, name, filters)] for name in snapshot.service_names()}
         return {name: entries for name, entries in grouped.items() if entries}
 
-    return bytes_response(memo_body(snapshot, ("http", "services", filters), build), snapshot)
+    return memo_representation(snapshot, ("http", "services", filters), build).respond(request)
 
 
 async def service_instances(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if not request.query_string:
         # The hot path: no filters, no blocking, passing instances only; once the
-        # body is in the snapshot's memo this is one dict lookup.
+        # answer is in the snapshot's memo this is one dict lookup.
         snapshot = request.app[STATE].catalog.current
         key: tuple[Any, ...] = ("http", "instances", name)
-        body = snapshot.memo.get(key)
-        if body is not None:
-            return bytes_response(body, snapshot)
+        cached: Representation | None = snapshot.memo.get(key)
+        if cached is not None:
+            return cached.respond(request)
         filters: Filters = ((), None, None, PASSING_ONLY, ())
     else:
         snapshot = await read_snapshot(request)
         filters = parse_filters(request, PASSING_ONLY)
         key = ("http", "instances", name, filters)
     require_service(snapshot, name)
-    body = memo_body(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)],
-                     (snapshot.entries_by_name.get(name),))
-    return bytes_response(body, snapshot)
+    answer = memo_representation(snapshot, key, lambda: [e.to_dict() for e in matching(snapshot, name, filters)],
+                                 (snapshot.entries_by_name.get(name),))
+    return answer.respond(request)
 
 
 async def service_url(request: web.Request) -> web.Response:
@@ -169,9 +173,15 @@ async def register(request: web.Request) -> web.Response:
     return json_response(entry.to_dict(), state.catalog.current, 201 if created else 200)
 
 
+def instance_id_of(request: web.Request) -> str:
+    """The instance id in the path: `{id}`, or `{name}` on the older paths it shares with lookups."""
+    match = request.match_info
+    return match["id"] if "id" in match else match["name"]
+
+
 async def replace(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    instance_id = request.match_info["name"]
+    instance_id = instance_id_of(request)
     body = await read_object(request)
     if body.get("id", instance_id) != instance_id:
         raise bad_request("id", f"does not match the id in the path ({instance_id!r})")
@@ -188,16 +198,20 @@ async def replace(request: web.Request) -> web.Response:
 
 async def deregister(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    instance = state.catalog.deregister(request.match_info["name"], request.query.get("node"))
+    instance = state.catalog.deregister(instance_id_of(request), request.query.get("node"))
     return json_response({"deregistered": instance.registration_dict()}, state.catalog.current)
 
 
 def add_service_routes(app: web.Application) -> None:
     app.router.add_get("/v1/services", list_services)
     app.router.add_post("/v1/services", register)
-    # One path template for the three methods (OpenAPI forbids twins that differ only
-    # in a parameter's name): for PUT and DELETE the segment is the instance id.
     app.router.add_get("/v1/services/{name}", service_instances)
+    app.router.add_put("/v1/instances/{id}", replace)
+    app.router.add_delete("/v1/instances/{id}", deregister)
+    # The design's first paths for the two, kept for the clients that use them. They
+    # share the lookup's template, since OpenAPI forbids twins that differ only in a
+    # parameter's name, so there the segment named `name` carries an instance id;
+    # the document marks them deprecated in favour of /v1/instances/{id}.
     app.router.add_put("/v1/services/{name}", replace)
     app.router.add_delete("/v1/services/{name}", deregister)
     app.router.add_get("/v1/services/{name}/url", service_url)

@@ -12,6 +12,7 @@ import time
 
 from aiohttp import web
 
+from registry.windows import window_dict
 from resolver.http.appkeys import GUARD, STATE
 from resolver.http.errors import bad_request
 from resolver.http.openapi import document
@@ -53,9 +54,13 @@ async def status(request: web.Request) -> web.Response:
     state = request.app[STATE]
     guard = request.app[GUARD]
     node = snapshot.nodes[snapshot.local_node]
+    now = time.time()
     body = {
         "version": VERSION,
-        "node": {"name": node.name, "address": node.address, "state": node.state.value, "reason": node.reason},
+        "node": {
+            "name": node.name, "address": node.address, "state": node.state.value, "reason": node.reason,
+            "windows": [window_dict(window, now) for window in node.windows],
+        },
         "domain": snapshot.domain,
         "started": state.started,
         "uptime": round(time.time() - state.started, 3),
@@ -74,6 +79,10 @@ async def status(request: web.Request) -> web.Response:
             "max_connections": state.config.http.max_connections,
             "blocking_queries": guard.blocking,
         },
+        "cluster": (
+            state.cluster.status() if state.cluster is not None
+            else {"state": "off", "datacenter": state.config.cluster.datacenter}
+        ),
     }
     # The daemon's own facts (config path, last reload, ...) never shadow the fields above.
     return json_response({**state.extra, **body}, snapshot)

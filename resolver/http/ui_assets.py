@@ -51,7 +51,8 @@ color:#fff;background:var(--muted);white-space:nowrap}
 .s-passing,.s-online{background:var(--pass)}
 .s-warning,.s-degraded,.s-draining,.s-recovering{background:var(--warn)}
 .s-critical,.s-offline{background:var(--crit)}
-.s-maintenance{background:var(--maint)}
+.s-maintenance,.s-active{background:var(--maint)}
+.s-planned{background:var(--muted)}
 .muted,.note{color:var(--muted)}
 .nowrap{white-space:nowrap}
 .tag{display:inline-block;border:1px solid var(--line);border-radius:.3rem;padding:0 .3rem;

@@ -6,35 +6,33 @@ the app serves, and so that schemathesis holds these routes to their promises to
 
 from __future__ import annotations
 
-from typing import Any
-
-from resolver.http.openapi_spec import BLOCKING, Operation, _error, _query
+from resolver.http.openapi_parts import Operation, error, query, text_body
+from resolver.http.openapi_spec import BLOCKING
 
 UI_VIEW = [
-    {**_query("filter", "services whose name or one of whose tags contains this (case-insensitive)"),
+    {**query("filter", "services whose name or one of whose tags contains this (case-insensitive)"),
      "schema": {"type": "string", "maxLength": 100}},
-    {**_query("page", "page of services, 50 a page", "integer"), "schema": {"type": "integer", "minimum": 1}},
+    {**query("page", "page of services, 50 a page", "integer"), "schema": {"type": "integer", "minimum": 1}},
 ]
-UI_ERRORS = {"400": _error("a query parameter is invalid (`problems` names it)")}
-
-
-def _html(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+UI_ERRORS = {"400": error("a query parameter is invalid (`problems` names it)")}
+# /ui passes its query string on to /ui/ as it came, unread: the page checks it.
+UI_FORWARDED = [query(name, "passed on to /ui/ as it is") for name in ("filter", "page")]
 
 
 UI_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/ui"): {
         "summary": "Redirects to the status page, /ui/ (308), with the same query string",
+        "parameters": UI_FORWARDED,
         "responses": {"308": {"description": "to /ui/", "headers": {"Location": {"schema": {"type": "string"}}}}},
     },
     ("GET", "/ui/"): {
         "summary": "The status page: services, this node, rejected files, conflict rules, the last events",
         "parameters": UI_VIEW,
-        "responses": {"200": _html("the page; complete without JavaScript"), **UI_ERRORS},
+        "responses": {"200": text_body("the page; complete without JavaScript", "text/html"), **UI_ERRORS},
     },
     ("GET", "/ui/fragment"): {
         "summary": "The live part of the status page, which its script refreshes with blocking queries",
         "parameters": UI_VIEW + BLOCKING,
-        "responses": {"200": _html("the node and catalog sections of the page")},
+        "responses": {"200": text_body("the node and catalog sections of the page", "text/html")},
     },
 }

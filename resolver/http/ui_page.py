@@ -42,6 +42,7 @@ FILES_SHOWN = 50
 PROBLEMS_SHOWN = 10
 RULES_SHOWN = 200
 EVENTS_SHOWN = 30
+WINDOWS_SHOWN = 10
 # A service's filter words (its name and its first tags, sorted): bounds its
 # `data-search` attribute, and the server filters on the same words as the script.
 SEARCH_WORDS = 50
@@ -96,11 +97,8 @@ def render_page(state: DaemonState, snapshot: Snapshot, view: View) -> bytes:
 
 
 def _node_body(state: DaemonState, snapshot: Snapshot) -> Mapping[str, Any]:
-    """What `GET /v1/node` answers; without a node monitor, the node's record alone."""
-    if state.node_monitor is not None:
-        return node_body(snapshot, state.node_monitor)
-    node = snapshot.nodes[snapshot.local_node]
-    return {"name": node.name, "address": node.address, "state": node.state.value, "reason": node.reason}
+    """What `GET /v1/node` answers (figures are null without a node monitor)."""
+    return node_body(snapshot, state.node_monitor)
 
 
 # -- the catalog part, once per snapshot and view ------------------------------------
@@ -368,7 +366,19 @@ def node_part(body: Mapping[str, Any], shell: Shell) -> bytes:
         tag("dt", "daemon"), tag("dd", f"pilotfish {shell.version}, up {_duration(shell.uptime)}"),
         tag("dt", "listening"), tag("dd", join(listeners, " ") or "not yet"),
     ]
+    held = body.get("maintenance")
+    if held:
+        left = f", {_duration(held['time_left'])} left" if held.get("time_left") is not None else ""
+        until = f" until {held['until']}{left}" if held.get("until") else " until it is ended"
+        facts += [tag("dt", "maintenance"), tag("dd", f"window {held['window']}", until)]
     blocks = [tag("dl", facts)]
+    windows = body.get("windows") or []
+    if windows:
+        rows = [_window_line(window) for window in windows[:WINDOWS_SHOWN]]
+        more = len(windows) - WINDOWS_SHOWN
+        if more > 0:
+            rows.append(tag("li", f"and {more} more: see /v1/maintenance", class_="note"))
+        blocks.append(tag("div", tag("p", "Maintenance windows"), tag("ul", rows, class_="plain")))
     figures, limits = body.get("figures"), body.get("thresholds") or {}
     if figures:
         rows = []
@@ -386,6 +396,15 @@ def node_part(body: Mapping[str, Any], shell: Shell) -> bytes:
     blocks.append(tag("div", counts))
     title = tag("h2", "Node ", tag("code", clip(body["name"], VALUE)))
     return tag("section", title, tag("div", blocks, class_="node"), id="node").encode()
+
+
+def _window_line(window: Mapping[str, Any]) -> Html:
+    """One window as `GET /v1/maintenance` has it: phase, target, times and reason."""
+    target = f"instance {window['instance']}" if window.get("instance") else "the node"
+    end = window.get("end") or "until ended"
+    times = f"drains {window['drain_at']}, work {window['start']} to {end}"
+    return tag("li", _badge(window["phase"], window["phase"]), " ", f"#{window['id']} {window['kind']} of {target}: ",
+               clip(times, VALUE), " ", tag("span", clip(window["reason"], PROSE), class_="muted"))
 
 
 def page(node: str, view: View, index: int, fragment: bytes) -> bytes:
