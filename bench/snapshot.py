@@ -2,6 +2,7 @@
 
     python3 bench/snapshot.py [--sizes 10000 30000 100000] [--changes 200] [--batch 500]
                               [--churn-size 100000] [--rate 500] [--batches 20] [--seconds 30]
+                              [--fleet-size 100000] [--fleet-swaps 400] [--fleet-changes 25]
 
 The catalog holds N instances on 1,000 nodes, 100 per service (1,000 services at
 100,000), one registration each, so that a change is one instance's (a new port);
@@ -20,6 +21,12 @@ snapshot. Ten of them a second move a probe service's port; this process (CPU 1)
 knows the schedule, polls that name over UDP from the moment the change arrives and
 records when the answer shows it: change -> DNS answer, batching wait included. The
 child's CPU time over the churn gives its share of a core; its RSS is read at the end.
+
+Part 3, `--fleet-size` (0: none): a catalog takes a fleet's view of that many other
+nodes' instances as fleet mode hands it over (`Catalog.apply_remote`, one batch), then
+`--fleet-swaps` watch responses of `--fleet-changes` changes each, one snapshot each:
+what a fleet swap costs the catalog (wall and CPU), as 500 changes a second in 20
+snapshots a second would.
 
 Targets (issue 12, fleet scale): CPU < 30% of a core at 500 changes/s on 100,000
 instances, change -> DNS answer p99 < 250 ms, RSS < 300 MB. The last line printed is
@@ -54,7 +61,8 @@ import psutil  # noqa: E402
 
 from registry.catalog import Catalog  # noqa: E402
 from registry.health.runner import HealthRunner  # noqa: E402
-from registry.model import Instance, NodeIdentity, Source  # noqa: E402
+from registry.model import CLUSTER, Entry, Instance, Node, NodeIdentity, Source, Status  # noqa: E402
+from registry.remote import RemoteBatch  # noqa: E402
 from registry.snapshot import Change  # noqa: E402
 from registry.store import Store  # noqa: E402
 
@@ -333,6 +341,39 @@ def measure_churn(size: int, rate: int, batches: int, seconds: float) -> dict[st
     }
 
 
+# -- part 3: fleet swaps ------------------------------------------------------------------
+
+
+def measure_fleet(size: int, swaps: int, changes: int) -> dict[str, Any]:
+    """The catalog's cost of a fleet swap: `changes` other nodes' instances in one batch, at `size`."""
+    peers = {f"peer{n}": Node(f"peer{n}", node_address(n)) for n in range(NODES)}
+
+    def entry(i: int, port: int = 8000) -> Entry:
+        node = peers[f"peer{i % NODES}"]
+        instance = Instance(id=f"i{i}", name=f"svc{i // PER_SERVICE}", node=node.name, address=node.address,
+                            port=port, address_is_node=True, source=CLUSTER)
+        return Entry(instance, Status.PASSING)
+
+    wall, cpu = [], []
+    with tempfile.TemporaryDirectory() as state:
+        catalog = Catalog(Store(Path(state) / "p.db"), IDENTITY, DOMAIN)
+        started = time.perf_counter()
+        catalog.apply_remote(RemoteBatch(instances={e.instance.key: e for e in map(entry, range(size))},
+                                         nodes=peers, replace=True))
+        first = time.perf_counter() - started
+        for swap in range(swaps):
+            moved = (entry((swap * changes + n) * 7919 % size, 9000 + swap % 1000) for n in range(changes))
+            batch = {e.instance.key: e for e in moved}
+            wall_at, cpu_at = time.perf_counter(), time.process_time()
+            catalog.apply_remote(RemoteBatch(instances=batch))
+            wall.append(time.perf_counter() - wall_at)
+            cpu.append(time.process_time() - cpu_at)
+        catalog.store.close()
+    return {"size": size, "changes": changes, "swaps": swaps, "first_batch_s": round(first, 3),
+            "swap_ms_p50": round(percentile(wall, 0.5) * 1000, 3), "swap_ms_p99": round(percentile(wall, 0.99) * 1000, 3),
+            "swap_cpu_ms_mean": round(statistics.fmean(cpu) * 1000, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 30_000, 100_000])
@@ -342,6 +383,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500, help="changes per second during the churn")
     parser.add_argument("--batches", type=int, default=20, help="batches (snapshots) per second during the churn")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the churn")
+    parser.add_argument("--fleet-size", type=int, default=100_000, help="0: no fleet part")
+    parser.add_argument("--fleet-swaps", type=int, default=400)
+    parser.add_argument("--fleet-changes", type=int, default=25, help="changes in each fleet swap")
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--churn-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -378,7 +422,13 @@ def main() -> None:
               f"answer p50 {churn['change_to_dns_ms_p50']} ms, p99 {churn['change_to_dns_ms_p99']} ms (target < 250 ms), "
               f"max {churn['change_to_dns_ms_max']} ms, "
               f"{churn['missed']} missed; RSS {churn['rss_mb_after']:.0f} MB (target < 300 MB)", flush=True)
-    print(json.dumps({"bench": "snapshot", "sizes": sizes, "churn": churn}))
+    fleet = None
+    if args.fleet_size:
+        fleet = measure_fleet(args.fleet_size, args.fleet_swaps, args.fleet_changes)
+        print(f"fleet view of {fleet['size']} instances: first batch {fleet['first_batch_s']} s; a swap of "
+              f"{fleet['changes']} changes: p50 {fleet['swap_ms_p50']} ms, p99 {fleet['swap_ms_p99']} ms, "
+              f"CPU mean {fleet['swap_cpu_ms_mean']} ms", flush=True)
+    print(json.dumps({"bench": "snapshot", "sizes": sizes, "churn": churn, "fleet": fleet}))
 
 
 if __name__ == "__main__":
