@@ -40,6 +40,11 @@ def node(api: ApiServer) -> dict[str, Any]:
         ({"enable": True, "kind": "planned", "start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"},
          "end", "is in the past"),
         ({"enable": True, "reason": "x" * 1025}, "reason", "at most 1024"),
+        # Year 1 used to pass and then fail as a 500: its drain began before year 1.
+        ({"enable": True, "kind": "planned", "start": "0001-01-01T00:00:00Z", "end": "+1h"}, "start", "before 1970"),
+        # A lone surrogate used to reach SQLite's encoder: a 500.
+        ({"enable": True, "reason": "\ud800"}, "reason", "lone surrogate"),
+        ({"enable": True, "reason": "rack\nmove"}, "reason", "control character"),
     ],
 )
 def test_a_maintenance_body_at_fault_is_400_naming_the_field_and_changes_nothing(
@@ -85,6 +90,15 @@ def test_a_planned_window_is_announced_listed_changed_and_cancelled(web: ApiServ
     actions = [e["detail"]["action"] for e in reversed(web.get("/v1/events?kind=window").body["events"])]
     assert actions == ["planned", "changed", "cancelled"]
     assert web.get("/v1/events?kind=node").body["events"] == []
+
+
+def test_a_change_at_fault_is_400_and_leaves_the_window_as_it_was(web: ApiServer) -> None:
+    window = web.put("/v1/node/maintenance", {"enable": True, "kind": "planned", "start": "+1h", "end": "+2h"}).body["window"]
+    for body, field in [({"start": "0001-01-01T00:00:00Z"}, "start"), ({"reason": "\ud800"}, "reason"),
+                        ({"end": "1969-12-31T23:59:59Z"}, "end")]:
+        reply = web.put(f"/v1/maintenance/{window['id']}", body)
+        assert reply.status == 400 and reply.error["problems"][0]["field"] == field, reply.text
+    assert node(web)["windows"] == [window]
 
 
 def test_an_overlapping_window_is_409_naming_the_one_in_the_way(web: ApiServer) -> None:
