@@ -78,7 +78,7 @@ FILTERS = [
     _query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
     _query("version", "exact version"),
     _query("node", "node name"),
-    _query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
+    _query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any", repeat=True),
     META,
 ]
 META_FILTER = (
