@@ -92,6 +92,16 @@ def test_a_planned_window_is_announced_listed_changed_and_cancelled(web: ApiServ
     assert web.get("/v1/events?kind=node").body["events"] == []
 
 
+def test_maintenance_off_before_a_planned_window_says_the_window_is_still_coming(web: ApiServer) -> None:
+    """It used to say "cannot go from online to online", and the operator who meant
+    to call the window off believed it gone."""
+    window = web.put("/v1/node/maintenance", {"enable": True, "kind": "planned", "start": "+1h", "end": "+2h"}).body["window"]
+    off = web.put("/v1/node/maintenance", {"enable": False})
+    assert off.status == 409 and off.error["code"] == "invalid_transition"
+    assert f"window {window['id']} is planned from {window['drain_at']}: cancel it" in off.error["message"], off.text
+    assert node(web)["windows"] == [window]
+
+
 def test_a_change_at_fault_is_400_and_leaves_the_window_as_it_was(web: ApiServer) -> None:
     window = web.put("/v1/node/maintenance", {"enable": True, "kind": "planned", "start": "+1h", "end": "+2h"}).body["window"]
     for body, field in [({"start": "0001-01-01T00:00:00Z"}, "start"), ({"reason": "\ud800"}, "reason"),
@@ -122,6 +132,7 @@ def test_draining_shows_the_time_left_and_done_or_off_are_refused_when_they_mean
     assert "not draining" in refused.error["message"]
     off = web.put("/v1/node/maintenance", {"enable": False})
     assert off.status == 409 and off.error["current"] == "online" and off.error["requested"] == "online"
+    assert off.error["message"] == "node node1 is online, not in maintenance: nothing to end"
     reply = web.put("/v1/node/maintenance", {"enable": True, "kind": "draining", "drain_timeout": "10m", "reason": "rack"})
     assert reply.status == 200 and reply.body["state"] == "draining"
     held = reply.body["maintenance"]
