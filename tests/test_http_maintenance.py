@@ -29,6 +29,7 @@ def node(api: ApiServer) -> dict[str, Any]:
         ({"enable": "yes"}, "enable", "true or false"),
         ({"enable": True, "kind": "someday"}, "kind", "one of immediate, draining, planned"),
         ({"enable": True, "colour": "red"}, "colour", "unknown field"),
+        ({"enable": True, "enabled": False}, "enabled", "not both"),  # enable won, in silence
         ({"enable": True, "drain_timeout": "5m"}, "drain_timeout", "only with enable: true and kind: draining"),
         ({"enable": True, "kind": "draining", "start": "+1h"}, "start", "kind: planned"),
         ({"enable": False, "kind": "planned", "end": "+1h"}, "end", "only with enable: true"),
