@@ -194,8 +194,32 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     return 0
 
 
+# The options each `maint` action takes. One it does not take is refused rather than
+# dropped: `maint on --start +1h --end +2h` used to put the node in maintenance now.
+MAINT_OPTIONS = {
+    "on": ("instance", "reason"),
+    "drain": ("instance", "reason", "timeout"),
+    "plan": ("instance", "reason", "start", "end", "drain_ahead"),
+    "done": ("instance",),
+    "off": ("instance",),
+    "ls": (),
+    "change": ("reason", "start", "end", "drain_ahead"),
+    "cancel": (),
+}
+
+
+def maint_options_check(args: argparse.Namespace) -> None:
+    """Refuse an option the action would ignore, naming the action that takes it."""
+    for option in ("instance", "reason", "timeout", "start", "end", "drain_ahead"):
+        if getattr(args, option) is not None and option not in MAINT_OPTIONS[args.action]:
+            flag = "--" + option.replace("_", "-")
+            takers = [action for action, options in MAINT_OPTIONS.items() if option in options]
+            raise UsageError(f"maint {args.action} takes no {flag} (it is for maint {', '.join(takers)})")
+
+
 def cmd_maint(args: argparse.Namespace) -> int:
     """Maintenance of the node, or of one instance with --instance; windows by their id."""
+    maint_options_check(args)
     client = client_of(args)
     if args.action == "ls":
         show(args, client.request("GET", "/v1/maintenance"), lambda body: window_rows(body["windows"]))

@@ -29,6 +29,14 @@ def test_value_that_does_not_cast_is_400_and_changes_nothing(api: ApiServer) -> 
     assert api.get("/v1/config/limit").body["value"] == 5
 
 
+def test_a_string_with_a_lone_surrogate_is_400_not_500(api: ApiServer) -> None:
+    api.put("/v1/config/motd", {"value": "line one\nline two"})
+    reply = api.request("PUT", "/v1/config/motd", raw=b'{"value": "bad \\ud800"}')
+    assert reply.status == 400 and reply.error["code"] == "invalid_value", reply.text
+    assert "lone surrogate" in reply.error["message"]
+    assert api.get("/v1/config/motd").body["value"] == "line one\nline two"
+
+
 def test_put_body_validation(api: ApiServer) -> None:
     assert api.put("/v1/config/k", {"value_type": "int"}).error["problems"][0]["field"] == "value"
     assert api.put("/v1/config/k", {"value": "1", "value_type": "float"}).error["problems"][0]["field"] == "value_type"
