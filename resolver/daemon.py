@@ -36,11 +36,13 @@ from registry.schema import parse_registration
 from registry.store import Store
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, rescan
 from resolver.config import ClusterSettings, Config, ConfigError, load_config, restart_only_changes, with_running_values
+from resolver.dns.relay import FORWARDS_IN_FLIGHT
 from resolver.dns.server import DnsServer, DnsStats
 from resolver.http.app import build_app
 from resolver.http.server import HttpServer
 from resolver.metrics import REGISTRATIONS, REJECTIONS, RELOAD_SECONDS
 from resolver.notify import notify
+from resolver.openfiles import raise_open_files_limit
 from resolver.state import VERSION, DaemonState
 
 log = logging.getLogger("pilotfish.daemon")
@@ -82,6 +84,8 @@ class Daemon:
             # Fleet mode (issue 12) removes this: until then the section is read, checked and unused.
             log.warning("cluster is set, but fleet mode is not in effect yet: this daemon serves its own host only",
                         extra={"etcd": [str(e) for e in config.cluster.etcd], "prefix": config.cluster.prefix})
+        # Before anything listens: a socket past the soft limit would fail to open.
+        raise_open_files_limit(config, HEALTH_CONCURRENCY, FORWARDS_IN_FLIGHT)
         os.makedirs(config.state_dir, exist_ok=True)
         self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"), config.limits.database_size)
         if store.read_only:
