@@ -34,8 +34,8 @@ def test_ci_runs_exactly_the_readme_test_command_then_the_type_checker() -> None
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
     *setup, command, types = ci_lines
     assert (command, types) == (test, "python3 -m mypy --strict registry resolver tests")
-    # Before it only what a test would otherwise skip for (Debian's chromium), never fatal.
-    assert setup == ['.ci/install-chromium || echo "chromium not installed: the status page\'s browser test will skip" >&2']
+    # Before it only what a test would otherwise skip for (Debian's chromium and dig), never fatal.
+    assert setup == ['.ci/install-system-packages || echo "chromium or dig not installed: the browser and dig tests will skip" >&2']
 
 
 def test_schema_example_in_readme_is_a_valid_registration() -> None:
