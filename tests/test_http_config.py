@@ -8,7 +8,7 @@ import time
 import pytest
 
 from apikit import ApiServer
-from conftest import Reply
+from conftest import Reply, holds_for
 
 
 def test_global_value_round_trip_cast(api: ApiServer) -> None:
@@ -98,10 +98,7 @@ def test_a_blocking_config_read_wakes_within_a_second_of_a_write(
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:  # parked until something is written
-        assert not replies
-        time.sleep(0.02)
+    holds_for(lambda: not replies, 0.3, "parked until something is written")
     written_at = time.monotonic()
     assert api.request(*write).status == 200
     waiter.join(10)
