@@ -14,7 +14,8 @@ import pytest
 from clientkit import html_server
 from conftest import wait_for
 from daemonkit import Daemon, DaemonFactory
-from resolver.cli import EXIT_REFUSED, EXIT_UNREACHABLE, main
+from resolver.cli import main
+from resolver.cli_common import EXIT_REFUSED, EXIT_UNREACHABLE
 
 
 class Cli:
