@@ -30,7 +30,9 @@ from registry.model import NodeIdentity  # noqa: E402
 from registry.schema import load_text  # noqa: E402
 from registry.store import Store  # noqa: E402
 from resolver.config import Config  # noqa: E402
-from resolver.http.ui_page import INSTANCES_SHOWN, PAGE_SERVICES, View, render_page  # noqa: E402
+from resolver.http.ui_catalog import INSTANCES_SHOWN  # noqa: E402
+from resolver.http.ui_page import render_page  # noqa: E402
+from resolver.http.ui_view import PAGE_SERVICES, View  # noqa: E402
 from resolver.state import DaemonState  # noqa: E402
 
 DEFAULTS = NodeIdentity("bench-node", "10.0.0.1")

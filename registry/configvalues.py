@@ -8,6 +8,7 @@ functions; the store keeps the text `serialise_value` makes.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ CONFIG_SCOPES = ("node", "global")
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def cast_value(key: str, raw: object, value_type: str) -> Any:
@@ -54,6 +56,11 @@ def cast_value(key: str, raw: object, value_type: str) -> Any:
             raise ConfigValueError(key, value_type, f"{raw!r} is not an int") from None
     if not isinstance(raw, str):
         raise ConfigValueError(key, value_type, f"{raw!r} is not a string")
+    # JSON's "\ud800" decodes to a lone surrogate, which SQLite cannot store as UTF-8.
+    # Other characters stay: a string value may be a multi-line template.
+    surrogate = _SURROGATE.search(raw)
+    if surrogate is not None:
+        raise ConfigValueError(key, value_type, f"holds a lone surrogate (not valid Unicode) at position {surrogate.start()}")
     return raw
 
 

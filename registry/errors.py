@@ -140,6 +140,21 @@ class NotDraining(InvalidTransition):
         RegistryError.__init__(self, f"{target} is {current}, not draining: nothing to mark done")
 
 
+class NothingToEnd(InvalidTransition):
+    """`maint off` for a target nothing holds now (HTTP 409): a move to the state it is in.
+
+    Said as such, with the window still to come if there is one: "cannot go from
+    online to online" left an operator who meant to call off a planned window
+    believing it gone.
+    """
+
+    def __init__(self, target: str, current: str, allowed: list[str], upcoming: str) -> None:
+        self.current = current
+        self.requested = current
+        self.allowed = allowed
+        RegistryError.__init__(self, f"{target} is {current}, not in maintenance: nothing to end{upcoming}")
+
+
 class WindowOverlap(RegistryError):
     """A maintenance window that would hold its target while another one does (HTTP 409)."""
 

@@ -22,16 +22,16 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from registry import events
 from registry.background import cancel_and_wait, wait_or_wake
 from registry.catalog import Catalog
 from registry.errors import NotDraining, NotFoundError, StorageError
-from registry.model import Hold, MaintenanceKind, NodeState, Trigger, Window, WindowPhase
+from registry.model import Hold, MaintenanceKind, NodeState, Trigger, Window, WindowPhase, rfc3339
 from registry.ratelog import RateLimitedLog
 from registry.snapshot import Snapshot
-from registry.transitions import check_transition, staying_error
+from registry.transitions import check_transition, nothing_to_end
 from registry.windows import admit, check_times, window_dict
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,10 @@ class MaintenanceScheduler:
         """`maint off`: the window holding `target` now ends (its checks then recover)."""
         window = self._holding(target)
         if window is None:
-            raise staying_error(self.state_of(target))  # off when not on: a move to itself
+            coming = min((w for w in self._windows.values() if w.target == target), key=lambda w: w.drain_at, default=None)
+            upcoming = "" if coming is None else (
+                f" (window {coming.id} is planned from {rfc3339(coming.drain_at)}: cancel it to call it off)")
+            raise nothing_to_end(self.state_of(target), _target_text(target), upcoming)
         now = self.clock()
         self.catalog.store.delete_window(window.id, self._event("ended", window, now, Trigger.API))
         del self._windows[window.id]
@@ -152,8 +155,7 @@ class MaintenanceScheduler:
         window = self._holding(target)
         now = self.clock()
         if window is None or window.phase_at(now) is not WindowPhase.DRAINING:
-            what = f"instance {target[1]}" if target[1] else f"node {target[0]}"
-            raise NotDraining(what, self.state_of(target).value)
+            raise NotDraining(_target_text(target), self.state_of(target).value)
         started = dataclasses.replace(window, starts=now, drain_at=min(window.drain_at, now))
         self.catalog.store.update_window(started, self._event("done", started, now, Trigger.API))
         self._windows[window.id] = started
@@ -271,6 +273,10 @@ class MaintenanceScheduler:
                 await asyncio.sleep(RETRY)
             else:
                 self._failing = False
+
+
+def _target_text(target: Target) -> str:
+    return f"instance {target[1]}" if target[1] else f"node {target[0]}"
 
 
 def _time_trigger(old: Hold | None, new: Hold | None, window: Window | None) -> Trigger:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-from registry.errors import InvalidTransition
+from registry.errors import InvalidTransition, NothingToEnd
 from registry.model import Hold, NodeState
 
 ONLINE, DEGRADED, RECOVERING = NodeState.ONLINE, NodeState.DEGRADED, NodeState.RECOVERING
@@ -44,9 +44,9 @@ def check_transition(current: NodeState, requested: NodeState) -> None:
         raise InvalidTransition(current.value, requested.value, sorted(state.value for state in allowed))
 
 
-def staying_error(current: NodeState) -> InvalidTransition:
+def nothing_to_end(current: NodeState, target: str, upcoming: str) -> NothingToEnd:
     """The refusal of a request that would leave the state where it is (maintenance off when not on)."""
-    return InvalidTransition(current.value, current.value, sorted(state.value for state in TRANSITIONS[current]))
+    return NothingToEnd(target, current.value, sorted(state.value for state in TRANSITIONS[current]), upcoming)
 
 
 def transitions_dict() -> dict[str, list[str]]:

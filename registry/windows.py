@@ -20,6 +20,7 @@ from typing import Any, Iterable
 from registry.errors import Problem, ValidationError, WindowLimit, WindowOverlap
 from registry.fields import parse_duration
 from registry.model import MaintenanceKind, Window, WindowPhase, rfc3339
+from registry.yamldoc import unclean
 
 DEFAULT_DRAIN = 300.0  # drain_timeout and drain_ahead when not given: 5m
 MAX_DRAIN = 24 * 3600.0
@@ -46,7 +47,11 @@ def refused(field: str, message: str) -> ValidationError:
 
 
 def parse_time(text: Any, now: float, field: str) -> float:
-    """Unix seconds of an RFC 3339 time with an offset, or of `+<duration>` from `now`."""
+    """Unix seconds of an RFC 3339 time with an offset, or of `+<duration>` from `now`.
+
+    A time before 1970 is refused here (check_times bounds the future): a start in
+    0001 would put its drain before year 1, which no RFC 3339 time can show.
+    """
     if not isinstance(text, str) or not _TIME.fullmatch(text):
         shown = f"{text[:64]!r} is not" if isinstance(text, str) else "must be"
         raise refused(field, f"{shown} a time: RFC 3339 with its offset (2025-06-01T22:00:00Z) or +<duration> (+30m)")
@@ -63,6 +68,8 @@ def parse_time(text: Any, now: float, field: str) -> float:
         seconds = datetime.datetime.fromisoformat(f"{date}T{whole}{zone}").timestamp()
     except (ValueError, OverflowError) as exc:  # month 13; a year 0001 before UTC's first
         raise refused(field, f"{text!r}: {exc}") from None
+    if seconds < 0:
+        raise refused(field, f"{text!r} is before 1970")
     return seconds + (float(f"0.{fraction}") if fraction else 0.0)
 
 
@@ -90,6 +97,11 @@ def parse_reason(value: Any, default: str) -> str:
         raise refused("reason", "must be a string")
     if len(value) > MAX_REASON:
         raise refused("reason", f"must be at most {MAX_REASON} characters")
+    # A lone surrogate (JSON's "\ud800") cannot be stored in SQLite nor sent as UTF-8;
+    # a control character has no place in a log line or the status page either.
+    why = unclean(value)
+    if why is not None:
+        raise refused("reason", why)
     return value
 
 

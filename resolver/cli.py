@@ -17,20 +17,18 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from registry.errors import Problem, ValidationError
 from registry.model import NodeIdentity
 from registry.schema import EXTENSION_PREFIX, load_file
 from registry.textfile import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, read_text
 from registry.yamldoc import FieldPath, compose
-from resolver.client import ApiError, ConnectionChange, DaemonUnavailable, Discovery, detect, quote
-from resolver.clitext import config_text, instance_rows, maintenance_text, rule_rows, status_text, window_rows
+from resolver.cli_common import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError, client_of, show
+from resolver.cli_maint import cmd_maint
+from resolver.client import ApiError, ConnectionChange, DaemonUnavailable, detect, quote
+from resolver.clitext import config_text, instance_rows, rule_rows, status_text
 from resolver.watchlines import WatchLines
-
-EXIT_REFUSED = 1
-EXIT_USAGE = 2  # as argparse exits on a bad command line
-EXIT_UNREACHABLE = 3
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -85,27 +83,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # -- verbs that talk to the daemon --------------------------------------------
-
-Render = Callable[[Any], str]
-
-
-# A verb waits longer than an application's lookup would: a person is watching.
-CLI_TIMEOUT = 10.0
-
-
-class UsageError(Exception):
-    """The command line (or its environment variables) cannot work: exit 2."""
-
-
-def client_of(args: argparse.Namespace) -> Discovery:
-    try:
-        return Discovery(args.http, token=args.token, timeout=CLI_TIMEOUT)
-    except ValueError as exc:  # a malformed --http or PILOTFISH_HTTP, a token with spaces
-        raise UsageError(str(exc)) from None
-
-
-def show(args: argparse.Namespace, body: Any, render: Render) -> None:
-    print(json.dumps(body, indent=2, sort_keys=True) if args.json else render(body))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -192,51 +169,6 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
         deleted = client.request("DELETE", f"/v1/conflicts/{args.rule_id}")
         show(args, deleted, lambda body: f"deleted rule {body['deleted']['id']}")
     return 0
-
-
-def cmd_maint(args: argparse.Namespace) -> int:
-    """Maintenance of the node, or of one instance with --instance; windows by their id."""
-    client = client_of(args)
-    if args.action == "ls":
-        show(args, client.request("GET", "/v1/maintenance"), lambda body: window_rows(body["windows"]))
-        return 0
-    if args.action in ("change", "cancel"):
-        if args.window is None:
-            raise UsageError(f"maint {args.action} needs the window's ID (pilotfish maint ls lists them)")
-        path = f"/v1/maintenance/{quote(args.window)}"
-        if args.action == "cancel":
-            show(args, client.request("DELETE", path), lambda w: f"cancelled window {w['id']}")
-            return 0
-        changes = {key: value for key, value in (("start", args.start), ("end", args.end),
-                                                 ("drain_ahead", args.drain_ahead), ("reason", args.reason)) if value}
-        show(args, client.request("PUT", path, changes), lambda w: window_rows([w]))
-        return 0
-    if args.window is not None:
-        raise UsageError(f"maint {args.action} takes no window ID (use --instance for an instance)")
-    base = f"/v1/services/{quote(args.instance)}/maintenance" if args.instance else "/v1/node/maintenance"
-    if args.action == "done":
-        answer = client.request("PUT", base + "/done")
-    else:
-        answer = client.request("PUT", base, maintenance_body(args))
-    # The window is news when it was planned or drains; `on` and `off` say all in the state.
-    show(args, answer, lambda body: maintenance_text(body, args.action in ("drain", "plan", "done")))
-    return 0
-
-
-def maintenance_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The body of `maint on|drain|plan|off`: the kind and its fields, as the API takes them."""
-    body: dict[str, Any] = {"enable": args.action != "off"}
-    if args.reason:
-        body["reason"] = args.reason
-    if args.action == "drain":
-        body.update(kind="draining", **({"drain_timeout": args.timeout} if args.timeout else {}))
-    elif args.action == "plan":
-        if not (args.start and args.end):
-            raise UsageError("maint plan needs --start and --end (RFC 3339, or +30m from now)")
-        body.update(kind="planned", start=args.start, end=args.end)
-        if args.drain_ahead:
-            body["drain_ahead"] = args.drain_ahead
-    return body
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -166,8 +166,13 @@ class ConfigReader(FieldReader):
         """A duration that may be counted in days too (`30d`), as retention periods are."""
         days = DAYS.fullmatch(value) if isinstance(value, str) else None
         if days is None:
-            return self.duration(value, at, within)
-        seconds = int(days.group(1)) * 86400.0
+            duration = self.duration(value, at)
+            if duration is None:
+                return None
+            seconds = duration
+        else:
+            seconds = int(days.group(1)) * 86400.0
+        # One message whichever way it was written: the bound in seconds read 3.1536e+08s.
         if not within[0] <= seconds <= within[1]:
             self.problem(at, f"must be between {within[0]:g}s and {within[1] / 86400:g}d")
             return None

@@ -27,7 +27,6 @@ from typing import Awaitable, Callable
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
-from registry.remote import RemoteBatch
 from registry.endpoints import Endpoint
 from registry.errors import StorageError
 from registry.health.orphans import become_subreaper
@@ -36,15 +35,18 @@ from registry.maintenance import MaintenanceScheduler
 from registry.nodestate import NodeMonitor
 from registry.prune import EventPruner
 from registry.ratelog import RateLimitedLog
+from registry.remote import RemoteBatch
 from registry.schema import parse_registration
 from registry.store import Store
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, rescan
 from resolver.config import ClusterSettings, Config, ConfigError, load_config, restart_only_changes, with_running_values
+from resolver.dns.relay import FORWARDS_IN_FLIGHT
 from resolver.dns.server import DnsServer, DnsStats
 from resolver.http.app import build_app
 from resolver.http.server import HttpServer
 from resolver.metrics import REGISTRATIONS, REJECTIONS, RELOAD_SECONDS
 from resolver.notify import notify
+from resolver.openfiles import raise_open_files_limit
 from resolver.state import VERSION, DaemonState
 
 log = logging.getLogger("pilotfish.daemon")
@@ -82,6 +84,8 @@ class Daemon:
         config = self.config
         if config.http.writes_open:
             raise StartupError(f"http.listen {config.http.listen} is not loopback and http.token is not set")
+        # Before anything listens: a socket past the soft limit would fail to open.
+        raise_open_files_limit(config, HEALTH_CONCURRENCY, FORWARDS_IN_FLIGHT)
         os.makedirs(config.state_dir, exist_ok=True)
         self._store = store = Store(os.path.join(config.state_dir, "pilotfish.db"), config.limits.database_size)
         if store.read_only:

@@ -52,6 +52,16 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "c
         time.sleep(0.02)
 
 
+
+def holds_for(probe: Callable[[], object], seconds: float, what: str) -> None:
+    """Fail as soon as `probe` is falsy within the next `seconds`: a bounded wait for an absence
+    (a blocking query still parked, a state that must not move)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert probe(), what
+        time.sleep(0.02)
+
+
 @overload
 async def eventually(probe: Callable[[], Coroutine[Any, Any, T | None]], within: float, what: str = ...) -> T: ...
 

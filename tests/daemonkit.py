@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -110,7 +111,14 @@ def write_config(path: Path, services_dir: Path, state_dir: Path, token: str | N
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def launch(config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def launch(config_path: Path, log_path: Path, env: dict[str, str] | None = None,
+           open_files: tuple[int, int] | None = None) -> subprocess.Popen[bytes]:
+    """`pilotfish serve` as a subprocess; `open_files` (soft, hard) is its RLIMIT_NOFILE, as `ulimit -n` sets it."""
+
+    def limit_open_files() -> None:
+        assert open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config_path)],
@@ -119,6 +127,7 @@ def launch(config_path: Path, log_path: Path, env: dict[str, str] | None = None)
             stderr=log,
             cwd=str(config_path.parent),
             env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+            preexec_fn=limit_open_files if open_files is not None else None,
         )
 
 
@@ -149,6 +158,7 @@ class DaemonFactory:
         config: dict[str, Any] | None = None,
         files: dict[str, str] | None = None,
         name: str = "d",
+        open_files: tuple[int, int] | None = None,
     ) -> Daemon:
         home = self.root / name
         services_dir = home / "services.d"
@@ -158,16 +168,17 @@ class DaemonFactory:
             (services_dir / filename).write_text(text)
         config_path = home / "pilotfish.yaml"
         write_config(config_path, services_dir, state_dir, token, config or {})
-        return self.run(config_path, services_dir, state_dir, token)
+        return self.run(config_path, services_dir, state_dir, token, open_files)
 
     def restart(self, daemon: Daemon) -> Daemon:
         """The same config, state and services again (after the old process ended)."""
         return self.run(daemon.config_path, daemon.services_dir, daemon.state_dir, daemon.token)
 
-    def run(self, config_path: Path, services_dir: Path, state_dir: Path, token: str | None) -> Daemon:
+    def run(self, config_path: Path, services_dir: Path, state_dir: Path, token: str | None,
+            open_files: tuple[int, int] | None = None) -> Daemon:
         log_path = config_path.parent / "pilotfish.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
-        proc = launch(config_path, log_path)
+        proc = launch(config_path, log_path, open_files=open_files)
         self.started.append(proc)
         ready = ready_line(log_path, proc, offset)
         bound = ready["bound"]

@@ -19,7 +19,10 @@ from registry.model import Instance, Status
 from registry.schema import parse_registration
 
 T = TypeVar("T")
-SLACK = 0.1  # the "+ 100 ms" of every deadline: interval + timeout + SLACK
+# The "+ slack" of every deadline: interval + timeout + SLACK. A wait returns as soon as
+# the change shows, so a generous slack costs nothing when it passes; a tight one fails
+# on a loaded 2-core machine where a loop may stall for hundreds of milliseconds.
+SLACK = 1.0
 
 
 def register(catalog: Catalog, body: dict[str, Any]) -> Instance:

@@ -14,7 +14,8 @@ import pytest
 from clientkit import html_server
 from conftest import wait_for
 from daemonkit import Daemon, DaemonFactory
-from resolver.cli import EXIT_REFUSED, EXIT_UNREACHABLE, main
+from resolver.cli import main
+from resolver.cli_common import EXIT_REFUSED, EXIT_UNREACHABLE
 
 
 class Cli:
@@ -140,6 +141,23 @@ def test_maint_on_and_off(cli: Cli) -> None:
     assert cli.daemon.srv_ports("_redis._tcp") == []
     code, out, _ = cli("maint", "off")
     assert code == 0 and "online" in out
+    assert cli.daemon.srv_ports("_redis._tcp") == [6379]
+
+
+def test_maint_refuses_an_option_its_action_would_ignore(cli: Cli) -> None:
+    """`maint on --start +1h --end +2h` used to put the node in maintenance at once,
+    the times dropped: an operator who meant `plan` drained the node an hour early."""
+    for argv, flag in [
+        (("maint", "on", "--start", "+1h", "--end", "+2h"), "--start"),
+        (("maint", "drain", "--start", "+1h", "--end", "+2h"), "--start"),
+        (("maint", "on", "--timeout", "10m"), "--timeout"),
+        (("maint", "off", "--reason", "done"), "--reason"),
+        (("maint", "cancel", "1", "--end", "+1h"), "--end"),
+        (("maint", "change", "1", "--instance", "redis-6379", "--end", "+1h"), "--instance"),
+    ]:
+        code, _, err = cli(*argv)
+        assert code == 2 and f"takes no {flag}" in err, (argv, err)
+    assert cli.daemon.get("/v1/node")["state"] == "online" and cli.daemon.get("/v1/maintenance")["windows"] == []
     assert cli.daemon.srv_ports("_redis._tcp") == [6379]
 
 

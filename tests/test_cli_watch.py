@@ -22,7 +22,8 @@ import pytest
 from clientkit import registration, restart_on_same_ports
 from conftest import REPO
 from daemonkit import Daemon, DaemonFactory
-from resolver.cli import EXIT_UNREACHABLE, main
+from resolver.cli import main
+from resolver.cli_common import EXIT_UNREACHABLE
 
 REDIS = "name: redis\nport: 6379\ntags: [primary]\n"
 

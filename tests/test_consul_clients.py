@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import consul
 import pytest
 
-from conftest import wait_for
+from conftest import holds_for, wait_for
 from daemonkit import Daemon, DaemonFactory
 from consulkit import (
     AGENT_SERVICES,
@@ -105,10 +105,7 @@ def test_py_consul_blocking_query_is_woken_by_a_yaml_drop(daemon: Daemon, client
 
     waiter = threading.Thread(target=watch)
     waiter.start()
-    deadline = time.monotonic() + 0.5
-    while time.monotonic() < deadline:
-        assert not answers, "the query must stay parked until something changes"
-        time.sleep(0.02)
+    holds_for(lambda: not answers, 0.5, "the query must stay parked until something changes")
     (daemon.services_dir / "web3.yaml").write_text("name: web\nid: web-3\nport: 8083\n")
     dropped = time.monotonic()
     waiter.join(25)
@@ -154,10 +151,7 @@ def test_prometheus_requests_byte_for_byte(daemon: Daemon) -> None:
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:
-        assert not results, "both stay parked until something changes"
-        time.sleep(0.02)
+    holds_for(lambda: not results, 0.3, "both stay parked until something changes")
     (daemon.services_dir / "cache.yaml").write_text("name: cache\nport: 6379\ntags: [hot]\n")
     for thread in threads:
         thread.join(30)

@@ -245,7 +245,8 @@ def test_ipv6_listener(tmp_path: Path, loop_thread: DnsLoop) -> None:
         upstream_catalog.store.close()
 
 
-@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed")
+@pytest.mark.skipif(shutil.which("dig") is None,
+                    reason="dig is not installed (apt-get install bind9-dnsutils; .ci/run installs it where apt works)")
 def test_dig(served: Served) -> None:
     out = subprocess.run(
         ["dig", f"@{served.host}", "-p", str(served.port), "+short", "+time=2", "+tries=1", "SRV", "_redis._tcp"],

@@ -20,7 +20,8 @@ import yaml
 from conftest import wait_for
 from daemonkit import Daemon, DaemonFactory
 from registry.health.probes import EXEC_NOT_ALLOWED
-from resolver.cli import EXIT_REFUSED, main
+from resolver.cli import main
+from resolver.cli_common import EXIT_REFUSED
 from resolver.config import ConfigError, load_config
 
 TOKEN = "s3cret"

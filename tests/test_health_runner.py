@@ -66,6 +66,11 @@ def test_file_instance_is_checked_again_when_its_file_changes(tmp_path: Path, ca
     run(scenario())
 
 
+# Each answer leaves the check 0.6 s of its timeout for a loaded machine; three in a row
+# still outlast one timeout.
+ANSWER_TAKES, CHECK_TIMEOUT = 0.4, 1.0
+
+
 def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(catalog: Catalog) -> None:
     in_flight, peak = 0, 0
 
@@ -73,7 +78,7 @@ def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(catalog: Catal
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(ANSWER_TAKES)
         in_flight -= 1
         return web.Response(text="ok")
 
@@ -83,10 +88,12 @@ def test_concurrency_bound_holds_and_timeouts_count_from_the_slot(catalog: Catal
             try:
                 with catalog.batch():
                     for n in range(6):
-                        check = {"http": url, "interval": "10s", "timeout": "250ms"}
+                        check = {"http": url, "interval": "10s", "timeout": f"{int(CHECK_TIMEOUT * 1000)}ms"}
                         register(catalog, {"id": f"web-{n}", "name": "web", "port": 8000 + n, "checks": [check]})
-                # Six 100 ms requests two at a time take 300 ms; each still within its 250 ms timeout.
-                await eventually(lambda: all(status_of(catalog, f"web-{n}") is Status.PASSING for n in range(6)), 0.3 + 0.25 + SLACK)
+                # Six requests two at a time take three answers' time, longer than the timeout; each
+                # still passes, since its timeout counts from its slot.
+                await eventually(lambda: all(status_of(catalog, f"web-{n}") is Status.PASSING for n in range(6)),
+                                 3 * ANSWER_TAKES + CHECK_TIMEOUT + SLACK)
                 assert peak == 2
             finally:
                 await web_runner.cleanup()

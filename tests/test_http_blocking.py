@@ -6,7 +6,7 @@ import threading
 import time
 
 from apikit import ApiServer
-from conftest import Reply
+from conftest import Reply, holds_for
 
 
 def test_blocking_query_is_released_by_a_change(api: ApiServer) -> None:
@@ -18,11 +18,7 @@ def test_blocking_query_is_released_by_a_change(api: ApiServer) -> None:
     )
     started = time.monotonic()
     waiter.start()
-    # The waiter must still be parked until something changes.
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:
-        assert not replies
-        time.sleep(0.02)
+    holds_for(lambda: not replies, 0.3, "the waiter must still be parked until something changes")
     api.post("/v1/services", {"name": "web", "port": 8081})
     waiter.join(10)
     assert replies, "blocking query was not released"
@@ -70,10 +66,7 @@ def test_a_client_can_wait_for_a_service_not_registered_yet(api: ApiServer) -> N
         target=lambda: replies.append(api.get(f"/v1/services/late?index={missing.index}&wait=30s", timeout=40))
     )
     waiter.start()
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:
-        assert not replies, "parked until something changes"
-        time.sleep(0.02)
+    holds_for(lambda: not replies, 0.3, "parked until something changes")
     api.post("/v1/services", {"name": "late", "port": 7000})
     waiter.join(10)
     assert replies and replies[0].status == 200

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from apikit import ApiServer
-from conftest import Reply
+from conftest import Reply, holds_for
 
 
 def test_global_value_round_trip_cast(api: ApiServer) -> None:
@@ -27,6 +27,14 @@ def test_value_that_does_not_cast_is_400_and_changes_nothing(api: ApiServer) -> 
     assert reply.error["code"] == "invalid_value"
     assert reply.error["key"] == "limit"
     assert api.get("/v1/config/limit").body["value"] == 5
+
+
+def test_a_string_with_a_lone_surrogate_is_400_not_500(api: ApiServer) -> None:
+    api.put("/v1/config/motd", {"value": "line one\nline two"})
+    reply = api.request("PUT", "/v1/config/motd", raw=b'{"value": "bad \\ud800"}')
+    assert reply.status == 400 and reply.error["code"] == "invalid_value", reply.text
+    assert "lone surrogate" in reply.error["message"]
+    assert api.get("/v1/config/motd").body["value"] == "line one\nline two"
 
 
 def test_put_body_validation(api: ApiServer) -> None:
@@ -90,10 +98,7 @@ def test_a_blocking_config_read_wakes_within_a_second_of_a_write(
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:  # parked until something is written
-        assert not replies
-        time.sleep(0.02)
+    holds_for(lambda: not replies, 0.3, "parked until something is written")
     written_at = time.monotonic()
     assert api.request(*write).status == 200
     waiter.join(10)

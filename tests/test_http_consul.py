@@ -24,7 +24,7 @@ from consulkit import (
 from registry.model import CheckState, Status
 from resolver.http.reads import MEMO_LIMIT
 from apikit import ApiServer
-from conftest import Reply
+from conftest import Reply, holds_for
 
 WEB = """\
 services:
@@ -218,10 +218,7 @@ def test_blocking_query_waits_for_a_change(served: ApiServer) -> None:
         target=lambda: replies.append(served.get(f"/v1/health/service/web?index={index}&wait=30s&stale=", timeout=40))
     )
     waiter.start()
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:
-        assert not replies, "parked until something changes"
-        time.sleep(0.02)
+    holds_for(lambda: not replies, 0.3, "parked until something changes")
     served.apply_yaml("/srv/web3.yaml", "name: web\nid: web-3\nport: 8083\n")
     waiter.join(10)
     assert replies and replies[0].status == 200

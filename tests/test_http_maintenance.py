@@ -29,6 +29,7 @@ def node(api: ApiServer) -> dict[str, Any]:
         ({"enable": "yes"}, "enable", "true or false"),
         ({"enable": True, "kind": "someday"}, "kind", "one of immediate, draining, planned"),
         ({"enable": True, "colour": "red"}, "colour", "unknown field"),
+        ({"enable": True, "enabled": False}, "enabled", "not both"),  # enable won, in silence
         ({"enable": True, "drain_timeout": "5m"}, "drain_timeout", "only with enable: true and kind: draining"),
         ({"enable": True, "kind": "draining", "start": "+1h"}, "start", "kind: planned"),
         ({"enable": False, "kind": "planned", "end": "+1h"}, "end", "only with enable: true"),
@@ -40,6 +41,11 @@ def node(api: ApiServer) -> dict[str, Any]:
         ({"enable": True, "kind": "planned", "start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"},
          "end", "is in the past"),
         ({"enable": True, "reason": "x" * 1025}, "reason", "at most 1024"),
+        # Year 1 used to pass and then fail as a 500: its drain began before year 1.
+        ({"enable": True, "kind": "planned", "start": "0001-01-01T00:00:00Z", "end": "+1h"}, "start", "before 1970"),
+        # A lone surrogate used to reach SQLite's encoder: a 500.
+        ({"enable": True, "reason": "\ud800"}, "reason", "lone surrogate"),
+        ({"enable": True, "reason": "rack\nmove"}, "reason", "control character"),
     ],
 )
 def test_a_maintenance_body_at_fault_is_400_naming_the_field_and_changes_nothing(
@@ -87,6 +93,25 @@ def test_a_planned_window_is_announced_listed_changed_and_cancelled(web: ApiServ
     assert web.get("/v1/events?kind=node").body["events"] == []
 
 
+def test_maintenance_off_before_a_planned_window_says_the_window_is_still_coming(web: ApiServer) -> None:
+    """It used to say "cannot go from online to online", and the operator who meant
+    to call the window off believed it gone."""
+    window = web.put("/v1/node/maintenance", {"enable": True, "kind": "planned", "start": "+1h", "end": "+2h"}).body["window"]
+    off = web.put("/v1/node/maintenance", {"enable": False})
+    assert off.status == 409 and off.error["code"] == "invalid_transition"
+    assert f"window {window['id']} is planned from {window['drain_at']}: cancel it" in off.error["message"], off.text
+    assert node(web)["windows"] == [window]
+
+
+def test_a_change_at_fault_is_400_and_leaves_the_window_as_it_was(web: ApiServer) -> None:
+    window = web.put("/v1/node/maintenance", {"enable": True, "kind": "planned", "start": "+1h", "end": "+2h"}).body["window"]
+    for body, field in [({"start": "0001-01-01T00:00:00Z"}, "start"), ({"reason": "\ud800"}, "reason"),
+                        ({"end": "1969-12-31T23:59:59Z"}, "end")]:
+        reply = web.put(f"/v1/maintenance/{window['id']}", body)
+        assert reply.status == 400 and reply.error["problems"][0]["field"] == field, reply.text
+    assert node(web)["windows"] == [window]
+
+
 def test_an_overlapping_window_is_409_naming_the_one_in_the_way(web: ApiServer) -> None:
     first = web.put("/v1/node/maintenance", {"enable": True, "kind": "planned", "start": "+1h", "end": "+2h"})
     assert first.status == 200
@@ -108,6 +133,7 @@ def test_draining_shows_the_time_left_and_done_or_off_are_refused_when_they_mean
     assert "not draining" in refused.error["message"]
     off = web.put("/v1/node/maintenance", {"enable": False})
     assert off.status == 409 and off.error["current"] == "online" and off.error["requested"] == "online"
+    assert off.error["message"] == "node node1 is online, not in maintenance: nothing to end"
     reply = web.put("/v1/node/maintenance", {"enable": True, "kind": "draining", "drain_timeout": "10m", "reason": "rack"})
     assert reply.status == 200 and reply.body["state"] == "draining"
     held = reply.body["maintenance"]

@@ -52,6 +52,32 @@ def test_every_unknown_parameter_is_named_and_the_known_ones_still_work(api: Api
     assert [i["id"] for i in api.get("/v1/services/web?meta.owner=db-team").body] == ["web-2"]
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("version=1&version=2", "version"),
+        ("node=node1&node=far", "node"),
+        ("meta.owner=web-team&meta[owner]=db-team", "meta[owner]"),
+        ("meta[owner]=web-team&meta[owner]=db-team", "meta[owner]"),
+    ],
+)
+def test_a_parameter_that_takes_one_value_given_two_is_refused(api: ApiServer, query: str, field: str) -> None:
+    """`meta[owner]=web-team&meta.owner=db-team` used to answer for db-team alone (the
+    last key in sorted order won); a second `version` or `node` was dropped in silence."""
+    api.apply_yaml("/srv/web.yaml", WEB)
+    for path in ("/v1/services/web", "/v1/services", "/v1/services/web/url"):
+        reply = api.get(f"{path}?{query}")
+        assert reply.status == 400, (path, reply.text)
+        [problem] = reply.error["problems"]
+        assert problem["field"] == field and "given 2 different values; it takes one" in problem["message"], problem
+    assert api.get("/v1/status?index=0&index=1").error["problems"][0]["field"] == "index"
+    # Declared arrays repeat as before: every tag must match, any of the statuses may.
+    assert [i["id"] for i in api.get("/v1/services/web?tag=blue&tag=green").body] == []
+    assert len(api.get("/v1/services/web?status=passing&status=critical").body) == 2
+    assert [i["id"] for i in api.get("/v1/services/web?meta.owner=web-team&meta[owner]=web-team").body] == ["web-1"]
+    assert len(api.get("/v1/services/web?node=node1&node=node1").body) == 2  # the same value twice is one
+
+
 def test_a_huge_unknown_name_is_echoed_cut_short(api: ApiServer) -> None:
     reply = api.get("/v1/services?" + "x" * 5000 + "=1")
     [problem] = reply.error["problems"]

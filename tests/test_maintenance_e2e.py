@@ -5,13 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
-from conftest import REPO, bound_socket, wait_for
+from conftest import REPO, bound_socket, holds_for, wait_for
 from daemonkit import Daemon, DaemonFactory
 
 
@@ -88,9 +87,9 @@ def test_a_cancelled_window_changes_nothing(start_daemon: DaemonFactory, db_port
     assert planned.status == 200, planned
     window_id = planned.body["window"]["id"]
     assert daemon.write("DELETE", f"/v1/maintenance/{window_id}").status == 200
-    deadline = time.monotonic() + 3.5
-    while time.monotonic() < deadline:  # through every time the window had, and past it
-        assert daemon.srv_ports("_db._tcp") == [db_port] and state(daemon) == "online"
+    # Through every time the window had, and past it.
+    holds_for(lambda: daemon.srv_ports("_db._tcp") == [db_port] and state(daemon) == "online", 3.5,
+              "a cancelled window must not drain the node")
     assert moves(daemon) == []
     assert daemon.write("DELETE", f"/v1/maintenance/{window_id}").status == 404
 

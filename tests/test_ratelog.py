@@ -1,4 +1,4 @@
-"""RateLimitedLog: one line per interval, and the suppressed count is never lost."""
+"""ratelog.py: one line per interval (per key for LogThrottle), and the suppressed count is never lost."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from registry.ratelog import RateLimitedLog
+from registry import ratelog
+from registry.ratelog import LogThrottle, RateLimitedLog
 
 log = logging.getLogger("pilotfish.test.ratelog")
 
@@ -42,3 +43,28 @@ def test_without_an_event_loop_the_count_comes_with_the_next_line(caplog: pytest
     time.sleep(0.1)  # the interval runs out with no loop to flush it
     limited.note()
     assert lines(caplog) == [("disk full", 0), ("disk full", 9)]
+
+
+def test_one_line_per_key_per_interval_with_the_count_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    logs = LogThrottle(logging.getLogger("test.throttle"), interval=10, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, "test.throttle"):
+        for _ in range(500):
+            logs.log("up1", logging.WARNING, "upstream %s failed", "up1")
+        logs.log("up2", logging.WARNING, "upstream %s failed", "up2")
+        now[0] += 10
+        logs.log("up1", logging.WARNING, "upstream %s failed", "up1")
+    assert [r.getMessage() for r in caplog.records] == [
+        "upstream up1 failed",
+        "upstream up2 failed",
+        "upstream up1 failed (and 499 more like it since the last line)",
+    ]
+    assert [getattr(r, "suppressed") for r in caplog.records] == [0, 0, 499]
+
+
+def test_a_flood_of_distinct_keys_cannot_grow_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelog, "MAX_KEYS", 50)
+    logs = LogThrottle(logging.getLogger("test.throttle.flood"), clock=lambda: 0.0)
+    for key in range(10_000):
+        logs.log(key, logging.DEBUG, "x")
+    assert len(logs._keys) <= 50

@@ -8,7 +8,7 @@ import pytest
 
 from registry.errors import InvalidTransition
 from registry.model import Hold, NodeState
-from registry.transitions import TRANSITIONS, check_transition, settle, staying_error, transitions_dict
+from registry.transitions import TRANSITIONS, check_transition, nothing_to_end, settle, transitions_dict
 
 ONLINE, DEGRADED, RECOVERING = NodeState.ONLINE, NodeState.DEGRADED, NodeState.RECOVERING
 DRAINING, MAINTENANCE, OFFLINE = NodeState.DRAINING, NodeState.MAINTENANCE, NodeState.OFFLINE
@@ -50,7 +50,7 @@ def test_transition_table(current: NodeState, requested: NodeState, allowed: boo
 def test_no_state_goes_to_itself_and_staying_is_refused_with_the_table() -> None:
     for state in NodeState:
         assert state not in TRANSITIONS[state]
-        error = staying_error(state)
+        error = nothing_to_end(state, "node n1", "")
         assert (error.current, error.requested) == (state.value, state.value)
         assert error.allowed == transitions_dict()[state.value]
 

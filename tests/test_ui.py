@@ -23,7 +23,10 @@ from conftest import wait_for
 from daemonkit import DaemonFactory
 from registry.errors import Problem
 from resolver.http.ui_assets import SCRIPT, STYLE
-from resolver.http.ui_page import INSTANCES_SHOWN, PAGE_SERVICES, VALUE, View
+from resolver.http.ui_catalog import INSTANCES_SHOWN
+from resolver.http.ui_html import VALUE
+from resolver.http.ui_node import WINDOWS_SHOWN
+from resolver.http.ui_view import PAGE_SERVICES, View
 from apikit import ApiServer
 
 # Markup in every place a registrant, a checked service or an operator can put text.
@@ -292,7 +295,7 @@ def test_pages_are_kept_per_snapshot_within_a_byte_budget(api: ApiServer, monkey
 
 def test_maintenance_windows_are_announced_on_the_page_and_capped(api: ApiServer) -> None:
     api.apply_yaml("/srv/web.yaml", "name: web\nport: 8080\n")
-    for hour in range(1, ui_page.WINDOWS_SHOWN + 3):
+    for hour in range(1, WINDOWS_SHOWN + 3):
         body = {"enable": True, "kind": "planned", "start": f"+{hour}h", "end": f"+{hour}h30m", "reason": f"patch {hour}"}
         assert api.put("/v1/node/maintenance", body).status == 200
     assert api.put("/v1/services/web-8080/maintenance", {"enable": True, "kind": "draining", "reason": "reshard"}).status == 200

@@ -25,7 +25,7 @@ import secrets
 from typing import Callable, Sequence
 
 from registry.endpoints import Endpoint
-from resolver.dns.throttle import LogThrottle
+from registry.ratelog import LogThrottle
 
 log = logging.getLogger(__name__)
 

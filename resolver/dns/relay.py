@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from registry.ratelog import LogThrottle
 from resolver.dns import wire
 from resolver.dns.forward import Forwarder, RecursionPolicy
 from resolver.dns.stats import DnsStats
-from resolver.dns.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 

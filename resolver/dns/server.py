@@ -30,6 +30,7 @@ import time
 from typing import Any, Callable, Coroutine, Sequence
 
 from registry.endpoints import Endpoint
+from registry.ratelog import LogThrottle
 from registry.snapshot import Snapshot
 from resolver.dns import batchio, ratelimit, wire
 from resolver.dns.answers import BareNames
@@ -39,7 +40,6 @@ from resolver.dns.ratelimit import RateLimiter
 from resolver.dns.relay import Relay
 from resolver.dns.responder import Forward, PacketEntry, Responder
 from resolver.dns.stats import DnsStats
-from resolver.dns.throttle import LogThrottle
 
 __all__ = ["DnsServer", "DnsStats"]
 

@@ -43,7 +43,7 @@ FILTERS = [
     query("tag", "instances carrying this tag; repeat it, every tag must match", repeat=True),
     query("version", "exact version"),
     query("node", "node name"),
-    query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any"),
+    query("status", "passing, warning, critical, maintenance (repeat or comma-separate), or any", repeat=True),
     META,
 ]
 META_FILTER = (

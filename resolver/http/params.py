@@ -13,6 +13,11 @@ An object parameter (`style: deepObject`, the `meta` filter) is a family of name
 `meta[<key>]`, which is how OpenAPI clients serialise it, and `meta.<key>`, the form
 pilotfish took first. Consul's paths never get here: they answer in Consul's
 conventions (resolver/http/consul_http.py), strict in their own way.
+
+A parameter takes one value unless the document declares it an array (`tag`,
+`status`), and so does an object parameter's key whatever its spelling: of
+`version=1&version=2` or `meta.owner=a&meta[owner]=b` the server used to keep one
+in silence, which answers a question the client did not ask.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ REPORTED = 10
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """What one route takes: plain names, and object parameters (families of names)."""
+    """What one route takes: plain names (`repeatable` ones may come more than once), and object parameters."""
 
     names: tuple[str, ...]
     objects: tuple[str, ...] = ()
+    repeatable: tuple[str, ...] = ()
 
     def takes(self, name: str) -> bool:
         return name in self.names or any(object_key(name, family) for family in self.objects)
@@ -74,11 +80,14 @@ def accepted(operation: Mapping[str, Any]) -> Accepted:
     """The query parameters an OpenAPI operation declares."""
     names: list[str] = []
     objects: list[str] = []
+    repeatable: list[str] = []
     for param in operation.get("parameters", ()):
         if param["in"] != "query":
             continue
         (objects if param.get("style") == "deepObject" else names).append(param["name"])
-    return Accepted(tuple(names), tuple(objects))
+        if param["schema"].get("type") == "array":
+            repeatable.append(param["name"])
+    return Accepted(tuple(names), tuple(objects), tuple(repeatable))
 
 
 class QueryRules:
@@ -92,11 +101,32 @@ class QueryRules:
         return self._rules.get(("GET" if method == "HEAD" else method, template), Accepted(()))
 
     def check(self, method: str, template: str, query: MultiMapping[str]) -> None:
-        """Raise ValidationError naming every parameter the route does not take."""
+        """Raise ValidationError naming every parameter the route does not take, or gives two values it takes one of."""
         rule = self.rule(method, template)
         unknown = [name for name in dict.fromkeys(query) if not rule.takes(name)]
         if unknown:
             raise ValidationError([_problem(name, rule) for name in unknown[:REPORTED]])
+        repeated = _repeated(query, rule)
+        if repeated:
+            raise ValidationError(repeated[:REPORTED])
+
+
+def _repeated(query: MultiMapping[str], rule: Accepted) -> list[Problem]:
+    """A problem for each parameter, or object key, given two values where it takes one.
+
+    The same value twice is one value (`meta[team]=edge&meta.team=edge`, as some
+    clients send both spellings): only a choice the server would have to make is refused.
+    """
+    values: dict[str, set[str]] = {}
+    for name, value in query.items():
+        if name not in rule.repeatable:
+            key = next((f"{family}[{k}]" for family in rule.objects if (k := object_key(name, family)) is not None), name)
+            values.setdefault(key, set()).add(value)
+    return [
+        Problem("<request>", None, key[:ECHO_LIMIT], f"given {len(given)} different values; it takes one")
+        for key, given in values.items()
+        if len(given) > 1
+    ]
 
 
 def _problem(name: str, rule: Accepted) -> Problem:

@@ -53,6 +53,8 @@ def _maintain(scheduler: MaintenanceScheduler, target: Target, body: dict[str, A
     for key in body:
         if key not in BODY_FIELDS:
             raise bad_request(key, f"unknown field (a maintenance body takes {', '.join(BODY_FIELDS[:1] + BODY_FIELDS[2:])})")
+    if "enable" in body and "enabled" in body:  # one would be ignored: which is the request?
+        raise bad_request("enabled", "give enable or enabled (its older name), not both")
     field = "enable" if "enable" in body or "enabled" not in body else "enabled"
     enable = body.get(field)
     if not isinstance(enable, bool):

@@ -2,7 +2,7 @@
 
 Read-only like every GET, so it never asks for the token, and it shows nothing an
 anonymous reader of the JSON API could not read already (resolver/http/ui_page.py
-says what it leaves out). The page itself answers at once from the current
+and ui_catalog.py say what they leave out). The page itself answers at once from the current
 snapshot; the fragment is the live part of the page, and takes `?index=&wait=` as
 every JSON read does, so the page's script refreshes with one parked request that
 the catalog's next change wakes (and that counts against the guard's cap on waiting
@@ -18,7 +18,8 @@ from resolver.http.appkeys import STATE
 from resolver.http.errors import bad_request
 from resolver.http.reads import INDEX_HEADER, read_snapshot
 from resolver.http.ui_assets import SECURITY_HEADERS
-from resolver.http.ui_page import FILTER_MAX, View, render_fragment, render_page
+from resolver.http.ui_page import render_fragment, render_page
+from resolver.http.ui_view import FILTER_MAX, View
 
 HTML = "text/html; charset=utf-8"
 

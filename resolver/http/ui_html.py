@@ -85,3 +85,26 @@ def tag(element: str, /, *children: Child, **attributes: object) -> Html:
     if element in VOID:
         return Html(f"<{element}{attrs}>")
     return Html(f"<{element}{attrs}>{_render(children)}</{element}>")
+
+
+# -- the page's recurring pieces ---------------------------------------------------
+
+# Clips, in characters of escaped text: names (ids, tags, keys, fields), values (meta
+# values, URLs, versions, paths), prose (check output, messages, reasons, details).
+# With the counts of each section (ui_catalog.py, ui_node.py) they bound a page at
+# about 3 MB, however hostile the catalog.
+NAME = 64
+VALUE = 120
+PROSE = 240
+
+
+def table_head(*columns: str) -> Html:
+    return tag("thead", tag("tr", [tag("th", column) for column in columns]))
+
+
+def plural(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def badge(state: str, words: str) -> Html:
+    return tag("span", words, class_=f"badge s-{state}")
