@@ -40,11 +40,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from registry.ratelog import LogThrottle
 from registry.snapshot import Snapshot
 from resolver.dns import answers, wire
 from resolver.dns.records import SOA, SOA_TIMES
 from resolver.dns.stats import DnsStats
-from resolver.dns.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 FAILURE_LOG_INTERVAL = 60.0  # seconds between lines about one question that cannot be answered
