@@ -7,32 +7,29 @@ commits to SQLite where a client waits on it, and then publishes a complete new
 never this module. The bookkeeping of one instance's change lives in
 `InstanceTable` (registry.instances), so that every source keeps the same books.
 
-What other nodes own (fleet mode) arrives through one door, `apply_remote`, and is
-kept apart in a `RemoteView` (registry.remote): it joins every snapshot, but is never
-checked, expired, written to SQLite or judged for conflicts here. Where this node
-owns an instance under the same key, ours is served. Fleet conflict rules join the
-rule book. The way out is `follow_local`: the keys of this node's own changes, for
-the publisher that writes them to etcd.
+Two concerns live in parts of their own: check results and maintenance holds
+(registry.catalog_health) and the fleet's door in and out (registry.catalog_fleet).
+Where this node owns an instance under the same key as the fleet, ours is served,
+and fleet conflict rules join the rule book.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from registry import events
+from registry.catalog_fleet import FleetWriter
+from registry.catalog_health import HealthWriter
 from registry.conflicts import ConflictIndex, RuleBook
 from registry.errors import ConflictError, DuplicateIdError, NotFoundError, Problem, ReadOnlyError, refusal_problem
 from registry.instances import InstanceTable
 from registry.journal import Journal
 from registry.model import (
-    CheckState,
     ConflictRule,
     ConflictType,
     Entry,
-    Hold,
     Instance,
     Node,
     NodeIdentity,
@@ -41,17 +38,12 @@ from registry.model import (
     SourceKind,
     Status,
     Trigger,
-    Window,
 )
-from registry.remote import RemoteBatch, RemoteOutcome, RemoteView
+from registry.remote import RemoteView
 from registry.snapshot import Change, Key, Snapshot, SnapshotHolder
-from registry.store import HealthRow, Store
-from registry.transitions import TRANSITIONS, settle
+from registry.store import Store
 
-log = logging.getLogger("pilotfish.catalog")
-
-
-class Catalog(SnapshotHolder):
+class Catalog(HealthWriter, FleetWriter, SnapshotHolder):
     """The one writer. Not thread-safe: call it from the daemon's event loop only."""
 
     def __init__(
@@ -80,14 +72,11 @@ class Catalog(SnapshotHolder):
         # every blocking query and empty every reader cache for no reason.
         self._changed_in_batch = False
         self._journal = Journal(store)
-        # What the resource figures say of this node (the node monitor's say), and
-        # the window holding it: with the recovery of its checks, its state (settle).
-        self._resources: tuple[NodeState, str] = (NodeState.ONLINE, "")
+        self._resources = (NodeState.ONLINE, "")
         self._local_listeners: list[Callable[[Collection[Key]], None]] = []
+        self._nodes_basis = (-1, ())
+        self._nodes = {}
         self._told_node: Node | None = None
-        # The node map snapshots get: ours over the fleet's, rebuilt only when either changes.
-        self._nodes_basis: tuple[int, tuple[Node, ...]] = (-1, ())
-        self._nodes: Mapping[str, Node] = {}
         change, _ = self._change()
         super().__init__(Snapshot.first(self.domain, identity.node, self.answer_statuses, change))
 
@@ -331,134 +320,12 @@ class Catalog(SnapshotHolder):
         self._rules = book
         self._conflicts.rules = book
 
-    def rules(self) -> list[ConflictRule]:
-        return list(self._rules)
-
-    # -- health and maintenance --------------------------------------------
-
-    def set_check_state(
-        self, instance: Instance, state: CheckState, event: dict[str, Any] | None = None, probe: Status | None = None
-    ) -> bool:
-        """Record a check result; builds a snapshot only when the instance's status changes.
-
-        `probe` is what the probe found before rise and fall (default: the state's
-        status): it is what a recovery after maintenance counts. Returns True when
-        the instance's status changed.
-        """
-        key = instance.key
-        if self._table.instances.get(key) != instance:
-            return False  # a result for a version of the instance that has since changed or gone
-        before = self._table.entries[key]
-        with_node = self._table.recovers_with_node(key)
-        previous = self._table.set_check_state(key, state)
-        counted = self._table.count_recovery(key, state.check_id, probe or state.status)
-        entry = self._table.refresh(key)
-        check_changed = previous is None or previous.status is not state.status
-        if check_changed:
-            self._journal.record_health(HealthRow(key[0], key[1], state.check_id, state.status, state.output, state.updated))
-            self._journal.record(events.check_changed(key[1], state, previous, event))
-        elif entry.status is before.status and not counted:
-            # Same status, new output: the writer's entry is current now and the next
-            # snapshot carries it; it is not worth a new index on its own.
-            return False
-        if entry.maintenance_state is not before.maintenance_state and not with_node:
-            # An instance's own recovery is its event; the node's recovery is the node's
-            # (one `node` event, not one per instance).
-            reason = entry.maintenance_reason if entry.maintenance_state else None
-            self._journal.record(
-                events.maintenance(key[1], before.maintenance_state, entry.maintenance_state, reason, Trigger.HEALTH)
-            )
-        self._settle_node(Trigger.HEALTH)
-        self._publish_change()
-        return entry.status is not before.status
-
-    def hold_instance(self, key: Key, hold: Hold | None, trigger: Trigger) -> Entry | None:
-        """Hold an instance for a window (None: release it, and its checks recover).
-
-        A hold for an instance not registered (yet) is kept for it: one loaded after
-        its window, at start-up, arrives held. Returns its entry, None when absent.
-        """
-        if self._table.hold(key) == hold:
-            return self._table.entries.get(key)
-        self._table.set_hold(key, hold)
-        if key not in self._table.instances:
-            return None
-        before = self._table.entries[key]
-        entry = self._table.refresh(key)
-        if entry.maintenance_state is not before.maintenance_state:
-            reason = entry.maintenance_reason if entry.maintenance_state else None
-            self._journal.record(events.maintenance(key[1], before.maintenance_state, entry.maintenance_state, reason, trigger))
-        self._settle_node(trigger)  # held, it no longer holds the node's recovery back
-        self._publish_change()
-        return entry
-
-    def set_node_resources(self, state: NodeState, reason: str) -> Node:
-        """What the resource figures say of this node: online or degraded (the node monitor's say)."""
-        self._resources = (state, reason)
-        self._settle_node(Trigger.HEALTH)
-        self._publish_change()
-        return self._table.nodes[self.identity.node]
-
-    def set_node_maintenance(self, hold: Hold | None, trigger: Trigger) -> Node:
-        """Hold this node for a window (None: release it, and its instances' checks recover)."""
-        changed = self._table.set_node_hold(self.identity.node, hold)
-        self._settle_node(trigger, refresh=changed)
-        self._publish_change()
-        return self._table.nodes[self.identity.node]
-
-    def set_windows(self, windows: tuple[Window, ...]) -> None:
-        """Announce this node's windows (its own and its instances', planned ones too) in its record."""
-        if self._table.set_windows(self.identity.node, windows):
-            self._publish_change()
-
     def note_config_change(self) -> None:
         """A config key was written: a new index wakes the blocking queries on config reads."""
         self._publish_change()
 
-    def _settle_node(self, trigger: Trigger, refresh: bool = False) -> None:
-        """Bring this node's state in line with its inputs (`refresh`: its hold changed).
-
-        A move of the state is checked against the transition table and recorded
-        as a `node` event naming `trigger`; a new reason alone is not an event.
-        """
-        name = self.identity.node
-        node = self._table.nodes[name]
-        waiting, failing = self._table.node_recovery(name)
-        state, reason = settle(*self._resources, self._table.node_holds.get(name), waiting, failing)
-        if state is node.state and reason == node.reason and not refresh:
-            return
-        if state is not node.state:
-            if state not in TRANSITIONS[node.state]:
-                # Requests are checked against the table before they change anything
-                # (HTTP 409); a move derived from them that is not in it is a bug of
-                # ours, and the node's state must still follow its window.
-                log.error("node %s: %s -> %s is not in the transition table", name, node.state.value, state.value)
-            self._journal.record(events.node_changed(name, node.state, state, reason, trigger))
-        self._table.set_node_state(name, state, reason, refresh)
-
-    # -- the fleet ---------------------------------------------------------
-
-    def apply_remote(self, batch: RemoteBatch) -> RemoteOutcome:
-        """Take what other nodes published (or a fleet rule) as one snapshot; never fails on content.
-
-        The values were decoded and validated by the caller; here they are only
-        held, bounded (registry.remote) and merged into the next snapshot.
-        """
-        outcome = self.remote.apply(batch)
-        if outcome.rules_changed:
-            self._reload_rules()
-        if outcome.changed:
-            self._publish_change()
-        return outcome
-
-    def follow_local(self, listener: Callable[[Collection[Key]], None]) -> None:
-        """Call `listener(keys)` after each snapshot that changed this daemon's own instances
-        (their keys; the entries are in the snapshot) or the local node's record (keys may be empty)."""
-        self._local_listeners.append(listener)
-
-    def owned_keys(self) -> Collection[Key]:
-        """The keys of every instance this daemon owns (files and API), whatever node they name."""
-        return self._table.instances.keys()
+    def rules(self) -> list[ConflictRule]:
+        return list(self._rules)
 
     # -- internals -----------------------------------------------------------
 
@@ -496,15 +363,6 @@ class Catalog(SnapshotHolder):
             if key not in table.instances:
                 entries[key] = entry
         return Change(entries, self._merged_nodes(), tuple(self._rules), self._file_errors), local_keys
-
-    def _merged_nodes(self) -> Mapping[str, Node]:
-        if not self.remote.nodes:
-            return self._table.nodes
-        basis = (self.remote.nodes_version, tuple(self._table.nodes.values()))
-        if basis != self._nodes_basis:
-            self._nodes_basis = basis
-            self._nodes = {**self.remote.nodes, **self._table.nodes}
-        return self._nodes
 
 
 def stored_body(instance: Instance) -> dict[str, Any]:
