@@ -13,22 +13,21 @@ serial aside, so the server carries its reply over a swap instead of building it
 from __future__ import annotations
 
 import enum
-import socket
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
-from registry.model import Entry, Node
+from registry.model import Entry
 from registry.snapshot import Snapshot
 from resolver.dns.records import (
-    AAAA, NS, SOA, SRV, TXT, TYPE_A, TYPE_AAAA, TYPE_NS, TYPE_SOA, TYPE_SRV, TYPE_TXT, A, Record, character_strings,
+    AAAA, NS, SRV, TXT, TYPE_A, TYPE_AAAA, TYPE_NS, TYPE_SOA, TYPE_SRV, TYPE_TXT, A, Record, character_strings,
 )
+from resolver.dns.zone import Zone, unhex, zone_of
 
 TYPE_ANY = 255
 TRANSPORT_LABELS = ("_tcp", "_udp")
 # One read of the catalog: (view, key, what the view gave). See `unchanged`.
 Read = tuple[str, str, object]
 Basis = tuple[Read, ...]
-_ZONE = ("dns", "zone")  # the memo key of a snapshot's `_Zone`
 
 
 class BareNames(str, enum.Enum):
@@ -126,7 +125,7 @@ def _resolve(
     prefer_local: bool,
     reads: list[Read],
 ) -> Outcome:
-    zone = _zone(snapshot)
+    zone = zone_of(snapshot)
     domain = zone.labels
     if labels[len(labels) - len(domain) :] == domain:
         relative = labels[: len(labels) - len(domain)]
@@ -143,7 +142,7 @@ def _resolve(
 
 def _in_zone(
     snapshot: Snapshot,
-    zone: "_Zone",
+    zone: Zone,
     relative: tuple[str, ...],
     qtype: int,
     ttl: int,
@@ -176,14 +175,14 @@ def _in_zone(
             return NameError(zone.soa(snapshot, ttl))
         return _addresses(snapshot, zone, [node.address], qtype, ttl)
     if kind == "addr" and len(relative) == 2:
-        address = _unhex(relative[0])
+        address = unhex(relative[0])
         if address is None:
             return NameError(zone.soa(snapshot, ttl))
         return _addresses(snapshot, zone, [address], qtype, ttl)
     return NameError(zone.soa(snapshot, ttl))
 
 
-def _apex(snapshot: Snapshot, zone: "_Zone", qtype: int, ttl: int, reads: list[Read]) -> Outcome:
+def _apex(snapshot: Snapshot, zone: Zone, qtype: int, ttl: int, reads: list[Read]) -> Outcome:
     soa = zone.soa(snapshot, ttl)
     if qtype in (TYPE_SOA, TYPE_ANY):
         return Success((Record(None, TYPE_SOA, soa.rdata, ttl),))
@@ -236,7 +235,7 @@ def _tagged(entry: Entry, tag: str | None) -> bool:
 
 
 def _service_answer(
-    snapshot: Snapshot, zone: "_Zone", service: _Service, qtype: int, ttl: int, prefer_local: bool, reads: list[Read]
+    snapshot: Snapshot, zone: Zone, service: _Service, qtype: int, ttl: int, prefer_local: bool, reads: list[Read]
 ) -> Outcome:
     name = service.name
     served = snapshot.answerable_by_name.get(name)
@@ -276,7 +275,7 @@ def _service_answer(
 
 
 def _addresses(
-    snapshot: Snapshot, zone: "_Zone", addresses: Iterable[str], qtype: int, ttl: int, then: Iterable[str] = ()
+    snapshot: Snapshot, zone: Zone, addresses: Iterable[str], qtype: int, ttl: int, then: Iterable[str] = ()
 ) -> Outcome:
     """A/AAAA of `addresses`, then of `then` (each part rotating apart); ANY gets just these
     (RFC 8482: a minimal subset of types)."""
@@ -295,7 +294,7 @@ def _typed(records: list[Record], qtype: int) -> list[Record]:
     return records if qtype == TYPE_ANY else [r for r in records if r.rtype == qtype]
 
 
-def _srv(zone: "_Zone", entries: list[Entry], ttl: int) -> Success:
+def _srv(zone: Zone, entries: list[Entry], ttl: int) -> Success:
     """RFC 2782 records; weights scaled as CoreDNS does: percent of the priority's total, at least 1."""
     totals: dict[int, int] = {}
     for entry in entries:
@@ -348,71 +347,9 @@ def _address_records(owner: str | None, addresses: Iterable[str], ttl: int) -> l
     return records
 
 
-def _unhex(label: str) -> str | None:
-    """`0a000001` -> 10.0.0.1, 32 hex digits -> an IPv6 address; anything else None."""
-    if len(label) not in (8, 32):
-        return None
-    try:
-        packed = bytes.fromhex(label)
-    except ValueError:
-        return None
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-
-
-class _Zone:
-    """Per-snapshot lookup tables, kept in `snapshot.memo`.
-
-    The node table is built on first use and handed on to the next snapshot's zone
-    while the nodes stay the same object (the snapshot keeps it when nothing
-    changed), so a swap that touched only instances costs the zone nothing.
-    """
-
-    def __init__(self, snapshot: Snapshot, prior: _Zone | None) -> None:
-        self.domain = snapshot.domain.strip(".").lower()
-        self.labels = tuple(self.domain.split(".")) if self.domain else ()
-        self._soa: dict[int, Record] = {}
-        self._nodes_from = snapshot.nodes
-        self._nodes: Mapping[str, Node] | None = None
-        if prior is not None and prior._nodes_from is snapshot.nodes:
-            self._nodes = prior._nodes
-
-    def node(self, name: str) -> Node | None:
-        """The node whose lower-cased name is `name`."""
-        if self._nodes is None:
-            self._nodes = {node_name.lower(): node for node_name, node in self._nodes_from.items()}
-        return self._nodes.get(name)
-
-    def node_target(self, node: str) -> str:
-        return f"{node.lower()}.node.{self.domain}."
-
-    def addr_target(self, address: str) -> str:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return f"{socket.inet_pton(family, address).hex()}.addr.{self.domain}."
-
-    def soa(self, snapshot: Snapshot, ttl: int) -> Record:
-        """The zone's SOA: serial is the snapshot index; minimum (the negative TTL) is the answer TTL."""
-        soa = self._soa.get(ttl)
-        if soa is None:
-            rdata = SOA(
-                self.node_target(snapshot.local_node),
-                f"hostmaster.{self.domain}.",
-                (snapshot.index & 0xFFFFFFFF, 3600, 600, 86400, ttl),
-            )
-            soa = self._soa[ttl] = Record(f"{self.domain}.", TYPE_SOA, rdata, ttl)
-        return soa
-
-
 _VIEWS: dict[str, Callable[[Snapshot, str], object]] = {
     "entries": lambda snapshot, name: snapshot.entries_by_name.get(name),
     "answerable": lambda snapshot, name: snapshot.answerable_by_name.get(name),
     "nodes": lambda snapshot, _: snapshot.nodes,
     "srv-parent": _srv_parent,
 }
-
-
-def _zone(snapshot: Snapshot) -> _Zone:
-    zone: _Zone | None = snapshot.memo.get(_ZONE)
-    if zone is None:
-        before = snapshot.predecessor()
-        zone = snapshot.memo[_ZONE] = _Zone(snapshot, before.memo.get(_ZONE) if before is not None else None)
-    return zone
