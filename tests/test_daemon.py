@@ -334,7 +334,7 @@ def test_notifies_systemd_and_survives_a_sighup_while_starting(tmp_path: Path) -
             assert daemon.srv_ports("_web._tcp") == [8080]
             assert daemon.status()["node"]
             # The early SIGHUP was not lost: it became a reload.
-            wait_for(lambda: any(line.get("reason") == "sighup" for line in daemon.logs()), what="the replayed reload")
+            wait_for(lambda: any(line.get("reason") == "sighup" for line in daemon.logs()), 15, "the replayed reload")
             assert proc.poll() is None
             proc.send_signal(signal.SIGTERM)
             assert manager.recv(64) == b"STOPPING=1"
