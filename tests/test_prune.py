@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run, wait_for
 from daemonkit import DaemonFactory
@@ -80,8 +82,9 @@ def test_a_daemon_prunes_a_full_log_while_lookups_keep_answering(start_daemon: D
             fill(seeded, 10_000)
     finally:
         seeded.close()
-    daemon = start_daemon(config={"events": {"max_rows": 1000, "max_age": "30d"}},
-                          files={"web.yaml": "name: web\nport: 8080\n"})
+    # Within the default max_rows at start: the pruning begins only once lookups are
+    # known to be answering, so that the two surely overlap.
+    daemon = start_daemon(files={"web.yaml": "name: web\nport: 8080\n"})
     answered: list[float] = []
     failures: list[BaseException] = []
     stop = threading.Event()
@@ -91,7 +94,7 @@ def test_a_daemon_prunes_a_full_log_while_lookups_keep_answering(start_daemon: D
             try:
                 assert daemon.srv_ports("_web._tcp") == [8080]
                 assert daemon.get("/v1/services/web")[0]["port"] == 8080
-                answered.append(time.monotonic())
+                answered.append(time.time())  # the clock of the daemon's log lines
             except BaseException as exc:  # noqa: BLE001 - reported below
                 failures.append(exc)
                 return
@@ -99,13 +102,20 @@ def test_a_daemon_prunes_a_full_log_while_lookups_keep_answering(start_daemon: D
     poller = threading.Thread(target=lookups)
     poller.start()
     try:
+        wait_for(lambda: len(answered) >= 3 or failures, 10, "lookups answering")
+        config = yaml.safe_load(daemon.config_path.read_text())
+        config["events"] = {"max_rows": 1000, "max_age": "30d"}
+        daemon.config_path.write_text(yaml.safe_dump(config))
+        daemon.signal(signal.SIGHUP)
         pruned = wait_for(lambda: daemon.get("/v1/events?kind=prune")["events"], 30, "a prune event")
+        [line] = wait_for(lambda: [e for e in daemon.logs() if e["msg"] == "event log pruned"], 10, "its log line")
     finally:
         stop.set()
         poller.join(10)
     assert failures == []
     assert pruned[0]["detail"]["deleted"] >= 59_000
-    assert len(answered) > 10
+    began = line["ts"] - line["seconds"]
+    assert [t for t in answered if began <= t <= line["ts"]], "no lookup was answered while the log was pruned"
     gaps = [later - earlier for earlier, later in zip(answered, answered[1:])]
     assert max(gaps) < 2.0, "a lookup waited behind the pruning"
     page = daemon.get("/v1/events?limit=1000")
