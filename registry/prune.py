@@ -4,10 +4,13 @@ The log is append-only for every event younger than max_age among the newest
 max_rows: SQLite's delete trigger (migration 2) refuses the rest, whatever asks.
 This job looks every `interval` at the log's size and its oldest event (two index
 lookups), and once the log is past either bound by a hundredth of it, deletes the
-oldest events in batches of a few hundred, one short transaction each, handing the
-event loop back between batches: no DNS query or HTTP lookup waits behind a prune
-(they never read SQLite anyway), and a writer waits one batch at most. Each pruning
-that deleted anything is itself one `prune` event.
+oldest events in batches of a few hundred, one short transaction each, on a
+connection of its own in a thread of its own: a batch's delete and fsync take
+milliseconds, which on the event loop made lookups wait behind a large pruning
+(p99 4-47 times higher while it lasted, `bench/prune.py`). Off the loop, no DNS
+query or HTTP lookup waits behind a prune (they never read SQLite), and a writer
+waits one batch at most, as behind any other writer. Each pruning that deleted
+anything is itself one `prune` event.
 
 The slack of a hundredth keeps pruning rare: a log held exactly at max_rows would
 otherwise prune one event, and log that, after every event.
@@ -17,13 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from registry import events
 from registry.background import cancel_and_wait, wait_or_wake
 from registry.errors import StorageError
 from registry.ratelog import RateLimitedLog
 from registry.store import Retention, Store
+from registry.store_log import prune_batch
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +48,25 @@ class EventPruner:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._fail_log = RateLimitedLog(log, logging.ERROR, "pruning the event log failed; retrying")
+        # One thread, so that a batch still running when the task is cancelled is
+        # over before the connection is closed behind it.
+        self._thread: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
 
     async def start(self) -> None:
         self.store.set_retention(self.retention)
+        self._db = self.store.pruning_connection()
+        if self._db is not None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pilotfish-prune")
         self._task = asyncio.create_task(self._run(), name="event pruner")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        if self._thread is not None and self._db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
+            self._thread.shutdown()
+        self._thread = self._db = None
 
     def set_retention(self, retention: Retention) -> None:
         """New bounds: recorded for the trigger at once, applied by the next run (which starts now)."""
@@ -74,11 +91,10 @@ class EventPruner:
         began = time.monotonic()
         deleted = 0
         while True:
-            batch = self.store.prune_events_batch()
+            batch = await self._batch()
             deleted += batch
             if batch == 0:
                 break
-            await asyncio.sleep(0)  # the event loop's turn: queries, checks, writes
         if deleted:
             oldest = self.store.event_log_size().oldest_seq
             retention = self.retention
@@ -87,6 +103,25 @@ class EventPruner:
             log.info("event log pruned",
                      extra={"deleted": deleted, "oldest_seq": oldest, "seconds": round(time.monotonic() - began, 3)})
         return deleted
+
+    async def _batch(self) -> int:
+        """One batch, off the event loop when the store has a file (an in-memory one has no second connection)."""
+        if self._thread is None or self._db is None:
+            batch = self.store.prune_events_batch()
+            await asyncio.sleep(0)
+            return batch
+        began = time.monotonic()
+        try:
+            batch = await asyncio.get_running_loop().run_in_executor(self._thread, prune_batch, self._db)
+        except sqlite3.Error as exc:
+            error = self.store.storage_error(exc)
+            if error is None:
+                raise
+            raise error from None
+        # As long again idle: on a daemon held to one core, the batches' CPU would
+        # otherwise be taken from the lookups sharing it.
+        await asyncio.sleep(time.monotonic() - began)
+        return batch
 
     async def _run(self) -> None:
         while True:

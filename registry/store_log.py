@@ -8,13 +8,14 @@ retention lets go: the delete trigger refuses the rest even if asked.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from registry.events import Event, LoggedEvent
 from registry.model import Status
-from registry.storebase import StoreBase, translated
+from registry.storebase import StoreBase, Transaction, translated
 
 # Events deleted per transaction when pruning: each is a few milliseconds of the
 # writer's time, so a reader never waits long behind one.
@@ -110,20 +111,22 @@ class JournalTables(StoreBase):
         Beyond `max_rows` (by seq) or older than `max_age` may go, and nothing else:
         the delete trigger refuses the rest even if asked. One short transaction.
         """
-        retention = self.retention()
-        # A second inside the trigger's own cut-off: SQLite's clock reads milliseconds,
-        # and one row it refuses would abort the whole batch.
-        cutoff = (time.time() if now is None else now) - retention.max_age - 1.0
-        with self._transaction():
-            top = self._db.execute("SELECT max(seq) FROM events").fetchone()[0]
-            if top is None:
-                return 0
-            rows = self._db.execute("SELECT seq FROM events ORDER BY seq LIMIT ?", (PRUNE_BATCH,)).fetchall()
-            cursor = self._db.execute(
-                "DELETE FROM events WHERE seq <= ? AND (seq <= ? OR ts < ?)",
-                (rows[-1][0], int(top) - retention.max_rows, cutoff),
-            )
-        return int(cursor.rowcount)
+        return prune_batch(self._db, now)
+
+    @translated
+    def pruning_connection(self) -> sqlite3.Connection | None:
+        """A connection of its own for pruning in another thread (None for an in-memory store).
+
+        A batch holds the write lock and fsyncs for milliseconds; on a connection of its
+        own it runs off the event loop, and a writer here waits one batch at most
+        (busy_timeout), as it would behind any other writer. The caller closes it.
+        """
+        if self.path == ":memory:":
+            return None
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
 
     @translated
     def events(self, limit: int = 100, before: int | None = None, kind: str | None = None) -> list[LoggedEvent]:
@@ -156,3 +159,22 @@ class EventLogSize:
     rows: int
     oldest_seq: int | None
     oldest_ts: float | None
+
+
+def prune_batch(db: sqlite3.Connection, now: float | None = None) -> int:
+    """`JournalTables.prune_events_batch` on any connection to the store's file."""
+    row = db.execute("SELECT max_age, max_rows FROM event_retention WHERE id = 1").fetchone()
+    retention = Retention(float(row[0]), int(row[1]))
+    # A second inside the trigger's own cut-off: SQLite's clock reads milliseconds,
+    # and one row it refuses would abort the whole batch.
+    cutoff = (time.time() if now is None else now) - retention.max_age - 1.0
+    with Transaction(db):
+        top = db.execute("SELECT max(seq) FROM events").fetchone()[0]
+        if top is None:
+            return 0
+        rows = db.execute("SELECT seq FROM events ORDER BY seq LIMIT ?", (PRUNE_BATCH,)).fetchall()
+        cursor = db.execute(
+            "DELETE FROM events WHERE seq <= ? AND (seq <= ? OR ts < ?)",
+            (rows[-1][0], int(top) - retention.max_rows, cutoff),
+        )
+    return int(cursor.rowcount)
