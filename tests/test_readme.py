@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import re
 import shlex
 import subprocess
@@ -19,7 +21,9 @@ from daemonkit import DaemonFactory
 from registry.cluster.keys import config_key, conflict_key, instance_key, node_key
 from registry.schema import load_text
 from registry.transitions import transitions_dict
-from resolver.config import load_config
+from resolver.cli import build_parser
+from resolver.config import SECTION_KEYS, TOP_KEYS, load_config
+from resolver.http.openapi import OPERATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -177,3 +181,64 @@ def test_fleet_walkthrough_config_loads_and_its_keys_table_is_the_layout(tmp_pat
     spelled = [key.replace("<node>", "n").replace("<id>", "i").replace("<a>+<b>", "a+b").replace("<key>", "k")
                for key in table]
     assert spelled == built
+
+
+def section(title: str) -> str:
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_configuration_reference_lists_every_key_with_its_default(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference block is what `pilotfish serve` without --config runs on, key for key."""
+    reference = yaml.safe_load(fenced(section("Configuration"), "yaml"))
+    assert list(reference) == list(TOP_KEYS)
+    for name, keys in SECTION_KEYS.items():
+        assert list(reference[name]) == list(keys), name
+    # node and address are shown as what the default is made of (<short hostname>);
+    # every other value is the default itself, paths relative to where it is read.
+    del reference["node"], reference["address"]
+    (tmp_path / "reference.yaml").write_text(yaml.safe_dump(reference))
+    monkeypatch.chdir(tmp_path)
+    assert dataclasses.replace(load_config(str(tmp_path / "reference.yaml")), source=None) == load_config(None)
+
+
+def documented_routes(text: str) -> set[tuple[str, str]]:
+    """Every `METHOD /path` (or `GET/PUT /path`) in backticks, path parameters as {}."""
+    found = set()
+    for methods, path in re.findall(r"`((?:GET|PUT|POST|DELETE)(?:/(?:GET|PUT|POST|DELETE))*) (/[^`\s]*)`", text):
+        for method in methods.split("/"):
+            found.add((method, re.sub(r"\{[^}]*\}|<[^>]*>", "{}", path)))
+    return found
+
+
+def test_the_http_api_and_consul_tables_list_every_route_the_app_serves() -> None:
+    served = {(method, re.sub(r"\{[^}]*\}", "{}", path)) for method, path in OPERATIONS}
+    assert documented_routes(section("HTTP API") + section("Consul compatibility")) == served
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((dict(action.choices) for action in parser._actions
+                 if isinstance(action, argparse._SubParsersAction)), {})
+
+
+def test_the_cli_section_shows_every_verb_and_option_of_pilotfish_help() -> None:
+    text = section("CLI")
+    missing = []
+    for verb, parser in subcommands(build_parser()).items():
+        # A verb's words (conflicts add, maint plan) are shown on its lines: `pilotfish maint
+        # ls | change ID | cancel ID`, or in prose as `maint done`.
+        lines = "\n".join(line for line in text.splitlines() if f"pilotfish {verb}" in line or f"`{verb} " in line)
+        actions = subcommands(parser) or {"": parser}
+        for action in parser._actions:
+            if action.choices and not action.option_strings and not isinstance(action, argparse._SubParsersAction):
+                actions.update({str(choice): parser for choice in action.choices})
+        if not lines:
+            missing.append(f"pilotfish {verb}")
+        for name, sub in actions.items():
+            if name and not re.search(rf"\b{name}\b", lines):
+                missing.append(f"pilotfish {verb} {name}")
+            for action in sub._actions:
+                flags = [flag for flag in action.option_strings if flag not in ("-h", "--help")]
+                if flags and not any(re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text) for flag in flags):
+                    missing.append(f"pilotfish {verb} {name} {flags[-1]}")
+    assert missing == []
