@@ -134,7 +134,7 @@ def test_an_unreachable_etcd_delays_nothing_and_restart_only_keys_wait(start_dae
     assert daemon.query("redis.service.internal", "A").rcode() == dns.rcode.NXDOMAIN  # still serving
     started = time.monotonic()
     assert daemon.stop() == 0
-    assert time.monotonic() - started < 5  # a dead etcd does not hold up SIGTERM
+    assert time.monotonic() - started < 8  # a dead etcd does not hold up SIGTERM (revoke gives up at 2 s; slack for load)
 
 
 def test_fleet_mode_without_the_etcd_client_is_refused_with_the_way_out(tmp_path: Path) -> None:
