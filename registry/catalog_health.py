@@ -15,7 +15,8 @@ from typing import Any
 from registry import events
 from registry.instances import InstanceTable
 from registry.journal import Journal
-from registry.model import CheckState, Entry, Hold, Instance, Node, NodeIdentity, NodeState, Status, Trigger, Window
+from registry.maintwindow import Hold, Window
+from registry.model import CheckState, Entry, Instance, Node, NodeIdentity, NodeState, Status, Trigger
 from registry.snapshot import Key
 from registry.store import HealthRow
 from registry.transitions import TRANSITIONS, settle

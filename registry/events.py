@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from registry.errors import ConflictError, Problem
-from registry.model import CheckState, ConflictRule, Instance, NodeState, Source, Trigger, Window
+from registry.maintwindow import Window
+from registry.model import CheckState, ConflictRule, Instance, NodeState, Source, Trigger
 
 
 class EventKind(str, enum.Enum):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from registry.model import CheckState, Entry, Hold, Instance, Node, NodeIdentity, NodeState, Status, Window, worst
+from registry.maintwindow import Hold, Window
+from registry.model import CheckState, Entry, Instance, Node, NodeIdentity, NodeState, Status, worst
 from registry.snapshot import Key
 from registry.store import HealthRow
 

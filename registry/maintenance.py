@@ -28,7 +28,8 @@ from registry import events
 from registry.background import cancel_and_wait, wait_or_wake
 from registry.catalog import Catalog
 from registry.errors import NotDraining, NotFoundError, StorageError
-from registry.model import Hold, MaintenanceKind, NodeState, Trigger, Window, WindowPhase, rfc3339
+from registry.maintwindow import Hold, MaintenanceKind, Window, WindowPhase
+from registry.model import NodeState, Trigger, rfc3339
 from registry.ratelog import RateLimitedLog
 from registry.snapshot import Snapshot
 from registry.transitions import check_transition, nothing_to_end

@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import math
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple
+from typing import TYPE_CHECKING, Mapping, NamedTuple
+
+if TYPE_CHECKING:
+    from registry.maintwindow import Window
 
 
 class Status(str, enum.Enum):
@@ -114,92 +116,6 @@ class Trigger(str, enum.Enum):
     SCHEDULE = "schedule"  # a planned window's time came
     TIMEOUT = "timeout"  # a drain's drain_timeout ran out
     HEALTH = "health"  # resource figures or check results
-
-
-class MaintenanceKind(str, enum.Enum):
-    """How a maintenance begins: at once, after a drain, or at a planned time."""
-
-    IMMEDIATE = "immediate"
-    DRAINING = "draining"
-    PLANNED = "planned"
-
-
-class WindowPhase(str, enum.Enum):
-    """Where a maintenance window stands at a given time."""
-
-    PLANNED = "planned"  # announced, not begun: the target serves as usual
-    DRAINING = "draining"
-    ACTIVE = "active"  # the work: the target is `maintenance` (immediate) or `offline`
-    OVER = "over"
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """One maintenance of a node (`instance` empty) or of one of its instances.
-
-    Times are Unix seconds. The target drains from `drain_at`, is at work from
-    `starts` and comes back at `ends` (None: when an operator ends it). Every kind is
-    a window: `immediate` drains and starts at once, `draining` starts when its
-    drain_timeout runs out (or an operator says the work may start).
-    """
-
-    id: int
-    node: str
-    instance: str
-    kind: MaintenanceKind
-    reason: str
-    drain_at: float
-    starts: float
-    ends: float | None
-    created: float
-
-    def phase_at(self, now: float) -> WindowPhase:
-        if self.ends is not None and now >= self.ends:
-            return WindowPhase.OVER
-        if now >= self.starts:
-            return WindowPhase.ACTIVE
-        if now >= self.drain_at:
-            return WindowPhase.DRAINING
-        return WindowPhase.PLANNED
-
-    def hold_at(self, now: float) -> Hold | None:
-        """What this window does to its target at `now`: None before it drains and once it is over."""
-        phase = self.phase_at(now)
-        if phase is WindowPhase.DRAINING:
-            return Hold(NodeState.DRAINING, self.reason, self.starts, self.id)
-        if phase is WindowPhase.ACTIVE:
-            state = NodeState.MAINTENANCE if self.kind is MaintenanceKind.IMMEDIATE else NodeState.OFFLINE
-            return Hold(state, self.reason, self.ends, self.id)
-        return None
-
-    def next_change(self, now: float) -> float | None:
-        """The first of its times after `now` (None: nothing more happens by itself)."""
-        return min((t for t in (self.drain_at, self.starts, self.ends) if t is not None and t > now), default=None)
-
-    def overlaps(self, other: Window) -> bool:
-        """Both hold the same target at some moment, drains included (an open end is forever)."""
-        mine = self.ends if self.ends is not None else math.inf
-        theirs = other.ends if other.ends is not None else math.inf
-        return self.drain_at < theirs and other.drain_at < mine
-
-    @property
-    def target(self) -> tuple[str, str]:
-        """(node, instance id); the instance is "" for the node itself."""
-        return (self.node, self.instance)
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """What keeps a node or an instance out of service now, and from which window.
-
-    `until` is when that ends by itself: for `draining` when the work begins (the
-    target turns `offline`), otherwise the window's end (None: when an operator ends it).
-    """
-
-    state: NodeState
-    reason: str
-    until: float | None
-    window: int
 
 
 class SourceKind(str, enum.Enum):

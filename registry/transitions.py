@@ -18,7 +18,8 @@ from types import MappingProxyType
 from typing import Mapping
 
 from registry.errors import InvalidTransition, NothingToEnd
-from registry.model import Hold, NodeState
+from registry.maintwindow import Hold
+from registry.model import NodeState
 
 ONLINE, DEGRADED, RECOVERING = NodeState.ONLINE, NodeState.DEGRADED, NodeState.RECOVERING
 DRAINING, MAINTENANCE, OFFLINE = NodeState.DRAINING, NodeState.MAINTENANCE, NodeState.OFFLINE

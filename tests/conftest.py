@@ -26,7 +26,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator,
 import pytest
 
 from registry.catalog import Catalog
-from registry.model import Entry, Hold, NodeIdentity, NodeState, Status, Trigger
+from registry.maintwindow import Hold
+from registry.model import Entry, NodeIdentity, NodeState, Status, Trigger
 from registry.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,7 +21,8 @@ from registry.errors import (
 )
 from registry.events import Event, EventKind
 from registry.instances import NOT_CHECKED
-from registry.model import CheckKind, CheckSpec, CheckState, Hold, Instance, NodeState, Source, Status, Trigger
+from registry.maintwindow import Hold
+from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Source, Status, Trigger
 from registry.schema import load_text, parse_registration
 from registry.store import Store
 

@@ -34,18 +34,17 @@ from registry.cluster.records import (
     encode_instance,
     encode_node,
 )
+from registry.maintwindow import MaintenanceKind, Window
 from registry.model import (
     CLUSTER,
     CheckState,
     ConflictRule,
     ConflictType,
     Entry,
-    MaintenanceKind,
     Node,
     NodeIdentity,
     NodeState,
     Status,
-    Window,
 )
 from registry.schema import load_text
 

@@ -26,7 +26,8 @@ from registry.cluster.sync import STOP_TIMEOUT, Backoff, ClusterSync, FleetSetti
 from registry.endpoints import parse_etcd
 from registry.health.runner import HealthRunner
 from registry.configvalues import ConfigValue
-from registry.model import CLUSTER, Entry, Hold, Node, NodeIdentity, NodeState, Status, Trigger
+from registry.maintwindow import Hold
+from registry.model import CLUSTER, Entry, Node, NodeIdentity, NodeState, Status, Trigger
 from registry.remote import RemoteBatch, RemoteLimits
 from registry.schema import parse_registration
 from registry.store import Store

@@ -22,7 +22,8 @@ from registry.errors import InvalidTransition, NotDraining, NotFoundError, Windo
 from registry.health.runner import HealthRunner
 from registry.maintenance import MaintenanceScheduler
 from registry.migrations import MIGRATIONS
-from registry.model import MaintenanceKind, NodeState, Status, Trigger, Window
+from registry.maintwindow import MaintenanceKind, Window
+from registry.model import NodeState, Status, Trigger
 from registry.nodestate import NodeMonitor, NodeThresholds
 from registry.store import Store
 from registry.windows import planned

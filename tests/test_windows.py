@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from registry.errors import ValidationError, WindowLimit, WindowOverlap
-from registry.model import MaintenanceKind, NodeState, Window, WindowPhase, rfc3339
+from registry.maintwindow import MaintenanceKind, Window, WindowPhase
+from registry.model import NodeState, rfc3339
 from registry.windows import MAX_WINDOWS, admit, changed, parse_drain, parse_time, planned, window_dict
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z

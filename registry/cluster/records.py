@@ -46,6 +46,7 @@ from registry.cluster.keys import (
 from registry.configvalues import VALUE_TYPES, cast_value
 from registry.errors import ConfigValueError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
+from registry.maintwindow import MaintenanceKind, Window
 from registry.model import (
     CLUSTER,
     REGISTRATION_FIELDS,
@@ -53,12 +54,10 @@ from registry.model import (
     ConflictRule,
     ConflictType,
     Entry,
-    MaintenanceKind,
     Node,
     NodeIdentity,
     NodeState,
     Status,
-    Window,
 )
 from registry.schema import parse_registration
 from registry.windows import parse_time
