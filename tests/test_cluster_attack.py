@@ -98,7 +98,8 @@ def test_an_etcd_restored_from_a_backup_gets_our_keys_again(tmp_path: Path, star
             async with EtcdClient([server.endpoint]) as reader:
                 await eventually(lambda: holds(reader, etcd_prefix, instance_key(etcd_prefix, "a", "db-5432")),
                                  WITHIN + 3, "db written again")
+            await eventually(lambda: b.catalog.current.entry("db-5432", "a"), WITHIN, "db on b again")
             await eventually(lambda: a.state.value == "synced" and b.state.value == "synced", WITHIN, "both synced")
-            assert b.catalog.current.entry("db-5432", "a") is not None and a.resyncs >= 1
+            assert a.resyncs >= 1 and b.resyncs >= 1
 
     run(main(), timeout=60)

@@ -416,8 +416,12 @@ class EtcdClient:
                 raise Compacted(revision) from None
             raise
 
-    def watch_prefix(self, prefix: str, start_revision: int) -> Watch:
-        """Events under `prefix` from `start_revision` on; use as `async with ... as watch`."""
-        return Watch(self, prefix, start_revision)
+    def watch_prefix(self, prefix: str, start_revision: int, seen: int | None = None) -> Watch:
+        """Events under `prefix` from `start_revision` on; use as `async with ... as watch`.
+
+        `seen` is a revision read before (default: the one before `start_revision`): an
+        etcd behind it lost history, and the watch raises RevisionWentBack.
+        """
+        return Watch(self, prefix, start_revision, seen)
 
 

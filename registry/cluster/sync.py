@@ -332,7 +332,7 @@ class ClusterSync:
                 # again and change nothing, but a compaction at the next revision (which
                 # etcd would let us watch from, silently without the deletions made at
                 # it) is then reported as Compacted, and we read everything again.
-                async with self.client.watch_prefix(self.settings.prefix, self.revision) as watch:
+                async with self.client.watch_prefix(self.settings.prefix, self.revision, self.revision) as watch:
                     self._recovered("watch")
                     backoff.reset()
                     async for batch in watch:

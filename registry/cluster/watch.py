@@ -43,10 +43,12 @@ class Watch:
     `RevisionWentBack` (at the start) when etcd is not there yet: it lost history.
     """
 
-    def __init__(self, owner: Connection, prefix: str, start_revision: int) -> None:
+    def __init__(self, owner: Connection, prefix: str, start_revision: int, seen: int | None = None) -> None:
         self._owner = owner
         self._key = prefix.encode()
         self.next_revision = start_revision
+        # A revision etcd has already reached (a watch may start one past the last).
+        self._seen = start_revision - 1 if seen is None else seen
         self._call: Any = None
         self._generation = 0
 
@@ -98,10 +100,10 @@ class Watch:
             await self._broken(f"{owner.endpoint}: the watch was not created")
         await self._check(created)
         current = int(created.header.revision)
-        if current < self.next_revision:
-            # etcd would wait for this revision, and then send only what follows it.
+        if current < self._seen:
+            # etcd would wait for revisions it already had, and then send only what follows.
             await self.aclose()
-            raise RevisionWentBack(self.next_revision, current)
+            raise RevisionWentBack(self._seen, current)
 
     async def _broken(self, detail: str) -> NoReturn:
         """Close the stream, move the client on, and say why (always raises)."""
