@@ -139,6 +139,8 @@ class StateCollector(Collector):
              status["bad_records"]),
             ("pilotfish_cluster_resyncs", "Whole re-reads of the prefix (compacted revision, overflow).",
              status["resyncs"]),
+            ("pilotfish_cluster_foreign_writes", "Writes to this node's keys by another writer (a same-named daemon?).",
+             status["foreign_writes"]),
         ):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], value)

@@ -122,6 +122,23 @@ class EtcdServer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
 
+    def save(self, snapshot: Path) -> None:
+        """A backup of the data as it is now (`etcdctl snapshot save`)."""
+        self._tool("etcdctl", "--endpoints", self.endpoint, "snapshot", "save", str(snapshot))
+
+    def restore(self, snapshot: Path) -> None:
+        """Stop, replace the data with `snapshot` (its revision, its leases) and start again."""
+        self.kill()
+        shutil.rmtree(self.data_dir)
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self._tool("etcdutl", "snapshot", "restore", str(snapshot), "--data-dir", str(self.data_dir), "--name", "t",
+                   "--initial-cluster", f"t={peer}", "--initial-advertise-peer-urls", peer)
+        self.start()
+
+    def _tool(self, name: str, *args: str) -> None:
+        done = subprocess.run([str(self.binary.parent / name), *args], capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+
 
 def _state(stat: Path) -> str:
     """A thread's state letter from /proc (`T` once stopped); a thread gone counts as stopped."""

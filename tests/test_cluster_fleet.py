@@ -114,7 +114,8 @@ def test_etcd_down_longer_than_the_lease_then_back(start_daemon: DaemonFactory, 
     for daemon in (a, b, c):
         status = daemon.status()["cluster"]
         assert status["state"] == "stale" and status["since"] < time.time() and status["revision"] > 0
-        assert "pilotfish_cluster_stale 1.0" in daemon.text("/metrics")
+        metrics = daemon.text("/metrics")
+        assert "pilotfish_cluster_stale 1.0" in metrics and "pilotfish_cluster_foreign_writes_total 0.0" in metrics
     # Every daemon still answers what it had, its own and the fleet's.
     assert srv(c, "_web._tcp.service.internal") == [("a.node.internal.", 8080)]
     assert srv(a, "_old._tcp.service.internal") == [("b.node.internal.", 7000)]

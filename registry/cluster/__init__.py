@@ -35,7 +35,9 @@ Serve. Two loops run side by side:
   Responses are never split; those arriving within 50 ms of the last fleet snapshot
   join the next one. `Put` upserts, `Delete` and `Skipped` remove. Fleet rules and
   config go to the rule book and the config view; remote instances never run checks or
-  TTL expiry here and never take part in this node's conflicts.
+  TTL expiry here and never take part in this node's conflicts. Events on this
+  node's own keys not made with our lease are someone else's: a deletion is written
+  again at once, a write counted (`foreign_writes`) and logged, never fought.
 API writes of rules and config go straight to etcd (no lease) and are applied here at
 once; etcd refusing them is the client's 503.
 
@@ -43,7 +45,9 @@ Recover. `Unavailable` from any call marks the fleet view stale (`cluster.state`
 `since`, `revision` in /v1/status and /metrics) while DNS and HTTP keep serving it and
 local registrations keep working. Each loop retries with capped exponential backoff and
 full jitter (0.25 s doubling to 2 s). A watch that breaks alone resumes from its
-revision; `Compacted` or `WatchOverflow` (`ResyncNeeded`) mean a whole read. A lost
+revision; `Compacted` or `WatchOverflow` (`ResyncNeeded`) mean a whole read; an etcd
+behind the revision already read (`RevisionWentBack`: a backup restored) ends the
+session, as what it holds of ours may be old. A lost
 lease (`keep_alive.lost()`: etcd away for a whole TTL, or the lease gone) ends the
 session, and the next one joins afresh.
 

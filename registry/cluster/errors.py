@@ -68,6 +68,18 @@ class ValueTooLarge(EtcdError):
         super().__init__(f"value for {key!r} is {size} bytes, over the {limit}-byte limit")
 
 
+class RevisionWentBack(EtcdError):
+    """etcd is at `current`, before `expected`, a revision we already read: it lost history
+    (restored from a backup, or another cluster behind the same address). What it holds
+    of ours may be old, and watching from `expected` would wait for revisions that will
+    never carry what happened in between: join again (republish, read, watch)."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(f"etcd is at revision {current}, before {expected} that we already read")
+
+
 class ResyncNeeded(EtcdError):
     """The watch cannot continue from where it is: read the prefix again, then watch."""
 

@@ -22,7 +22,7 @@ Rules every caller may rely on:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import aetcd
 import grpc
@@ -278,10 +278,17 @@ class EtcdClient:
             await self._transaction(chunk)
         return len(pending)
 
-    def forget(self) -> None:
-        """Drop the view of what we wrote, so the next writes go out whole (after a reconnect)."""
-        self._written.clear()
-        self._unsure.clear()
+    def forget(self, keys: Iterable[str] | None = None) -> None:
+        """Drop the view of what we wrote (of `keys`, or all), so their next writes go out whole.
+
+        All after a reconnect; some when etcd lost them under us (deleted by someone else).
+        """
+        if keys is None:
+            self._written.clear()
+            self._unsure.clear()
+            return
+        for key in keys:
+            self._written.pop(key, None)
 
     def may_hold(self, key: str) -> bool:
         """Whether etcd may hold `key` from us since the last `forget`: written and not deleted, or unsure."""
@@ -379,7 +386,7 @@ class EtcdClient:
                 if problem is None and len(kv.value) > self.max_value_bytes:
                     problem = f"value is {len(kv.value)} bytes, over {self.max_value_bytes}"
                 if problem is None:
-                    items.append(KeyValue(key, kv.value, kv.mod_revision))
+                    items.append(KeyValue(key, kv.value, kv.mod_revision, int(kv.lease)))
                 else:
                     skipped.append(Skipped(key, problem, kv.mod_revision))
             if on_page is not None and len(items) > first:
@@ -409,8 +416,12 @@ class EtcdClient:
                 raise Compacted(revision) from None
             raise
 
-    def watch_prefix(self, prefix: str, start_revision: int) -> Watch:
-        """Events under `prefix` from `start_revision` on; use as `async with ... as watch`."""
-        return Watch(self, prefix, start_revision)
+    def watch_prefix(self, prefix: str, start_revision: int, seen: int | None = None) -> Watch:
+        """Events under `prefix` from `start_revision` on; use as `async with ... as watch`.
+
+        `seen` is a revision read before (default: the one before `start_revision`): an
+        etcd behind it lost history, and the watch raises RevisionWentBack.
+        """
+        return Watch(self, prefix, start_revision, seen)
 
 

@@ -66,7 +66,7 @@ class FullRead:
 
     batch: RemoteBatch
     revision: int
-    own_keys: tuple[str, ...]
+    own: tuple[KeyValue, ...]
 
 
 class Follower:
@@ -155,7 +155,7 @@ class WholeRead:
     def __init__(self, follower: Follower) -> None:
         self._follower = follower
         self._batch = _Batch()
-        self._own: list[str] = []
+        self._own: list[KeyValue] = []
         self._pages: deque[Sequence[KeyValue]] = deque()
         self._more = asyncio.Event()
         self._last = False
@@ -187,7 +187,7 @@ class WholeRead:
                 for start in range(0, len(items), DECODE_SLICE):
                     for item in items[start : start + DECODE_SLICE]:
                         if follower.is_own(item.key):
-                            self._own.append(item.key)
+                            self._own.append(item)
                         else:
                             follower._put(self._batch, item)
                     await asyncio.sleep(0)  # DNS and HTTP answer between slices

@@ -31,16 +31,22 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class KeyValue:
+    """A key as read; `lease` is the id of the lease it was written with (0: none)."""
+
     key: str
     value: bytes
     mod_revision: int
+    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Put:
+    """A key written; `lease` as in KeyValue, which tells our own writes from anyone else's."""
+
     key: str
     value: bytes
     mod_revision: int
+    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)

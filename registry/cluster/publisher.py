@@ -66,6 +66,12 @@ class Publisher:
         self._node_dirty = True
         self._wake.set()
 
+    def mark(self, keys: Collection[Key], node: bool = False) -> None:
+        """Write these again at the next flush (etcd lost them under us), and the node record if `node`."""
+        self._dirty.update(keys)
+        self._node_dirty |= node
+        self._wake.set()
+
     def mark_all(self) -> None:
         """Everything we own is written again at the next flush (a new lease holds nothing yet)."""
         self._dirty.update(self._catalog.owned_keys())

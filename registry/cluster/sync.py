@@ -35,18 +35,30 @@ from typing import Any, Awaitable, Callable
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
-from registry.cluster.errors import EtcdError, LeaseNotFound, ResyncNeeded, Unavailable
+from registry.cluster.errors import EtcdError, LeaseNotFound, ResyncNeeded, RevisionWentBack, Unavailable
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.follower import Follower
-from registry.cluster.keys import config_key, conflict_key, instance_key, node_key, rule_id
-from registry.cluster.kv import Lease, WatchBatch, Write
+from registry.cluster.keys import (
+    BadRecord,
+    InstanceKey,
+    NodeKey,
+    config_key,
+    conflict_key,
+    instance_key,
+    node_key,
+    parse_key,
+    rule_id,
+)
+from registry.cluster.kv import Lease, Put, Skipped, WatchBatch, WatchEvent, Write
 from registry.cluster.publisher import Publisher
 from registry.cluster.records import MAX_RECORD_BYTES, encode_config, encode_conflict
 from registry.configvalues import ConfigValue, cast_value
 from registry.endpoints import Endpoint
 from registry.errors import NotFoundError, Problem, ValidationError
 from registry.model import ConflictRule, ConflictType
+from registry.ratelog import RateLimitedLog
 from registry.remote import RemoteBatch
+from registry.snapshot import Key
 
 log = logging.getLogger("pilotfish.cluster")
 
@@ -114,6 +126,12 @@ class ClusterSync:
         self.lease: Lease | None = None
         self.last_error: str | None = None
         self.resyncs = 0
+        # Writes to keys this daemon owns by anyone else (a second daemon with our node name?).
+        self.foreign_writes = 0
+        self._foreign_log = RateLimitedLog(
+            log, logging.WARNING, "another writer changed this node's key in etcd (a second daemon with this "
+            "node name?); left as it is, not to fight it")
+        self._lost_log = RateLimitedLog(log, logging.WARNING, "this node's key was deleted in etcd; writing it again")
         self.refused: dict[str, int] = {"instances": 0, "nodes": 0, "rules": 0, "config": 0}
         self._failing: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -186,6 +204,7 @@ class ClusterSync:
             "refused": dict(self.refused),
             "bad_records": self.follower.bad_records,
             "resyncs": self.resyncs,
+            "foreign_writes": self.foreign_writes,
             "error": self.last_error,
         }
 
@@ -265,7 +284,12 @@ class ClusterSync:
                                       "read_s": round(decoded - started, 3),
                                       "apply_s": round(time.monotonic() - decoded, 3)})
         owned = self._own_keys()
-        leftovers = [key for key in read.own_keys if key not in owned]
+        leftovers = [item.key for item in read.own if item.key not in owned]
+        lease = self.lease
+        for item in read.own:
+            # Written after our join's publish (which used this lease) by someone else.
+            if item.key in owned and (lease is None or item.lease != lease.id):
+                self._foreign(item.key, item.lease)
         if leftovers:
             log.info("taking down keys of this node it no longer owns", extra={"keys": len(leftovers)})
             await self.client.apply([], leftovers)
@@ -308,11 +332,17 @@ class ClusterSync:
                 # again and change nothing, but a compaction at the next revision (which
                 # etcd would let us watch from, silently without the deletions made at
                 # it) is then reported as Compacted, and we read everything again.
-                async with self.client.watch_prefix(self.settings.prefix, self.revision) as watch:
+                async with self.client.watch_prefix(self.settings.prefix, self.revision, self.revision) as watch:
                     self._recovered("watch")
                     backoff.reset()
                     async for batch in watch:
                         self._received(batch)
+            except RevisionWentBack as exc:
+                # Our keys there may be old ones, and the whole view is: all of it again.
+                log.warning("etcd's revision went back (restored from a backup?); joining again",
+                            extra={"revision": exc.current, "read": exc.expected})
+                self.resyncs += 1
+                raise
             except ResyncNeeded as exc:
                 log.warning("watch cannot resume; reading the whole prefix again", extra={"error": str(exc)})
                 self.resyncs += 1
@@ -325,6 +355,10 @@ class ClusterSync:
 
     def _received(self, response: WatchBatch) -> None:
         """Hold a watch response for the next fleet snapshot (at once, if none was made lately)."""
+        for event in response.events:
+            owned = self._owns(event.key)
+            if owned or self.follower.is_own(event.key):
+                self._own_key_changed(event, owned)
         self._pending.append(response)
         self._pending_events += len(response.events)
         if self._pending_events > MAX_PENDING_EVENTS:
@@ -335,6 +369,50 @@ class ClusterSync:
             # Even at once, after this loop pass: responses read together join one snapshot.
             self._flush = loop.call_later(delay, self._apply_pending) if delay > 0 else loop.call_soon(
                 self._apply_pending)
+
+    def _owns(self, key: str) -> Key | bool:
+        """The instance key this daemon owns at `key`, True for our node record, else False."""
+        prefix = self.settings.prefix
+        if not key.startswith(prefix) or not key.startswith(("nodes/", "instances/"), len(prefix)):
+            return False
+        try:
+            where = parse_key(prefix, key)
+        except BadRecord:
+            return False
+        if isinstance(where, NodeKey):
+            return where.node == self.catalog.identity.node
+        if isinstance(where, InstanceKey):
+            owned = (where.node, where.instance_id)
+            return owned if owned in self.catalog.owned_keys() else False
+        return False
+
+    def _own_key_changed(self, event: WatchEvent, owned: Key | bool) -> None:
+        """Someone else wrote or deleted a key of ours: say so, and put back what we own.
+
+        A deletion (an operator's `etcdctl del`, a twin's lease revoked) would leave
+        this node missing on every other node until our lease ends, so the key is
+        written again. A foreign write is only reported: two daemons with one node
+        name rewriting each other's values would never stop.
+        """
+        lease = self.lease
+        if isinstance(event, Put):
+            if lease is None or event.lease != lease.id:
+                self._foreign(event.key, event.lease)
+            return
+        if isinstance(event, Skipped):
+            self._foreign(event.key, 0)  # a value no node can read: ours is better
+        if not owned:
+            return
+        self._lost_log.note(key=event.key)
+        self.client.forget([event.key])
+        if isinstance(owned, tuple):
+            self.publisher.mark([owned])
+        else:
+            self.publisher.mark((), node=True)
+
+    def _foreign(self, key: str, lease: int) -> None:
+        self.foreign_writes += 1
+        self._foreign_log.note(key=key, lease=f"{lease:x}", node=self.catalog.identity.node)
 
     def _apply_pending(self) -> None:
         if self._flush is not None:

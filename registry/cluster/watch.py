@@ -14,7 +14,7 @@ import aetcd
 import grpc
 from aetcd import rpc
 
-from registry.cluster.errors import Compacted, RequestRefused, Unavailable, WatchOverflow
+from registry.cluster.errors import Compacted, RequestRefused, RevisionWentBack, Unavailable, WatchOverflow
 from registry.cluster.kv import Delete, Put, Skipped, WatchBatch, WatchEvent, decode_key, prefix_end
 from registry.cluster.rpc import closed_under_us, code_of, details_of
 
@@ -39,13 +39,16 @@ class Watch:
     """One watch stream: an async iterator of `WatchBatch`, closed by `async with`.
 
     It ends with `Unavailable` when the stream breaks (watch again from
-    `next_revision`), or `ResyncNeeded` when that revision can no longer be watched.
+    `next_revision`), `ResyncNeeded` when that revision can no longer be watched, or
+    `RevisionWentBack` (at the start) when etcd is not there yet: it lost history.
     """
 
-    def __init__(self, owner: Connection, prefix: str, start_revision: int) -> None:
+    def __init__(self, owner: Connection, prefix: str, start_revision: int, seen: int | None = None) -> None:
         self._owner = owner
         self._key = prefix.encode()
         self.next_revision = start_revision
+        # A revision etcd has already reached (a watch may start one past the last).
+        self._seen = start_revision - 1 if seen is None else seen
         self._call: Any = None
         self._generation = 0
 
@@ -96,6 +99,11 @@ class Watch:
         if created is grpc.aio.EOF or not created.created:
             await self._broken(f"{owner.endpoint}: the watch was not created")
         await self._check(created)
+        current = int(created.header.revision)
+        if current < self._seen:
+            # etcd would wait for revisions it already had, and then send only what follows.
+            await self.aclose()
+            raise RevisionWentBack(self._seen, current)
 
     async def _broken(self, detail: str) -> NoReturn:
         """Close the stream, move the client on, and say why (always raises)."""
@@ -153,4 +161,4 @@ class Watch:
             return Skipped(key, problem, revision) if problem else Delete(key, revision)
         if problem is None and len(kv.value) > self._owner.max_value_bytes:
             problem = f"value is {len(kv.value)} bytes, over {self._owner.max_value_bytes}"
-        return Skipped(key, problem, revision) if problem else Put(key, kv.value, revision)
+        return Skipped(key, problem, revision) if problem else Put(key, kv.value, revision, int(kv.lease))
