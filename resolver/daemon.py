@@ -152,7 +152,8 @@ class Daemon:
         if not settings.enabled:
             return
         try:
-            from registry.cluster.sync import ClusterSync, FleetSettings
+            from registry.cluster.settings import FleetSettings
+            from registry.cluster.sync import ClusterSync
         except ImportError as exc:
             raise StartupError(f"cluster.etcd is set, but the etcd client is not installed ({exc}): "
                                "pip install 'pilotfish[cluster]'") from None

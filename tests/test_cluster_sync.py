@@ -22,7 +22,8 @@ from registry.cluster.etcd import EtcdClient
 from registry.cluster.keys import instance_key, node_key
 from registry.cluster.kv import Write
 from registry.cluster.records import encode_instance
-from registry.cluster.sync import STOP_TIMEOUT, Backoff, ClusterSync, FleetSettings
+from registry.cluster.settings import Backoff, FleetSettings
+from registry.cluster.sync import STOP_TIMEOUT, ClusterSync
 from registry.endpoints import parse_etcd
 from registry.health.runner import HealthRunner
 from registry.configvalues import ConfigValue

@@ -5,7 +5,8 @@ aetcd, with its `watch` and `keepalive`; what it says is in `kv` and `errors`), 
 and `records` (keys and JSON values as pure functions, decoding hostile values
 defensively). The parts that join them to the catalog: `publisher` (this node's keys
 out), `follower` (everyone else's in, as `registry.remote.RemoteBatch`es) and `sync`
-(`ClusterSync`, their one owner). The etcd client (aetcd, gRPC) is imported only when
+(`ClusterSync`, their one owner, with `settings` for its config, backoff and state,
+and `fleetwrites` for the rules and config the API writes fleet-wide). The etcd client (aetcd, gRPC) is imported only when
 `cluster.etcd` is set, so a single-host daemon needs none of it (the `cluster` extra
 installs it); `keys`, `records` and `errors` import nothing of it.
 

@@ -26,47 +26,27 @@ client's timeout, and readers never wait for this module.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import random
 import time
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
 from registry.cluster.errors import EtcdError, LeaseNotFound, ResyncNeeded, RevisionWentBack, Unavailable
 from registry.cluster.etcd import EtcdClient
+from registry.cluster.fleetwrites import FleetWrites
 from registry.cluster.follower import Follower
-from registry.cluster.keys import (
-    BadRecord,
-    InstanceKey,
-    NodeKey,
-    config_key,
-    conflict_key,
-    instance_key,
-    node_key,
-    parse_key,
-    rule_id,
-)
-from registry.cluster.kv import Lease, Put, Skipped, WatchBatch, WatchEvent, Write
+from registry.cluster.keys import BadRecord, InstanceKey, NodeKey, instance_key, node_key, parse_key
+from registry.cluster.kv import Lease, Put, Skipped, WatchBatch, WatchEvent
 from registry.cluster.publisher import Publisher
-from registry.cluster.records import MAX_RECORD_BYTES, encode_config, encode_conflict
-from registry.configvalues import ConfigValue, cast_value
-from registry.endpoints import Endpoint
-from registry.errors import NotFoundError, Problem, ValidationError
-from registry.model import ConflictRule, ConflictType
+from registry.cluster.settings import Backoff, FleetSettings, SyncState
+from registry.cluster.records import MAX_RECORD_BYTES
 from registry.ratelog import RateLimitedLog
 from registry.remote import RemoteBatch
 from registry.snapshot import Key
 
 log = logging.getLogger("pilotfish.cluster")
 
-# Retries wait a random time up to a cap that doubles from BACKOFF_FIRST to BACKOFF_CAP
-# ("full jitter"), so a fleet does not stampede a restarted etcd, and a daemon is back
-# within a few seconds of etcd.
-BACKOFF_FIRST = 0.25
-BACKOFF_CAP = 2.0
 # A clean stop gives etcd this long to revoke the lease: a dead etcd must not hold up SIGTERM.
 STOP_TIMEOUT = 2.0
 CLIENT_TIMEOUT = 2.0
@@ -76,42 +56,7 @@ SNAPSHOT_INTERVAL = 0.05
 MAX_PENDING_EVENTS = 10_000
 
 
-class SyncState(str, enum.Enum):
-    """`connecting` until the first whole read; `synced` while etcd answers; `stale` while it does not."""
-
-    CONNECTING = "connecting"
-    SYNCED = "synced"
-    STALE = "stale"
-
-
-@dataclass(frozen=True)
-class FleetSettings:
-    """The config's `cluster` section as fleet mode needs it."""
-
-    endpoints: tuple[Endpoint, ...]
-    prefix: str
-    lease_ttl: int
-    datacenter: str
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter; `reset` after a success."""
-
-    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP) -> None:
-        self.first = first
-        self.cap = cap
-        self._failures = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.first * 2**self._failures)
-        self._failures = min(self._failures + 1, 32)
-        return random.uniform(0, ceiling)
-
-    def reset(self) -> None:
-        self._failures = 0
-
-
-class ClusterSync:
+class ClusterSync(FleetWrites):
     """Publishes this node to etcd and follows the fleet into the catalog, until `stop`."""
 
     def __init__(self, catalog: Catalog, settings: FleetSettings, version: str, client_timeout: float = CLIENT_TIMEOUT) -> None:
@@ -182,6 +127,10 @@ class ClusterSync:
             self.state = SyncState.SYNCED
             self.since = time.time()
             self.last_error = None
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.prefix
 
     def status(self) -> dict[str, Any]:
         """What /v1/status shows under `cluster`."""
@@ -446,58 +395,3 @@ class ClusterSync:
             except Unavailable as exc:
                 self._failed(part, exc)
             await asyncio.sleep(backoff.next())
-
-    # -- fleet-wide writes (the API's conflict rules and config) ----------------
-
-    async def add_rule(self, a: str, b: str, type_: ConflictType, reason: str) -> ConflictRule:
-        """Write a fleet rule to etcd and apply it here at once; an existing pair is returned as it is."""
-        pair = _checked(lambda: rule_id(a, b), "a")
-        existing = next((rule for rule in self.catalog.rules() if rule.pair == frozenset((a, b))), None)
-        if existing is not None:
-            return existing
-        rule = ConflictRule(a, b, type_, reason, id=pair, source="cluster")
-        await self._write(conflict_key(self.settings.prefix, a, b), encode_conflict(rule))
-        self._apply(RemoteBatch(rules={pair: rule}))
-        return rule
-
-    async def delete_rule(self, pair: str) -> ConflictRule:
-        """Take a fleet rule (`<a>+<b>`, either order) off etcd and this node."""
-        a, _, b = pair.partition("+")
-        pair = _checked(lambda: rule_id(a, b), "id")
-        rule = self.catalog.remote.rules.get(pair)
-        if rule is None:
-            raise NotFoundError("conflict rule", pair)
-        await self._delete(conflict_key(self.settings.prefix, rule.a, rule.b))
-        self._apply(RemoteBatch(rules={pair: None}))
-        return rule
-
-    async def set_config(self, node: str | None, key: str, raw: object, value_type: str) -> ConfigValue:
-        value = cast_value(key, raw, value_type)
-        where = _checked(lambda: config_key(self.settings.prefix, key, node), "node" if node else "key")
-        await self._write(where, encode_config(value, value_type))
-        stored = ConfigValue(key, value, value_type, "node" if node else "global", node)
-        self._apply(RemoteBatch(config={(node, key): stored}))
-        return stored
-
-    async def delete_config(self, node: str | None, key: str) -> None:
-        if (node, key) not in self.catalog.remote.config:
-            raise NotFoundError("config key", key)
-        await self._delete(config_key(self.settings.prefix, key, node))
-        self._apply(RemoteBatch(config={(node, key): None}))
-
-    async def _write(self, key: str, value: bytes) -> None:
-        if len(value) > MAX_RECORD_BYTES:
-            raise ValidationError([Problem("<request>", None, "value", f"over {MAX_RECORD_BYTES} bytes as JSON: "
-                                           "no node would read it")])
-        await self.client.apply([Write(key, value)])
-
-    async def _delete(self, key: str) -> None:
-        await self.client.apply([], [key])
-
-
-def _checked(make: Callable[[], str], field: str) -> str:
-    """A key or rule id, or the 400 that says why the request's names cannot be one."""
-    try:
-        return make()
-    except ValueError as exc:
-        raise ValidationError([Problem("<request>", None, field, str(exc))]) from None
