@@ -11,7 +11,8 @@ import pytest
 from conftest import run
 from etcdkit import EtcdServer, collect, keys_under, other_node
 from registry.cluster.errors import BadEndpoint, RangeTooLarge, ValueTooLarge, WatchOverflow
-from registry.cluster.etcd import MAX_TXN_OPS, RANGE_PAGE, EtcdClient, parse_endpoint
+from registry.cluster.etcd import MAX_TXN_OPS, EtcdClient, parse_endpoint
+from registry.cluster.ranges import RANGE_PAGE
 from registry.cluster.kv import Put, Skipped, Write
 from registry.endpoints import Endpoint
 

@@ -1,7 +1,7 @@
 """The one door to etcd: the few operations fleet mode needs, with our types and errors.
 
 Everything fleet mode asks of etcd goes through `EtcdClient`, so another client
-library could replace `aetcd` by rewriting this module, its watch (registry.cluster.watch)
+library could replace `aetcd` by rewriting this module, its reads and watch (registry.cluster.ranges, .watch)
 and registry.cluster.rpc alone: no aetcd or gRPC type leaves them; callers get
 registry.cluster.kv values and registry.cluster.errors. aetcd holds the channel, the generated protocol stubs and the unary calls;
 ranges and watches call its stubs directly, because its own helpers can neither page
@@ -30,15 +30,14 @@ from aetcd import rpc
 
 from registry.cluster.errors import (
     BadEndpoint,
-    Compacted,
     LeaseNotFound,
-    RangeTooLarge,
     RequestRefused,
     Unavailable,
     ValueTooLarge,
 )
 from registry.cluster.keepalive import KeepAlive
-from registry.cluster.kv import MAX_KEY_BYTES, KeyValue, Lease, RangeResult, Skipped, Write, decode_key, prefix_end
+from registry.cluster.kv import MAX_KEY_BYTES, Lease, Write
+from registry.cluster.ranges import RangeReads
 from registry.cluster.rpc import closed_under_us, code_of, details_of, unreached
 from registry.cluster.watch import Watch
 from registry.endpoints import Endpoint, parse_etcd
@@ -52,10 +51,6 @@ MAX_VALUE_BYTES = 64 * 1024
 # into transactions under both, so a large republish never trips them.
 MAX_TXN_OPS = 128
 MAX_TXN_BYTES = 1024 * 1024
-# Keys a range page asks for. Each page costs etcd a fixed share of its time: 4,096
-# (about 2.5 MB of records) reads 100,000 keys in under a second where 512 took four.
-# Pages of large values are halved until they fit a message (below).
-RANGE_PAGE = 4096
 # A gRPC message is refused above this size: a range page or a watch response that
 # would need more is read again in smaller pieces (range) or resynced (watch).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -78,7 +73,7 @@ def parse_endpoint(text: str) -> Endpoint:
         raise BadEndpoint(text, str(exc)) from None
 
 
-class EtcdClient:
+class EtcdClient(RangeReads):
     """A connection to one etcd cluster through any of its endpoints.
 
     Calls go to the current endpoint; one that fails to answer moves every later call
@@ -343,78 +338,6 @@ class EtcdClient:
                 self._written.pop(key, None)
             else:
                 self._written[key] = (op.value, op.lease.id if op.lease else 0)
-
-    # -- reads ----------------------------------------------------------------
-
-    async def range_prefix(
-        self, prefix: str, on_page: Callable[[Sequence[KeyValue]], None] | None = None
-    ) -> RangeResult:
-        """Every key under `prefix`, read in pages at one revision.
-
-        `on_page` is handed each page's items as it arrives, so that a reader can work
-        on them while etcd prepares the next one.
-        """
-        start = prefix.encode()
-        end = prefix_end(start)
-        revision = 0
-        limit = RANGE_PAGE
-        items: list[KeyValue] = []
-        skipped: list[Skipped] = []
-        while True:
-            page = await self._range_page(start, end, revision, limit)
-            if page is None and limit > 1:
-                limit //= 2  # a page of large values: read fewer at a time
-                continue
-            if page is None:
-                # One value alone is over the message limit: name it and go past it.
-                page = await self._range_page(start, end, revision, 1, keys_only=True)
-                if page is None:
-                    raise RequestRefused("range", "RESOURCE_EXHAUSTED", "one key alone is over the message limit")
-                revision = revision or int(page.header.revision)
-                for kv in page.kvs:
-                    skipped.append(Skipped(decode_key(kv.key)[0], "value over the message limit", kv.mod_revision))
-                    start = kv.key + b"\0"
-                if page.kvs:
-                    continue
-                return RangeResult(revision, tuple(items), tuple(skipped))
-            revision = revision or int(page.header.revision)
-            if len(items) + len(skipped) + len(page.kvs) > self.max_keys:
-                raise RangeTooLarge(prefix, self.max_keys)
-            first = len(items)
-            for kv in page.kvs:
-                key, problem = decode_key(kv.key)
-                if problem is None and len(kv.value) > self.max_value_bytes:
-                    problem = f"value is {len(kv.value)} bytes, over {self.max_value_bytes}"
-                if problem is None:
-                    items.append(KeyValue(key, kv.value, kv.mod_revision, int(kv.lease)))
-                else:
-                    skipped.append(Skipped(key, problem, kv.mod_revision))
-            if on_page is not None and len(items) > first:
-                on_page(items[first:])
-            if not page.more or not page.kvs:
-                return RangeResult(revision, tuple(items), tuple(skipped))
-            start = page.kvs[-1].key + b"\0"
-            limit = RANGE_PAGE
-
-    async def _range_page(self, start: bytes, end: bytes, revision: int, limit: int, keys_only: bool = False) -> Any:
-        """One page, or None when it is larger than a message may be."""
-        request = rpc.RangeRequest(key=start, range_end=end, limit=limit, revision=revision, keys_only=keys_only)
-
-        async def page(client: aetcd.Client) -> Any:
-            try:
-                return await client.kvstub.Range(request, timeout=self.timeout, metadata=client.metadata)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    return None
-                raise
-
-        try:
-            return await self._call("range", page)
-        except RequestRefused as exc:
-            if exc.code == "OUT_OF_RANGE" and "compacted" in exc.detail:
-                # The pinned revision went while we paged: the caller reads again.
-                raise Compacted(revision) from None
-            raise
 
     def watch_prefix(self, prefix: str, start_revision: int, seen: int | None = None) -> Watch:
         """Events under `prefix` from `start_revision` on; use as `async with ... as watch`.
