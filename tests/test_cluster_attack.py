@@ -100,6 +100,8 @@ def test_an_etcd_restored_from_a_backup_gets_our_keys_again(tmp_path: Path, star
                                  WITHIN + 3, "db written again")
             await eventually(lambda: b.catalog.current.entry("db-5432", "a"), WITHIN, "db on b again")
             await eventually(lambda: a.state.value == "synced" and b.state.value == "synced", WITHIN, "both synced")
-            assert a.resyncs >= 1 and b.resyncs >= 1
+            # a joined again (its key was lost); b may not have to: once a's republish
+            # carries etcd past the revision b had read, b's watch simply goes on.
+            assert a.resyncs >= 1
 
     run(main(), timeout=60)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.cluster import etcd, records
+from registry.cluster import etcd, rawjson, records
 from registry.cluster.keys import (
     BadRecord,
     ConfigKey,
@@ -231,7 +231,7 @@ def test_a_node_record_carries_its_maintenance_windows_soonest_first_and_bounded
     )
     node = Node("web1", "192.0.2.10", NodeState.DRAINING, "kernel", windows)
     raw = encode_node(node, "1")
-    assert len(raw) < records.MAX_RECORD_BYTES // 2  # every reason at its longest
+    assert len(raw) < rawjson.MAX_RECORD_BYTES // 2  # every reason at its longest
     decoded = decode_record(P, node_key(P, "web1"), raw)
     assert isinstance(decoded, NodeRecord) and decoded.node.state is NodeState.DRAINING
     assert len(decoded.node.windows) == records.MAX_WINDOWS
@@ -270,7 +270,7 @@ def test_text_from_other_programs_is_made_printable_before_it_is_published() -> 
 
 
 def test_the_record_limit_is_the_clients_default() -> None:
-    assert records.MAX_RECORD_BYTES == etcd.MAX_VALUE_BYTES
+    assert rawjson.MAX_RECORD_BYTES == etcd.MAX_VALUE_BYTES
 
 
 # -- hostile values -------------------------------------------------------------

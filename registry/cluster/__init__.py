@@ -6,12 +6,13 @@ and `records` (keys and JSON values as pure functions, decoding hostile values
 defensively). The parts that join them to the catalog: `publisher` (this node's keys
 out), `follower` (everyone else's in, as `registry.remote.RemoteBatch`es) and `sync`
 (`ClusterSync`, their one owner, with `settings` for its config, backoff and state,
-and `fleetwrites` for the rules and config the API writes fleet-wide). The etcd client (aetcd, gRPC) is imported only when
+`fleetwrites` for the rules and config the API writes fleet-wide, and `ownkeys` for
+guarding this node's own keys against other writers and lost data). The etcd client (aetcd, gRPC) is imported only when
 `cluster.etcd` is set, so a single-host daemon needs none of it (the `cluster` extra
 installs it); `keys`, `records` and `errors` import nothing of it.
 
 `ClusterSync` is started by the daemon after the catalog and stopped before it, holds
-one `EtcdClient(endpoints, max_value_bytes=records.MAX_RECORD_BYTES)` and runs one
+one `EtcdClient(endpoints, max_value_bytes=rawjson.MAX_RECORD_BYTES)` and runs one
 session per lease, in three phases.
 
 Join. `grant_lease(lease_ttl)`, `keep_alive(lease)`, `forget()` what the client wrote

@@ -14,7 +14,8 @@ from registry.catalog import Catalog
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.keys import config_key, conflict_key, rule_id
 from registry.cluster.kv import Write
-from registry.cluster.records import MAX_RECORD_BYTES, encode_config, encode_conflict
+from registry.cluster.rawjson import MAX_RECORD_BYTES
+from registry.cluster.records import encode_config, encode_conflict
 from registry.configvalues import ConfigValue, cast_value
 from registry.errors import NotFoundError, Problem, ValidationError
 from registry.model import ConflictRule, ConflictType

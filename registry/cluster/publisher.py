@@ -26,7 +26,8 @@ from registry.catalog import Catalog
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.keys import instance_key, node_key
 from registry.cluster.kv import Lease, Write
-from registry.cluster.records import MAX_RECORD_BYTES, encode_instance, encode_node
+from registry.cluster.rawjson import MAX_RECORD_BYTES
+from registry.cluster.records import encode_instance, encode_node
 from registry.model import SourceKind
 from registry.ratelog import RateLimitedLog
 from registry.snapshot import Key

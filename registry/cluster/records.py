@@ -29,7 +29,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, cast
 
@@ -43,6 +42,7 @@ from registry.cluster.keys import (
     parse_key,
     rule_id,
 )
+from registry.cluster.rawjson import TAB_OR_NEWLINE, depth, load_object
 from registry.configvalues import VALUE_TYPES, cast_value
 from registry.errors import ConfigValueError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
@@ -62,36 +62,14 @@ from registry.model import (
 from registry.schema import parse_registration
 from registry.windows import parse_time
 
-# Nodes refuse to read a value larger than this; a record is about 1 KiB.
-MAX_RECORD_BYTES = 64 * 1024
 # A json config value nested deeper than this is refused (readers print it back).
 MAX_DEPTH = 32
 MAX_TEXT = 1024  # reasons and versions
 # A node announces its first windows (its own and its instances', soonest first) with
-# their reasons cut short, so that the record stays far below MAX_RECORD_BYTES with
+# their reasons cut short, so that the record stays far below rawjson.MAX_RECORD_BYTES with
 # every reason at its longest; readers read no more than that either.
 MAX_WINDOWS = 32
 WINDOW_REASON = 200
-# The controls as they can appear in JSON text: raw (strict parsing already refuses
-# raw C0 inside strings) or escaped after an even run of backslashes. Scanning the
-# text once is several times cheaper than walking the decoded value.
-CONTROL_IN_JSON = re.compile(
-    r"""
-    [\x7f-\x9f]                        # raw DEL and C1
-    | (?<!\\)(?:\\\\)*\\            # an escape, not an escaped backslash, then:
-      (?: [bfr]                         #   \b \f \r
-        | u00(?:0[0-8b-fB-F] | 1[0-9a-fA-F] | 7[fF] | [89][0-9a-fA-F])   # C0 but tab and newline, DEL, C1
-      )
-    """,
-    re.VERBOSE,
-)
-RAW_CONTROL = re.compile(r"[\x7f-\x9f]")
-# A surrogate can only come from an escape. A pair is one character (an emoji from an
-# ASCII-only encoder); only when the text has one is the value walked for a lone one.
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-# A tab or a newline as JSON writes them (strict parsing refuses them raw), in the raw bytes.
-TAB_OR_NEWLINE = re.compile(rb"\\[tn]|\\u000[9aA]")
 # 9999-12-31T23:59:59Z: a later time has no RFC 3339 form for readers to print.
 MAX_UNIX_TIME = 253402300800.0
 # A conflict rule read from etcd says so in its `source` (rule sources are labels).
@@ -184,7 +162,7 @@ def encode_config(value: Any, value_type: str) -> bytes:
 def decode_record(prefix: str, key: str, raw: bytes) -> Record:
     """The record at `key`, validated whole; BadRecord for anything wrong with key or value."""
     where = parse_key(prefix, key)
-    body = _load(key, raw)
+    body = load_object(key, raw)
     try:
         if isinstance(where, NodeKey):
             return _node(where, body)
@@ -202,73 +180,6 @@ def decode_record(prefix: str, key: str, raw: bytes) -> Record:
 
 class _Refused(Exception):
     """Internal: a field check failed; decode_record names the key."""
-
-
-def _load(key: str, raw: bytes) -> dict[str, Any]:
-    if len(raw) > MAX_RECORD_BYTES:
-        raise BadRecord(key, f"value is {len(raw)} bytes, over {MAX_RECORD_BYTES}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRecord(key, f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    # Most records hold no backslash at all: then only a raw DEL or C1 can be a control,
-    # and one plain character class finds it several times faster than the full scan.
-    escaped = "\\" in text
-    found = (CONTROL_IN_JSON if escaped else RAW_CONTROL).search(text)
-    if found:
-        raise BadRecord(key, f"value holds a control character ({found.group()[-6:]!r})")
-    try:
-        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise BadRecord(key, "value is nested too deep to read") from None
-    except ValueError as exc:  # JSONDecodeError, a duplicate, NaN, or an int too long to convert
-        raise BadRecord(key, f"value is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise BadRecord(key, f"value must be a JSON object, not {type(value).__name__}")
-    if escaped and SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
-        raise BadRecord(key, "value holds a lone surrogate (not a character)")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in out:
-            raise ValueError(f"duplicate field {name!r}")
-        out[name] = value
-    return out
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str) and LONE_SURROGATE.search(item):
-            return True
-    return False
-
-
-def _depth(value: Any) -> int:
-    """How deep lists and objects nest in `value`; iterative, so depth cannot hurt it."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
 
 
 def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -441,6 +352,6 @@ def _config(where: ConfigKey, body: dict[str, Any]) -> ConfigRecord:
         value = cast_value(where.key, body["value"], value_type)
     except ConfigValueError as exc:
         raise _Refused(f"value: {exc}") from None
-    if _depth(value) > MAX_DEPTH:
+    if depth(value) > MAX_DEPTH:
         raise _Refused(f"value: nested deeper than {MAX_DEPTH}")
     return ConfigRecord(where.key, value, value_type, where.node)

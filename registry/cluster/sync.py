@@ -36,14 +36,13 @@ from registry.cluster.errors import EtcdError, LeaseNotFound, ResyncNeeded, Revi
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.fleetwrites import FleetWrites
 from registry.cluster.follower import Follower
-from registry.cluster.keys import BadRecord, InstanceKey, NodeKey, instance_key, node_key, parse_key
-from registry.cluster.kv import Lease, Put, Skipped, WatchBatch, WatchEvent
+from registry.cluster.keys import instance_key, node_key
+from registry.cluster.kv import Lease, WatchBatch
+from registry.cluster.ownkeys import OwnKeys
 from registry.cluster.publisher import Publisher
 from registry.cluster.settings import Backoff, FleetSettings, SyncState
-from registry.cluster.records import MAX_RECORD_BYTES
-from registry.ratelog import RateLimitedLog
+from registry.cluster.rawjson import MAX_RECORD_BYTES
 from registry.remote import RemoteBatch
-from registry.snapshot import Key
 
 log = logging.getLogger("pilotfish.cluster")
 
@@ -56,10 +55,11 @@ SNAPSHOT_INTERVAL = 0.05
 MAX_PENDING_EVENTS = 10_000
 
 
-class ClusterSync(FleetWrites):
+class ClusterSync(FleetWrites, OwnKeys):
     """Publishes this node to etcd and follows the fleet into the catalog, until `stop`."""
 
     def __init__(self, catalog: Catalog, settings: FleetSettings, version: str, client_timeout: float = CLIENT_TIMEOUT) -> None:
+        super().__init__()
         self.catalog = catalog
         self.settings = settings
         self.client = EtcdClient(settings.endpoints, timeout=client_timeout, max_value_bytes=MAX_RECORD_BYTES)
@@ -71,12 +71,6 @@ class ClusterSync(FleetWrites):
         self.lease: Lease | None = None
         self.last_error: str | None = None
         self.resyncs = 0
-        # Writes to keys this daemon owns by anyone else (a second daemon with our node name?).
-        self.foreign_writes = 0
-        self._foreign_log = RateLimitedLog(
-            log, logging.WARNING, "another writer changed this node's key in etcd (a second daemon with this "
-            "node name?); left as it is, not to fight it")
-        self._lost_log = RateLimitedLog(log, logging.WARNING, "this node's key was deleted in etcd; writing it again")
         self.refused: dict[str, int] = {"instances": 0, "nodes": 0, "rules": 0, "config": 0}
         self._failing: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -275,6 +269,7 @@ class ClusterSync(FleetWrites):
 
     async def _watch_loop(self) -> None:
         backoff = Backoff()
+        away = False
         while True:
             try:
                 # From the revision already applied, not the one after: its events come
@@ -282,6 +277,9 @@ class ClusterSync(FleetWrites):
                 # etcd would let us watch from, silently without the deletions made at
                 # it) is then reported as Compacted, and we read everything again.
                 async with self.client.watch_prefix(self.settings.prefix, self.revision, self.revision) as watch:
+                    if away:
+                        await self._put_back_lost_keys()
+                        away = False
                     self._recovered("watch")
                     backoff.reset()
                     async for batch in watch:
@@ -300,6 +298,7 @@ class ClusterSync(FleetWrites):
             except Unavailable as exc:
                 self._failed("watch", exc)
                 self._apply_pending()  # what arrived before the break is good: serve it
+                away = True
             await asyncio.sleep(backoff.next())
 
     def _received(self, response: WatchBatch) -> None:
@@ -318,50 +317,6 @@ class ClusterSync(FleetWrites):
             # Even at once, after this loop pass: responses read together join one snapshot.
             self._flush = loop.call_later(delay, self._apply_pending) if delay > 0 else loop.call_soon(
                 self._apply_pending)
-
-    def _owns(self, key: str) -> Key | bool:
-        """The instance key this daemon owns at `key`, True for our node record, else False."""
-        prefix = self.settings.prefix
-        if not key.startswith(prefix) or not key.startswith(("nodes/", "instances/"), len(prefix)):
-            return False
-        try:
-            where = parse_key(prefix, key)
-        except BadRecord:
-            return False
-        if isinstance(where, NodeKey):
-            return where.node == self.catalog.identity.node
-        if isinstance(where, InstanceKey):
-            owned = (where.node, where.instance_id)
-            return owned if owned in self.catalog.owned_keys() else False
-        return False
-
-    def _own_key_changed(self, event: WatchEvent, owned: Key | bool) -> None:
-        """Someone else wrote or deleted a key of ours: say so, and put back what we own.
-
-        A deletion (an operator's `etcdctl del`, a twin's lease revoked) would leave
-        this node missing on every other node until our lease ends, so the key is
-        written again. A foreign write is only reported: two daemons with one node
-        name rewriting each other's values would never stop.
-        """
-        lease = self.lease
-        if isinstance(event, Put):
-            if lease is None or event.lease != lease.id:
-                self._foreign(event.key, event.lease)
-            return
-        if isinstance(event, Skipped):
-            self._foreign(event.key, 0)  # a value no node can read: ours is better
-        if not owned:
-            return
-        self._lost_log.note(key=event.key)
-        self.client.forget([event.key])
-        if isinstance(owned, tuple):
-            self.publisher.mark([owned])
-        else:
-            self.publisher.mark((), node=True)
-
-    def _foreign(self, key: str, lease: int) -> None:
-        self.foreign_writes += 1
-        self._foreign_log.note(key=key, lease=f"{lease:x}", node=self.catalog.identity.node)
 
     def _apply_pending(self) -> None:
         if self._flush is not None:
