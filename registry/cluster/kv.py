@@ -40,13 +40,8 @@ class KeyValue:
 
 
 @dataclass(frozen=True, slots=True)
-class Put:
-    """A key written; `lease` as in KeyValue, which tells our own writes from anyone else's."""
-
-    key: str
-    value: bytes
-    mod_revision: int
-    lease: int = 0
+class Put(KeyValue):
+    """A key written, as a watch reports it; `lease` tells our own writes from anyone else's."""
 
 
 @dataclass(frozen=True, slots=True)
