@@ -334,7 +334,10 @@ def test_notifies_systemd_and_survives_a_sighup_while_starting(tmp_path: Path) -
             assert daemon.srv_ports("_web._tcp") == [8080]
             assert daemon.status()["node"]
             # The early SIGHUP was not lost: it became a reload.
-            wait_for(lambda: any(line.get("reason") == "sighup" for line in daemon.logs()), 15, "the replayed reload")
+            try:
+                wait_for(lambda: any(line.get("reason") == "sighup" for line in daemon.logs()), 15, "the replayed reload")
+            except AssertionError:
+                raise AssertionError("no replayed reload; the daemon's log:\n" + log_path.read_text()[-6000:]) from None
             assert proc.poll() is None
             proc.send_signal(signal.SIGTERM)
             assert manager.recv(64) == b"STOPPING=1"
