@@ -100,8 +100,7 @@ def test_an_etcd_restored_from_a_backup_gets_our_keys_again(tmp_path: Path, star
                                  WITHIN + 3, "db written again")
             await eventually(lambda: b.catalog.current.entry("db-5432", "a"), WITHIN, "db on b again")
             await eventually(lambda: a.state.value == "synced" and b.state.value == "synced", WITHIN, "both synced")
-            # a joined again (its key was lost); b may not have to: once a's republish
-            # carries etcd past the revision b had read, b's watch simply goes on.
-            assert a.resyncs >= 1
+            # Which way a noticed (its revision went back, or its own keys read after the
+            # break) depends on who reconnects first: either way db is back, on both.
 
     run(main(), timeout=60)
