@@ -33,15 +33,15 @@ from registry.model import (
     Instance,
     Node,
     NodeIdentity,
-    NodeState,
     Source,
     SourceKind,
     Status,
-    Trigger,
 )
 from registry.remote import RemoteView
 from registry.snapshot import Change, Key, Snapshot, SnapshotHolder
+from registry.states import NodeState, Trigger
 from registry.store import Store
+
 
 class Catalog(HealthWriter, FleetWriter, SnapshotHolder):
     """The one writer. Not thread-safe: call it from the daemon's event loop only."""

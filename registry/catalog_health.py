@@ -15,9 +15,9 @@ from typing import Any
 from registry import events
 from registry.instances import InstanceTable
 from registry.journal import Journal
-from registry.maintwindow import Hold, Window
-from registry.model import CheckState, Entry, Instance, Node, NodeIdentity, NodeState, Status, Trigger
+from registry.model import CheckState, Entry, Instance, Node, NodeIdentity, Status
 from registry.snapshot import Key
+from registry.states import Hold, NodeState, Trigger, Window
 from registry.store import HealthRow
 from registry.transitions import TRANSITIONS, settle
 

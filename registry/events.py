@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from registry.errors import ConflictError, Problem
-from registry.maintwindow import Window
-from registry.model import CheckState, ConflictRule, Instance, NodeState, Source, Trigger
+from registry.model import CheckState, ConflictRule, Instance, Source
+from registry.states import NodeState, Trigger, Window
 
 
 class EventKind(str, enum.Enum):

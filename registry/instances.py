@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from registry.maintwindow import Hold, Window
-from registry.model import CheckState, Entry, Instance, Node, NodeIdentity, NodeState, Status, worst
+from registry.model import CheckState, Entry, Instance, Node, NodeIdentity, Status, worst
 from registry.snapshot import Key
+from registry.states import Hold, NodeState, Window
 from registry.store import HealthRow
 
 NOT_CHECKED = "not checked yet"

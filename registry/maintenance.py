@@ -28,10 +28,10 @@ from registry import events
 from registry.background import cancel_and_wait, wait_or_wake
 from registry.catalog import Catalog
 from registry.errors import NotDraining, NotFoundError, StorageError
-from registry.maintwindow import Hold, MaintenanceKind, Window, WindowPhase
-from registry.model import NodeState, Trigger, rfc3339
+from registry.model import rfc3339
 from registry.ratelog import RateLimitedLog
 from registry.snapshot import Snapshot
+from registry.states import Hold, MaintenanceKind, NodeState, Trigger, Window, WindowPhase
 from registry.transitions import check_transition, nothing_to_end
 from registry.windows import admit, check_times, window_dict
 

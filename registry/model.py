@@ -11,10 +11,9 @@ import dataclasses
 import datetime
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
-if TYPE_CHECKING:
-    from registry.maintwindow import Window
+from registry.states import NodeState, Window
 
 
 class Status(str, enum.Enum):
@@ -81,41 +80,6 @@ class ConflictType(str, enum.Enum):
     PORT = "port"
     DEPENDENCY = "dependency"
     RESOURCE = "resource"
-
-
-class NodeState(str, enum.Enum):
-    """Operational state of a node (registry.transitions holds the moves between them).
-
-    `draining`, `maintenance` and `offline` drain every instance of the node from DNS
-    and healthy lookups: `maintenance` was entered at once, `draining` is the time
-    given to clients to leave before the work, `offline` the work after it.
-    `recovering` follows any of them until the node's checks have passed anew. An
-    instance's own maintenance is told with the same names (Entry.maintenance_state).
-    """
-
-    ONLINE = "online"
-    DEGRADED = "degraded"
-    DRAINING = "draining"
-    MAINTENANCE = "maintenance"
-    OFFLINE = "offline"
-    RECOVERING = "recovering"
-
-    @property
-    def drains(self) -> bool:
-        """True for the states that take the target's instances out of DNS and healthy lookups."""
-        return self in _DRAINING_STATES
-
-
-_DRAINING_STATES = frozenset({NodeState.DRAINING, NodeState.MAINTENANCE, NodeState.OFFLINE})
-
-
-class Trigger(str, enum.Enum):
-    """What made a node or an instance change state: every transition event names one."""
-
-    API = "api"  # an operator, through the HTTP API or the CLI
-    SCHEDULE = "schedule"  # a planned window's time came
-    TIMEOUT = "timeout"  # a drain's drain_timeout ran out
-    HEALTH = "health"  # resource figures or check results
 
 
 class SourceKind(str, enum.Enum):

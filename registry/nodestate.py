@@ -22,7 +22,8 @@ import psutil
 
 from registry.background import cancel_and_wait
 from registry.catalog import Catalog
-from registry.model import Node, NodeState
+from registry.model import Node
+from registry.states import NodeState
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from registry.configvalues import ConfigValue, cast_value, serialise_value
 from registry.conflicts import WELL_KNOWN_RULES
 from registry.errors import NotFoundError, StorageError, StorageFault
 from registry.events import Event
-from registry.maintwindow import MaintenanceKind, Window
 from registry.migrations import MIGRATIONS, SCHEMA_VERSION
 from registry.model import ConflictRule, ConflictType
+from registry.states import MaintenanceKind, Window
 from registry.storagefaults import fault_advice
 from registry.store_log import PRUNE_BATCH, EventLogSize, HealthRow, JournalTables, Retention
 from registry.storebase import translated

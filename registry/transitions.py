@@ -18,8 +18,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from registry.errors import InvalidTransition, NothingToEnd
-from registry.maintwindow import Hold
-from registry.model import NodeState
+from registry.states import Hold, NodeState
 
 ONLINE, DEGRADED, RECOVERING = NodeState.ONLINE, NodeState.DEGRADED, NodeState.RECOVERING
 DRAINING, MAINTENANCE, OFFLINE = NodeState.DRAINING, NodeState.MAINTENANCE, NodeState.OFFLINE

@@ -19,8 +19,8 @@ from typing import Any, Iterable
 
 from registry.errors import Problem, ValidationError, WindowLimit, WindowOverlap
 from registry.fields import parse_duration
-from registry.maintwindow import MaintenanceKind, Window, WindowPhase
 from registry.model import rfc3339
+from registry.states import MaintenanceKind, Window, WindowPhase
 from registry.yamldoc import unclean
 
 DEFAULT_DRAIN = 300.0  # drain_timeout and drain_ahead when not given: 5m

@@ -26,8 +26,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator,
 import pytest
 
 from registry.catalog import Catalog
-from registry.maintwindow import Hold
-from registry.model import Entry, NodeIdentity, NodeState, Status, Trigger
+from registry.model import Entry, NodeIdentity, Status
+from registry.states import Hold, NodeState, Trigger
 from registry.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

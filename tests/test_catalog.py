@@ -21,10 +21,11 @@ from registry.errors import (
 )
 from registry.events import Event, EventKind
 from registry.instances import NOT_CHECKED
-from registry.maintwindow import Hold
-from registry.model import CheckKind, CheckSpec, CheckState, Instance, NodeState, Source, Status, Trigger
+from registry.model import CheckKind, CheckSpec, CheckState, Instance, Source, Status
 from registry.schema import load_text, parse_registration
+from registry.states import Hold, NodeState, Trigger
 from registry.store import Store
+
 
 def api(body: dict[str, object]) -> Instance:
     return parse_registration(body, NODE)

@@ -34,19 +34,9 @@ from registry.cluster.records import (
     encode_instance,
     encode_node,
 )
-from registry.maintwindow import MaintenanceKind, Window
-from registry.model import (
-    CLUSTER,
-    CheckState,
-    ConflictRule,
-    ConflictType,
-    Entry,
-    Node,
-    NodeIdentity,
-    NodeState,
-    Status,
-)
+from registry.model import CLUSTER, CheckState, ConflictRule, ConflictType, Entry, Node, NodeIdentity, Status
 from registry.schema import load_text
+from registry.states import MaintenanceKind, NodeState, Window
 
 P = "/pilotfish/"
 NODE = NodeIdentity("web1", "192.0.2.10")

@@ -27,10 +27,10 @@ from registry.cluster.sync import STOP_TIMEOUT, ClusterSync
 from registry.endpoints import parse_etcd
 from registry.health.runner import HealthRunner
 from registry.configvalues import ConfigValue
-from registry.maintwindow import Hold
-from registry.model import CLUSTER, Entry, Node, NodeIdentity, NodeState, Status, Trigger
+from registry.model import CLUSTER, Entry, Node, NodeIdentity, Status
 from registry.remote import RemoteBatch, RemoteLimits
 from registry.schema import parse_registration
+from registry.states import Hold, NodeState, Trigger
 from registry.store import Store
 
 WITHIN = 5.0

@@ -22,9 +22,9 @@ from registry.errors import InvalidTransition, NotDraining, NotFoundError, Windo
 from registry.health.runner import HealthRunner
 from registry.maintenance import MaintenanceScheduler
 from registry.migrations import MIGRATIONS
-from registry.maintwindow import MaintenanceKind, Window
-from registry.model import NodeState, Status, Trigger
+from registry.model import Status
 from registry.nodestate import NodeMonitor, NodeThresholds
+from registry.states import MaintenanceKind, NodeState, Trigger, Window
 from registry.store import Store
 from registry.windows import planned
 

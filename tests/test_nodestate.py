@@ -9,8 +9,8 @@ import dataclasses
 
 from conftest import eventually, run, started
 from registry.catalog import Catalog
-from registry.model import NodeState
 from registry.nodestate import NodeMonitor, NodeThresholds
+from registry.states import NodeState
 
 LOW = NodeThresholds(cpu=1000, memory=0, disk=1000)  # memory use is always above 0%
 HIGH = NodeThresholds(cpu=1000, memory=1000, disk=1000)

@@ -7,8 +7,7 @@ import itertools
 import pytest
 
 from registry.errors import InvalidTransition
-from registry.maintwindow import Hold
-from registry.model import NodeState
+from registry.states import Hold, NodeState
 from registry.transitions import TRANSITIONS, check_transition, nothing_to_end, settle, transitions_dict
 
 ONLINE, DEGRADED, RECOVERING = NodeState.ONLINE, NodeState.DEGRADED, NodeState.RECOVERING

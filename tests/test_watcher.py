@@ -16,6 +16,7 @@ from registry.catalog import Catalog
 from registry.model import CheckState, Status
 from registry.watcher import DirectoryWatcher, FileOutcome, FileResult, RegistrationFilter, rescan, sync_file, sync_files
 
+
 @pytest.mark.parametrize(
     ("name", "watched"),
     [

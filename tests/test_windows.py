@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from registry.errors import ValidationError, WindowLimit, WindowOverlap
-from registry.maintwindow import MaintenanceKind, Window, WindowPhase
-from registry.model import NodeState, rfc3339
+from registry.model import rfc3339
+from registry.states import MaintenanceKind, NodeState, Window, WindowPhase
 from registry.windows import MAX_WINDOWS, admit, changed, parse_drain, parse_time, planned, window_dict
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z

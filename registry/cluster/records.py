@@ -46,7 +46,6 @@ from registry.cluster.rawjson import TAB_OR_NEWLINE, depth, load_object
 from registry.configvalues import VALUE_TYPES, cast_value
 from registry.errors import ConfigValueError, ValidationError
 from registry.health.outcome import OUTPUT_LIMIT
-from registry.maintwindow import MaintenanceKind, Window
 from registry.model import (
     CLUSTER,
     REGISTRATION_FIELDS,
@@ -56,10 +55,10 @@ from registry.model import (
     Entry,
     Node,
     NodeIdentity,
-    NodeState,
     Status,
 )
 from registry.schema import parse_registration
+from registry.states import MaintenanceKind, NodeState, Window
 from registry.windows import parse_time
 
 # A json config value nested deeper than this is refused (readers print it back).

@@ -18,6 +18,7 @@ from registry.cluster.errors import Compacted, RequestRefused, RevisionWentBack,
 from registry.cluster.kv import Delete, Put, Skipped, WatchBatch, WatchEvent, decode_key, prefix_end
 from registry.cluster.rpc import closed_under_us, code_of, details_of
 
+
 class Connection(Protocol):
     """What a watch needs of the client that opened it (registry.cluster.etcd.EtcdClient)."""
 

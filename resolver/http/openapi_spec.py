@@ -12,8 +12,8 @@ from typing import Any
 
 from registry.configvalues import CONFIG_SCOPES, VALUE_TYPES
 from registry.events import EventKind
-from registry.maintwindow import MaintenanceKind, WindowPhase
-from registry.model import REGISTRATION_FIELDS, ConflictType, NodeState, Status, Transport
+from registry.model import REGISTRATION_FIELDS, ConflictType, Status, Transport
+from registry.states import MaintenanceKind, NodeState, WindowPhase
 from registry.windows import DRAIN_PATTERN, MAX_REASON, TIME_PATTERN
 from resolver.client.selection import Strategy
 from resolver.http.openapi_parts import Operation, enum_schema, error, json_body, path_param, query, ref

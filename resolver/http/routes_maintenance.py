@@ -23,7 +23,7 @@ from aiohttp import web
 
 from registry.errors import NotFoundError
 from registry.maintenance import MaintenanceScheduler, Target
-from registry.maintwindow import MaintenanceKind, Window
+from registry.states import MaintenanceKind, Window
 from registry.windows import changed, parse_drain, parse_reason, parse_time, planned, refused, window_dict
 from resolver.http.appkeys import STATE
 from resolver.http.bodies import optional_object, read_object

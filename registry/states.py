@@ -1,8 +1,10 @@
-"""Maintenance windows as values: when a node or an instance drains, is at work, and comes back.
+"""Where a node or an instance stands, and the maintenance windows that move it.
 
-`Window` is what an operator planned (kept in SQLite, announced in the node record);
-`Hold` is what a window does to its target at one moment. registry.windows checks
-and parses them; registry.maintenance runs their clock.
+`NodeState` and `Trigger` name a state and what changed it (registry.transitions
+holds the moves between states). `Window` is a maintenance an operator planned (kept
+in SQLite, announced in the node record); `Hold` is what a window does to its target
+at one moment. registry.windows checks and parses windows; registry.maintenance runs
+their clock. Nothing here imports the rest of the model, which builds on it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,39 @@ import enum
 import math
 from dataclasses import dataclass
 
-from registry.model import NodeState
+class NodeState(str, enum.Enum):
+    """Operational state of a node (registry.transitions holds the moves between them).
+
+    `draining`, `maintenance` and `offline` drain every instance of the node from DNS
+    and healthy lookups: `maintenance` was entered at once, `draining` is the time
+    given to clients to leave before the work, `offline` the work after it.
+    `recovering` follows any of them until the node's checks have passed anew. An
+    instance's own maintenance is told with the same names (Entry.maintenance_state).
+    """
+
+    ONLINE = "online"
+    DEGRADED = "degraded"
+    DRAINING = "draining"
+    MAINTENANCE = "maintenance"
+    OFFLINE = "offline"
+    RECOVERING = "recovering"
+
+    @property
+    def drains(self) -> bool:
+        """True for the states that take the target's instances out of DNS and healthy lookups."""
+        return self in _DRAINING_STATES
+
+
+_DRAINING_STATES = frozenset({NodeState.DRAINING, NodeState.MAINTENANCE, NodeState.OFFLINE})
+
+
+class Trigger(str, enum.Enum):
+    """What made a node or an instance change state: every transition event names one."""
+
+    API = "api"  # an operator, through the HTTP API or the CLI
+    SCHEDULE = "schedule"  # a planned window's time came
+    TIMEOUT = "timeout"  # a drain's drain_timeout ran out
+    HEALTH = "health"  # resource figures or check results
 
 
 class MaintenanceKind(str, enum.Enum):
