@@ -242,7 +242,8 @@ def test_sighup_moves_a_daemon_to_another_prefix(start_daemon: DaemonFactory, et
     a.config_path.write_text(yaml.safe_dump(config))
     a.signal(signal.SIGHUP)
     # a left the old fleet (its lease revoked: gone from b at once) and joined the new one, alone.
-    wait_for(lambda: not srv(b, "_web._tcp.service.internal"), 1 + SLACK, "a gone from b's fleet")
+    # (Within the lease even if the revoke were slow; staying in the old fleet, a would stay on b.)
+    wait_for(lambda: not srv(b, "_web._tcp.service.internal"), LEASE + 1 + SLACK, "a gone from b's fleet")
     wait_for(lambda: a.status()["cluster"]["prefix"] == "/t/hup-new/" and a.status()["cluster"]["state"] == "synced",
              2 + SLACK, "a in its new fleet")
     assert a.status()["cluster"]["nodes"] == 0 and srv(a, "_web._tcp.service.internal")  # its own still served
