@@ -34,7 +34,14 @@ def leftovers(marker: str) -> list[psutil.Process]:
 
 
 def zombies_under(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True) if p.status() == psutil.STATUS_ZOMBIE]
+    zombies = []
+    for process in psutil.Process(pid).children(recursive=True):
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                zombies.append(process)
+        except psutil.NoSuchProcess:
+            pass  # reaped between the listing and the look: exactly what the test waits for
+    return zombies
 
 
 def test_children_an_exec_check_detaches_are_killed_and_reaped(start_daemon: DaemonFactory, tmp_path: Path) -> None:
