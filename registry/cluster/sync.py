@@ -90,7 +90,13 @@ class ClusterSync(FleetWrites, OwnKeys):
     async def stop(self) -> None:
         """Stop following and revoke the lease, so our instances leave every node at once."""
         self._stopping = True
-        await cancel_and_wait(self._task)
+        try:
+            # Bounded: a gRPC call that does not honour its cancellation must not hold up
+            # SIGTERM; closing the client below ends whatever it still waits on.
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await cancel_and_wait(self._task)
+        except TimeoutError:
+            log.error("fleet mode did not stop within %s s; closing its etcd connection under it", STOP_TIMEOUT)
         self._task = None
         self._drop_pending()
         lease, self.lease = self.lease, None
