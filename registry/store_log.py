@@ -88,8 +88,7 @@ class JournalTables(StoreBase):
 
     @translated
     def retention(self) -> Retention:
-        row = self._db.execute("SELECT max_age, max_rows FROM event_retention WHERE id = 1").fetchone()
-        return Retention(float(row[0]), int(row[1]))
+        return read_retention(self._db)
 
     @translated
     def event_log_size(self) -> EventLogSize:
@@ -163,8 +162,7 @@ class EventLogSize:
 
 def prune_batch(db: sqlite3.Connection, now: float | None = None) -> int:
     """`JournalTables.prune_events_batch` on any connection to the store's file."""
-    row = db.execute("SELECT max_age, max_rows FROM event_retention WHERE id = 1").fetchone()
-    retention = Retention(float(row[0]), int(row[1]))
+    retention = read_retention(db)
     # A second inside the trigger's own cut-off: SQLite's clock reads milliseconds,
     # and one row it refuses would abort the whole batch.
     cutoff = (time.time() if now is None else now) - retention.max_age - 1.0
@@ -178,3 +176,9 @@ def prune_batch(db: sqlite3.Connection, now: float | None = None) -> int:
             (rows[-1][0], int(top) - retention.max_rows, cutoff),
         )
     return int(cursor.rowcount)
+
+
+def read_retention(db: sqlite3.Connection) -> Retention:
+    """The bounds the delete trigger enforces, as recorded on any connection to the file."""
+    row = db.execute("SELECT max_age, max_rows FROM event_retention WHERE id = 1").fetchone()
+    return Retention(float(row[0]), int(row[1]))
