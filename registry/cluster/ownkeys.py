@@ -49,19 +49,25 @@ class OwnKeys:
         Our own keys are few: reading them is cheap, and only after a break.
         """
         prefix = self.settings.prefix
-        node = self.catalog.identity.node
-        owned = set(self.catalog.owned_keys())
-        held = {item.key for item in (await self.client.range_prefix(node_key(prefix, node))).items}
-        for name in sorted({owner for owner, _ in owned}):
+        node_record = node_key(prefix, self.catalog.identity.node)
+        held = {item.key for item in (await self.client.range_prefix(node_record)).items}
+        for name in sorted({owner for owner, _ in self.catalog.owned_keys()}):
             held.update(item.key for item in (await self.client.range_prefix(instances_prefix(prefix, name))).items)
-        lost = [key for key in owned if instance_key(prefix, *key) not in held]
-        node_lost = node_key(prefix, node) not in held
-        if not lost and not node_lost:
+        missing = self._own_keys() - held
+        if not missing:
             return
+        lost = [key for key in self.catalog.owned_keys() if instance_key(prefix, *key) in missing]
         log.warning("etcd lost keys of ours while it was away; writing them again",
-                    extra={"instances": len(lost), "node_record": node_lost})
-        self.client.forget([instance_key(prefix, *key) for key in lost] + ([node_key(prefix, node)] if node_lost else []))
-        self.publisher.mark(lost, node=node_lost)
+                    extra={"instances": len(lost), "node_record": node_record in missing})
+        self.client.forget(missing)
+        self.publisher.mark(lost, node=node_record in missing)
+
+    def _own_keys(self) -> set[str]:
+        """Every key this daemon writes: its node record and the instances it owns."""
+        prefix = self.settings.prefix
+        keys = {node_key(prefix, self.catalog.identity.node)}
+        keys.update(instance_key(prefix, node, instance_id) for node, instance_id in self.catalog.owned_keys())
+        return keys
 
     def _owns(self, key: str) -> Key | bool:
         """The instance key this daemon owns at `key`, True for our node record, else False."""

@@ -36,7 +36,6 @@ from registry.cluster.errors import EtcdError, LeaseNotFound, ResyncNeeded, Revi
 from registry.cluster.etcd import EtcdClient
 from registry.cluster.fleetwrites import FleetWrites
 from registry.cluster.follower import Follower
-from registry.cluster.keys import instance_key, node_key
 from registry.cluster.kv import Lease, WatchBatch
 from registry.cluster.ownkeys import OwnKeys
 from registry.cluster.publisher import Publisher
@@ -243,12 +242,6 @@ class ClusterSync(FleetWrites, OwnKeys):
             log.info("taking down keys of this node it no longer owns", extra={"keys": len(leftovers)})
             await self.client.apply([], leftovers)
         self.revision = read.revision
-
-    def _own_keys(self) -> set[str]:
-        prefix = self.settings.prefix
-        keys = {node_key(prefix, self.catalog.identity.node)}
-        keys.update(instance_key(prefix, node, instance_id) for node, instance_id in self.catalog.owned_keys())
-        return keys
 
     def _apply(self, batch: RemoteBatch) -> None:
         outcome = self.catalog.apply_remote(batch)
